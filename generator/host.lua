@@ -1,0 +1,216 @@
+-- host.lua: the generator's side of the template contract, run inside the sandbox.
+--
+-- C calls these functions (through the table this chunk returns) with plain tables; everything a
+-- template returns is checked here, so C only ever sees well-formed values. Errors are raised with
+-- a level that points at the user's file and line where there is one.
+local H = {}
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
+-- Loads a template module and checks that it honours the contract.
+function H.template(name)
+  local t = require(name)
+  if type(t) ~= "table" then error(name .. ": a template must return a table", 0) end
+  for _, f in ipairs({ "name", "version", "params", "valid", "emit" }) do
+    if t[f] == nil then error(name .. ": template lacks field '" .. f .. "'", 0) end
+  end
+  if t.name ~= name then error(name .. ": template names itself '" .. tostring(t.name) .. "'", 0) end
+  return t
+end
+
+-- Every parameter choice of template `name`, in a fixed order (names sorted, values as listed),
+-- each as { canon = "k=v,...", ok = bool, reason = string|nil }.
+function H.enumerate(name, shape, dev)
+  local t = H.template(name)
+  local keys = sorted_keys(t.params)
+  local out, cur = {}, {}
+  local function rec(i)
+    if i > #keys then
+      local p = {}
+      for k, v in pairs(cur) do p[k] = v end
+      local ok, reason = t.valid(p, shape, dev)
+      local canon = {}
+      for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k]) end
+      out[#out + 1] = { canon = table.concat(canon, ","), ok = ok and true or false,
+                        reason = (not ok) and tostring(reason or "rejected") or nil }
+      return
+    end
+    for _, v in ipairs(t.params[keys[i]]) do
+      cur[keys[i]] = v
+      rec(i + 1)
+    end
+  end
+  rec(1)
+  return out
+end
+
+-- "block_m=64,warps=4" -> { block_m = 64, warps = 4 }, checked against the template's space.
+local function parse_params(t, text)
+  local p = {}
+  for item in string.gmatch(text, "[^,]+") do
+    local k, v = string.match(item, "^%s*([%w_]+)%s*=%s*(.-)%s*$")
+    if not k then error("bad parameter '" .. item .. "' (want name=value)", 0) end
+    if not t.params[k] then error(t.name .. " has no parameter '" .. k .. "'", 0) end
+    p[k] = math.tointeger(tonumber(v)) or tonumber(v) or (v == "true" and true) or (v ~= "false" and v)
+  end
+  for _, k in ipairs(sorted_keys(t.params)) do
+    if p[k] == nil then p[k] = t.params[k][1] end   -- unnamed parameters take their first value
+  end
+  return p
+end
+
+local function check_dim3(name, v, what)
+  if type(v) ~= "table" then error(name .. ": emit(): " .. what .. " must be a table {x, y, z}", 0) end
+  local r = {}
+  for i = 1, 3 do
+    local x = v[i] or v[({ "x", "y", "z" })[i]] or 1
+    if math.type(x) ~= "integer" or x < 1 then
+      error(name .. ": emit(): " .. what .. "[" .. i .. "] must be a positive integer, got " .. tostring(x), 0)
+    end
+    r[i] = x
+  end
+  return r
+end
+
+-- Emits one variant: returns canon, source, entry, grid, block, smem, workspace. A variant that
+-- valid() rejects is an error here (the caller asked for it by name).
+function H.emit(name, params_text, shape, dev)
+  local t = H.template(name)
+  local p = parse_params(t, params_text)
+  local ok, reason = t.valid(p, shape, dev)
+  if not ok then error(name .. " " .. params_text .. " is not valid here: " .. tostring(reason), 0) end
+  local e = t.emit(p, shape, dev)
+  if type(e) ~= "table" or type(e.source) ~= "string" or type(e.entry) ~= "string" then
+    error(name .. ": emit() must return { source = string, entry = string, ... }", 0)
+  end
+  local keys = sorted_keys(t.params)
+  local canon = {}
+  for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k]) end
+  return table.concat(canon, ","), e.source, e.entry, check_dim3(name, e.grid, "grid"),
+         check_dim3(name, e.block, "block"), math.tointeger(e.smem or 0) or 0,
+         math.tointeger(e.workspace or 0) or 0, t.version
+end
+
+---------------------------------------------------------------------------------------------------
+-- Shapes files: a chunk returning a list of problems, built with shape{} and sweep{}.
+
+local FIELDS = { batch = "integer", heads_q = "integer", heads_kv = "integer", seqlen = "integer",
+                 seqlen_q = "integer", seqlen_k = "integer", head_dim = "integer", dtype = "string",
+                 causal = "boolean", window = "boolean", softcap = "boolean", varlen = "boolean",
+                 heads = "integer" }
+local LIMIT = { batch = 65535, heads_q = 65535, heads_kv = 65535, seqlen_q = 1 << 22, seqlen_k = 1 << 22 }
+
+-- Checks one problem table and returns its normalised copy; errors carry no position (the
+-- callers add the line of the shape{} or sweep{} that was written).
+local function normalise(s)
+  local level = 0
+  if type(s) ~= "table" then error("a shape must be a table, got " .. type(s), level) end
+  for k, v in pairs(s) do
+    if FIELDS[k] == nil then error("unknown field '" .. tostring(k) .. "'", level) end
+    local want = FIELDS[k]
+    local got = (want == "integer") and math.type(v) or type(v)
+    if want == "integer" and got ~= "integer" then
+      if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v); s[k] = v
+      else error("field '" .. k .. "' must be an integer, got " .. type(v) .. " " .. tostring(v), level) end
+    elseif want ~= "integer" and got ~= want then
+      error("field '" .. k .. "' must be a " .. want .. ", got " .. type(v), level)
+    end
+  end
+  local p = { batch = s.batch, heads_q = s.heads_q or s.heads, heads_kv = s.heads_kv,
+              seqlen_q = s.seqlen_q or s.seqlen, seqlen_k = s.seqlen_k or s.seqlen,
+              head_dim = s.head_dim, dtype = s.dtype, causal = s.causal or false,
+              window = s.window or false, softcap = s.softcap or false, varlen = s.varlen or false }
+  for _, k in ipairs({ "batch", "heads_q", "seqlen_q", "head_dim", "dtype" }) do
+    if p[k] == nil then error("missing field '" .. k .. "'", level) end
+  end
+  p.heads_kv = p.heads_kv or p.heads_q
+  p.seqlen_k = p.seqlen_k or p.seqlen_q
+  for _, k in ipairs({ "batch", "heads_q", "heads_kv", "seqlen_q", "seqlen_k", "head_dim" }) do
+    if p[k] <= 0 then error("field '" .. k .. "' must be positive, got " .. p[k], level) end
+    if LIMIT[k] and p[k] > LIMIT[k] then
+      error("field '" .. k .. "' = " .. p[k] .. " is absurd (limit " .. LIMIT[k] .. ")", level)
+    end
+  end
+  if p.head_dim % 8 ~= 0 then error("head_dim " .. p.head_dim .. " is not a multiple of 8", level) end
+  if p.head_dim > 256 then error("head_dim " .. p.head_dim .. " is above 256", level) end
+  if p.heads_q % p.heads_kv ~= 0 then
+    error("heads_q " .. p.heads_q .. " is not a multiple of heads_kv " .. p.heads_kv, level)
+  end
+  if p.dtype ~= "fp16" and p.dtype ~= "bf16" then
+    error("unknown dtype '" .. p.dtype .. "' (want \"fp16\" or \"bf16\")", level)
+  end
+  local elems = p.batch * p.heads_q * math.max(p.seqlen_q, p.seqlen_k) * p.head_dim
+  if elems > (1 << 36) then
+    error(string.format("shape is absurd: %d x %d x %d x %d elements per tensor (limit 2^36)",
+      p.batch, p.heads_q, math.max(p.seqlen_q, p.seqlen_k), p.head_dim), level)
+  end
+  return p
+end
+
+-- Raises err at the caller of the function that calls this: the line in the user's file.
+local function rethrow(ok, r)
+  if ok then return r end
+  error(r, 3)
+end
+
+-- The environment a shapes file runs in: safe libraries plus shape{} and sweep{}.
+function H.shapes_env(base)
+  local env = {}
+  for k, v in pairs(base) do env[k] = v end
+  -- shape{ ... }: one problem, checked where it is written.
+  env.shape = function(s)
+    local p = rethrow(pcall(normalise, s))   -- not a tail call: rethrow counts this frame
+    return { p }
+  end
+  -- sweep{ field = value or {values}, ... }: the cartesian product, in sorted field order.
+  env.sweep = function(s)
+    local list = rethrow(pcall(function()
+      if type(s) ~= "table" then error("sweep{} takes a table", 0) end
+      local keys, out, cur = sorted_keys(s), {}, {}
+      local function rec(i)
+        if i > #keys then
+          local c = {}
+          for k, v in pairs(cur) do c[k] = v end
+          out[#out + 1] = normalise(c)
+          return
+        end
+        local v = s[keys[i]]
+        if type(v) ~= "table" then v = { v } end
+        if #v == 0 then error("sweep field '" .. keys[i] .. "' has no values", 0) end
+        for _, x in ipairs(v) do cur[keys[i]] = x; rec(i + 1) end
+        cur[keys[i]] = nil
+      end
+      rec(1)
+      return out
+    end))
+    return list
+  end
+  return env
+end
+
+-- Flattens what a shapes chunk returned (problems, or lists of them from shape{}/sweep{}) and
+-- checks plain tables too (without a line: only shape{} and sweep{} know where they were written).
+function H.shapes_list(chunkname, ret)
+  if type(ret) ~= "table" then error(chunkname .. ": must return a list of shapes, got " .. type(ret), 0) end
+  local out = {}
+  local function add(x, where)
+    if type(x) ~= "table" then error(chunkname .. ": " .. where .. " is a " .. type(x) .. ", not a shape", 0) end
+    if x.head_dim ~= nil or x.batch ~= nil or x.dtype ~= nil then
+      local ok, p = pcall(normalise, x)
+      if not ok then error(chunkname .. ": " .. where .. ": " .. p, 0) end
+      out[#out + 1] = p
+    else
+      for i, y in ipairs(x) do add(y, where .. "[" .. i .. "]") end
+    end
+  end
+  for i, x in ipairs(ret) do add(x, "shape " .. i) end
+  if #out == 0 then error(chunkname .. ": the list of shapes is empty", 0) end
+  return out
+end
+
+return H

@@ -1,0 +1,210 @@
+/*
+ * gpu_test.c: the GPU test tier. Every valid variant of every family, on fresh random inputs,
+ * against the CPU attention: tails, Sq != Sk both ways, fully masked rows, GQA and MQA, BSHD and
+ * BHSD with padded rows, odd head dims, windows, softcap, varlen, LSE; guard bytes around O and LSE
+ * must stay untouched. Skips, with a count, where there is no GPU.
+ *
+ *   gpu_test [-v] [--only FAMILY] [--quick]
+ */
+#include "bench.h"
+#include "cu.h"
+#include "gen.h"
+#include "pool.h"
+#include "rtc.h"
+#include "test.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct tcase {
+    const char *name;
+    fat_problem p;
+    bench_layout lay;
+} tcase;
+
+static const int lens_q5[] = { 1, 130, 77, 0, 300 }, lens_k5[] = { 1, 200, 64, 50, 300 };
+
+#define P(dt, d, c, f, b, hq, hk, sq, sk) { dt, d, c, f, b, hq, hk, sq, sk }
+static const tcase cases[] = {
+    { "seqlen 1", P(FAT_BF16, 64, 0, 0, 2, 4, 4, 1, 1), { .with_lse = 1 } },
+    { "seqlen 17 causal", P(FAT_FP16, 64, 1, 0, 2, 4, 4, 17, 17), { .with_lse = 1 } },
+    { "seqlen 127", P(FAT_BF16, 128, 0, 0, 1, 4, 2, 127, 127), { .with_lse = 1 } },
+    { "seqlen 128 causal", P(FAT_BF16, 128, 1, 0, 1, 4, 4, 128, 128), { .with_lse = 1 } },
+    { "seqlen 129 fp16", P(FAT_FP16, 128, 0, 0, 1, 4, 4, 129, 129), { 0 } },
+    { "seqlen 1000 causal GQA 8:1", P(FAT_BF16, 128, 1, 0, 1, 16, 2, 1000, 1000), { .with_lse = 1 } },
+    { "seqlen 4097 causal", P(FAT_BF16, 64, 1, 0, 1, 2, 1, 4097, 4097), { .with_lse = 1 } },
+    { "Sq < Sk causal", P(FAT_FP16, 64, 1, 0, 2, 4, 4, 100, 333), { .with_lse = 1 } },
+    { "Sq > Sk causal (masked rows)", P(FAT_BF16, 64, 1, 0, 2, 4, 4, 300, 129), { .with_lse = 1 } },
+    { "Sq > Sk", P(FAT_FP16, 128, 0, 0, 1, 4, 4, 257, 65), { .with_lse = 1 } },
+    { "MQA", P(FAT_BF16, 128, 0, 0, 2, 8, 1, 200, 200), { .with_lse = 1 } },
+    { "BHSD", P(FAT_BF16, 64, 1, 0, 2, 4, 2, 190, 190), { .bhsd = 1, .with_lse = 1 } },
+    { "BSHD padded rows", P(FAT_FP16, 64, 0, 0, 2, 4, 2, 150, 170), { .pad = 16 } },
+    { "head_dim 40", P(FAT_BF16, 40, 1, 0, 1, 4, 4, 200, 200), { .with_lse = 1 } },
+    { "head_dim 80", P(FAT_FP16, 80, 0, 0, 1, 4, 4, 200, 220), { .with_lse = 1 } },
+    { "head_dim 96 BHSD", P(FAT_BF16, 96, 1, 0, 1, 4, 4, 300, 300), { .bhsd = 1 } },
+    { "head_dim 256", P(FAT_BF16, 256, 1, 0, 1, 4, 2, 260, 260), { .with_lse = 1 } },
+    { "head_dim 32", P(FAT_FP16, 32, 0, 0, 2, 4, 4, 99, 99), { .with_lse = 1 } },
+    { "head_dim 160", P(FAT_BF16, 160, 0, 0, 1, 2, 2, 140, 140), { .with_lse = 1 } },
+    { "head_dim 192", P(FAT_FP16, 192, 1, 0, 1, 2, 2, 140, 180), { .with_lse = 1 } },
+    { "window (64, 16)", P(FAT_BF16, 64, 0, FAT_FEAT_WINDOW, 1, 4, 4, 500, 500), { .window_left = 64, .window_right = 16, .with_lse = 1 } },
+    { "window causal left 100", P(FAT_FP16, 128, 1, FAT_FEAT_WINDOW, 1, 4, 2, 400, 450), { .window_left = 100, .window_right = -1, .with_lse = 1 } },
+    { "softcap 30", P(FAT_BF16, 128, 1, FAT_FEAT_SOFTCAP, 1, 4, 4, 300, 300), { .softcap = 30.f, .with_lse = 1 } },
+    { "varlen 5 sequences", P(FAT_BF16, 64, 1, FAT_FEAT_VARLEN, 5, 4, 2, 300, 300), { .lens_q = lens_q5, .lens_k = lens_k5, .with_lse = 1 } },
+    { "varlen window softcap", P(FAT_FP16, 128, 0, FAT_FEAT_VARLEN | FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 5, 4, 4, 300, 300),
+      { .lens_q = lens_q5, .lens_k = lens_k5, .window_left = 50, .window_right = 50, .softcap = 20.f, .with_lse = 1 } },
+};
+
+/* Kernels compiled in this run, by source hash. */
+typedef struct cached { XXH128_hash_t h; void *cubin; int ok; char *log; } cached;
+static cached *cache;
+static int ncache;
+
+static cached *lookup(XXH128_hash_t h) {
+    for (int i = 0; i < ncache; i++) if (XXH128_isEqual(cache[i].h, h)) return &cache[i];
+    return NULL;
+}
+
+/* Documented tolerances (relative L2 error of O against the CPU attention in fp32): the output is
+ * rounded to the dtype (bf16 keeps 8 bits, fp16 11), and P is rounded to the dtype before P·V. */
+static double tolerance(fat_dtype dt) { return dt == FAT_BF16 ? 1.6e-2 : 4e-3; }
+
+int main(int argc, char **argv) {
+    const char *only = NULL;
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-v") == 0) test_verbose = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+        else if (strcmp(argv[i], "--quick") == 0) quick = 1;
+    }
+    int ncases = (int)(sizeof cases / sizeof cases[0]);
+    int ngpu = 0;
+    if (cu_device_count(&ngpu) != FAT_OK || ngpu == 0) {
+        /* One skip per case and family: the count says how much did not run. */
+        int nf;
+        gen_families(&nf);
+        for (int i = 0; i < ncases * nf; i++) SKIP("gpu case", "no GPU");
+        printf("gpu: no GPU here (%s)\n", ngpu == 0 && cu_load() == FAT_OK ? "the driver reports none" : fat_last_error());
+        return test_done("gpu");
+    }
+    if (rtc_load() != FAT_OK) { fprintf(stderr, "%s\n", fat_last_error()); return 1; }
+    gen_device dev;
+    CUdevice cudev;
+    if (cu_device_info(0, &dev) != FAT_OK || cu_device_open(0, &cudev) != FAT_OK) { fprintf(stderr, "%s\n", fat_last_error()); return 1; }
+    gen *g;
+    if (gen_open(&g) != FAT_OK) { fprintf(stderr, "%s\n", gen_errmsg(g)); return 1; }
+    printf("gpu: %s (%s), %d cases\n", dev.name, dev.arch, ncases);
+    time_t t0 = time(NULL);
+    int nf;
+    const char *const *fams = gen_families(&nf);
+    int variants_run = 0;
+
+    for (int ci = 0; ci < ncases; ci++) {
+        const tcase *tc = &cases[ci];
+        bench_case *c;
+        if (bench_case_new(&tc->p, &tc->lay, 1000 + (uint64_t)ci * 7919 + (uint64_t)time(NULL), &c) != FAT_OK) {
+            CHECK(tc->name, 0);
+            fprintf(stderr, "  cannot set up: %s\n", fat_last_error());
+            continue;
+        }
+        float *ref = malloc(c->o_elems * sizeof *ref), *lref = malloc(c->lse_elems * sizeof *lref);
+        float *o = malloc(c->o_elems * sizeof *o), *lse = malloc(c->lse_elems * sizeof *lse);
+        if (bench_cpu_reference(c, ref, lref) != FAT_OK) { CHECK(tc->name, 0); fprintf(stderr, "%s\n", fat_last_error()); }
+        for (int f = 0; f < nf; f++) {
+            if (only && strcmp(only, fams[f]) != 0) continue;
+            gen_choice *ch;
+            int nch;
+            if (gen_enumerate(g, fams[f], &tc->p, &dev, &ch, &nch) != FAT_OK) {
+                CHECK("enumerate", 0);
+                fprintf(stderr, "  %s\n", gen_errmsg(g));
+                continue;
+            }
+            /* Emit every valid variant, compile the new ones together. */
+            gen_variant *vs = calloc((size_t)nch, sizeof *vs);
+            pool_job *jobs = calloc((size_t)nch, sizeof *jobs);
+            int nv = 0, nj = 0;
+            for (int i = 0; i < nch; i++) {
+                if (!ch[i].ok) continue;
+                if (quick && nv >= 2) break;
+                if (gen_emit(g, fams[f], ch[i].canon, &tc->p, &dev, &vs[nv]) != FAT_OK) {
+                    CHECK("emit", 0);
+                    fprintf(stderr, "  %s\n", gen_errmsg(g));
+                    continue;
+                }
+                XXH128_hash_t h = XXH3_128bits(vs[nv].source, strlen(vs[nv].source));
+                int queued = 0;
+                for (int j = 0; j < nj; j++) queued |= strcmp(jobs[j].source, vs[nv].source) == 0;
+                if (!lookup(h) && !queued) {
+                    jobs[nj].source = vs[nv].source;
+                    jobs[nj].name = vs[nv].tmpl;
+                    jobs[nj].arch = dev.arch;
+                    nj++;
+                }
+                nv++;
+            }
+            pool_compile(jobs, nj, 0);
+            cache = realloc(cache, (size_t)(ncache + nj) * sizeof *cache);
+            for (int j = 0; j < nj; j++) {
+                cached *k = &cache[ncache++];
+                k->h = XXH3_128bits(jobs[j].source, strlen(jobs[j].source));
+                k->ok = jobs[j].st == FAT_OK;
+                k->cubin = jobs[j].res.image;
+                k->log = jobs[j].res.log;
+                jobs[j].res.image = NULL;
+                jobs[j].res.log = NULL;
+            }
+            for (int i = 0; i < nv; i++) {
+                gen_variant *v = &vs[i];
+                char descr[256];
+                snprintf(descr, sizeof descr, "%s %s on %s", v->tmpl, v->canon, tc->name);
+                cached *k = lookup(XXH3_128bits(v->source, strlen(v->source)));
+                if (!k || !k->ok) {
+                    CHECK(descr, 0);
+                    fprintf(stderr, "  compile error:\n%.1500s\n", k ? k->log : "?");
+                    continue;
+                }
+                kernel kern;
+                if (kernel_load(k->cubin, v->entry, v->smem, &kern) != FAT_OK) {
+                    CHECK(descr, 0);
+                    fprintf(stderr, "  cannot load: %s\n", fat_last_error());
+                    continue;
+                }
+                int guards = 0;
+                fat_status st = bench_poison(c);
+                if (st == FAT_OK) st = bench_launch(c, &kern, v, NULL);
+                if (st == FAT_OK) st = bench_fetch(c, o, lse, &guards);
+                kernel_unload(&kern);
+                if (st != FAT_OK) {
+                    CHECK(descr, 0);
+                    fprintf(stderr, "  launch failed: %s (the context is lost; stopping)\n", fat_last_error());
+                    goto done;
+                }
+                bench_err e;
+                bench_compare(c, o, ref, tc->lay.with_lse ? lse : NULL, lref, &e);
+                int ok = guards && e.nonfinite == 0 && e.lse_bad == 0 && e.rel_l2 <= tolerance(tc->p.dtype);
+                variants_run++;
+                if (ok) { test_passed++; if (test_verbose) printf("ok   %s: rel %.2e\n", descr, e.rel_l2); }
+                else {
+                    test_failed++;
+                    fprintf(stderr, "FAIL %s: rel L2 %.3g (tol %.3g), max abs %.3g, %ld non-finite, %ld bad LSE, guards %s\n",
+                            descr, e.rel_l2, tolerance(tc->p.dtype), e.max_abs, e.nonfinite, e.lse_bad, guards ? "intact" : "CHANGED");
+                }
+            }
+            for (int i = 0; i < nv; i++) gen_variant_free(&vs[i]);
+            for (int j = 0; j < nj; j++) rtc_result_free(&jobs[j].res);
+            free(vs);
+            free(jobs);
+            gen_choices_free(ch, nch);
+        }
+        free(ref); free(lref); free(o); free(lse);
+        bench_case_free(c);
+    }
+done:
+    printf("gpu: %d variant runs in %ld s\n", variants_run, (long)(time(NULL) - t0));
+    gen_close(g);
+    return test_done("gpu");
+}

@@ -1,0 +1,173 @@
+/*
+ * test_gen.c: the generator: sandbox, template contract, enumeration, shapes files.
+ */
+#include "gen.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static gen *g;
+static gen_device dev;
+
+/* Runs a shapes chunk and returns its status; *msg gets the message. */
+static fat_status shapes(const char *src, int *n, const char **msg) {
+    fat_problem *p = NULL;
+    fat_status st = gen_shapes_string(g, "shapes.lua", src, &p, n);
+    *msg = gen_errmsg(g);
+    free(p);
+    return st;
+}
+
+#define BAD_SHAPES(descr, src, want) do { \
+    int n_; const char *m_; \
+    CHECK(descr " is refused", shapes(src, &n_, &m_) == FAT_ERR_TEMPLATE); \
+    CHECK_STR_HAS(descr " names the problem", m_, want); \
+} while (0)
+
+static const char *ok_shape = "batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16'";
+
+static void test_shapes(void) {
+    int n;
+    const char *m;
+    char src[1024];
+    CHECK_INT("a valid shapes file loads", shapes("return { shape{batch=2, heads_q=32, heads_kv=8, seqlen_q=100, seqlen_k=300, head_dim=128, dtype='fp16', causal=true} }", &n, &m), FAT_OK);
+    CHECK_INT("one shape", n, 1);
+    CHECK_INT("sweep makes the cartesian product", shapes("return { sweep{batch=1, heads_q=8, seqlen={128,256,512}, head_dim={64,128}, dtype='bf16', causal={true,false}} }", &n, &m), FAT_OK);
+    CHECK_INT("3 x 2 x 2 shapes", n, 12);
+    CHECK_INT("plain tables are accepted", shapes("return { {batch=1, heads_q=8, seqlen=64, head_dim=64, dtype='bf16'} }", &n, &m), FAT_OK);
+
+    fat_problem *p;
+    CHECK_INT("the default suite loads", gen_shapes_file(g, NULL, &p, &n), FAT_OK);
+    CHECK_INT("the default suite has 24 prefill + 10 LLM shapes", n, 34);
+    if (n == 34) {
+        CHECK_INT("first prefill shape: batch 32", p[0].batch, 32);
+        CHECK_INT("first prefill shape: 32 heads", p[0].heads_q, 32);
+        CHECK_INT("GQA shape: 8 kv heads", p[33].heads_kv, 8);
+        CHECK_INT("GQA shape: 32k tokens", p[33].seqlen_q, 32768);
+    }
+    free(p);
+
+    BAD_SHAPES("a syntax error", "return { shape{batch=1,, } }", "shapes.lua:1:");
+    BAD_SHAPES("a missing field", "return {\n shape{batch=1, heads_q=8, seqlen=128, dtype='bf16'} }", "shapes.lua:2: missing field 'head_dim'");
+    snprintf(src, sizeof src, "return {\n\n shape{%s, hed_dim=64} }", ok_shape);
+    BAD_SHAPES("a misspelt field", src, "shapes.lua:3: unknown field 'hed_dim'");
+    BAD_SHAPES("a mistyped field", "return { shape{batch='one', heads_q=8, seqlen=128, head_dim=64, dtype='bf16'} }", "shapes.lua:1: field 'batch' must be an integer");
+    BAD_SHAPES("a non-positive size", "return { shape{batch=0, heads_q=8, seqlen=128, head_dim=64, dtype='bf16'} }", "field 'batch' must be positive");
+    BAD_SHAPES("an absurd seqlen", "return { shape{batch=1, heads_q=8, seqlen=1e9, head_dim=64, dtype='bf16'} }", "is absurd");
+    BAD_SHAPES("an absurd total", "return { shape{batch=60000, heads_q=600, seqlen=400000, head_dim=256, dtype='bf16'} }", "absurd");
+    BAD_SHAPES("head_dim not a multiple of 8", "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=100, dtype='bf16'} }", "head_dim 100 is not a multiple of 8");
+    BAD_SHAPES("head_dim above 256", "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=264, dtype='bf16'} }", "head_dim 264 is above 256");
+    BAD_SHAPES("heads_q not a multiple of heads_kv", "return { shape{batch=1, heads_q=12, heads_kv=5, seqlen=128, head_dim=64, dtype='bf16'} }", "heads_q 12 is not a multiple of heads_kv 5");
+    BAD_SHAPES("an unknown dtype", "return {\n sweep{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype={'bf16','fp8'}} }", "shapes.lua:2: unknown dtype 'fp8'");
+    BAD_SHAPES("io", "local f = io.open('/etc/passwd') return {}", "global 'io'");
+    BAD_SHAPES("os", "os.execute('true') return {}", "global 'os'");
+    BAD_SHAPES("load", "load('return 1')() return {}", "global 'load'");
+    BAD_SHAPES("require of a system module", "require('os') return {}", "not found");
+    BAD_SHAPES("an endless loop", "while true do end", "instruction limit");
+    BAD_SHAPES("a memory bomb", "local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1000) .. i end", "memory");
+    BAD_SHAPES("an empty list", "return {}", "empty");
+    BAD_SHAPES("not a list", "return 42", "must return a list");
+    BAD_SHAPES("a plain table with an error", "return { {batch=1, heads_q=8, seqlen=128, head_dim=65, dtype='bf16'} }", "shape 1: head_dim 65");
+    BAD_SHAPES("string.dump", "local s = string.dump(function() end) return {}", "dump");
+
+    CHECK_INT("a missing file", gen_shapes_file(g, "/nonexistent/shapes.lua", &p, &n), FAT_ERR_IO);
+    CHECK_STR_HAS("names the file", gen_errmsg(g), "/nonexistent/shapes.lua: cannot read");
+}
+
+static void test_templates(void) {
+    fat_problem p = { FAT_BF16, 64, 1, 0, 2, 8, 2, 100, 130 };
+    gen_choice *c1, *c2;
+    int n1, n2;
+    CHECK_INT("naive enumerates", gen_enumerate(g, "naive", &p, &dev, &c1, &n1), FAT_OK);
+    CHECK_INT("naive has 3 choices", n1, 3);
+    CHECK_INT("enumeration repeats", gen_enumerate(g, "naive", &p, &dev, &c2, &n2), FAT_OK);
+    int same = n1 == n2;
+    for (int i = 0; same && i < n1; i++) same = strcmp(c1[i].canon, c2[i].canon) == 0 && c1[i].ok == c2[i].ok;
+    CHECK("two enumerations list the same choices in the same order", same);
+    if (n1 == 3) CHECK_STR_HAS("canonical text", c1[0].canon, "threads=64");
+    gen_choices_free(c1, n1);
+    gen_choices_free(c2, n2);
+
+    int nf;
+    const char *const *fams = gen_families(&nf);
+    for (int f = 0; f < nf; f++) {
+        CHECK_INT(fams[f], gen_enumerate(g, fams[f], &p, &dev, &c1, &n1), FAT_OK);
+        int valid = 0;
+        for (int i = 0; i < n1; i++) valid += c1[i].ok;
+        CHECK("every family has valid variants on sm_90", valid > 0);
+        for (int i = 0; i < n1; i++) if (!c1[i].ok) CHECK("a pruned choice says why", c1[i].reason && *c1[i].reason);
+        gen_choices_free(c1, n1);
+    }
+
+    gen_variant v, w;
+    CHECK_INT("naive emits", gen_emit(g, "naive", "threads=128", &p, &dev, &v), FAT_OK);
+    CHECK_STR_HAS("the banner names the template", v.source, "template naive v1");
+    CHECK_STR_HAS("the banner names the params", v.source, "threads=128");
+    CHECK_STR_HAS("entry", v.entry, "fat_naive");
+    CHECK_INT("grid.x covers seqlen_q", v.grid[0], 100);
+    CHECK_INT("grid.y heads", v.grid[1], 8);
+    CHECK_INT("grid.z batch", v.grid[2], 2);
+    CHECK_INT("block", v.block[0], 128);
+    CHECK_INT("workspace holds S", v.workspace, 2 * 8 * 100 * 130 * 4);
+    CHECK_INT("same inputs, same source", gen_emit(g, "naive", "threads=128", &p, &dev, &w), FAT_OK);
+    CHECK("emission is deterministic", strcmp(v.source, w.source) == 0);
+    gen_variant_free(&v);
+    gen_variant_free(&w);
+    CHECK_INT("an unknown parameter is refused", gen_emit(g, "naive", "thread=128", &p, &dev, &v), FAT_ERR_TEMPLATE);
+    CHECK_STR_HAS("and named", gen_errmsg(g), "no parameter 'thread'");
+    CHECK_INT("an unknown template is refused", gen_emit(g, "nosuch", "", &p, &dev, &v), FAT_ERR_TEMPLATE);
+    CHECK_STR_HAS("and named", gen_errmsg(g), "module 'nosuch' not found");
+    CHECK_INT("an invalid choice is refused", gen_emit(g, "naive", "threads=4096", &p, &dev, &v), FAT_ERR_TEMPLATE);
+    CHECK_STR_HAS("with the reason", gen_errmsg(g), "not valid here");
+}
+
+/* A template directory of the test's own: escapes must fail inside templates too. */
+static void test_sandbox_templates(void) {
+    char dir[] = "/tmp/fatune-gen-XXXXXX";
+    if (!mkdtemp(dir)) { SKIP("template sandbox", "mkdtemp failed"); return; }
+    static const struct { const char *name, *body, *want; } cases[] = {
+        { "naive", "return { name='naive', version=1, params={a={1}}, valid=function() return true end,"
+                   " emit=function() return { source = io.read('a'), entry='x', grid={1,1,1}, block={1,1,1} } end }", "global 'io'" },
+        { "naive", "x = 1 return {}", "assignment to global 'x'" },
+        { "naive", "local d = debug.getinfo(1) return {}", "global 'debug'" },
+        { "naive", "return { name='naive', version=1, params={a={1}}, valid=function() while true do end end, emit=function() end }", "instruction limit" },
+        { "naive", "return { name='other', version=1, params={}, valid=function() return true end, emit=function() end }", "names itself 'other'" },
+        { "naive", "return { name='naive', version=1, params={a={1}}, valid=function() return true end,"
+                   " emit=function() return { source='x', entry='e', grid={0,1,1}, block={1,1,1} } end }", "grid[1] must be a positive integer" },
+        { "naive", "return { name='naive', version=1, params={a={1}}, valid=function() return true end,\n"
+                   " emit=function() error('boom') end }", "naive.lua:2: boom" },
+    };
+    char path[256];
+    snprintf(path, sizeof path, "%s/naive.lua", dir);
+    setenv("FATUNE_TEMPLATES", dir, 1);
+    fat_problem p = { FAT_BF16, 64, 0, 0, 1, 1, 1, 16, 16 };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(cases[i].body, f);
+        fclose(f);
+        gen *t;
+        gen_open(&t);                      /* a fresh state: modules are cached per state */
+        gen_variant v;
+        fat_status st = gen_emit(t, "naive", "", &p, &dev, &v);
+        CHECK("a template that breaks the rules fails", st == FAT_ERR_TEMPLATE);
+        CHECK_STR_HAS("with a message naming the rule", gen_errmsg(t), cases[i].want);
+        if (st == FAT_OK) gen_variant_free(&v);
+        gen_close(t);
+    }
+    unsetenv("FATUNE_TEMPLATES");
+    remove(path);
+    rmdir(dir);
+}
+
+int main(int argc, char **argv) {
+    test_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+    gen_device_for_arch("sm_90", &dev);
+    if (gen_open(&g) != FAT_OK) { fprintf(stderr, "cannot open the generator: %s\n", gen_errmsg(g)); return 1; }
+    test_shapes();
+    test_templates();
+    test_sandbox_templates();
+    gen_close(g);
+    return test_done("gen");
+}

@@ -1,0 +1,282 @@
+/*
+ * bench.c: instantiating a problem on the GPU, checking a kernel's output and timing it.
+ *
+ * Inputs are fresh random values (never zeros: they hide unwritten outputs); the output is poisoned
+ * with NaN and fenced with guard bytes, so an element not written or a write out of bounds shows.
+ */
+#include "bench.h"
+#include "half.h"
+#include "status.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Roughly normal values (sum of four uniforms), scaled to unit variance. */
+static void fill_random(fat_dtype dt, void *dst, size_t n, uint64_t *seed) {
+    float *tmp = malloc(4096 * sizeof *tmp);
+    for (size_t i = 0; i < n; i += 4096) {
+        size_t m = n - i < 4096 ? n - i : 4096;
+        for (size_t j = 0; j < m; j++) {
+            double s = 0;
+            for (int r = 0; r < 4; r++) s += (double)(splitmix(seed) >> 11) / 9007199254740992.0;
+            tmp[j] = (float)((s - 2.0) * 1.7320508);
+        }
+        half_encode(dt, tmp, (char *)dst + i * 2, m);
+    }
+    free(tmp);
+}
+
+/* Strides for rows of `heads` heads over `seq` positions, in the layout asked for. */
+static void strides(const bench_layout *lay, int seq, int heads, int d, int64_t st[3]) {
+    int64_t row = d + lay->pad;
+    if (lay->bhsd) { st[1] = row; st[2] = (int64_t)seq * row; st[0] = (int64_t)heads * st[2]; }
+    else { st[2] = row; st[1] = (int64_t)heads * row; st[0] = (int64_t)seq * st[1]; }
+}
+
+void bench_case_free(bench_case *c) {
+    if (!c) return;
+    CUdeviceptr m[] = { c->mem_q, c->mem_k, c->mem_v, c->mem_o, c->mem_lse, c->mem_cu, c->mem_ws };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) if (m[i]) cu.MemFree(m[i]);
+    free(c->hq); free(c->hk); free(c->hv); free(c->hcu);
+    free(c);
+}
+
+fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_t seed, bench_case **out) {
+    fat_status st = FAT_OK;
+    bench_case *c = calloc(1, sizeof *c);
+    *out = NULL;
+    if (!c) return FAT_ERR_NOMEM;
+    c->prob = *p;
+    int varlen = (p->features & FAT_FEAT_VARLEN) != 0;
+    int d = p->head_dim, b = p->batch;
+    fat_attn_args *a = &c->host;
+    fat_attn_args_init(a, p->dtype, b, p->heads_q, p->heads_kv, p->seqlen_q, p->seqlen_k, d);
+    a->causal = p->causal;
+    if (p->features & FAT_FEAT_WINDOW) { a->window_left = lay->window_left; a->window_right = lay->window_right; }
+    if (p->features & FAT_FEAT_SOFTCAP) a->softcap = lay->softcap;
+    int rows_q = p->seqlen_q, rows_k = p->seqlen_k, nb = b;
+    if (varlen) {
+        c->hcu = calloc(2 * ((size_t)b + 1), sizeof *c->hcu);
+        if (!c->hcu) { st = FAT_ERR_NOMEM; goto out; }
+        for (int i = 0; i < b; i++) {
+            c->hcu[i + 1] = c->hcu[i] + lay->lens_q[i];
+            c->hcu[b + 1 + i + 1] = c->hcu[b + 1 + i] + lay->lens_k[i];
+        }
+        rows_q = c->hcu[b];
+        rows_k = c->hcu[2 * b + 1];
+        nb = 1;                             /* one packed "batch" of all tokens */
+        a->cu_seqlens_q = c->hcu;
+        a->cu_seqlens_k = c->hcu + b + 1;
+    }
+    c->total_q = varlen ? rows_q : b * p->seqlen_q;
+    c->total_k = varlen ? rows_k : b * p->seqlen_k;
+    strides(lay, rows_q, p->heads_q, d, a->q_stride);
+    strides(lay, rows_k, p->heads_kv, d, a->k_stride);
+    strides(lay, rows_k, p->heads_kv, d, a->v_stride);
+    strides(lay, rows_q, p->heads_q, d, a->o_stride);
+    c->q_elems = (size_t)nb * rows_q * p->heads_q * (size_t)(d + lay->pad);
+    c->k_elems = (size_t)nb * rows_k * p->heads_kv * (size_t)(d + lay->pad);
+    c->o_elems = c->q_elems;
+    c->lse_elems = (size_t)c->total_q * p->heads_q;
+    c->hq = malloc(c->q_elems * 2);
+    c->hk = malloc(c->k_elems * 2);
+    c->hv = malloc(c->k_elems * 2);
+    if (!c->hq || !c->hk || !c->hv) { st = FAT_ERR_NOMEM; goto out; }
+    fill_random(p->dtype, c->hq, c->q_elems, &seed);
+    fill_random(p->dtype, c->hk, c->k_elems, &seed);
+    fill_random(p->dtype, c->hv, c->k_elems, &seed);
+    a->q = c->hq; a->k = c->hk; a->v = c->hv;
+
+    CU_CHECK(MemAlloc(&c->mem_q, c->q_elems * 2));
+    CU_CHECK(MemAlloc(&c->mem_k, c->k_elems * 2));
+    CU_CHECK(MemAlloc(&c->mem_v, c->k_elems * 2));
+    CU_CHECK(MemAlloc(&c->mem_o, c->o_elems * 2 + 2 * BENCH_GUARD));
+    CU_CHECK(MemAlloc(&c->mem_lse, c->lse_elems * 4 + 2 * BENCH_GUARD));
+    CU_CHECK(MemcpyHtoD(c->mem_q, c->hq, c->q_elems * 2));
+    CU_CHECK(MemcpyHtoD(c->mem_k, c->hk, c->k_elems * 2));
+    CU_CHECK(MemcpyHtoD(c->mem_v, c->hv, c->k_elems * 2));
+    c->dev = *a;
+    c->dev.q = (void *)c->mem_q;
+    c->dev.k = (void *)c->mem_k;
+    c->dev.v = (void *)c->mem_v;
+    c->dev.o = (void *)(c->mem_o + BENCH_GUARD);
+    c->dev.lse = lay->with_lse ? (float *)(c->mem_lse + BENCH_GUARD) : NULL;
+    if (varlen) {
+        CU_CHECK(MemAlloc(&c->mem_cu, 2 * ((size_t)b + 1) * sizeof(int32_t)));
+        CU_CHECK(MemcpyHtoD(c->mem_cu, c->hcu, 2 * ((size_t)b + 1) * sizeof(int32_t)));
+        c->dev.cu_seqlens_q = (const int32_t *)c->mem_cu;
+        c->dev.cu_seqlens_k = (const int32_t *)c->mem_cu + b + 1;
+    }
+    st = bench_poison(c);
+out:
+    if (st != FAT_OK) { bench_case_free(c); return st; }
+    *out = c;
+    return FAT_OK;
+}
+
+fat_status bench_poison(bench_case *c) {
+    fat_status st = FAT_OK;
+    CU_CHECK(MemsetD8(c->mem_o, 0xA5, BENCH_GUARD));
+    CU_CHECK(MemsetD8(c->mem_o + BENCH_GUARD, 0xFF, c->o_elems * 2));   /* 0xFFFF: NaN in fp16 and bf16 */
+    CU_CHECK(MemsetD8(c->mem_o + BENCH_GUARD + c->o_elems * 2, 0xA5, BENCH_GUARD));
+    CU_CHECK(MemsetD8(c->mem_lse, 0xA5, BENCH_GUARD));
+    CU_CHECK(MemsetD8(c->mem_lse + BENCH_GUARD, 0xFF, c->lse_elems * 4));
+    CU_CHECK(MemsetD8(c->mem_lse + BENCH_GUARD + c->lse_elems * 4, 0xA5, BENCH_GUARD));
+out:
+    return st;
+}
+
+fat_status bench_launch(bench_case *c, const kernel *k, const gen_variant *v, CUstream s) {
+    fat_status st = FAT_OK;
+    if (v->workspace > c->ws_size) {
+        if (c->mem_ws) cu.MemFree(c->mem_ws);
+        c->mem_ws = 0;
+        c->ws_size = 0;
+        CU_CHECK(MemAlloc(&c->mem_ws, v->workspace));
+        c->ws_size = v->workspace;
+    }
+    fat_kparams kp;
+    kernel_params(&c->dev, (void *)c->mem_ws, c->total_q, &kp);
+    st = kernel_launch(k, v->grid, v->block, &kp, s);
+out:
+    return st;
+}
+
+static int guard_intact(const unsigned char *g, size_t n) {
+    for (size_t i = 0; i < n; i++) if (g[i] != 0xA5) return 0;
+    return 1;
+}
+
+fat_status bench_fetch(bench_case *c, float *o, float *lse, int *guards_ok) {
+    fat_status st = FAT_OK;
+    unsigned char *buf = malloc(c->o_elems * 2 + 2 * BENCH_GUARD);
+    unsigned char *lbuf = malloc(c->lse_elems * 4 + 2 * BENCH_GUARD);
+    if (!buf || !lbuf) { st = FAT_ERR_NOMEM; goto out; }
+    CU_CHECK(CtxSynchronize());
+    CU_CHECK(MemcpyDtoH(buf, c->mem_o, c->o_elems * 2 + 2 * BENCH_GUARD));
+    CU_CHECK(MemcpyDtoH(lbuf, c->mem_lse, c->lse_elems * 4 + 2 * BENCH_GUARD));
+    *guards_ok = guard_intact(buf, BENCH_GUARD) && guard_intact(buf + BENCH_GUARD + c->o_elems * 2, BENCH_GUARD) &&
+                 guard_intact(lbuf, BENCH_GUARD) && guard_intact(lbuf + BENCH_GUARD + c->lse_elems * 4, BENCH_GUARD);
+    if (o) half_decode(c->prob.dtype, buf + BENCH_GUARD, o, c->o_elems);
+    if (lse) memcpy(lse, lbuf + BENCH_GUARD, c->lse_elems * 4);
+out:
+    free(buf);
+    free(lbuf);
+    return st;
+}
+
+fat_status bench_cpu_reference(bench_case *c, float *o, float *lse) {
+    void *ho = malloc(c->o_elems * 2);
+    if (!ho) return FAT_ERR_NOMEM;
+    memset(ho, 0xFF, c->o_elems * 2);
+    fat_attn_args a = c->host;
+    a.o = ho;
+    a.lse = lse;
+    fat_cpu_opts opt = { FAT_CPU_FLASH_V2, 64, 64, 0 };
+    fat_status st = fat_attn_cpu(&a, &opt);
+    if (st == FAT_OK) half_decode(c->prob.dtype, ho, o, c->o_elems);
+    free(ho);
+    return st;
+}
+
+void bench_compare(const bench_case *c, const float *o, const float *ref, const float *lse,
+                   const float *lse_ref, bench_err *e) {
+    const fat_attn_args *a = &c->host;
+    const fat_problem *p = &c->prob;
+    int varlen = a->cu_seqlens_q != NULL;
+    double num = 0, den = 0;
+    memset(e, 0, sizeof *e);
+    for (int b = 0; b < p->batch; b++) {
+        int sq = varlen ? a->cu_seqlens_q[b + 1] - a->cu_seqlens_q[b] : p->seqlen_q;
+        int64_t q0 = varlen ? a->cu_seqlens_q[b] : 0;
+        for (int i = 0; i < sq; i++) {
+            for (int h = 0; h < p->heads_q; h++) {
+                int64_t off = (varlen ? 0 : b * a->o_stride[0]) + (q0 + i) * a->o_stride[1] + h * a->o_stride[2];
+                for (int d = 0; d < p->head_dim; d++) {
+                    double g = o[off + d], r = ref[off + d];
+                    if (!isfinite(g)) { e->nonfinite++; continue; }
+                    num += (g - r) * (g - r);
+                    den += r * r;
+                    if (fabs(g - r) > e->max_abs) e->max_abs = fabs(g - r);
+                }
+                if (lse && lse_ref) {
+                    int64_t li = varlen ? (int64_t)h * c->total_q + q0 + i : ((int64_t)b * p->heads_q + h) * p->seqlen_q + i;
+                    float gl = lse[li], rl = lse_ref[li];
+                    if (isinf(rl) ? !(isinf(gl) && gl < 0) : !(fabsf(gl - rl) <= 1e-3f * (1 + fabsf(rl)))) e->lse_bad++;
+                }
+            }
+        }
+    }
+    e->rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUdeviceptr flush,
+                      size_t flush_bytes, CUstream s, double budget_ms, bench_timing *t) {
+    enum { MAX_SAMPLES = 200, MIN_SAMPLES = 10 };
+    fat_status st = FAT_OK;
+    CUevent e0 = NULL, e1 = NULL;
+    double ms[MAX_SAMPLES], sorted[MAX_SAMPLES], spent = 0;
+    int n = 0;
+    memset(t, 0, sizeof *t);
+    CU_CHECK(EventCreate(&e0, CU_EVENT_DEFAULT));
+    CU_CHECK(EventCreate(&e1, CU_EVENT_DEFAULT));
+    /* Warm-up by time: module load, clocks and caches settle before the first sample. */
+    for (int w = 0; w < 100 && spent < 20.0; w++) {
+        float f;
+        CU_CHECK(EventRecord(e0, s));
+        if ((st = bench_launch(c, k, v, s)) != FAT_OK) goto out;
+        CU_CHECK(EventRecord(e1, s));
+        CU_CHECK(EventSynchronize(e1));
+        CU_CHECK(EventElapsedTime(&f, e0, e1));
+        spent += f;
+        if (w >= 2 && spent > 20.0) break;
+    }
+    spent = 0;
+    while (n < MAX_SAMPLES) {
+        float f;
+        /* Writing twice the L2 evicts the inputs the previous run left there. */
+        if (flush) CU_CHECK(MemsetD8Async(flush, (unsigned char)n, flush_bytes, s));
+        CU_CHECK(EventRecord(e0, s));
+        if ((st = bench_launch(c, k, v, s)) != FAT_OK) goto out;
+        CU_CHECK(EventRecord(e1, s));
+        CU_CHECK(EventSynchronize(e1));
+        CU_CHECK(EventElapsedTime(&f, e0, e1));
+        ms[n++] = f;
+        spent += f;
+        if (n >= MIN_SAMPLES) {
+            memcpy(sorted, ms, (size_t)n * sizeof *ms);
+            qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+            double med = sorted[n / 2], spread = sorted[(n * 4) / 5] - sorted[n / 5];
+            if (spread < 0.01 * med || spent > budget_ms) break;
+        }
+    }
+    memcpy(sorted, ms, (size_t)n * sizeof *ms);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+    t->samples = n;
+    t->median_ms = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    t->p20_ms = sorted[n / 5];
+    t->p80_ms = sorted[(n * 4) / 5 < n ? (n * 4) / 5 : n - 1];
+    t->min_ms = sorted[0];
+out:
+    if (e0) cu.EventDestroy(e0);
+    if (e1) cu.EventDestroy(e1);
+    return st;
+}
+
+double bench_flops(const fat_problem *p) {
+    double f = 4.0 * p->batch * p->heads_q * (double)p->seqlen_q * p->seqlen_k * p->head_dim;
+    return p->causal ? f / 2 : f;
+}

@@ -1,0 +1,66 @@
+/*
+ * bench.h: one problem instantiated on the GPU: random inputs, a guarded output, a run, the
+ * comparison with a reference, and timing. Shared by the tuner and the GPU test tier.
+ */
+#ifndef FAT_BENCH_H
+#define FAT_BENCH_H
+
+#include "gen.h"
+#include "kernel.h"
+
+/* How the tensors of a case are laid out and masked (all zero: BSHD, no window, no LSE). */
+typedef struct bench_layout {
+    int bhsd;                   /* 1: batch, head, seq, dim; 0: batch, seq, head, dim */
+    int pad;                    /* extra elements after each row of head_dim (a multiple of 8) */
+    int window_left, window_right;   /* used when the problem has FAT_FEAT_WINDOW */
+    float softcap;              /* used when the problem has FAT_FEAT_SOFTCAP */
+    int with_lse;
+    const int *lens_q, *lens_k; /* varlen: batch lengths (problem has FAT_FEAT_VARLEN) */
+} bench_layout;
+
+typedef struct bench_case {
+    fat_problem prob;
+    fat_attn_args dev;          /* device pointers */
+    fat_attn_args host;         /* the same call on host copies, for the CPU attention */
+    int total_q, total_k;       /* rows of q and k */
+    size_t q_elems, k_elems, o_elems, lse_elems;
+    CUdeviceptr mem_q, mem_k, mem_v, mem_o, mem_lse, mem_cu, mem_ws;
+    size_t ws_size;
+    void *hq, *hk, *hv;         /* host inputs */
+    int32_t *hcu;               /* host cu_seqlens (q then k) */
+} bench_case;
+
+#define BENCH_GUARD 4096        /* guard bytes before and after O and LSE */
+
+/* Allocates and fills a case with fresh random inputs from seed. */
+fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_t seed, bench_case **out);
+void bench_case_free(bench_case *c);            /* accepts NULL */
+
+/* Poisons O and LSE (NaN) and writes the guard pattern around them. */
+fat_status bench_poison(bench_case *c);
+
+/* Runs variant v (emitted for c->prob) loaded as k; grows the workspace when needed. */
+fat_status bench_launch(bench_case *c, const kernel *k, const gen_variant *v, CUstream s);
+
+/* Downloads O (as floats, o_elems of them, in the case's layout) and LSE; *guards_ok is 0 when a
+ * guard byte changed. Either output pointer may be NULL. */
+fat_status bench_fetch(bench_case *c, float *o, float *lse, int *guards_ok);
+
+/* The CPU attention on the case's host inputs: O as floats in the case's layout, and LSE. */
+fat_status bench_cpu_reference(bench_case *c, float *o, float *lse);
+
+/* Compares got with ref over the case's written elements: relative L2 error, largest absolute
+ * error, and non-finite values (an output must never be NaN; LSE may be -inf where ref is). */
+typedef struct bench_err { double rel_l2, max_abs; long nonfinite, lse_bad; } bench_err;
+void bench_compare(const bench_case *c, const float *o, const float *ref, const float *lse,
+                   const float *lse_ref, bench_err *e);
+
+/* Times a variant: L2 flushed before each sample, samples until the spread is small or the cap. */
+typedef struct bench_timing { double median_ms, p20_ms, p80_ms, min_ms; int samples; } bench_timing;
+fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUdeviceptr flush,
+                      size_t flush_bytes, CUstream s, double budget_ms, bench_timing *t);
+
+/* The model's FLOPs of a problem: 4 * B * H * Sq * Sk * D, halved when causal (square). */
+double bench_flops(const fat_problem *p);
+
+#endif
