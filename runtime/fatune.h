@@ -76,9 +76,10 @@ typedef struct fat_problem {
  * Rows that see no key give zeros and lse = -inf.
  * lse (optional) is fp32, natural log: lse[(b * heads_q + h) * seqlen_q + i]; with varlen
  * lse[h * total_q + cu_seqlens_q[b] + i].
- * Varlen: cu_seqlens_q/k hold batch + 1 offsets in tokens; sequence b occupies rows
- * cu[b] .. cu[b+1]-1 of the sequence dimension and the batch stride is ignored; seqlen_q/k are the
- * maxima over the batch.
+ * Varlen: cu_seqlens_q/k hold batch + 1 offsets in tokens, cu[0] = 0; sequence b occupies rows
+ * cu[b] .. cu[b+1]-1 of the sequence dimension and the batch stride is ignored; seqlen_q/k bound
+ * every sequence's length (the maxima over the batch).
+ * causal is 0 or 1; o may not alias itself (no zero stride along a dimension longer than 1).
  */
 typedef struct fat_attn_args {
     fat_dtype dtype;
@@ -106,14 +107,14 @@ fat_status fat_attn_check(const fat_attn_args *a, int gpu);
 /* CPU attention: the reference and the teaching baseline, in three loop orders. */
 typedef enum fat_cpu_algo {
     FAT_CPU_NAIVE = 0,   /* S = QKᵀ materialised per row, softmax, then PV */
-    FAT_CPU_FLASH_V1,    /* KV blocks outer, Q blocks inner, O/m/l kept in the output arrays */
+    FAT_CPU_FLASH_V1,    /* KV blocks outer, Q blocks inner, O/m/l in an fp32 scratch per head */
     FAT_CPU_FLASH_V2     /* Q blocks outer, KV loop inside, online softmax in registers */
 } fat_cpu_algo;
 
 typedef struct fat_cpu_opts {
     fat_cpu_algo algo;
-    int block_m, block_n;   /* tile sizes of the flash loop orders; 0: 64 */
-    int threads;            /* 0: all cores */
+    int block_m, block_n;   /* tile sizes of the flash loop orders, up to 4096; 0: 64 */
+    int threads;            /* 0: all cores; capped at 1024 and at the work items */
 } fat_cpu_opts;
 
 /* Runs attention on the host, fp32 accumulation. opts may be NULL (flash_v2 order, all cores).

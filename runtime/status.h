@@ -1,0 +1,20 @@
+/*
+ * status.h: the per-thread error message behind fat_last_error(). Private to fatune.
+ *
+ * Functions that fail without a context (argument checks, the CPU attention) describe the failure
+ * here; the caller returns the fat_status code and the user reads the words with fat_last_error().
+ */
+#ifndef FAT_STATUS_H
+#define FAT_STATUS_H
+
+#if defined(__GNUC__)
+#define FAT_PRINTF_LIKE(fmt, first) __attribute__((format(printf, fmt, first)))
+#else
+#define FAT_PRINTF_LIKE(fmt, first)
+#endif
+
+/* Formats the calling thread's last error message (printf rules, cut to 511 bytes). It replaces
+ * the previous message and is what fat_last_error() returns on this thread until the next call. */
+void fat_set_error(const char *fmt, ...) FAT_PRINTF_LIKE(1, 2);
+
+#endif
