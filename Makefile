@@ -100,3 +100,4 @@ run: deps
 
 clean:
 	rm -rf $(BUILD)
+.SECONDARY:
