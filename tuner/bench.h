@@ -55,10 +55,12 @@ typedef struct bench_err { double rel_l2, max_abs; long nonfinite, lse_bad; } be
 void bench_compare(const bench_case *c, const float *o, const float *ref, const float *lse,
                    const float *lse_ref, bench_err *e);
 
-/* Times a variant: L2 flushed before each sample, samples until the spread is small or the cap. */
-typedef struct bench_timing { double median_ms, p20_ms, p80_ms, min_ms; int samples; } bench_timing;
+/* Times a variant: L2 flushed before each sample, samples until the spread (p80 - p20) is under
+ * 1% of the median, the budget is spent or 200 samples are taken. cut_ms > 0: when the first three
+ * samples are all slower than cut_ms the variant cannot win, so timing stops there (t->cut = 1). */
+typedef struct bench_timing { double median_ms, p20_ms, p80_ms, min_ms; int samples, cut; } bench_timing;
 fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUdeviceptr flush,
-                      size_t flush_bytes, CUstream s, double budget_ms, bench_timing *t);
+                      size_t flush_bytes, CUstream s, double budget_ms, double cut_ms, bench_timing *t);
 
 /* The model's FLOPs of a problem: 4 * B * H * Sq * Sk * D, halved when causal (square). */
 double bench_flops(const fat_problem *p);
