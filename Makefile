@@ -37,7 +37,7 @@ LUA_FILES = $(sort $(wildcard templates/*.lua templates/lib/*.lua)) generator/ho
 
 LIB_SRC = runtime/status.c runtime/args.c runtime/half.c runtime/cpu_attn.c runtime/cu.c runtime/rtc.c \
           runtime/kernel.c generator/gen.c db/db.c
-TUNER_SRC = tuner/pool.c tuner/check.c tuner/bench.c tuner/tune.c
+TUNER_SRC = tuner/pool.c tuner/check.c tuner/bench.c tuner/worker.c tuner/tune.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/embedded.o
 TUNER_OBJ = $(TUNER_SRC:%.c=$(BUILD)/%.o)
 TESTS = test_gen test_db test_cpu_attn test_rtc
@@ -92,7 +92,7 @@ test: deps
 test-build: $(BUILD)/fatune $(TESTS:%=$(BUILD)/%)
 
 gpu-test: $(BUILD)/fatune $(BUILD)/gpu_test
-	@sh tests/run.sh $(BUILD) gpu_test
+	@sh tests/run.sh $(BUILD) gpu_test gpu_tune
 
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/fatune

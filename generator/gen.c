@@ -10,6 +10,7 @@
 #include "gen.h"
 #include "embedded.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -36,12 +37,20 @@ struct gen {
     char *traceback;
 };
 
-/* The families in teaching order; a build lists those whose template it embeds. */
+/* The families in teaching order; a build lists those whose template it embeds, then any other
+ * family found in $FATUNE_TEMPLATES (test-only templates, new families in development). */
 static const char *const known_families[] = { "naive", "flash_v1", "flash_v2", "flash_hopper", "decode" };
-static const char *families[sizeof known_families / sizeof known_families[0] + 1];
+#define MAX_FAMILIES 64
+static const char *families[MAX_FAMILIES + 1];
+static char extra_names[MAX_FAMILIES][64];
 static pthread_once_t families_once = PTHREAD_ONCE_INIT;
 
 static const struct gen_file *embedded(const char *path);
+
+static int listed(int k, const char *name) {
+    for (int i = 0; i < k; i++) if (strcmp(families[i], name) == 0) return 1;
+    return 0;
+}
 
 static void find_families(void) {
     int k = 0;
@@ -50,7 +59,47 @@ static void find_families(void) {
         snprintf(rel, sizeof rel, "templates/%s.lua", known_families[i]);
         if (embedded(rel)) families[k++] = known_families[i];
     }
+    const char *dir = getenv("FATUNE_TEMPLATES");
+    DIR *d = dir && *dir ? opendir(dir) : NULL;
+    if (d) {
+        char *names[MAX_FAMILIES];
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL && n < MAX_FAMILIES) {
+            size_t len = strlen(e->d_name);
+            if (len < 5 || len > 60 || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
+            if (strcmp(e->d_name, "prelude.lua") == 0) continue;
+            names[n] = strndup(e->d_name, len - 4);
+            if (names[n]) n++;
+        }
+        closedir(d);
+        /* readdir's order is the file system's: sort so runs repeat. */
+        for (int i = 1; i < n; i++)
+            for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+                char *t = names[j]; names[j] = names[j - 1]; names[j - 1] = t;
+            }
+        for (int i = 0; i < n; i++) {
+            if (k < MAX_FAMILIES && !listed(k, names[i])) {
+                snprintf(extra_names[k], sizeof extra_names[k], "%s", names[i]);
+                families[k] = extra_names[k];
+                k++;
+            }
+            free(names[i]);
+        }
+    }
     families[k] = NULL;
+}
+
+int gen_family_selected(const char *only, const char *name) {
+    if (!only) return 1;
+    size_t len = strlen(name);
+    for (const char *p = only; *p;) {
+        size_t l = strcspn(p, ",");
+        if (l == len && strncmp(p, name, len) == 0) return 1;
+        p += l;
+        if (*p == ',') p++;
+    }
+    return 0;
 }
 
 const char *const *gen_families(int *n) {

@@ -56,6 +56,9 @@ const char *gen_traceback(const gen *g);
 /* The kernel families available, in a fixed order; borrowed, valid while the process runs. */
 const char *const *gen_families(int *n);
 
+/* Whether family `name` is in `only` ("flash_v2" or a list "naive,flash_v2"); NULL selects all. */
+int gen_family_selected(const char *only, const char *name);
+
 /* Every parameter choice of tmpl for problem p on device d, in a deterministic order. The caller
  * frees the array with gen_choices_free. */
 fat_status gen_enumerate(gen *g, const char *tmpl, const fat_problem *p, const gen_device *d,

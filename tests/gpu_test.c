@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
         float *o = malloc(c->o_elems * sizeof *o), *lse = malloc(c->lse_elems * sizeof *lse);
         if (bench_cpu_reference(c, ref, lref) != FAT_OK) { CHECK(tc->name, 0); fprintf(stderr, "%s\n", fat_last_error()); }
         for (int f = 0; f < nf; f++) {
-            if (only && strcmp(only, fams[f]) != 0) continue;
+            if (!gen_family_selected(only, fams[f])) continue;
             gen_choice *ch;
             int nch;
             if (gen_enumerate(g, fams[f], &tc->p, &dev, &ch, &nch) != FAT_OK) {

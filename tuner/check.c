@@ -77,7 +77,7 @@ fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_o
     const char *const *fams = gen_families(&nfam);
 
     for (int f = 0; f < nfam; f++) {
-        if (o->only && strcmp(o->only, fams[f]) != 0) continue;
+        if (!gen_family_selected(o->only, fams[f])) continue;
         int space = 0, pruned = 0, before = nunits;
         reason_count *rc = NULL;
         int nrc = 0;

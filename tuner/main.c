@@ -13,6 +13,7 @@
 #include "gen.h"
 #include "rtc.h"
 #include "tune.h"
+#include "worker.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -20,16 +21,22 @@
 #include <string.h>
 
 static const char usage_text[] =
-    "usage: fatune [tune] --gpu N [--shapes FILE] [--db FILE] [--only FAMILY] [--or-check]\n"
+    "usage: fatune [tune] --gpu N[,M...] [--shapes FILE] [--db FILE] [--only FAMILY] [--budget 10m]\n"
+    "                     [--strategy exhaustive|random] [--effort quick|full] [--json] [--quiet] [--or-check]\n"
     "       fatune check [--shapes FILE] [--arch ARCH] [--only FAMILY] [-j N]\n"
     "       fatune gen --template T [--param NAME=VALUE]... [--dtype fp16|bf16] [--head-dim D]\n"
     "                  [--causal] [--window] [--softcap] [--varlen] [--arch ARCH] [--ptx]\n"
     "       fatune devices\n"
     "\n"
-    "  --gpu N          GPU index to tune on\n"
+    "  --gpu N[,M...]   GPUs to tune on (several: problems are shared out between them)\n"
+    "  --budget T       stop starting trials after T (90s, 10m, 1h); unfinished problems are partial\n"
+    "  --strategy S     exhaustive (every valid variant, in order) or random (shuffled)\n"
+    "  --effort E       full, or quick (a sample of 12 variants per family, shorter timing)\n"
+    "  --json           one JSON object per tuned problem on stdout\n"
+    "  --trial-timeout T  kill a trial that runs longer (default 60s): status timeout\n"
     "  --shapes FILE    a Lua shapes file (default: the embedded suite)\n"
     "  --db FILE        the database (default ./fatune.db)\n"
-    "  --only FAMILY    one kernel family: naive, flash_v1, flash_v2\n"
+    "  --only FAMILIES  kernel families, e.g. flash_v2 or naive,flash_v1 (default: all but naive)\n"
     "  --arch ARCH      sm_80, sm_86, sm_89, sm_90, sm_90a (default: GPU 0's, else sm_90)\n"
     "  --or-check       without a GPU, say so and run the compile-only check instead\n"
     "  -j N             compile threads (default: one per core)\n";
@@ -117,11 +124,18 @@ static int run_check(const char *shapes, const char *arch, const char *only, int
     return rc;
 }
 
-static int known_family(const char *f) {
+/* Every name of a family list ("flash_v2" or "naive,flash_v2") is a known family. */
+static int known_family(const char *list) {
     int n;
     const char *const *fams = gen_families(&n);
-    for (int i = 0; i < n; i++) if (strcmp(fams[i], f) == 0) return 1;
-    return 0;
+    for (const char *p = list; *p;) {
+        size_t l = strcspn(p, ","), found = 0;
+        for (int i = 0; i < n; i++) found |= strlen(fams[i]) == l && strncmp(fams[i], p, l) == 0;
+        if (!found) return 0;
+        p += l;
+        if (*p == ',') p++;
+    }
+    return *list != 0;
 }
 
 static int cmd_check(int argc, char **argv) {
@@ -211,37 +225,91 @@ static int cmd_gen(int argc, char **argv) {
     return rc;
 }
 
+/* "10m", "90s", "1h", "300" (seconds) -> seconds; -1 when malformed. */
+static double parse_duration(const char *s) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v <= 0) return -1;
+    if (*end == 0 || strcmp(end, "s") == 0) return v;
+    if (strcmp(end, "m") == 0) return v * 60;
+    if (strcmp(end, "h") == 0) return v * 3600;
+    return -1;
+}
+
+/* "0" or "0,1,3" -> o->gpus; 0 on success. */
+static int parse_gpus(const char *s, tune_opts *o) {
+    o->ngpus = 0;
+    while (*s) {
+        char *end;
+        long g = strtol(s, &end, 10);
+        if (end == s || g < 0 || g > 1024 || o->ngpus == TUNE_MAX_GPUS) return -1;
+        for (int i = 0; i < o->ngpus; i++) if (o->gpus[i] == g) return -1;
+        o->gpus[o->ngpus++] = (int)g;
+        if (*end == ',') end++;
+        else if (*end) return -1;
+        s = end;
+    }
+    return o->ngpus ? 0 : -1;
+}
+
 static int cmd_tune(int argc, char **argv) {
     static const struct option lo[] = { { "gpu", 1, 0, 'g' }, { "shapes", 1, 0, 's' }, { "db", 1, 0, 'b' },
-        { "only", 1, 0, 'o' }, { "or-check", 0, 0, 'C' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
-    tune_opts o = { .gpu = -1, .db = "fatune.db" };
+        { "only", 1, 0, 'o' }, { "or-check", 0, 0, 'C' }, { "budget", 1, 0, 'B' }, { "strategy", 1, 0, 'S' },
+        { "effort", 1, 0, 'e' }, { "json", 0, 0, 'J' }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
+        { "trial-timeout", 1, 0, 'T' },
+        { 0, 0, 0, 0 } };
+    tune_opts o;
+    memset(&o, 0, sizeof o);
+    o.db = "fatune.db";
+    o.trial_timeout_s = 60;
     int or_check = 0, c;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hq", lo, NULL)) != -1) {
         switch (c) {
-        case 'g': {
-            char *end;
-            o.gpu = (int)strtol(optarg, &end, 10);
-            if (*end || o.gpu < 0) return usage("--gpu wants a GPU index (see fatune devices)");
+        case 'g':
+            if (parse_gpus(optarg, &o)) return usage("--gpu wants a GPU index or a list like 0,1 (see fatune devices)");
             break;
-        }
         case 's': o.shapes = optarg; break;
         case 'b': o.db = optarg; break;
         case 'o': o.only = optarg; break;
         case 'C': or_check = 1; break;
+        case 'B':
+            if ((o.budget_s = parse_duration(optarg)) < 0) return usage("--budget wants a duration like 90s, 10m or 1h");
+            break;
+        case 'S':
+            if (strcmp(optarg, "exhaustive") == 0) o.random = 0;
+            else if (strcmp(optarg, "random") == 0) o.random = 1;
+            else return usage("--strategy wants exhaustive or random");
+            break;
+        case 'e':
+            if (strcmp(optarg, "full") == 0) o.quick = 0;
+            else if (strcmp(optarg, "quick") == 0) o.quick = 1;
+            else return usage("--effort wants quick or full");
+            break;
+        case 'J': o.json = 1; break;
+        case 'T':
+            if ((o.trial_timeout_s = parse_duration(optarg)) < 0) return usage("--trial-timeout wants a duration like 30s");
+            break;
+        case 'q': o.quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage(NULL);
         }
     }
     if (optind < argc) return usage("unexpected argument");
-    if (o.gpu < 0) return usage("tune needs --gpu N");
+    if (o.ngpus == 0) return usage("tune needs --gpu N");
     if (o.only && !known_family(o.only)) { fprintf(stderr, "fatune: unknown family '%s'\n", o.only); return 2; }
     int n = 0;
     if (cu_device_count(&n) != FAT_OK || n == 0) {
         const char *why = n == 0 && cu_load() == FAT_OK ? "no GPU: the driver reports no CUDA device" : fat_last_error();
         if (!or_check) return fail(why);
         printf("fatune: %s; running the compile-only check of the suite instead\n", why);
+        fflush(stdout);
         return run_check(o.shapes, NULL, o.only, 0);
     }
+    for (int i = 0; i < o.ngpus; i++)
+        if (o.gpus[i] >= n) {
+            fprintf(stderr, "fatune: no GPU %d: this machine has %d (see fatune devices)\n", o.gpus[i], n);
+            return 2;
+        }
     return tune_main(&o);
 }
 
@@ -252,6 +320,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
     if (strcmp(cmd, "gen") == 0) return cmd_gen(argc - 1, argv + 1);
     if (strcmp(cmd, "tune") == 0) return cmd_tune(argc - 1, argv + 1);
+    if (strcmp(cmd, "__worker") == 0 && argc == 4 && strcmp(argv[2], "--gpu") == 0) return worker_main(atoi(argv[3]));
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) { fputs(usage_text, stdout); return 0; }
     if (cmd[0] == '-') return cmd_tune(argc, argv);
     fprintf(stderr, "fatune: unknown command '%s'\n", cmd);

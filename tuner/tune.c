@@ -1,18 +1,21 @@
 /*
- * tune.c: `fatune --gpu N`: for every problem of the suite and every valid variant of every
- * family, compile (cached by content hash in the database), verify against the CPU attention on
- * fresh random inputs, time, and keep the fastest as the problem's best.
+ * tune.c: `fatune --gpu N`: for every problem of the suite and every valid variant of every family
+ * that applies, compile (cubins cached in the database by content hash), then let the GPU's bench
+ * worker verify and time it, and keep the fastest as the problem's best.
  *
- * Every trial is committed when it finishes, so a killed run resumes where it stopped: a trial
- * already in the database for this device, problem and config is not measured again.
+ * This process never touches CUDA: compilation is NVRTC in a thread pool, and everything that runs
+ * on the GPU happens in the worker (worker.c), which may crash or hang without taking the run down.
+ * Every trial is committed as it finishes, so a killed run resumes where it stopped: a trial
+ * already in the database for this device, problem and config is not measured again. With several
+ * GPUs, one supervisor process per GPU takes every n-th problem, all writing to one database (WAL).
  */
 #include "tune.h"
-#include "bench.h"
 #include "db.h"
 #include "gen.h"
 #include "pool.h"
 #include "rtc.h"
 #include "status.h"
+#include "worker.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -21,15 +24,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct cand {
     gen_variant v;          /* emitted for the problem */
-    gen_variant vc;         /* emitted for the check problem (same source, other grid) */
+    gen_variant vc;         /* emitted for the verification problem (same source, other grid) */
     int64_t config_id;
     char hash[33];
-    pool_job job;
+    int job;                /* index into the compile jobs, -1 when the cubin is in the database */
     int have_trial;         /* measured by an earlier run */
-    db_trial_status status;
+    int status;             /* db_trial_status */
     double median_ms;
 } cand;
 
@@ -37,13 +43,21 @@ typedef struct tuner {
     const tune_opts *o;
     gen *g;
     db *d;
+    worker *w;
     gen_device dev;
+    int gpu;
     int64_t device_id;
-    CUdeviceptr flush;
-    size_t flush_bytes;
-    CUstream stream;
-    int failures;           /* errors of fatune itself, not of variants */
+    double t0, deadline;    /* CLOCK_MONOTONIC seconds; deadline 0: none */
+    int problems_done, problems_total, failures;
+    int compiled, verified, timed;
+    int tty;
 } tuner;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 /* A smaller problem with the same kernel specialisation: same dtype, head_dim, causal and
  * features; sizes kept where small, tails kept odd, the Sq/Sk relation kept. */
@@ -64,6 +78,7 @@ static fat_problem check_problem(const fat_problem *p) {
     return c;
 }
 
+/* The content hash of a kernel: its source, the compile options, the arch and NVRTC's version. */
 static void kernel_hash(const char *source, const char *arch, char out[33]) {
     XXH3_state_t *h = XXH3_createState();
     char extra[64];
@@ -76,83 +91,73 @@ static void kernel_hash(const char *source, const char *arch, char out[33]) {
     snprintf(out, 33, "%016llx%016llx", (unsigned long long)r.high64, (unsigned long long)r.low64);
 }
 
-static double tolerance(fat_dtype dt) { return dt == FAT_BF16 ? 1.6e-2 : 4e-3; }
-
-/* Verifies one loaded variant on the check case; fills status and reason. */
-static fat_status verify(tuner *t, bench_case *cc, const float *ref, const float *lref, const kernel *k,
-                         const gen_variant *vc, db_trial *tr, char *reason, size_t rn) {
-    size_t n = cc->o_elems;
-    float *o = malloc(n * sizeof *o), *lse = malloc(cc->lse_elems * sizeof *lse);
-    fat_status st = FAT_OK;
-    int guards = 0;
-    if (!o || !lse) { st = FAT_ERR_NOMEM; goto out; }
-    if ((st = bench_poison(cc)) != FAT_OK) goto out;
-    if ((st = bench_launch(cc, k, vc, t->stream)) != FAT_OK) goto out;
-    if ((st = bench_fetch(cc, o, lse, &guards)) != FAT_OK) goto out;
-    bench_err e;
-    bench_compare(cc, o, ref, lse, lref, &e);
-    tr->max_err = e.max_abs;
-    if (!guards) {
-        tr->status = DB_TRIAL_WRONG_RESULT;
-        snprintf(reason, rn, "wrote outside O or LSE (guard bytes changed)");
-    } else if (e.nonfinite || e.lse_bad || !(e.rel_l2 <= tolerance(cc->prob.dtype))) {
-        tr->status = DB_TRIAL_WRONG_RESULT;
-        snprintf(reason, rn, "rel L2 error %.3g (tolerance %.3g), %ld non-finite, %ld bad LSE",
-                 e.rel_l2, tolerance(cc->prob.dtype), e.nonfinite, e.lse_bad);
-    }
-out:
-    free(o);
-    free(lse);
-    return st;
+static void progress(tuner *t, const char *name) {
+    if (!t->tty || t->o->quiet) return;
+    double el = now_s() - t->t0;
+    double eta = t->problems_done ? el / t->problems_done * (t->problems_total - t->problems_done) : 0;
+    fprintf(stderr, "\r\033[K[%d/%d] %s  compiled %d, verified %d, timed %d  %.0fs elapsed, ETA %.0fs",
+            t->problems_done + 1, t->problems_total, name, t->compiled, t->verified, t->timed, el, eta);
 }
 
-/* Tunes one problem: returns FAT_OK unless fatune itself failed (a CUDA fault ends the run). */
-static fat_status tune_problem(tuner *t, const fat_problem *p) {
+static void clear_progress(const tuner *t) {
+    if (t->tty && !t->o->quiet) fprintf(stderr, "\r\033[K");
+}
+
+/* Deterministic shuffle (splitmix64 from a fixed seed), for --strategy random. */
+static void shuffle(cand *cs, int n, uint64_t seed) {
+    for (int i = n - 1; i > 0; i--) {
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        int j = (int)((z ^ (z >> 31)) % (uint64_t)(i + 1));
+        cand tmp = cs[i]; cs[i] = cs[j]; cs[j] = tmp;
+    }
+}
+
+/* Emits the candidates of every family for p; registers their template and config rows. */
+static fat_status collect(tuner *t, const fat_problem *p, const fat_problem *cp, int64_t problem_id,
+                          cand **out, int *nout) {
     fat_status st = FAT_OK;
-    int64_t problem_id;
-    char name[160];
-    gen_problem_name(p, name, sizeof name);
-    fat_problem cp = check_problem(p);
-    bench_case *full = NULL, *cc = NULL;
-    float *ref = NULL, *lref = NULL;
     cand *cs = NULL;
-    int nc = 0, cap = 0;
-    pool_job *jobs = NULL;
-    int *job_of = NULL;
-
-    if (db_problem_id(t->d, p, &problem_id) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); return FAT_ERR_DB; }
-
-    int nfam;
+    int nc = 0, cap = 0, nfam;
     const char *const *fams = gen_families(&nfam);
     for (int f = 0; f < nfam; f++) {
-        if (t->o->only && strcmp(t->o->only, fams[f]) != 0) continue;
+        if (!gen_family_selected(t->o->only, fams[f])) continue;
+        if (!t->o->only && strcmp(fams[f], "naive") == 0) continue;   /* the reference, not a contender */
         char th[33];
         int64_t tid;
         gen_choice *ch;
-        int nch;
+        int nch, taken = 0;
         if (gen_template_hash(fams[f], th) != FAT_OK) continue;
-        if ((st = gen_enumerate(t->g, fams[f], p, &t->dev, &ch, &nch)) != FAT_OK) { fat_set_error("%s", gen_errmsg(t->g)); goto out; }
+        if ((st = gen_enumerate(t->g, fams[f], p, &t->dev, &ch, &nch)) != FAT_OK) {
+            fat_set_error("%s", gen_errmsg(t->g));
+            goto out;
+        }
+        int first = nc;
         for (int i = 0; i < nch; i++) {
             if (!ch[i].ok) continue;
             if (nc == cap) {
-                cap = cap ? 2 * cap : 32;
+                cap = cap ? 2 * cap : 64;
                 cand *n2 = realloc(cs, (size_t)cap * sizeof *cs);
                 if (!n2) { gen_choices_free(ch, nch); st = FAT_ERR_NOMEM; goto out; }
                 cs = n2;
             }
             cand *c = &cs[nc];
             memset(c, 0, sizeof *c);
+            c->job = -1;
             if ((st = gen_emit(t->g, fams[f], ch[i].canon, p, &t->dev, &c->v)) != FAT_OK ||
-                (st = gen_emit(t->g, fams[f], ch[i].canon, &cp, &t->dev, &c->vc)) != FAT_OK) {
+                (st = gen_emit(t->g, fams[f], ch[i].canon, cp, &t->dev, &c->vc)) != FAT_OK) {
                 fat_set_error("%s", gen_errmsg(t->g));
                 gen_variant_free(&c->v);
                 gen_choices_free(ch, nch);
                 goto out;
             }
             nc++;
+            taken++;
             if (strcmp(c->v.source, c->vc.source) != 0) {
-                /* The contract: a kernel depends on the specialisation, never on the sizes. */
-                fat_set_error("%s %s: emitted source depends on the sequence sizes", fams[f], ch[i].canon);
+                /* The contract: a kernel depends on its specialisation, never on the sizes. */
+                fat_set_error("%s %s: the emitted source depends on the problem's sizes (templates must "
+                              "take sizes from the parameter block)", fams[f], ch[i].canon);
                 gen_choices_free(ch, nch);
                 st = FAT_ERR_TEMPLATE;
                 goto out;
@@ -174,24 +179,57 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
             }
         }
         gen_choices_free(ch, nch);
+        if (t->o->random) shuffle(cs + first, taken, 0x5eed + (uint64_t)problem_id);
+        /* quick effort: a sample of the family's space (all of it when small). */
+        if (t->o->quick && taken > 12) {
+            if (!t->o->random) shuffle(cs + first, taken, 0x5eed + (uint64_t)problem_id);
+            for (int i = first + 12; i < nc; i++) { gen_variant_free(&cs[i].v); gen_variant_free(&cs[i].vc); }
+            nc = first + 12;
+        }
     }
+out:
+    if (st != FAT_OK) {
+        for (int i = 0; i < nc; i++) { gen_variant_free(&cs[i].v); gen_variant_free(&cs[i].vc); }
+        free(cs);
+        cs = NULL;
+        nc = 0;
+    }
+    *out = cs;
+    *nout = nc;
+    return st;
+}
+
+/* Tunes one problem: FAT_OK unless fatune itself failed (database, worker that cannot start). */
+static fat_status tune_problem(tuner *t, const fat_problem *p) {
+    fat_status st = FAT_OK;
+    int64_t problem_id;
+    char name[160];
+    gen_problem_name(p, name, sizeof name);
+    fat_problem cp = check_problem(p);
+    cand *cs = NULL;
+    int nc = 0, nj = 0, pending = 0, complete = 1;
+    pool_job *jobs = NULL;
+
+    if (db_problem_id(t->d, p, &problem_id) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); return FAT_ERR_DB; }
+    progress(t, name);
+    if ((st = collect(t, p, &cp, problem_id, &cs, &nc)) != FAT_OK) goto out;
 
     /* Compile what the database does not hold yet, all at once. */
     jobs = calloc(nc ? (size_t)nc : 1, sizeof *jobs);
-    job_of = calloc(nc ? (size_t)nc : 1, sizeof *job_of);
-    if (!jobs || !job_of) { st = FAT_ERR_NOMEM; goto out; }
-    int nj = 0;
+    if (!jobs) { st = FAT_ERR_NOMEM; goto out; }
     for (int i = 0; i < nc; i++) {
         int yes = 0;
-        job_of[i] = -1;
         if (cs[i].have_trial) continue;
+        pending++;
         if (db_kernel_exists(t->d, cs[i].hash, &yes) == FAT_OK && yes) continue;
         jobs[nj].source = cs[i].v.source;
         jobs[nj].name = cs[i].v.tmpl;
         jobs[nj].arch = t->dev.arch;
-        job_of[i] = nj++;
+        cs[i].job = nj++;
     }
     pool_compile(jobs, nj, 0);
+    t->compiled += nj;
+    if (pending && (st = worker_problem(t->w, p, &cp, 0x5eed0000u + (uint64_t)problem_id)) != FAT_OK) goto out;
 
     double best_ms = 0;          /* the fastest full measurement so far, for cutting early */
     for (int i = 0; i < nc; i++)
@@ -200,6 +238,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
     for (int i = 0; i < nc; i++) {
         cand *c = &cs[i];
         if (c->have_trial) continue;
+        if (t->deadline > 0 && now_s() > t->deadline) { complete = 0; break; }
         char reason[1024] = "";
         db_trial tr;
         memset(&tr, 0, sizeof tr);
@@ -209,9 +248,10 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         tr.status = DB_TRIAL_OK;
         db_kernel kr;
         memset(&kr, 0, sizeof kr);
-        int have_cubin = 0;
-        if (job_of[i] >= 0) {
-            pool_job *j = &jobs[job_of[i]];
+        const void *cubin = NULL;
+        size_t cubin_size = 0;
+        if (c->job >= 0) {
+            pool_job *j = &jobs[c->job];
             if (j->st != FAT_OK) {
                 tr.status = DB_TRIAL_COMPILE_ERROR;
                 snprintf(reason, sizeof reason, "%.200s\n%.800s", j->err, j->res.log);
@@ -222,55 +262,48 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
                 snprintf(put.hash, sizeof put.hash, "%s", c->hash);
                 snprintf(put.arch, sizeof put.arch, "%s", t->dev.arch);
                 if (db_kernel_put(t->d, &put) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
-                kr.cubin = j->res.image;
-                have_cubin = 1;
+                cubin = j->res.image;
+                cubin_size = j->res.size;
             }
         } else if (db_kernel_get(t->d, c->hash, &kr) == FAT_OK) {
-            have_cubin = 2;
+            cubin = kr.cubin;
+            cubin_size = kr.cubin_size;
+        } else {
+            tr.status = DB_TRIAL_COMPILE_ERROR;
+            snprintf(reason, sizeof reason, "the cached cubin %s cannot be read: %s", c->hash, db_errmsg(t->d));
         }
-        if (tr.status == DB_TRIAL_OK && have_cubin) {
+        if (cubin) {
             snprintf(tr.kernel_hash, sizeof tr.kernel_hash, "%s", c->hash);
-            kernel k;
-            if (kernel_load(kr.cubin, c->v.entry, c->v.smem, &k) != FAT_OK) {
-                tr.status = DB_TRIAL_RESOURCE;
-                snprintf(reason, sizeof reason, "%s", fat_last_error());
-            } else {
-                if (!cc) {
-                    bench_layout lay = { .with_lse = 1, .window_left = 64, .window_right = 16, .softcap = 30.f };
-                    if ((st = bench_case_new(&cp, &lay, 0x5eed0000u + (uint64_t)problem_id, &cc)) != FAT_OK) goto out;
-                    ref = malloc(cc->o_elems * sizeof *ref);
-                    lref = malloc(cc->lse_elems * sizeof *lref);
-                    if (!ref || !lref) { st = FAT_ERR_NOMEM; goto out; }
-                    if ((st = bench_cpu_reference(cc, ref, lref)) != FAT_OK) goto out;
-                    bench_layout flay = { .window_left = 64, .window_right = 16, .softcap = 30.f };
-                    if ((st = bench_case_new(p, &flay, 0xf00du + (uint64_t)problem_id, &full)) != FAT_OK) goto out;
-                }
-                st = verify(t, cc, ref, lref, &k, &c->vc, &tr, reason, sizeof reason);
-                if (st == FAT_OK && tr.status == DB_TRIAL_OK) {
-                    bench_timing tm;
-                    st = bench_time(full, &k, &c->v, t->flush, t->flush_bytes, t->stream, 300.0,
-                                    best_ms > 0 ? 1.25 * best_ms : 0, &tm);
-                    tr.median_ms = tm.median_ms; tr.p20_ms = tm.p20_ms; tr.p80_ms = tm.p80_ms;
-                    tr.min_ms = tm.min_ms; tr.samples = tm.samples;
-                    if (tm.cut) snprintf(reason, sizeof reason, "cut early: %d samples all > 1.25x the best so far (%.3f ms)", tm.samples, best_ms);
-                    else if (best_ms <= 0 || tm.median_ms < best_ms) best_ms = tm.median_ms;
-                }
-                kernel_unload(&k);
-                if (st != FAT_OK) {
-                    /* A fault poisons the context: record it; the run cannot go on in this process. */
-                    tr.status = DB_TRIAL_FAULT;
-                    snprintf(reason, sizeof reason, "%s", fat_last_error());
-                }
+            worker_req q = { cubin, cubin_size, c->v.entry,
+                             { c->vc.grid[0], c->vc.grid[1], c->vc.grid[2] }, { c->v.grid[0], c->v.grid[1], c->v.grid[2] },
+                             { c->v.block[0], c->v.block[1], c->v.block[2] }, c->v.smem, c->vc.workspace, c->v.workspace,
+                             best_ms > 0 ? 1.25 * best_ms : 0, t->o->quick ? 100.0 : 300.0, t->o->trial_timeout_s };
+            worker_res r;
+            st = worker_trial(t->w, &q, &r);
+            db_kernel_free(&kr);
+            if (st != FAT_OK) goto out;
+            tr.status = r.status;
+            tr.median_ms = r.median_ms; tr.p20_ms = r.p20_ms; tr.p80_ms = r.p80_ms; tr.min_ms = r.min_ms;
+            tr.samples = r.samples;
+            tr.max_err = r.max_err;
+            tr.sm_clock_mhz = r.sm_clock_mhz;
+            snprintf(reason, sizeof reason, "%s", r.reason);
+            if (r.status != DB_TRIAL_RESOURCE && r.status != DB_TRIAL_FAULT && r.status != DB_TRIAL_TIMEOUT) t->verified++;
+            if (r.status == DB_TRIAL_OK) {
+                t->timed++;
+                if (!r.cut && (best_ms <= 0 || r.median_ms < best_ms)) best_ms = r.median_ms;
             }
         }
-        if (have_cubin == 2) db_kernel_free(&kr);
         tr.reason = *reason ? reason : NULL;
         c->status = tr.status;
         c->median_ms = tr.median_ms;
         if (db_trial_put(t->d, &tr) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
-        if (tr.status != DB_TRIAL_OK)
-            fprintf(stderr, "  %s %s: %s: %.200s\n", c->v.tmpl, c->v.canon, db_trial_status_name(tr.status), reason);
-        if (st != FAT_OK) goto out;
+        if (tr.status != DB_TRIAL_OK) {
+            clear_progress(t);
+            fprintf(stderr, "  %s %s on %s: %s: %.300s\n", c->v.tmpl, c->v.canon, name,
+                    db_trial_status_name(tr.status), reason);
+        }
+        progress(t, name);
     }
 
     /* The best: the fastest verified variant. Variants within 1% of it are a tie (the run-to-run
@@ -292,43 +325,49 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
             if (second < 0 || cs[i].median_ms < cs[second].median_ms) second = i;
         }
     }
+    clear_progress(t);
     if (best < 0) {
-        printf("%-44s no valid variant\n", name);
-        t->failures++;
+        if (!t->o->json) printf("%-44s no verified variant%s\n", name, complete ? "" : " (budget spent)");
+        if (complete) t->failures++;
         goto out;
     }
+    char effort[64];
+    if (t->o->budget_s > 0) snprintf(effort, sizeof effort, "%s%s, budget %.0fs", t->o->random ? "random" : "exhaustive", t->o->quick ? " quick" : "", t->o->budget_s);
+    else snprintf(effort, sizeof effort, "%s%s", t->o->random ? "random" : "exhaustive", t->o->quick ? " quick" : "");
     db_best b = { t->device_id, problem_id, cs[best].config_id, cs[best].median_ms,
-                  second >= 0 ? cs[second].median_ms / cs[best].median_ms - 1 : 0, "exhaustive", 1 };
-    if (db_best_put(t->d, &b) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
-    printf("%-44s %-9s %-40s %9.3f ms %7.1f TFLOPS  (+%.1f%% over next)\n", name, cs[best].v.tmpl, cs[best].v.canon,
-           cs[best].median_ms, bench_flops(p) / cs[best].median_ms / 1e9, 100 * b.margin);
+                  second >= 0 ? cs[second].median_ms / cs[best].median_ms - 1 : 0, "", complete && !t->o->quick };
+    snprintf(b.effort, sizeof b.effort, "%s", effort);
+    db_best old;
+    /* A complete entry is never replaced by a partial one. */
+    if (!(db_best_get(t->d, t->device_id, problem_id, &old) == FAT_OK && old.complete && !b.complete)) {
+        if (db_best_put(t->d, &b) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
+    }
+    double tflops = 4.0 * p->batch * p->heads_q * (double)p->seqlen_q * p->seqlen_k * p->head_dim / (p->causal ? 2 : 1)
+                    / cs[best].median_ms / 1e9;
+    if (t->o->json)
+        printf("{\"problem\": \"%s\", \"family\": \"%s\", \"params\": \"%s\", \"median_ms\": %.5f, \"tflops\": %.2f, "
+               "\"margin\": %.4f, \"complete\": %s, \"gpu\": %d}\n", name, cs[best].v.tmpl, cs[best].v.canon,
+               cs[best].median_ms, tflops, b.margin, b.complete ? "true" : "false", t->gpu);
+    else
+        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS (+%.1f%%)%s\n", name, cs[best].v.tmpl, cs[best].v.canon,
+               cs[best].median_ms, tflops, 100 * b.margin, complete ? "" : " partial");
     fflush(stdout);
 out:
     for (int i = 0; i < nc; i++) { gen_variant_free(&cs[i].v); gen_variant_free(&cs[i].vc); }
-    if (jobs) for (int i = 0; i < nc; i++) rtc_result_free(&jobs[i].res);
+    if (jobs) for (int i = 0; i < nj; i++) rtc_result_free(&jobs[i].res);
     free(jobs);
-    free(job_of);
     free(cs);
-    free(ref);
-    free(lref);
-    bench_case_free(cc);
-    bench_case_free(full);
     return st;
 }
 
-int tune_main(const tune_opts *o) {
-    tuner t = { .o = o };
+/* One GPU's share of the problems: those with index % nshard == shard. */
+static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
+    tuner t = { .o = o, .gpu = gpu, .t0 = now_s(), .tty = isatty(2) };
     int rc = 1;
     fat_problem *probs = NULL;
     int n = 0;
     char err[1024];
-    fat_status st = FAT_OK;
-    CUdevice cudev;
-
-    if (cu_device_info(o->gpu, &t.dev) != FAT_OK || cu_device_open(o->gpu, &cudev) != FAT_OK) {
-        fprintf(stderr, "fatune: %s\n", fat_last_error());
-        return 1;
-    }
+    if (o->budget_s > 0) t.deadline = t.t0 + o->budget_s;
     if (rtc_load() != FAT_OK) { fprintf(stderr, "fatune: %s\n", fat_last_error()); return 1; }
     if (gen_open(&t.g) != FAT_OK) { fprintf(stderr, "fatune: %s\n", gen_errmsg(t.g)); goto out; }
     if (gen_shapes_file(t.g, o->shapes, &probs, &n) != FAT_OK) {
@@ -337,27 +376,46 @@ int tune_main(const tune_opts *o) {
         goto out;
     }
     if (db_open(o->db, DB_CREATE, &t.d, err, sizeof err) != FAT_OK) { fprintf(stderr, "fatune: %s\n", err); goto out; }
-    int drv = 0;
-    cu.DriverGetVersion(&drv);
-    db_device dd = { t.dev.name, t.dev.cc, t.dev.sms, t.dev.l2, t.dev.smem_optin, drv, rtc_version() };
+    if (worker_start(gpu, &t.w, &t.dev) != FAT_OK) { fprintf(stderr, "fatune: %s\n", fat_last_error()); goto out; }
+    db_device dd = { t.dev.name, t.dev.cc, t.dev.sms, t.dev.l2, t.dev.smem_optin, 0, rtc_version() };
     if (db_device_id(t.d, &dd, &t.device_id) != FAT_OK) { fprintf(stderr, "fatune: %s\n", db_errmsg(t.d)); goto out; }
-    t.flush_bytes = (size_t)(2 * t.dev.l2);
-    st = FAT_OK;
-    CU_CHECK(MemAlloc(&t.flush, t.flush_bytes));
-    CU_CHECK(StreamCreate(&t.stream, CU_STREAM_NON_BLOCKING));
-    printf("tuning %d problems on GPU %d (%s, %s) into %s\n", n, o->gpu, t.dev.name, t.dev.arch, o->db);
-    for (int i = 0; i < n; i++) {
-        st = tune_problem(&t, &probs[i]);
-        if (st != FAT_OK) { fprintf(stderr, "fatune: %s\n", fat_last_error()); goto out; }
+    for (int i = shard; i < n; i += nshard) t.problems_total++;
+    if (!o->quiet && !o->json)
+        printf("tuning %d problems on GPU %d (%s, %s) into %s\n", t.problems_total, gpu, t.dev.name, t.dev.arch, o->db);
+    fflush(stdout);
+    for (int i = shard; i < n; i += nshard) {
+        fat_status st = tune_problem(&t, &probs[i]);
+        if (st != FAT_OK) { clear_progress(&t); fprintf(stderr, "fatune: %s\n", fat_last_error()); goto out; }
+        t.problems_done++;
     }
+    if (!o->quiet && !o->json)
+        printf("done: %d problems in %.1f s (%d compiled, %d verified, %d timed), %d without a verified variant\n",
+               t.problems_done, now_s() - t.t0, t.compiled, t.verified, t.timed, t.failures);
     rc = t.failures ? 1 : 0;
 out:
-    if (st != FAT_OK && rc == 0) rc = 1;
-    if (st != FAT_OK && !*fat_last_error()) fprintf(stderr, "fatune: %s\n", fat_strerror(st));
-    if (t.stream) cu.StreamDestroy(t.stream);
-    if (t.flush) cu.MemFree(t.flush);
+    worker_stop(t.w);
     free(probs);
     db_close(t.d);
     gen_close(t.g);
+    return rc;
+}
+
+int tune_main(const tune_opts *o) {
+    if (o->ngpus == 1) return tune_shard(o, o->gpus[0], 0, 1);
+    /* One supervisor per GPU; each opens the database itself (WAL takes the concurrent writers). */
+    pid_t pids[TUNE_MAX_GPUS];
+    fflush(stdout);
+    for (int i = 0; i < o->ngpus; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) _exit(tune_shard(o, o->gpus[i], i, o->ngpus));
+        if (pids[i] < 0) { fprintf(stderr, "fatune: cannot fork for GPU %d\n", o->gpus[i]); return 1; }
+    }
+    int rc = 0;
+    for (int i = 0; i < o->ngpus; i++) {
+        int status = 0;
+        waitpid(pids[i], &status, 0);
+        int r = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        if (r > rc) rc = r;
+    }
     return rc;
 }
