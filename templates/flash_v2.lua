@@ -1,0 +1,519 @@
+-- flash_v2.lua: the production FlashAttention-2 forward kernel for sm_80 and later.
+--
+-- One CTA per (Q tile of block_m rows, query head, sequence); the warps split the Q rows and loop
+-- over the key/value tiles, keeping O, the row max m and the row sum l in registers. S = Q Kᵀ and
+-- O += P V run on mma.sync m16n8k16 (f32 accumulate), fed by ldmatrix from XOR-swizzled shared memory
+-- that a cp.async pipeline of `stages` K/V buffers fills. P never leaves registers. docs/flash_v2.md
+-- explains the steps, the fragment layouts, the swizzle, the masks and the parameter space.
+local P = require("prelude")
+local ptx = require("lib.ptx")
+local swizzle = require("lib.swizzle")
+local softmax = require("lib.softmax")
+
+local t = {
+  name = "flash_v2",
+  version = 1,
+  params = {
+    block_m = { 64, 128, 192, 256 },  -- query rows per CTA
+    block_n = { 32, 64, 128, 256 },   -- keys per KV tile
+    warps = { 4, 8 },                 -- warps per CTA; each owns block_m / warps rows (a multiple of 16)
+    stages = { 1, 2, 3 },             -- K/V shared-memory buffers (1: FA2's interleaved K/V schedule)
+    q_in_regs = { 0, 1 },             -- 1: Q fragments held in registers for the whole KV loop
+  },
+}
+
+-- Register budget: the hardware limit per thread, and the margin ptxas needs beyond the
+-- accumulators and fragments counted by regs_estimate (addresses, loop state, temporaries).
+-- Calibrated against `ptxas -v` for sm_80 and sm_90 over the whole space (docs/flash_v2.md).
+local MAX_REGS = 255
+local REG_OVERHEAD = 40
+local RESCALE_SKIP = true
+
+-- Everything the kernel's shape depends on, derived once from the parameters and the shape.
+local function geometry(p, shape)
+  local g = {}
+  g.threads = 32 * p.warps
+  g.warp_m = p.block_m // p.warps
+  g.m_tiles = g.warp_m // 16
+  g.dpad = (shape.head_dim + 15) // 16 * 16           -- mma k and ldmatrix.x4 work in 16s
+  g.chunks = g.dpad // 8                              -- 16-byte chunks per shared-memory row
+  g.valid_chunks = shape.head_dim // 8
+  g.sw = swizzle.new(g.chunks)
+  g.row_bytes = g.chunks * 16
+  g.smem_q = p.block_m * g.row_bytes
+  g.smem_kv = p.block_n * g.row_bytes
+  g.smem = g.smem_q + 2 * p.stages * g.smem_kv        -- Q, then `stages` K buffers, then V buffers
+  -- Copy geometry: a row of lanes (ld_cw lanes, a power of two <= 16) walks the chunks of a row, so
+  -- each lane's rows are ld_rs apart (a multiple of 8: the swizzle of a lane's rows is the same).
+  local cw = 1
+  while cw * 2 <= g.chunks and cw < 16 do cw = cw * 2 end
+  g.ld_cw = cw
+  g.ld_rs = g.threads // cw
+  g.ld_nj = (g.chunks + cw - 1) // cw
+  g.min_blocks = p.warps == 4 and 2 or 1
+  return g
+end
+
+-- Registers per thread the variant certainly needs: O and S accumulators, Q fragments when held,
+-- P fragments of one 16-key step, and REG_OVERHEAD. Returns the total and its parts as text.
+local function regs_estimate(p, g)
+  local o = g.m_tiles * (g.dpad // 8) * 4
+  local s = g.m_tiles * (p.block_n // 8) * 4
+  local q = p.q_in_regs == 1 and g.m_tiles * (g.dpad // 16) * 4 or 0
+  local pf = g.m_tiles * 4
+  local total = o + s + q + pf + REG_OVERHEAD
+  return total, string.format("O %d + S %d + Q %d + P %d + overhead %d", o, s, q, pf, REG_OVERHEAD)
+end
+
+function t.valid(p, shape, dev)
+  if (dev.cc or 0) < 80 then return false, "needs sm_80 (mma.sync bf16, cp.async)" end
+  if shape.dtype ~= "fp16" and shape.dtype ~= "bf16" then
+    return false, "dtype " .. tostring(shape.dtype) .. ": fp16 or bf16 only"
+  end
+  local d = shape.head_dim
+  if math.type(d) ~= "integer" or d < 8 or d > 256 or d % 8 ~= 0 then
+    return false, "head_dim " .. tostring(d) .. ": a multiple of 8 up to 256"
+  end
+  if p.block_m % (16 * p.warps) ~= 0 then
+    return false, string.format("block_m=%d is not a multiple of 16*warps=%d (each warp owns whole 16-row mma tiles)",
+                                p.block_m, 16 * p.warps)
+  end
+  local g = geometry(p, shape)
+  if g.smem > dev.smem_optin then
+    return false, string.format("shared memory %d B (Q %d + %d stages x (K %d + V %d)) > smem_optin %d B",
+                                g.smem, g.smem_q, p.stages, g.smem_kv, g.smem_kv, dev.smem_optin)
+  end
+  local regs, parts = regs_estimate(p, g)
+  if regs > MAX_REGS then
+    return false, string.format("estimated %d registers/thread > %d (%s): would spill", regs, MAX_REGS, parts)
+  end
+  -- Pruning by shape: tiles far larger than the sequences only add masked work.
+  local sq, sk = shape.seqlen_q or 0, shape.seqlen_k or 0
+  if sq > 0 and p.block_m > 64 and p.block_m >= 2 * ((sq + 15) // 16 * 16) then
+    return false, string.format("block_m=%d >= 2 x seqlen_q=%d: a smaller block_m covers it", p.block_m, sq)
+  end
+  if sk > 0 and p.block_n > 32 and p.block_n >= 2 * ((sk + 15) // 16 * 16) then
+    return false, string.format("block_n=%d >= 2 x seqlen_k=%d: a smaller block_n covers it", p.block_n, sk)
+  end
+  local tiles = sk > 0 and (sk + p.block_n - 1) // p.block_n or math.huge
+  if p.stages > 1 and p.stages > tiles then
+    return false, string.format("stages=%d > %d KV tiles of seqlen_k=%d: buffers never filled", p.stages, tiles, sk)
+  end
+  return true
+end
+
+-- The kernel text after the generated constants. Written once, specialised by the #defines above it
+-- and by the prelude's FAT_CAUSAL / FAT_WINDOW / FAT_SOFTCAP / FAT_VARLEN.
+local KERNEL = [[
+/* ======================================================================================
+ * FlashAttention-2 forward. Notation: a CTA owns Q rows [m0, m0 + BLOCK_M) of one head of one
+ * sequence; warp w owns the WARP_M rows starting at w * WARP_M, as M_TILES mma row tiles of 16.
+ * Per thread and row tile: rows g = lane/4 and g + 8, columns 2*(lane%4), +1 of each 8-wide tile.
+ * ====================================================================================== */
+#define ROW_BYTES (CHUNKS * 16)
+#define SMEM_Q (BLOCK_M * ROW_BYTES)
+#define SMEM_KV (BLOCK_N * ROW_BYTES)
+#define WARP_M (BLOCK_M / WARPS)
+#define M_TILES (WARP_M / 16)
+#define N_TILES (BLOCK_N / 8)      /* 8-key column tiles of S */
+#define D_TILES (DPAD / 8)         /* 8-wide column tiles of O */
+#define K_STEPS (DPAD / 16)        /* 16-deep steps of Q Kᵀ */
+/* ldmatrix.x4 reads chunks 2k and 2k + 1: a lane keeps SW_VARIANTS addresses, one per value of the
+ * swizzled low bits, and reaches pair k at addr[k % SW_VARIANTS] + PAIR_OFF(k) (lib/swizzle). */
+#define PAIR_OFF(k) (((k) / SW_VARIANTS) * (16 << SW_BITS))
+
+/* Step 1 (loads): issue the cp.async copies of one ROWS x DPAD tile, global -> shared.
+ * Thread t copies chunks c + j*LD_CW of rows r + i*LD_RS (r = t / LD_CW, c = t % LD_CW), so a row
+ * of lanes reads one contiguous stretch of a row (coalesced). LD_RS is a multiple of 8, so the
+ * swizzle of all of a lane's rows is that of row r and every shared address is s + a constant.
+ * s_tile: shared address of the tile; g_tile: global address of its row 0, column 0; ss: row
+ * stride in elements; rows_valid: rows of the tile inside the sequence. Rows past the sequence and
+ * columns past head_dim are zero-filled (src-size 0, nothing read): the zeros add nothing to Q Kᵀ,
+ * and zero V rows keep P V finite. The thread's addresses are derived from a fresh threadIdx at
+ * every call: recomputing them costs a few integer ops per tile, holding them across the KV loop
+ * would cost registers that the accumulators need. */
+template <int ROWS>
+static __device__ __forceinline__ void load_tile(unsigned s_tile, const char *g_tile, long long ss, int rows_valid) {
+    const int t = fat_tid_fresh();
+    const int r = t / LD_CW, c = t % LD_CW;
+    const unsigned s = s_tile + r * ROW_BYTES + (fat_swz(r, c) << 4);
+    const char *g = g_tile + 2 * (r * ss) + c * 16;
+    const int rows_left = rows_valid - r;
+#pragma unroll
+    for (int i = 0; i < (ROWS + LD_RS - 1) / LD_RS; ++i) {
+        if (ROWS % LD_RS != 0 && r + i * LD_RS >= ROWS) break;
+        const bool row_ok = i * LD_RS < rows_left;
+#pragma unroll
+        for (int j = 0; j < LD_NJ; ++j) {
+            const int cj = c + j * LD_CW;
+            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
+            const bool ok = row_ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
+            fat_cp_async16(s + i * LD_RS * ROW_BYTES + j * LD_CW * 16, g + 2 * (i * LD_RS) * ss + j * LD_CW * 16,
+                           ok ? 16 : 0);
+        }
+    }
+}
+
+/* Step 3: S = Q Kᵀ for one key tile, on tensor cores. For each 16-deep head-dim step kk, one
+ * ldmatrix.x4 of K gives the B fragments of two 8-key tiles (keys stored row-major = "col" B):
+ * b0 b1 of keys 0-7, then b0 b1 of keys 8-15 (mma wants each pair in consecutive registers), and
+ * each feeds all M_TILES row tiles of this warp. Q's A fragments come from registers (Q_IN_REGS)
+ * or, one ldmatrix.x4 per row tile and step, from this warp's rows of the Q tile in shared memory.
+ * off / k_off: this lane's offsets per swizzle variant for Q (and V) / for K; q_base, k_base: shared
+ * addresses of row 0. */
+static __device__ __forceinline__ void gemm_qk(float (&s)[M_TILES][N_TILES][4],
+#if Q_IN_REGS
+                                               const unsigned (&qf)[M_TILES][K_STEPS][4],
+#else
+                                               unsigned q_base,
+#endif
+                                               const unsigned (&off)[SW_VARIANTS],
+                                               const unsigned (&k_off)[SW_VARIANTS], unsigned k_base) {
+#pragma unroll
+    for (int kk = 0; kk < K_STEPS; ++kk) {
+#if !Q_IN_REGS
+        unsigned qa[M_TILES][4];
+#pragma unroll
+        for (int mt = 0; mt < M_TILES; ++mt)
+            fat_ldsm_x4(qa[mt], q_base + off[kk % SW_VARIANTS] + PAIR_OFF(kk) + mt * 16 * ROW_BYTES);
+#endif
+#pragma unroll
+        for (int np = 0; np < N_TILES / 2; ++np) {
+            unsigned kb[4];
+            fat_ldsm_x4(kb, k_base + k_off[kk % SW_VARIANTS] + PAIR_OFF(kk) + np * 16 * ROW_BYTES);
+#pragma unroll
+            for (int mt = 0; mt < M_TILES; ++mt) {
+#if Q_IN_REGS
+                fat_mma16816(s[mt][2 * np], qf[mt][kk], kb[0], kb[1]);
+                fat_mma16816(s[mt][2 * np + 1], qf[mt][kk], kb[2], kb[3]);
+#else
+                fat_mma16816(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+                fat_mma16816(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+#endif
+            }
+        }
+    }
+}
+
+/* Step 6: O += P V. P stays in registers: the f32 C fragments of two adjacent 8-key tiles, packed
+ * to 16 bits in pairs (pk, from step 5), are exactly the A fragment of a 16-deep step (c0c1 -> a0,
+ * c2c3 -> a1 from the first tile; a2, a3 from the second). V is row-major [key][d], so
+ * ldmatrix.x4.trans gives the B fragments of two 8-wide d tiles per 16 keys. */
+static __device__ __forceinline__ void gemm_pv(float (&acc)[M_TILES][D_TILES][4],
+                                               const unsigned (&pk)[M_TILES][N_TILES][2],
+                                               const unsigned (&off)[SW_VARIANTS], unsigned v_base) {
+#pragma unroll
+    for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
+        unsigned pa[M_TILES][4];
+#pragma unroll
+        for (int mt = 0; mt < M_TILES; ++mt) {
+            pa[mt][0] = pk[mt][2 * kk][0];
+            pa[mt][1] = pk[mt][2 * kk][1];
+            pa[mt][2] = pk[mt][2 * kk + 1][0];
+            pa[mt][3] = pk[mt][2 * kk + 1][1];
+        }
+#pragma unroll
+        for (int dp = 0; dp < DPAD / 16; ++dp) {
+            unsigned vb[4];   /* b0, b1 of d tile 2dp, then of d tile 2dp + 1 */
+            fat_ldsm_x4_trans(vb, v_base + off[dp % SW_VARIANTS] + PAIR_OFF(dp) + kk * 16 * ROW_BYTES);
+#pragma unroll
+            for (int mt = 0; mt < M_TILES; ++mt) {
+                fat_mma16816(acc[mt][2 * dp], pa[mt], vb[0], vb[1]);
+                fat_mma16816(acc[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(const fat_kparams p)
+{
+    extern __shared__ __align__(128) unsigned char smem[];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+    /* ---- Step 0: this CTA's Q tile, head and sequence ---- */
+#if FAT_CAUSAL
+    const int m_block = gridDim.x - 1 - blockIdx.x;   /* causal: the longest rows start first */
+#else
+    const int m_block = blockIdx.x;
+#endif
+    const int h = blockIdx.y, b = blockIdx.z;
+    long long q0, k0;
+    int sq, sk;
+    seq_bounds(p, b, &q0, &k0, &sq, &sk);
+    const int m0 = m_block * BLOCK_M;
+    if (m0 >= sq) return;                               /* varlen: past this sequence's end */
+    const int kvh = h / (p.heads_q / p.heads_kv);       /* GQA / MQA */
+
+    /* ---- Tile skip: keys visible to any row of the tile lie in [lo(m0), hi(last row)] (both bounds
+     * grow with the row), so the loop runs over those key tiles only (causal: up to the diagonal;
+     * window: from the left edge). A tile whose keys are all in [lo(last row), hi(m0)] is visible
+     * to every row and skips the elementwise mask; only the diagonal, the window edges and the
+     * seqlen_k tail pay for it. ---- */
+    int lo_first, hi_first, lo_last, hi_last;
+    visible_keys(p, m0, sq, sk, &lo_first, &hi_first);
+    visible_keys(p, min(m0 + BLOCK_M, sq) - 1, sq, sk, &lo_last, &hi_last);
+    const int n_begin = lo_first / BLOCK_N;
+    const int n_end = hi_last < 0 ? 0 : hi_last / BLOCK_N + 1;
+
+    /* ---- Shared memory: [Q tile][K buffer x STAGES][V buffer x STAGES], all swizzled ---- */
+    const unsigned s_q = fat_smem_u32(smem);
+    const unsigned s_k = s_q + SMEM_Q;
+    const unsigned s_v = s_k + STAGES * SMEM_KV;
+
+    /* Global addresses of row 0 of a Q tile and of key tile n (step 1). */
+    const char *g_q = (const char *)p.q + 2 * ROW_OFF(p.q_sb, p.q_ss, p.q_sh, b, q0 + m0, h);
+#define K_TILE(n) ((const char *)p.k + 2 * ROW_OFF(p.k_sb, p.k_ss, p.k_sh, b, k0 + (long long)(n) * BLOCK_N, kvh))
+#define V_TILE(n) ((const char *)p.v + 2 * ROW_OFF(p.v_sb, p.v_ss, p.v_sh, b, k0 + (long long)(n) * BLOCK_N, kvh))
+
+    /* ldmatrix offsets of this lane (steps 3 and 6), one per swizzle variant; lane l gives the row
+     * address of matrix l/8 of each x4. Q and V read (rows 0-7, chunk 2k), (rows 8-15, 2k),
+     * (rows 0-7, 2k+1), (rows 8-15, 2k+1) of a 16-row slice: lane l gives row l%16, chunk 2k + l/16.
+     * For Q these are a0..a3 (A); for V, with .trans, b0 b1 of d tile 2k, then of d tile 2k+1.
+     * K reads (keys 0-7, 2k), (keys 0-7, 2k+1), (keys 8-15, 2k), (keys 8-15, 2k+1): key
+     * l%8 + 8*(l/16), chunk 2k + (l/8)%2, i.e. b0 b1 of keys 0-7, then of keys 8-15.
+     * Slices start at multiples of 16 rows and the swizzle depends on row % 8 only, so these
+     * offsets hold for every slice. */
+    unsigned frag_off[SW_VARIANTS], k_off[SW_VARIANTS];
+    {
+        const int fr = lane & 15, fb = lane >> 4;
+        const int kr = (lane & 7) + ((lane >> 4) << 3), kb = (lane >> 3) & 1;
+#pragma unroll
+        for (int v = 0; v < SW_VARIANTS; ++v) {
+            frag_off[v] = fr * ROW_BYTES + (fat_swz(fr, 2 * v + fb) << 4);
+            k_off[v] = kr * ROW_BYTES + (fat_swz(kr, 2 * v + kb) << 4);
+        }
+    }
+    const unsigned q_base = s_q + warp * WARP_M * ROW_BYTES;   /* this warp's Q rows */
+
+    /* Scores to the log2 domain: exp(scale*s - max) = 2^(s*sl2 - max*sl2), one FFMA per element.
+     * Softcap first maps s to softcap*tanh(scale*s/softcap)*log2(e), already in the log2 domain. */
+#if FAT_SOFTCAP
+    const float sl2 = 1.f;
+    const float cap_in = p.scale / p.softcap, cap_out = p.softcap * 1.4426950408889634f;
+#else
+    const float sl2 = p.scale_log2;
+#endif
+
+    /* Per-thread state for the whole KV loop: O accumulator, and per row (2 per row tile) the
+     * running max m and this thread's part of the row sum l. */
+    float acc[M_TILES][D_TILES][4];
+    float m[M_TILES][2], l[M_TILES][2];
+#pragma unroll
+    for (int mt = 0; mt < M_TILES; ++mt) {
+#pragma unroll
+        for (int d = 0; d < D_TILES; ++d) acc[mt][d][0] = acc[mt][d][1] = acc[mt][d][2] = acc[mt][d][3] = 0.f;
+        m[mt][0] = m[mt][1] = -FAT_INF;
+        l[mt][0] = l[mt][1] = 0.f;
+    }
+    const int row0 = m0 + warp * WARP_M + (lane >> 2);   /* this thread's first row, in the sequence */
+
+    if (n_begin < n_end) {
+        /* ---- Step 1: load Q (one cp.async group) ---- */
+        load_tile<BLOCK_M>(s_q, g_q, p.q_ss, sq - m0);
+        fat_cp_async_commit();
+
+        int n_load = n_begin;                               /* next key tile to copy */
+
+#if STAGES == 1
+        /* ---- Step 2, pipeline with one K and one V buffer (FA2's schedule). Per tile n:
+         *   wait K(n), barrier  -> issue V(n)    -> S = Q K(n)ᵀ   (V(n) lands under the QKᵀ GEMM)
+         *   wait V(n), barrier  -> issue K(n+1)  -> softmax, O += P V(n)   (K(n+1) lands under them)
+         * The first barrier also proves every warp finished P V(n-1) (the V buffer is free), the
+         * second that every warp finished Q K(n)ᵀ (the K buffer is free). ---- */
+        load_tile<BLOCK_N>(s_k, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
+        fat_cp_async_commit();
+#if Q_IN_REGS
+        fat_cp_async_wait<1>();                             /* Q landed (K(n_begin) may still fly) */
+        __syncthreads();
+#endif
+#else
+        /* ---- Step 2, pipeline with STAGES K/V buffers: tiles n+1 .. n+STAGES-1 are in flight while
+         * tile n is computed. Per tile n: wait until tile n has landed (at most STAGES-2 younger
+         * groups pending), barrier (makes every thread's copies visible and proves every warp has
+         * finished tile n-1, whose buffer is the one refilled next), issue tile n+STAGES-1, then the
+         * GEMMs. One barrier per tile; one group per tile, committed even when empty so the count
+         * stays exact. ---- */
+#pragma unroll
+        for (int st = 0; st < STAGES - 1; ++st) {
+            if (n_load < n_end) {
+                load_tile<BLOCK_N>(s_k + st * SMEM_KV, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
+                load_tile<BLOCK_N>(s_v + st * SMEM_KV, V_TILE(n_load), p.v_ss, sk - n_load * BLOCK_N);
+                ++n_load;
+            }
+            fat_cp_async_commit();
+        }
+        int wr_stage = STAGES - 1, rd_stage = 0;
+#if Q_IN_REGS
+        fat_cp_async_wait<STAGES - 1>();                    /* Q landed */
+        __syncthreads();
+#endif
+#endif
+
+#if Q_IN_REGS
+        /* Q fragments into registers, once: A operand of every Q Kᵀ step of every tile. */
+        unsigned qf[M_TILES][K_STEPS][4];
+#pragma unroll
+        for (int mt = 0; mt < M_TILES; ++mt)
+#pragma unroll
+            for (int kk = 0; kk < K_STEPS; ++kk)
+                fat_ldsm_x4(qf[mt][kk], q_base + frag_off[kk % SW_VARIANTS] + PAIR_OFF(kk) + mt * 16 * ROW_BYTES);
+#endif
+
+        for (int n = n_begin; n < n_end; ++n) {
+            const int n0 = n * BLOCK_N;
+            unsigned k_base, v_base;                        /* shared address of this tile's K, V */
+#if STAGES == 1
+            fat_cp_async_wait<0>();                         /* K(n) (and Q) landed */
+            __syncthreads();
+            load_tile<BLOCK_N>(s_v, V_TILE(n), p.v_ss, sk - n0);
+            fat_cp_async_commit();
+            k_base = s_k;
+            v_base = s_v;
+#else
+            fat_cp_async_wait<STAGES - 2>();                /* tile n (and Q) landed */
+            __syncthreads();
+            if (n_load < n_end) {                           /* prefetch tile n + STAGES - 1 */
+                load_tile<BLOCK_N>(s_k + wr_stage * SMEM_KV, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
+                load_tile<BLOCK_N>(s_v + wr_stage * SMEM_KV, V_TILE(n_load), p.v_ss, sk - n_load * BLOCK_N);
+                ++n_load;
+            }
+            fat_cp_async_commit();
+            wr_stage = wr_stage + 1 == STAGES ? 0 : wr_stage + 1;
+            k_base = s_k + rd_stage * SMEM_KV;
+            v_base = s_v + rd_stage * SMEM_KV;
+            rd_stage = rd_stage + 1 == STAGES ? 0 : rd_stage + 1;
+#endif
+
+            /* ---- Step 3: S = Q K(n)ᵀ ---- */
+            float s[M_TILES][N_TILES][4];
+#pragma unroll
+            for (int mt = 0; mt < M_TILES; ++mt)
+#pragma unroll
+                for (int j = 0; j < N_TILES; ++j) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.f;
+#if Q_IN_REGS
+            gemm_qk(s, qf, frag_off, k_off, k_base);
+#else
+            gemm_qk(s, q_base, frag_off, k_off, k_base);
+#endif
+
+#if STAGES == 1
+            fat_cp_async_wait<0>();                         /* V(n) landed */
+            __syncthreads();                                /* ... for all; K buffer free */
+            if (n + 1 < n_end) {
+                load_tile<BLOCK_N>(s_k, K_TILE(n + 1), p.k_ss, sk - n0 - BLOCK_N);
+            }
+            fat_cp_async_commit();
+#endif
+
+#if FAT_SOFTCAP
+            /* ---- Step 4a: softcap, s = softcap * tanh(scale * s / softcap), in log2 units ---- */
+            fat_softcap_scores(s, cap_in, cap_out);
+#endif
+            /* ---- Step 4b: mask, only on tiles that straddle a bound (diagonal, window edge,
+             * seqlen_k tail); keys outside [lo, hi] of their row become -inf ---- */
+            if (n0 < lo_last || n0 + BLOCK_N - 1 > hi_first)
+                fat_mask_scores(p, s, row0, n0 + 2 * (lane & 3), sq, sk);
+
+            /* ---- Step 5: online softmax: new row max over the quad, P = 2^(s*sl2 - m_new*sl2)
+             * packed to 16 bits, then O and l rescaled by 2^((m_old - m_new) * sl2) (skipped when
+             * no row max of the warp moved) ---- */
+            unsigned pk[M_TILES][N_TILES][2];
+            fat_softmax_update<RESCALE_SKIP>(s, pk, acc, m, l, sl2);
+
+            /* ---- Step 6: O += P V(n) ---- */
+            gemm_pv(acc, pk, frag_off, v_base);
+        }
+        fat_cp_async_wait<0>();                             /* only empty groups can be left */
+    }
+
+    /* ---- Step 7: final normalisation O /= l, and LSE = (m*sl2 + log2 l) * ln 2 ---- */
+    float lse[M_TILES][2];
+    fat_softmax_finish(acc, m, l, sl2, lse);
+    if (p.lse != nullptr && (lane & 3) == 0) {
+#pragma unroll
+        for (int mt = 0; mt < M_TILES; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int i = row0 + mt * 16 + 8 * r;
+                if (i < sq) p.lse[LSE_OFF(p, b, h, q0, i)] = lse[mt][r];
+            }
+    }
+
+    /* ---- Step 8: O to the dtype, staged through this warp's own rows of the Q tile (no other warp
+     * reads them), then 16-byte stores of rows < seqlen_q and columns < head_dim only ---- */
+    __syncwarp();                                           /* the warp's last ldmatrix of Q is done */
+#pragma unroll
+    for (int mt = 0; mt < M_TILES; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int tr = warp * WARP_M + mt * 16 + 8 * r + (lane >> 2);
+            const unsigned row_s = s_q + tr * ROW_BYTES + (lane & 3) * 4;
+#pragma unroll
+            for (int d = 0; d < D_TILES; ++d)
+                fat_st_shared_b32(row_s + (fat_swz(tr, d) << 4), pack2(acc[mt][d][2 * r], acc[mt][d][2 * r + 1]));
+        }
+    __syncwarp();
+    char *g_o = (char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, b, q0 + m0 + warp * WARP_M, h);
+#pragma unroll
+    for (int it = 0; it < (WARP_M * CHUNKS + 31) / 32; ++it) {
+        const int idx = it * 32 + lane;
+        if ((WARP_M * CHUNKS) % 32 != 0 && idx >= WARP_M * CHUNKS) break;
+        const int r = idx / CHUNKS, c = idx % CHUNKS, tr = warp * WARP_M + r;
+        if ((VALID_CHUNKS == CHUNKS || c < VALID_CHUNKS) && m0 + tr < sq) {
+            unsigned v4[4];
+            fat_ld_shared_v4(v4, s_q + tr * ROW_BYTES + (fat_swz(tr, c) << 4));
+            fat_st_global_v4(g_o + 2LL * r * p.o_ss + c * 16, v4);
+        }
+    }
+}
+]]
+
+function t.emit(p, shape, dev)
+  local ok, why = t.valid(p, shape, dev)
+  assert(ok, why)
+  local g = geometry(p, shape)
+  local function def(name, value, why)
+    local line = string.format("#define %-13s %s", name, tostring(value))
+    if why then line = string.format("%-28s /* %s */", line, why) end
+    return line
+  end
+  local defs = {
+    string.format("/* ---- flash_v2 constants: tile %dx%d, %d warps (%d rows each), %d stage(s), Q in %s ---- */",
+                  p.block_m, p.block_n, p.warps, g.warp_m, p.stages, p.q_in_regs == 1 and "registers" or "shared memory"),
+    def("BLOCK_M", p.block_m, "query rows per CTA"),
+    def("BLOCK_N", p.block_n, "keys per KV tile"),
+    def("WARPS", p.warps),
+    def("THREADS", g.threads),
+    def("MIN_BLOCKS", g.min_blocks, "__launch_bounds__ CTAs per SM"),
+    def("STAGES", p.stages, "K/V shared-memory buffers"),
+    def("Q_IN_REGS", p.q_in_regs),
+    def("RESCALE_SKIP", RESCALE_SKIP and "true" or "false", "skip the O rescale when no row max moved"),
+    def("HEAD_DIM", shape.head_dim),
+    def("DPAD", g.dpad, "head_dim rounded up to 16; columns past HEAD_DIM are zero"),
+    def("CHUNKS", g.chunks, "16-byte chunks per shared-memory row"),
+    def("VALID_CHUNKS", g.valid_chunks, "chunks holding head_dim columns"),
+    def("SW_BITS", g.sw.bits, "swizzled low chunk bits (lib/swizzle)"),
+    def("SW_VARIANTS", g.sw.variants, "ldmatrix offsets kept per lane"),
+    def("LD_CW", g.ld_cw, "copy lanes per row"),
+    def("LD_RS", g.ld_rs, "rows between a lane's copies"),
+    def("LD_NJ", g.ld_nj, "chunks per lane per row"),
+  }
+  local src = table.concat({
+    P.common(t, p, shape),
+    ptx.defs,
+    swizzle.cuda_fn(g.sw, "fat_swz"),
+    softmax.defs,
+    table.concat(defs, "\n"), "\n",
+    KERNEL,
+  })
+  return {
+    source = src,
+    entry = "fat_flash_v2",
+    grid = { P.ceil_div(shape.seqlen_q, p.block_m), shape.heads_q, shape.batch },
+    block = { g.threads, 1, 1 },
+    smem = g.smem,
+    workspace = 0,
+  }
+end
+
+return t
