@@ -130,7 +130,12 @@ fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_o
     for (int u = 0; u < nunits; u++) {
         if (jobs[u].st == FAT_OK) {
             sum->compiled++;
-            if (jobs[u].res.spill_bytes > 0) sum->spilled++;
+            if (jobs[u].res.spill_bytes > 0) {
+                sum->spilled++;
+                if (jobs[u].res.spill_bytes > sum->max_spill_bytes) sum->max_spill_bytes = jobs[u].res.spill_bytes;
+                fprintf(out, "SPILL %s %s (%s): %d registers, %d bytes spilled\n", units[u].v.tmpl, units[u].v.canon,
+                        o->dev->arch, jobs[u].res.registers, jobs[u].res.spill_bytes);
+            }
             continue;
         }
         sum->failed++;

@@ -16,6 +16,7 @@ typedef struct check_opts {
 
 typedef struct check_summary {
     int space, pruned, variants, compiled, failed, spilled;
+    int max_spill_bytes;    /* the largest spill (stores + loads) of any variant */
     double seconds;
 } check_summary;
 
