@@ -4,11 +4,16 @@
 #   make test       install missing build dependencies, build, run the CPU test tier
 #   make gpu-test   the GPU test tier (skips, with a count, where there is no GPU)
 #   make run        fatune --gpu 0 on the default suite (compile-only check without a GPU)
+#   make lib        build/libfatune.a and build/libfatune.so (the runtime library), build/fatune.pc
+#   make examples   build/examples/attention (C, linked statically); examples/torch_example.py
+#   make install PREFIX=/usr/local   header, libraries, pkg-config file, fatune, Python module
 #   make SAN=address,undefined test     sanitizer build;  V=1 shows full commands; WERROR=1 in CI
 
 CC        ?= cc
 CUDA_HOME ?= /usr/local/cuda
 BUILD     ?= build
+PREFIX    ?= /usr/local
+PYTHONDIR ?= $(PREFIX)/share/fatune/python
 LUA_CFLAGS ?= $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   ?= $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)/liblua5.4.a
 SQLITE_LIBS ?= $(shell pkg-config --variable=libdir sqlite3 2>/dev/null)/libsqlite3.a
@@ -25,6 +30,9 @@ ALL_CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SAN)
 endif
 LIBS = $(LUA_LIBS) $(SQLITE_LIBS) -ldl -lpthread -lm
+# The shared library links Lua and SQLite dynamically: Debian's static archives are not built with
+# -fPIC. It exports the fat_ API only (runtime/fatune.map) and finds libraries next to itself first.
+SO_LIBS ?= -llua5.4 -lsqlite3 -ldl -lpthread -lm
 
 ifeq ($(V),1)
 Q =
@@ -36,14 +44,16 @@ endif
 LUA_FILES = $(sort $(wildcard templates/*.lua templates/lib/*.lua)) generator/host.lua generator/default_shapes.lua
 
 LIB_SRC = runtime/status.c runtime/args.c runtime/half.c runtime/cpu_attn.c runtime/cu.c runtime/rtc.c \
-          runtime/kernel.c generator/gen.c db/db.c
-TUNER_SRC = tuner/pool.c tuner/check.c tuner/bench.c tuner/worker.c tuner/tune.c
+          runtime/kernel.c runtime/dispatch.c runtime/ctx.c generator/gen.c db/db.c
+TUNER_SRC = tuner/pool.c tuner/check.c tuner/bench.c tuner/worker.c tuner/tune.c \
+            tuner/inspect.c tuner/ship.c tuner/report.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/embedded.o
 TUNER_OBJ = $(TUNER_SRC:%.c=$(BUILD)/%.o)
-TESTS = test_gen test_db test_cpu_attn test_rtc
+TESTS = test_gen test_db test_cpu_attn test_rtc test_ship test_runtime
 
-.PHONY: all test gpu-test run deps clean
-all: $(BUILD)/fatune
+.PHONY: all lib examples install test gpu-test run deps clean
+all: $(BUILD)/fatune lib
+lib: $(BUILD)/libfatune.a $(BUILD)/libfatune.so $(BUILD)/fatune.pc
 
 $(BUILD)/embed: tools/embed.c
 	@mkdir -p $(@D)
@@ -67,6 +77,39 @@ $(BUILD)/libfatune.a: $(LIB_OBJ)
 	@echo "AR $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(BUILD)/libfatune.so: $(LIB_OBJ) runtime/fatune.map
+	@echo "LINK $@"
+	$(Q)$(CC) -shared $(LDFLAGS) -o $@ -Wl,-soname,libfatune.so -Wl,--version-script=runtime/fatune.map \
+	    -Wl,-rpath,'$$ORIGIN' -Wl,--no-undefined $(LIB_OBJ) $(SO_LIBS)
+
+FAT_VERSION = $(shell sed -n 's/^\#define FAT_VERSION "\(.*\)"/\1/p' runtime/fatune.h)
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(FAT_VERSION)|g'
+
+$(BUILD)/fatune.pc: fatune.pc.in Makefile runtime/fatune.h
+	@mkdir -p $(@D)
+	@echo "GEN $@"
+	$(Q)$(PC_SED) $< > $@
+
+# The examples allocate device memory with the driver API, linked the usual way (the stub at build
+# time, the driver's libcuda.so.1 at run time); the library itself still opens the driver with dlopen.
+CUDA_DRIVER_LIBS ?= -L$(CUDA_HOME)/lib64/stubs -L$(CUDA_HOME)/lib64 -lcuda
+EXAMPLES = $(BUILD)/examples/attention
+$(EXAMPLES): %: %.o $(BUILD)/libfatune.a
+	@echo "LINK $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CUDA_DRIVER_LIBS)
+
+examples: $(EXAMPLES)
+
+install: $(BUILD)/fatune lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PYTHONDIR)
+	install -m 644 runtime/fatune.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libfatune.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libfatune.so $(DESTDIR)$(PREFIX)/lib/
+	$(PC_SED) fatune.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fatune.pc
+	install -m 755 $(BUILD)/fatune $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 python/fatune.py $(DESTDIR)$(PYTHONDIR)/
+	@echo "installed into $(DESTDIR)$(PREFIX); Python: PYTHONPATH=$(PYTHONDIR)"
+
 $(BUILD)/fatune: $(BUILD)/tuner/main.o $(TUNER_OBJ) $(BUILD)/libfatune.a
 	@echo "LINK $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -75,7 +118,7 @@ $(BUILD)/test_%: $(BUILD)/tests/test_%.o $(TUNER_OBJ) $(BUILD)/libfatune.a
 	@echo "LINK $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/gpu_test: $(BUILD)/tests/gpu_test.o $(TUNER_OBJ) $(BUILD)/libfatune.a
+$(BUILD)/gpu_%: $(BUILD)/tests/gpu_%.o $(TUNER_OBJ) $(BUILD)/libfatune.a
 	@echo "LINK $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -86,13 +129,15 @@ deps:
 # second make so that the pkg-config look-ups above see the new packages.
 test: deps
 	@$(MAKE) --no-print-directory test-build
-	@sh tests/run.sh $(BUILD) $(TESTS) cli
+	@sh tests/run.sh $(BUILD) $(TESTS) cli python
 
 .PHONY: test-build
-test-build: $(BUILD)/fatune $(TESTS:%=$(BUILD)/%)
+# The examples are compiled here, linked by `make examples` (that needs the driver stub, libcuda.so).
+test-build: $(BUILD)/fatune $(TESTS:%=$(BUILD)/%) lib $(BUILD)/examples/attention.o $(BUILD)/gpu_test $(BUILD)/gpu_runtime
 
-gpu-test: $(BUILD)/fatune $(BUILD)/gpu_test
-	@sh tests/run.sh $(BUILD) gpu_test gpu_tune
+# On the GPU machine, from a build made elsewhere: sh tools/gpu-runtime.sh (no make, no compiler).
+gpu-test: $(BUILD)/fatune $(BUILD)/gpu_test $(BUILD)/gpu_runtime lib
+	@sh tests/run.sh $(BUILD) gpu_test gpu_tune gpu_runtime python
 
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/fatune

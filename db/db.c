@@ -6,6 +6,7 @@
 
 #include "db.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -174,6 +175,13 @@ static fat_status fail(db *d, fat_status code, const char *fmt, ...)
 static fat_status sqlfail(db *d, int rc, const char *what)
 {
     fat_status code = (rc & 0xff) == SQLITE_NOMEM ? FAT_ERR_NOMEM : FAT_ERR_DB;
+    int e = sqlite3_system_errno(d->h);
+
+    /* SQLite says "database or disk is full" for a full disk and ENOSPC surfaces as an I/O error
+     * when the -shm file cannot grow: both are the one cause a user can act on */
+    if ((rc & 0xff) == SQLITE_FULL || ((rc & 0xff) == SQLITE_IOERR && e == ENOSPC))
+        return fail(d, code, "%s: disk full (%s); what was committed before is kept", what,
+                    sqlite3_errmsg(d->h));
     return fail(d, code, "%s: %s", what, sqlite3_errmsg(d->h));
 }
 
@@ -281,16 +289,28 @@ static fat_status connect(db *d, unsigned flags)
     return s;
 }
 
+/* The three header facts are read by one statement, so from one snapshot: read one by one, a
+ * second process's migration could commit in between (application_id 0 beside version 1). */
 static fat_status inspect(db *d, struct file_state *fs)
 {
-    int rc = query_int(d->h, "PRAGMA application_id", &fs->app_id);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(d->h,
+                                "SELECT (SELECT application_id FROM pragma_application_id),"
+                                " (SELECT user_version FROM pragma_user_version),"
+                                " (SELECT count(*) FROM sqlite_master)", -1, &st, NULL);
 
+    fs->app_id = fs->version = fs->objects = 0;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        fs->app_id = sqlite3_column_int(st, 0);
+        fs->version = sqlite3_column_int(st, 1);
+        fs->objects = sqlite3_column_int(st, 2);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
     if ((rc & 0xff) == SQLITE_NOTADB)
         return fail(d, FAT_ERR_DB, "not a fatune database (not a SQLite file)");
-    if (rc == SQLITE_OK)
-        rc = query_int(d->h, "PRAGMA user_version", &fs->version);
-    if (rc == SQLITE_OK)
-        rc = query_int(d->h, "SELECT count(*) FROM sqlite_master", &fs->objects);
     return rc == SQLITE_OK ? FAT_OK : sqlfail(d, rc, "reading the header");
 }
 
@@ -863,7 +883,10 @@ static void bind_trial(sqlite3_stmt *st, const void *arg, int *rc)
     bind_real(st, 10, t->min_ms, rc);
     bind_int(st, 11, t->samples, rc);
     bind_real(st, 12, t->max_err, rc);
-    bind_int(st, 13, t->sm_clock_mhz, rc);
+    if (t->sm_clock_mhz > 0)
+        bind_int(st, 13, t->sm_clock_mhz, rc);
+    else
+        bind_text(st, 13, NULL, rc);  /* NULL: the clock could not be read (no NVML) */
 }
 
 /* Stores a trial, replacing the one for the same (device, problem, config). See db.h. */
@@ -1011,4 +1034,393 @@ fat_status db_best_get(db *d, int64_t device_id, int64_t problem_id, db_best *ou
 out:
     finish(st);
     return s;
+}
+
+/* ---- Walks ---- */
+
+/* Reads the row a walk's query is on; a status other than FAT_OK ends the walk. */
+typedef fat_status row_reader(db *d, sqlite3_stmt *st, void *arg);
+
+/* Runs sql bound from barg, handing each row to row. The statement is prepared for this walk
+ * alone (not cached), so a reader may start another walk on d. */
+static fat_status walk(db *d, const char *sql, binder *bind, const void *barg, row_reader *row,
+                       void *rarg, const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    fat_status s = FAT_OK;
+    int rc = sqlite3_prepare_v2(d->h, sql, -1, &st, NULL);
+
+    if (rc != SQLITE_OK) {
+        s = sqlfail(d, rc, what);
+        goto out;
+    }
+    if (bind)
+        bind(st, barg, &rc);
+    if (rc != SQLITE_OK) {
+        s = sqlfail(d, rc, what);
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((s = row(d, st, rarg)) != FAT_OK)
+            goto out;
+    if (rc != SQLITE_DONE)
+        s = sqlfail(d, rc, what);
+out:
+    sqlite3_finalize(st);
+    return s;
+}
+
+/* The columns read_keys() reads, first in every walk that gives keys, and the joins they need
+ * from a table aliased x with device_id, problem_id and config_id. */
+#define KEY_COLUMNS                                                                               \
+    "d.name, d.cc, d.sms, d.l2_bytes, d.smem_optin, d.driver_version, d.nvrtc_version,"           \
+    " p.dtype, p.head_dim, p.causal, p.features, p.batch, p.heads_q, p.heads_kv, p.seqlen_q,"     \
+    " p.seqlen_k, tp.name, tp.version, tp.source_hash, c.params"
+#define KEY_COUNT 20
+#define KEY_JOINS                                                                                 \
+    " JOIN device d ON d.id = x.device_id JOIN problem p ON p.id = x.problem_id"                  \
+    " JOIN config c ON c.id = x.config_id JOIN template tp ON tp.id = c.template_id"
+
+/* Text column col, "" for NULL; NULL only when SQLite ran out of memory. */
+static const char *text_at(sqlite3_stmt *st, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+
+    return t || sqlite3_column_type(st, col) != SQLITE_NULL ? t : "";
+}
+
+/* Device columns from col on, in the order of the device table. */
+static fat_status read_device(db *d, sqlite3_stmt *st, int col, db_device *dev)
+{
+    if (!(dev->name = text_at(st, col)))
+        return fail(d, FAT_ERR_NOMEM, "reading a device: out of memory");
+    dev->cc = sqlite3_column_int(st, col + 1);
+    dev->sms = sqlite3_column_int(st, col + 2);
+    dev->l2_bytes = sqlite3_column_int64(st, col + 3);
+    dev->smem_optin = sqlite3_column_int64(st, col + 4);
+    dev->driver_version = sqlite3_column_int(st, col + 5);
+    dev->nvrtc_version = sqlite3_column_int(st, col + 6);
+    return FAT_OK;
+}
+
+/* Problem columns from col on, in the order of the problem table (without the id). */
+static fat_status read_problem(db *d, sqlite3_stmt *st, int col, fat_problem *p)
+{
+    const char *dt = text_at(st, col);
+
+    if (!dt)
+        return fail(d, FAT_ERR_NOMEM, "reading a problem: out of memory");
+    p->dtype = !strcmp(dt, "fp16") ? FAT_FP16 : !strcmp(dt, "bf16") ? FAT_BF16 : 0;
+    if (!p->dtype)
+        return fail(d, FAT_ERR_DB, "reading a problem: unknown dtype \"%s\"", dt);
+    p->head_dim = sqlite3_column_int(st, col + 1);
+    p->causal = sqlite3_column_int(st, col + 2);
+    p->features = (unsigned)sqlite3_column_int64(st, col + 3);
+    p->batch = sqlite3_column_int(st, col + 4);
+    p->heads_q = sqlite3_column_int(st, col + 5);
+    p->heads_kv = sqlite3_column_int(st, col + 6);
+    p->seqlen_q = sqlite3_column_int(st, col + 7);
+    p->seqlen_k = sqlite3_column_int(st, col + 8);
+    return FAT_OK;
+}
+
+/* The KEY_COLUMNS, which lead the row. */
+static fat_status read_keys(db *d, sqlite3_stmt *st, db_keys *k)
+{
+    fat_status s = read_device(d, st, 0, &k->device);
+
+    if (s == FAT_OK)
+        s = read_problem(d, st, 7, &k->problem);
+    if (s != FAT_OK)
+        return s;
+    k->template_name = text_at(st, 16);
+    k->template_version = sqlite3_column_int(st, 17);
+    k->template_hash = text_at(st, 18);
+    k->params = text_at(st, 19);
+    if (!k->template_name || !k->template_hash || !k->params)
+        return fail(d, FAT_ERR_NOMEM, "reading a config: out of memory");
+    return FAT_OK;
+}
+
+/* A walk's callback and its argument, the rarg of the readers below. */
+struct visit {
+    union {  /* the member of the walk's kind */
+        db_device_fn *device;
+        db_best_fn *best;
+        db_trial_fn *trial;
+        db_kernel_fn *kernel;
+    } fn;
+    void *arg;
+};
+
+static fat_status device_row(db *d, sqlite3_stmt *st, void *arg)
+{
+    const struct visit *v = arg;
+    db_device dev;
+    fat_status s = read_device(d, st, 1, &dev);
+
+    return s == FAT_OK ? v->fn.device(v->arg, sqlite3_column_int64(st, 0), &dev) : s;
+}
+
+/* Every device. See db.h. */
+fat_status db_device_each(db *d, db_device_fn *fn, void *arg)
+{
+    struct visit v = {.fn.device = fn, .arg = arg};
+
+    if (!d || !fn)
+        return fail(d, FAT_ERR_INVALID, "device walk: fn must be given");
+    return walk(d, "SELECT id, name, cc, sms, l2_bytes, smem_optin, driver_version, nvrtc_version"
+                   " FROM device ORDER BY name, cc",
+                NULL, NULL, device_row, &v, "device walk");
+}
+
+static fat_status best_row(db *d, sqlite3_stmt *st, void *arg)
+{
+    const struct visit *v = arg;
+    db_keys k;
+    db_best b;
+    fat_status s = read_keys(d, st, &k);
+
+    if (s != FAT_OK)
+        return s;
+    memset(&b, 0, sizeof b);
+    b.device_id = sqlite3_column_int64(st, KEY_COUNT);
+    b.problem_id = sqlite3_column_int64(st, KEY_COUNT + 1);
+    b.config_id = sqlite3_column_int64(st, KEY_COUNT + 2);
+    b.median_ms = sqlite3_column_double(st, KEY_COUNT + 3);
+    b.margin = sqlite3_column_double(st, KEY_COUNT + 4);
+    b.complete = sqlite3_column_int(st, KEY_COUNT + 6);
+    s = copy_text(d, st, KEY_COUNT + 5, b.effort, sizeof b.effort, "best walk: effort");
+    return s == FAT_OK ? v->fn.best(v->arg, &b, &k) : s;
+}
+
+static void bind_name(sqlite3_stmt *st, const void *arg, int *rc)
+{
+    bind_text(st, 1, arg, rc);
+}
+
+/* The best rows of one device name, or of all. See db.h. */
+fat_status db_best_each(db *d, const char *device_name, db_best_fn *fn, void *arg)
+{
+    struct visit v = {.fn.best = fn, .arg = arg};
+
+    if (!d || !fn)
+        return fail(d, FAT_ERR_INVALID, "best walk: fn must be given");
+    return walk(d, "SELECT " KEY_COLUMNS ", x.device_id, x.problem_id, x.config_id, x.median_ms,"
+                   " x.margin, x.effort, x.complete FROM best x" KEY_JOINS
+                   " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, d.cc, x.problem_id",
+                bind_name, device_name, best_row, &v, "best walk");
+}
+
+static fat_status trial_row(db *d, sqlite3_stmt *st, void *arg)
+{
+    const struct visit *v = arg;
+    db_keys k;
+    db_trial t;
+    fat_status s = read_keys(d, st, &k);
+
+    if (s != FAT_OK)
+        return s;
+    memset(&t, 0, sizeof t);
+    t.device_id = sqlite3_column_int64(st, KEY_COUNT);
+    t.problem_id = sqlite3_column_int64(st, KEY_COUNT + 1);
+    t.config_id = sqlite3_column_int64(st, KEY_COUNT + 2);
+    s = copy_text(d, st, KEY_COUNT + 3, t.kernel_hash, sizeof t.kernel_hash, "trial walk: kernel_hash");
+    if (s == FAT_OK)
+        s = parse_status(d, (const char *)sqlite3_column_text(st, KEY_COUNT + 4), &t.status);
+    if (s != FAT_OK)
+        return s;
+    t.reason = (const char *)sqlite3_column_text(st, KEY_COUNT + 5);
+    t.median_ms = sqlite3_column_double(st, KEY_COUNT + 6);
+    t.p20_ms = sqlite3_column_double(st, KEY_COUNT + 7);
+    t.p80_ms = sqlite3_column_double(st, KEY_COUNT + 8);
+    t.min_ms = sqlite3_column_double(st, KEY_COUNT + 9);
+    t.samples = sqlite3_column_int(st, KEY_COUNT + 10);
+    t.max_err = sqlite3_column_double(st, KEY_COUNT + 11);
+    t.sm_clock_mhz = sqlite3_column_int(st, KEY_COUNT + 12);
+    t.created = sqlite3_column_int64(st, KEY_COUNT + 13);
+    return v->fn.trial(v->arg, &t, &k);
+}
+
+/* The trials of a device and a problem, or of all. See db.h. */
+fat_status db_trial_each(db *d, int64_t device_id, int64_t problem_id, db_trial_fn *fn, void *arg)
+{
+    /* bind_triple's third key falls past this query's two parameters */
+    const int64_t key[3] = {device_id, problem_id, 0};
+    struct visit v = {.fn.trial = fn, .arg = arg};
+
+    if (!d || !fn)
+        return fail(d, FAT_ERR_INVALID, "trial walk: fn must be given");
+    if (device_id < 0 || problem_id < 0)
+        return fail(d, FAT_ERR_INVALID, "trial walk: ids must be 0 or positive");
+    return walk(d, "SELECT " KEY_COLUMNS ", x.device_id, x.problem_id, x.config_id, x.kernel_hash,"
+                   " x.status, x.reason, x.median_ms, x.p20_ms, x.p80_ms, x.min_ms, x.samples,"
+                   " x.max_err, x.sm_clock_mhz, x.created FROM trial x" KEY_JOINS
+                   " WHERE (?1 = 0 OR x.device_id = ?1) AND (?2 = 0 OR x.problem_id = ?2)"
+                   " ORDER BY x.device_id, x.problem_id, x.status <> 'ok', x.status, x.median_ms,"
+                   " tp.name, c.params",
+                bind_triple, key, trial_row, &v, "trial walk");
+}
+
+static fat_status kernel_row(db *d, sqlite3_stmt *st, void *arg)
+{
+    const struct visit *v = arg;
+    db_kernel k;
+    fat_status s;
+
+    memset(&k, 0, sizeof k);
+    s = copy_text(d, st, 0, k.hash, sizeof k.hash, "kernel walk: hash");
+    if (s == FAT_OK)
+        s = copy_text(d, st, 1, k.arch, sizeof k.arch, "kernel walk: arch");
+    if (s != FAT_OK)
+        return s;
+    k.cubin = sqlite3_column_blob(st, 2);
+    k.cubin_size = (size_t)sqlite3_column_bytes(st, 2);
+    if (!k.cubin && k.cubin_size)
+        return fail(d, FAT_ERR_NOMEM, "kernel walk: out of memory for the cubin");
+    k.compile_ms = sqlite3_column_double(st, 3);
+    k.registers = sqlite3_column_int(st, 4);
+    k.spills = sqlite3_column_int(st, 5);
+    k.smem_static = sqlite3_column_int(st, 6);
+    k.created = sqlite3_column_int64(st, 7);
+    return v->fn.kernel(v->arg, &k);
+}
+
+/* Every kernel with its cubin. See db.h. */
+fat_status db_kernel_each(db *d, db_kernel_fn *fn, void *arg)
+{
+    struct visit v = {.fn.kernel = fn, .arg = arg};
+
+    if (!d || !fn)
+        return fail(d, FAT_ERR_INVALID, "kernel walk: fn must be given");
+    return walk(d, "SELECT hash, arch, cubin, compile_ms, registers, spills, smem_static, created"
+                   " FROM kernel ORDER BY hash",
+                NULL, NULL, kernel_row, &v, "kernel walk");
+}
+
+struct problem_find {
+    fat_problem *out;
+    int found;
+};
+
+static fat_status problem_row(db *d, sqlite3_stmt *st, void *arg)
+{
+    struct problem_find *f = arg;
+
+    f->found = 1;
+    return read_problem(d, st, 0, f->out);
+}
+
+static void bind_id(sqlite3_stmt *st, const void *arg, int *rc)
+{
+    bind_int(st, 1, *(const int64_t *)arg, rc);
+}
+
+/* The problem stored under id. See db.h. */
+fat_status db_problem_get(db *d, int64_t id, fat_problem *out)
+{
+    struct problem_find f = {out, 0};
+    fat_status s;
+
+    if (!d || !out)
+        return fail(d, FAT_ERR_INVALID, "problem get: out must be given");
+    memset(out, 0, sizeof *out);
+    s = walk(d, "SELECT dtype, head_dim, causal, features, batch, heads_q, heads_kv, seqlen_q,"
+                " seqlen_k FROM problem WHERE id = ?1",
+             bind_id, &id, problem_row, &f, "problem get");
+    if (s == FAT_OK && !f.found)
+        s = fail(d, FAT_ERR_NOT_FOUND, "problem get: no problem %" PRId64, id);
+    return s;
+}
+
+/* ---- The runtime's reads ---- */
+
+struct device_find {
+    const char *name;
+    int cc;
+    int64_t id;
+    int nvrtc;
+    int found;
+};
+
+static void bind_name_cc(sqlite3_stmt *st, const void *arg, int *rc)
+{
+    const struct device_find *f = arg;
+
+    bind_text(st, 1, f->name, rc);
+    bind_int(st, 2, f->cc, rc);
+}
+
+static fat_status device_found(db *d, sqlite3_stmt *st, void *arg)
+{
+    struct device_find *f = arg;
+
+    (void)d;
+    f->found = 1;
+    f->id = sqlite3_column_int64(st, 0);
+    f->nvrtc = sqlite3_column_int(st, 1);
+    return FAT_OK;
+}
+
+/* The device (name, cc), never added. See db.h. */
+fat_status db_device_find(db *d, const char *name, int cc, int64_t *id, int *nvrtc_version)
+{
+    struct device_find f = {name, cc, 0, 0, 0};
+    fat_status s;
+
+    if (!d || !name || !id)
+        return fail(d, FAT_ERR_INVALID, "device find: name and id must be given");
+    s = walk(d, "SELECT id, nvrtc_version FROM device WHERE name = ?1 AND cc = ?2",
+             bind_name_cc, &f, device_found, &f, "device find");
+    if (s != FAT_OK)
+        return s;
+    if (!f.found)
+        return fail(d, FAT_ERR_NOT_FOUND, "no device \"%s\" with compute capability %d.%d",
+                    name, cc / 10, cc % 10);
+    *id = f.id;
+    if (nvrtc_version)
+        *nvrtc_version = f.nvrtc;
+    return FAT_OK;
+}
+
+struct best_rows {
+    db_best_row_fn *fn;
+    void *ud;
+};
+
+static fat_status runtime_row(db *d, sqlite3_stmt *st, void *arg)
+{
+    const struct best_rows *r = arg;
+    fat_problem p;
+    fat_status s;
+    const char *family, *params, *kernel, *thash;
+
+    memset(&p, 0, sizeof p);
+    if ((s = read_problem(d, st, 0, &p)) != FAT_OK)
+        return s;
+    family = text_at(st, 9);
+    params = text_at(st, 10);
+    kernel = text_at(st, 12);
+    thash = text_at(st, 13);
+    if (!family || !params || !kernel || !thash)
+        return fail(d, FAT_ERR_NOMEM, "best rows: out of memory");
+    return r->fn(r->ud, &p, family, params, sqlite3_column_double(st, 11), kernel, thash);
+}
+
+/* The best rows of one device, with the kernel of each winning trial. See db.h. */
+fat_status db_best_rows(db *d, int64_t device_id, db_best_row_fn *fn, void *ud)
+{
+    struct best_rows r = {fn, ud};
+
+    if (!d || !fn)
+        return fail(d, FAT_ERR_INVALID, "best rows: fn must be given");
+    return walk(d, "SELECT p.dtype, p.head_dim, p.causal, p.features, p.batch, p.heads_q, p.heads_kv,"
+                   " p.seqlen_q, p.seqlen_k, tp.name, c.params, x.median_ms, t.kernel_hash,"
+                   " tp.source_hash FROM best x"
+                   " JOIN problem p ON p.id = x.problem_id JOIN config c ON c.id = x.config_id"
+                   " JOIN template tp ON tp.id = c.template_id"
+                   " LEFT JOIN trial t ON t.device_id = x.device_id AND t.problem_id = x.problem_id"
+                   " AND t.config_id = x.config_id"
+                   " WHERE x.device_id = ?1 ORDER BY x.problem_id",
+                bind_id, &device_id, runtime_row, &r, "best rows");
 }

@@ -4,8 +4,9 @@
  *
  * Private to fatune: the tuner writes through it, the runtime reads through it, and nothing else calls
  * SQLite. Functions return a fat_status; db_errmsg() gives the last detailed message, which always
- * names the file. A handle is used by one thread at a time; processes share a file safely (WAL
- * journal, 5 s busy timeout), so a killed tune resumes from the trials it committed.
+ * names the file (a write that finds no space left says "disk full"). A handle is used by one
+ * thread at a time; processes share a file safely (WAL journal, 5 s busy timeout), so a killed
+ * tune resumes from the trials it committed.
  */
 #ifndef FAT_DB_H
 #define FAT_DB_H
@@ -147,7 +148,7 @@ typedef struct db_trial {
     double median_ms, p20_ms, p80_ms, min_ms;
     int samples;
     double max_err;            /* largest absolute error against the reference */
-    int sm_clock_mhz;          /* SM clock while timing */
+    int sm_clock_mhz;          /* SM clock right after timing (NVML); 0: not read, stored as NULL */
     int64_t created;           /* unix seconds, set by the database; put ignores it */
 } db_trial;
 
@@ -179,5 +180,70 @@ fat_status db_best_put(db *d, const db_best *b);
 
 /* Fills *out (no allocations). FAT_OK, FAT_ERR_NOT_FOUND, FAT_ERR_INVALID or FAT_ERR_DB. */
 fat_status db_best_get(db *d, int64_t device_id, int64_t problem_id, db_best *out);
+
+/* ---- Walks over stored rows, for inspection, export and merge ----
+ * A walk calls fn once per row, in the order its function names, with the row's fields and the
+ * natural keys behind its ids. What fn is given is borrowed from the walk and lives until fn
+ * returns. A status other than FAT_OK from fn ends the walk and is returned as it is, leaving d's
+ * message alone (fn keeps its own). Each walk prepares its own query, so fn may read d, also
+ * through another walk; fn must not write d. A walk returns FAT_OK, fn's status, FAT_ERR_INVALID,
+ * FAT_ERR_DB or FAT_ERR_NOMEM. */
+
+/* What a trial's or best row's ids stand for. Ids differ between files, these do not: a row is
+ * carried to another file by looking its keys up there (db_device_id, db_template_id,
+ * db_problem_id, db_config_id). The strings are borrowed, like everything a walk gives. */
+typedef struct db_keys {
+    db_device device;          /* every stored field, not only the key (name, cc) */
+    fat_problem problem;
+    const char *template_name; /* "flash_v2" */
+    int template_version;
+    const char *template_hash;
+    const char *params;        /* the config's canonical parameter text */
+} db_keys;
+
+typedef fat_status db_device_fn(void *arg, int64_t id, const db_device *dev);
+
+/* Every device, by name then cc. */
+fat_status db_device_each(db *d, db_device_fn *fn, void *arg);
+
+typedef fat_status db_best_fn(void *arg, const db_best *b, const db_keys *k);
+
+/* The best rows of the devices named exactly device_name (NULL: of every device), by device name,
+ * cc, then problem id (the order the problems were first tuned in). */
+fat_status db_best_each(db *d, const char *device_name, db_best_fn *fn, void *arg);
+
+typedef fat_status db_trial_fn(void *arg, const db_trial *t, const db_keys *k);
+
+/* The trials of a device and a problem (0 for either: of all), by device id and problem id; within
+ * those the ok trials fastest first, then the others by status name; ties by template name and
+ * params. t->reason is borrowed (NULL for none), not the caller's to free. */
+fat_status db_trial_each(db *d, int64_t device_id, int64_t problem_id, db_trial_fn *fn, void *arg);
+
+typedef fat_status db_kernel_fn(void *arg, const db_kernel *k);
+
+/* Every kernel, by hash; k->cubin is borrowed. */
+fat_status db_kernel_each(db *d, db_kernel_fn *fn, void *arg);
+
+/* Fills *out with the problem stored under id. FAT_OK, FAT_ERR_NOT_FOUND, FAT_ERR_INVALID or
+ * FAT_ERR_DB. */
+fat_status db_problem_get(db *d, int64_t id, fat_problem *out);
+
+/* ---- The runtime's reads ---- */
+
+/* The id of the device (name, cc) and the NVRTC version its rows were tuned with, without adding
+ * a row. FAT_OK, FAT_ERR_NOT_FOUND (no such device), FAT_ERR_INVALID or FAT_ERR_DB. */
+fat_status db_device_find(db *d, const char *name, int cc, int64_t *id, int *nvrtc_version);
+
+/* One best row of a device as the runtime needs it: the problem, the winning family and its
+ * parameters, its median, the kernel its trial ran ("" when none is recorded) and the hash of the
+ * template it was tuned with (db_template_id's source_hash; a changed template makes it stale).
+ * The strings are borrowed and live until fn returns. */
+typedef fat_status db_best_row_fn(void *ud, const fat_problem *p, const char *family,
+                                  const char *params, double median_ms, const char *kernel_hash,
+                                  const char *template_hash);
+
+/* Every best row of device_id, in problem id order. Walk rules above (fn may read d). FAT_OK,
+ * fn's status, FAT_ERR_INVALID, FAT_ERR_DB or FAT_ERR_NOMEM. */
+fat_status db_best_rows(db *d, int64_t device_id, db_best_row_fn *fn, void *ud);
 
 #endif

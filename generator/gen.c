@@ -458,6 +458,25 @@ fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_prob
     return FAT_OK;
 }
 
+fat_status gen_default(gen *g, const char *tmpl, const fat_problem *p, const gen_device *d, char *out, size_t n) {
+    lua_State *L = g->L;
+    host_fn(g, "default");
+    lua_pushstring(L, tmpl);
+    push_problem(L, p);
+    push_device(L, d);
+    fat_status st = pcall(g, 3, 1);
+    if (st != FAT_OK) return st;
+    const char *s = lua_tostring(L, -1);
+    if (!s) {
+        snprintf(g->err, sizeof g->err, "%s: no valid configuration for this problem", tmpl);
+        lua_pop(L, 1);
+        return FAT_ERR_NOT_FOUND;
+    }
+    snprintf(out, n, "%s", s);
+    lua_pop(L, 1);
+    return FAT_OK;
+}
+
 void gen_variant_free(gen_variant *v) {
     if (!v) return;
     free(v->tmpl); free(v->canon); free(v->source); free(v->entry);

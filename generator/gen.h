@@ -71,6 +71,10 @@ fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_prob
                     const gen_device *d, gen_variant *out);
 void gen_variant_free(gen_variant *v);          /* frees the strings, not v; accepts NULL */
 
+/* The built-in default parameters of tmpl for p on d (the template's default(), else its first
+ * valid choice) into out. FAT_ERR_NOT_FOUND when no choice is valid. */
+fat_status gen_default(gen *g, const char *tmpl, const fat_problem *p, const gen_device *d, char *out, size_t n);
+
 /* Reads a shapes file (path NULL: the embedded default suite). *out is malloc'ed. */
 fat_status gen_shapes_file(gen *g, const char *path, fat_problem **out, int *n);
 /* The same for a chunk in memory; chunkname appears in messages. */

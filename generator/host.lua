@@ -96,6 +96,27 @@ function H.emit(name, params_text, shape, dev)
          math.tointeger(e.workspace or 0) or 0, t.version
 end
 
+-- The built-in default of a family for a shape: the template's default(shape, dev) when it has
+-- one, else its first valid choice. Returns the canonical text, or nil when nothing is valid.
+function H.default(name, shape, dev)
+  local t = H.template(name)
+  if t.default then
+    local p = t.default(shape, dev)
+    if p then
+      local keys, canon = sorted_keys(t.params), {}
+      for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k] == nil and t.params[k][1] or p[k]) end
+      local text = table.concat(canon, ",")
+      local full = {}
+      for _, k in ipairs(keys) do full[k] = p[k] == nil and t.params[k][1] or p[k] end
+      if t.valid(full, shape, dev) then return text end
+    end
+  end
+  for _, c in ipairs(H.enumerate(name, shape, dev)) do
+    if c.ok then return c.canon end
+  end
+  return nil
+end
+
 ---------------------------------------------------------------------------------------------------
 -- Shapes files: a chunk returning a list of problems, built with shape{} and sweep{}.
 

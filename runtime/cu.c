@@ -41,6 +41,7 @@ static void load_once(void) {
         { (void **)&cu.DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", NULL },
         { (void **)&cu.DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease", "cuDevicePrimaryCtxRelease_v2" },
         { (void **)&cu.CtxSetCurrent, "cuCtxSetCurrent", NULL },
+        { (void **)&cu.CtxGetCurrent, "cuCtxGetCurrent", NULL },
         { (void **)&cu.CtxSynchronize, "cuCtxSynchronize", NULL },
         { (void **)&cu.ModuleLoadData, "cuModuleLoadData", NULL },
         { (void **)&cu.ModuleUnload, "cuModuleUnload", NULL },

@@ -93,6 +93,7 @@ typedef struct fat_attn_args {
     int window_left, window_right;    /* -1: unbounded */
     float softcap;                    /* 0: off */
     const int32_t *cu_seqlens_q, *cu_seqlens_k;  /* both NULL unless varlen */
+    int total_q;                      /* varlen on the GPU with lse: cu_seqlens_q[batch] (the rows of q) */
 } fat_attn_args;
 
 /* Fills *a with the sizes, BSHD-contiguous strides, no mask, default scale, NULL pointers. */
@@ -120,6 +121,95 @@ typedef struct fat_cpu_opts {
 /* Runs attention on the host, fp32 accumulation. opts may be NULL (flash_v2 order, all cores).
  * Returns FAT_OK, FAT_ERR_INVALID (fat_last_error() names the field) or FAT_ERR_NOMEM. */
 fat_status fat_attn_cpu(const fat_attn_args *a, const fat_cpu_opts *opts);
+
+
+/* ---------------------------------------------------------------------------------------------
+ * The runtime: the tuned kernel for every call.
+ *
+ * fat_open() reads the device's tuned rows (best configurations and where their cubins are) from
+ * the database once; each fat_attn_fwd() looks its problem up in memory and launches on the
+ * caller's stream. The first call of a shape chooses a configuration, loads its cubin (from the
+ * database, or compiled with NVRTC and kept) and remembers the kernel; every later call of that
+ * shape costs a lock-free hash lookup and one cuLaunchKernel, with no allocation. A context is safe
+ * to use from many threads and streams at once. docs/runtime.md has the whole story.
+ */
+typedef struct fat_ctx fat_ctx;
+
+/* How a call found its kernel, from the most to the least specific. */
+typedef enum fat_level {
+    FAT_LEVEL_EXACT = 0,      /* the problem itself was tuned on this device */
+    FAT_LEVEL_BUCKET,         /* a tuned problem of the same kind with seqlens in the same powers of 2 */
+    FAT_LEVEL_NEAREST,        /* the nearest tuned problem of the same kind (log-space distance) */
+    FAT_LEVEL_DEVICE,         /* the configuration that won most often on this device at this dtype
+                                 and head_dim */
+    FAT_LEVEL_DEFAULT         /* the built-in default of the architecture and head_dim */
+} fat_level;
+
+/* "exact", "bucket", "nearest", "device", "default", or "?" */
+const char *fat_level_name(fat_level level);
+
+/* Opens GPU `gpu` (a CUDA device ordinal) with the tuned database at db_path. The database may be
+ * read-only; db_path may be NULL or name a missing file: then every call uses the built-in defaults,
+ * compiled with NVRTC on first use and kept in memory. Only rows tuned on this GPU model (same
+ * name and compute capability) are used, and only cubins built for its architecture are loaded.
+ * The device's primary context is retained (the one the CUDA runtime and PyTorch use) but not made
+ * current on the calling thread. $FATUNE_LOG=1 logs to stderr until fat_set_log() says otherwise.
+ * Returns FAT_OK, FAT_ERR_INVALID (ctx NULL), FAT_ERR_NO_GPU (no driver, no such GPU: the message
+ * says which), FAT_ERR_UNSUPPORTED (a GPU older than sm_80), FAT_ERR_DB (not a fatune database:
+ * the message says why), FAT_ERR_CUDA, FAT_ERR_NOMEM. On failure *ctx is NULL and fat_errmsg(NULL)
+ * has the message. */
+fat_status fat_open(const char *db_path, int gpu, fat_ctx **ctx);
+
+/* Releases everything; accepts NULL. No call may be running on ctx, and kernels it launched must
+ * have finished (synchronise the streams first). */
+void fat_close(fat_ctx *ctx);
+
+/* The last detailed error message of a fatune call made by this thread (messages are per thread,
+ * so threads sharing ctx never read each other's). ctx may be NULL. Valid until this thread's
+ * next fatune call. */
+const char *fat_errmsg(const fat_ctx *ctx);
+
+/* Runs attention on the GPU: device pointers in args, launched on `stream` (a CUstream or
+ * cudaStream_t of this GPU; NULL for the legacy default stream), asynchronous like any kernel
+ * launch. Works from any thread, whatever context is current there (it is restored). Checks the
+ * arguments first: FAT_ERR_INVALID names the field, and nothing is launched. FAT_ERR_NVRTC when a
+ * kernel had to be compiled and could not be; FAT_ERR_CUDA when loading or launching failed. */
+fat_status fat_attn_fwd(fat_ctx *ctx, const fat_attn_args *args, void *stream);
+
+/* What a call of some shape uses: the family, its parameters, the lookup level, and where its cubin
+ * came from. */
+typedef struct fat_choice {
+    char family[32];
+    char params[160];
+    fat_level level;
+    fat_problem tuned;        /* the tuned problem the choice came from (zero for the default) */
+    double tuned_ms;          /* that problem's tuned median in ms; 0 for the default */
+    char cubin[16];           /* "database", "compiled" (NVRTC, in this process) or "none" */
+} fat_choice;
+
+/* Says which kernel fat_attn_fwd would launch for args (resolving it, JIT included, if this is a new
+ * shape), without launching. Same checks and codes as fat_attn_fwd. */
+fat_status fat_query(fat_ctx *ctx, const fat_attn_args *args, fat_choice *out);
+
+/* Counters of a context, for tests and monitoring. */
+typedef struct fat_stats {
+    int tuned_rows;           /* best rows of this device read from the database */
+    int shapes;               /* distinct call shapes resolved so far */
+    int kernels;              /* kernels loaded */
+    int from_db;              /* ... whose cubin came from the database */
+    int compiled;             /* ... compiled with NVRTC by this context */
+    double compile_ms;        /* NVRTC time spent by this context */
+} fat_stats;
+
+/* Fills *out. FAT_OK, or FAT_ERR_INVALID when ctx or out is NULL. */
+fat_status fat_ctx_stats(fat_ctx *ctx, fat_stats *out);
+
+/* Log messages (the database read at open, which level and cubin each new shape used, JIT
+ * compilations, rows that do not apply) go to fn, one line without a newline; NULL turns logging
+ * off. Setting a function sends it the summary of fat_open first. fn is called with the context's
+ * lock held: it must not call fatune with the same ctx. */
+typedef void (*fat_log_fn)(void *user, const char *message);
+void fat_set_log(fat_ctx *ctx, fat_log_fn fn, void *user);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <time.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 static struct {
     nvrtcResult (*Version)(int *, int *);
     nvrtcResult (*CreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *, const char *const *);
@@ -183,6 +186,19 @@ out:
     if (!out->log) out->log = calloc(1, 1);
     if (st != FAT_OK) { free(out->image); out->image = NULL; out->size = 0; }
     return st;
+}
+
+void rtc_kernel_hash(const char *source, const char *arch, int nvrtc_version, char out[33]) {
+    XXH3_state_t h;
+    char extra[64];
+    /* "-std=c++17" stands for the options rtc_compile passes; change it when they change. */
+    snprintf(extra, sizeof extra, "|%s|nvrtc %d|-std=c++17", arch, nvrtc_version);
+    XXH3_INITSTATE(&h);
+    XXH3_128bits_reset(&h);
+    XXH3_128bits_update(&h, source, strlen(source));
+    XXH3_128bits_update(&h, extra, strlen(extra));
+    XXH128_hash_t r = XXH3_128bits_digest(&h);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)r.high64, (unsigned long long)r.low64);
 }
 
 void rtc_result_free(rtc_result *r) {

@@ -32,6 +32,11 @@ typedef struct rtc_result {
 fat_status rtc_compile(const char *source, const char *name, const char *arch, int ptx, rtc_result *out);
 void rtc_result_free(rtc_result *r);
 
+/* The content hash of a cubin: XXH3-128 of the source, the arch, the NVRTC version (major * 1000 +
+ * minor * 10) and the compile options, as 32 hex digits into out. The tuner stores kernels under it
+ * and the runtime finds them by it, so both must call this one function. Needs no NVRTC. */
+void rtc_kernel_hash(const char *source, const char *arch, int nvrtc_version, char out[33]);
+
 /* Checks an arch name: "sm_80", "sm_86", "sm_89", "sm_90", "sm_90a". */
 int rtc_arch_known(const char *arch);
 

@@ -102,6 +102,22 @@ function t.valid(p, shape, dev)
   return true
 end
 
+-- The built-in default, used by the runtime where nothing was tuned: FlashAttention-2's own choices
+-- per head_dim (128x64 tiles and 4 warps up to d=128, 64x64 above), then smaller tiles and fewer
+-- stages until one is valid (short sequences, GPUs with less shared memory). nil when none is.
+local DEFAULTS = {
+  small = { { 128, 64, 4, 2 }, { 64, 64, 4, 2 }, { 64, 64, 4, 1 }, { 64, 32, 4, 1 } },  -- d <= 128
+  large = { { 64, 64, 4, 2 }, { 64, 64, 4, 1 }, { 64, 32, 4, 1 } },                    -- d > 128
+}
+
+function t.default(shape, dev)
+  for _, c in ipairs(shape.head_dim <= 128 and DEFAULTS.small or DEFAULTS.large) do
+    local p = { block_m = c[1], block_n = c[2], warps = c[3], stages = c[4], q_in_regs = 0 }
+    if t.valid(p, shape, dev) then return p end
+  end
+  return nil
+end
+
 -- The kernel text after the generated constants. Written once, specialised by the #defines above it
 -- and by the prelude's FAT_CAUSAL / FAT_WINDOW / FAT_SOFTCAP / FAT_VARLEN.
 local KERNEL = [[

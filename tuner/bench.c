@@ -3,12 +3,16 @@
  *
  * Inputs are fresh random values (never zeros: they hide unwritten outputs); the output is poisoned
  * with NaN and fenced with guard bytes, so an element not written or a write out of bounds shows.
+ * The SM clock a trial ran at comes from NVML, opened with dlopen like the driver.
  */
 #include "bench.h"
 #include "half.h"
 #include "status.h"
 
+#include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -296,4 +300,51 @@ out:
 double bench_flops(const fat_problem *p) {
     double f = 4.0 * p->batch * p->heads_q * (double)p->seqlen_q * p->seqlen_k * p->head_dim;
     return p->causal ? f / 2 : f;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The SM clock, through NVML. Its types are declared here rather than taken from nvml.h, which a
+ * machine with the driver but without the CUDA toolkit lacks: the three calls use a status int
+ * (0: NVML_SUCCESS), an opaque device handle and NVML_CLOCK_SM = 1. */
+
+typedef struct nvml_device_st *nvml_device;
+
+static struct {
+    int (*init)(void);
+    int (*by_pci)(const char *bus_id, nvml_device *dev);
+    int (*clock)(nvml_device dev, int type, unsigned *mhz);
+    int ok;
+} nvml;
+static pthread_once_t nvml_once = PTHREAD_ONCE_INIT;
+
+static void nvml_load(void) {
+    /* The library stays open for the process: the handles it gave out point into it. */
+    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return;
+    *(void **)&nvml.init = dlsym(h, "nvmlInit_v2");
+    *(void **)&nvml.by_pci = dlsym(h, "nvmlDeviceGetHandleByPciBusId_v2");
+    *(void **)&nvml.clock = dlsym(h, "nvmlDeviceGetClockInfo");
+    nvml.ok = nvml.init && nvml.by_pci && nvml.clock && nvml.init() == 0;
+}
+
+int bench_sm_clock_mhz(CUdevice dev) {
+    enum { NVML_CLOCK_SM = 1 };
+    static CUdevice cached = -1;
+    static nvml_device handle;
+    int domain = 0, bus = 0, slot = 0;
+    unsigned mhz = 0;
+    char id[32];
+    pthread_once(&nvml_once, nvml_load);
+    if (!nvml.ok || cu_load() != FAT_OK) return 0;
+    if (cached != dev) {
+        /* The PCI address ties a CUDA ordinal to NVML's own numbering. */
+        if (cu.DeviceGetAttribute(&domain, CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID, dev) != CUDA_SUCCESS ||
+            cu.DeviceGetAttribute(&bus, CU_DEVICE_ATTRIBUTE_PCI_BUS_ID, dev) != CUDA_SUCCESS ||
+            cu.DeviceGetAttribute(&slot, CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID, dev) != CUDA_SUCCESS)
+            return 0;
+        snprintf(id, sizeof id, "%08x:%02x:%02x.0", (unsigned)domain, (unsigned)bus, (unsigned)slot);
+        if (nvml.by_pci(id, &handle) != 0) return 0;
+        cached = dev;
+    }
+    return nvml.clock(handle, NVML_CLOCK_SM, &mhz) == 0 ? (int)mhz : 0;
 }

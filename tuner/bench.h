@@ -62,6 +62,12 @@ typedef struct bench_timing { double median_ms, p20_ms, p80_ms, min_ms; int samp
 fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUdeviceptr flush,
                       size_t flush_bytes, CUstream s, double budget_ms, double cut_ms, bench_timing *t);
 
+/* The current SM clock of GPU dev in MHz, read through NVML (libnvidia-ml.so.1, opened with dlopen
+ * and resolved once per process; the GPU is found by its PCI address, so CUDA_VISIBLE_DEVICES does
+ * not confuse it). 0 when NVML or the GPU is not there, which is no error: a trial is then stored
+ * without a clock. */
+int bench_sm_clock_mhz(CUdevice dev);
+
 /* The model's FLOPs of a problem: 4 * B * H * Sq * Sk * D, halved when causal (square). */
 double bench_flops(const fat_problem *p);
 

@@ -5,13 +5,18 @@
  *   fatune check [--shapes FILE] [--arch sm_90] [--only FAMILY]          compile-only check
  *   fatune gen --template T [--param k=v]... [--ptx]                     print one variant
  *   fatune devices                                                       list the GPUs
+ *   fatune list | show | export | merge | report                         the database commands
+ *                                                                        (inspect.c, ship.c, report.c)
  *
  * Exit codes: 0 success, 1 failure, 2 usage. Messages: "fatune: <message>" on stderr.
  */
 #include "check.h"
 #include "cu.h"
 #include "gen.h"
+#include "inspect.h"
+#include "report.h"
 #include "rtc.h"
+#include "ship.h"
 #include "tune.h"
 #include "worker.h"
 
@@ -27,18 +32,38 @@ static const char usage_text[] =
     "       fatune gen --template T [--param NAME=VALUE]... [--dtype fp16|bf16] [--head-dim D]\n"
     "                  [--causal] [--window] [--softcap] [--varlen] [--arch ARCH] [--ptx]\n"
     "       fatune devices\n"
+    "       fatune list [--db FILE] [--device NAME]\n"
+    "       fatune show PROBLEM [--db FILE] [--top K] [--logs]\n"
+    "       fatune export --device NAME -o FILE [--db FILE] [--force]\n"
+    "       fatune merge [--db FILE] FILE...\n"
+    "       fatune report -o FILE.html [--db FILE] [--peers FILE.json]\n"
     "\n"
+    "  tune      compile, verify and time every valid variant; store the trials and the best\n"
+    "  check     compile-only check of a suite, without a GPU\n"
+    "  gen       print one variant's CUDA (or PTX)\n"
+    "  devices   the GPUs: name, compute capability, SMs, memory\n"
+    "  list      the best config per tuned problem: margin over the runner-up, how it was chosen\n"
+    "  show      every trial of one problem: counts by status, the fastest, failures with their logs\n"
+    "  export    a device's best configs, with their trials and cubins, into a new file to deploy\n"
+    "  merge     databases of other machines or runs into this one (a complete best config is\n"
+    "            never replaced by a partial one)\n"
+    "  report    one self-contained HTML page: best vs built-in default vs peers, heat maps, failures\n"
+    "  (`fatune COMMAND --help` for each command's options; PROBLEM: see `fatune show --help`)\n"
+    "\n"
+    "tune:\n"
     "  --gpu N[,M...]   GPUs to tune on (several: problems are shared out between them)\n"
     "  --budget T       stop starting trials after T (90s, 10m, 1h); unfinished problems are partial\n"
     "  --strategy S     exhaustive (every valid variant, in order) or random (shuffled)\n"
     "  --effort E       full, or quick (a sample of 12 variants per family, shorter timing)\n"
     "  --json           one JSON object per tuned problem on stdout\n"
+    "  --quiet          no progress line, only failures and the summary\n"
+    "  --or-check       without a GPU, say so and run the compile-only check instead\n"
     "  --trial-timeout T  kill a trial that runs longer (default 60s): status timeout\n"
     "  --shapes FILE    a Lua shapes file (default: the embedded suite)\n"
     "  --db FILE        the database (default ./fatune.db)\n"
     "  --only FAMILIES  kernel families, e.g. flash_v2 or naive,flash_v1 (default: all but naive)\n"
+    "check and gen:\n"
     "  --arch ARCH      sm_80, sm_86, sm_89, sm_90, sm_90a (default: GPU 0's, else sm_90)\n"
-    "  --or-check       without a GPU, say so and run the compile-only check instead\n"
     "  -j N             compile threads (default: one per core)\n";
 
 static int usage(const char *msg) {
@@ -86,7 +111,10 @@ static int load_shapes(gen *g, const char *path, fat_problem **probs, int *n) {
 }
 
 static int cmd_devices(int argc, char **argv) {
-    (void)argv;
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
     if (argc > 1) return usage("devices takes no arguments");
     int n;
     if (cu_device_count(&n) != FAT_OK) return fail(fat_last_error());
@@ -298,13 +326,20 @@ static int cmd_tune(int argc, char **argv) {
     if (o.ngpus == 0) return usage("tune needs --gpu N");
     if (o.only && !known_family(o.only)) { fprintf(stderr, "fatune: unknown family '%s'\n", o.only); return 2; }
     int n = 0;
-    if (cu_device_count(&n) != FAT_OK || n == 0) {
-        const char *why = n == 0 && cu_load() == FAT_OK ? "no GPU: the driver reports no CUDA device" : fat_last_error();
-        if (!or_check) return fail(why);
+    int have_gpu = cu_device_count(&n) == FAT_OK && n > 0;
+    char why[512] = "";
+    if (!have_gpu)
+        snprintf(why, sizeof why, "%s", n == 0 && cu_load() == FAT_OK ? "no GPU: the driver reports no CUDA device"
+                                                                     : fat_last_error());
+    if (!have_gpu && or_check) {
         printf("fatune: %s; running the compile-only check of the suite instead\n", why);
         fflush(stdout);
         return run_check(o.shapes, NULL, o.only, 0);
     }
+    /* Bad input (a broken template, a read-only or foreign database) is found before any GPU work. */
+    int rc = tune_preflight(&o);
+    if (rc) return rc;
+    if (!have_gpu) return fail(why);
     for (int i = 0; i < o.ngpus; i++)
         if (o.gpus[i] >= n) {
             fprintf(stderr, "fatune: no GPU %d: this machine has %d (see fatune devices)\n", o.gpus[i], n);
@@ -320,6 +355,11 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "check") == 0) return cmd_check(argc - 1, argv + 1);
     if (strcmp(cmd, "gen") == 0) return cmd_gen(argc - 1, argv + 1);
     if (strcmp(cmd, "tune") == 0) return cmd_tune(argc - 1, argv + 1);
+    if (strcmp(cmd, "list") == 0) return inspect_list(argc - 1, argv + 1);
+    if (strcmp(cmd, "show") == 0) return inspect_show(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0) return ship_export(argc - 1, argv + 1);
+    if (strcmp(cmd, "merge") == 0) return ship_merge(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0) return report_main(argc - 1, argv + 1);
     if (strcmp(cmd, "__worker") == 0 && argc == 4 && strcmp(argv[2], "--gpu") == 0) return worker_main(atoi(argv[3]));
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) { fputs(usage_text, stdout); return 0; }
     if (cmd[0] == '-') return cmd_tune(argc, argv);

@@ -12,18 +12,18 @@
 #include "tune.h"
 #include "db.h"
 #include "gen.h"
+#include "inspect.h"
 #include "pool.h"
 #include "rtc.h"
 #include "status.h"
 #include "worker.h"
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,17 +78,10 @@ static fat_problem check_problem(const fat_problem *p) {
     return c;
 }
 
-/* The content hash of a kernel: its source, the compile options, the arch and NVRTC's version. */
+/* The content hash of a kernel: its source, the compile options, the arch and NVRTC's version
+ * (rtc_kernel_hash, the one the runtime looks cubins up by). */
 static void kernel_hash(const char *source, const char *arch, char out[33]) {
-    XXH3_state_t *h = XXH3_createState();
-    char extra[64];
-    snprintf(extra, sizeof extra, "|%s|nvrtc %d|-std=c++17", arch, rtc_version());
-    XXH3_128bits_reset(h);
-    XXH3_128bits_update(h, source, strlen(source));
-    XXH3_128bits_update(h, extra, strlen(extra));
-    XXH128_hash_t r = XXH3_128bits_digest(h);
-    XXH3_freeState(h);
-    snprintf(out, 33, "%016llx%016llx", (unsigned long long)r.high64, (unsigned long long)r.low64);
+    rtc_kernel_hash(source, arch, rtc_version(), out);
 }
 
 static void progress(tuner *t, const char *name) {
@@ -114,6 +107,12 @@ static void shuffle(cand *cs, int n, uint64_t seed) {
     }
 }
 
+/* Whether a run with these options tunes family name: the ones --only names, else all but the
+ * naive reference. */
+static int family_used(const tune_opts *o, const char *name) {
+    return gen_family_selected(o->only, name) && (o->only || strcmp(name, "naive") != 0);
+}
+
 /* Emits the candidates of every family for p; registers their template and config rows. */
 static fat_status collect(tuner *t, const fat_problem *p, const fat_problem *cp, int64_t problem_id,
                           cand **out, int *nout) {
@@ -122,8 +121,7 @@ static fat_status collect(tuner *t, const fat_problem *p, const fat_problem *cp,
     int nc = 0, cap = 0, nfam;
     const char *const *fams = gen_families(&nfam);
     for (int f = 0; f < nfam; f++) {
-        if (!gen_family_selected(t->o->only, fams[f])) continue;
-        if (!t->o->only && strcmp(fams[f], "naive") == 0) continue;   /* the reference, not a contender */
+        if (!family_used(t->o, fams[f])) continue;
         char th[33];
         int64_t tid;
         gen_choice *ch;
@@ -377,7 +375,13 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
     }
     if (db_open(o->db, DB_CREATE, &t.d, err, sizeof err) != FAT_OK) { fprintf(stderr, "fatune: %s\n", err); goto out; }
     if (worker_start(gpu, &t.w, &t.dev) != FAT_OK) { fprintf(stderr, "fatune: %s\n", fat_last_error()); goto out; }
-    db_device dd = { t.dev.name, t.dev.cc, t.dev.sms, t.dev.l2, t.dev.smem_optin, 0, rtc_version() };
+    db_device dd = { t.dev.name, t.dev.cc, t.dev.sms, t.dev.l2, t.dev.smem_optin, worker_driver_version(t.w),
+                     rtc_version() };
+    /* Before the first row of this run: the file's rows under this GPU's name must be this GPU's. */
+    if (tune_check_device(t.d, o->db, &dd, shard == 0 && !o->quiet ? stderr : NULL, err, sizeof err)) {
+        fprintf(stderr, "fatune: %s\n", err);
+        goto out;
+    }
     if (db_device_id(t.d, &dd, &t.device_id) != FAT_OK) { fprintf(stderr, "fatune: %s\n", db_errmsg(t.d)); goto out; }
     for (int i = shard; i < n; i += nshard) t.problems_total++;
     if (!o->quiet && !o->json)
@@ -398,6 +402,140 @@ out:
     db_close(t.d);
     gen_close(t.g);
     return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Bad input, found before any GPU work. */
+
+/* The database tune would write: an existing file must open writable as a fatune database of a
+ * version this build knows; a missing (or empty) one must be creatable. Creates nothing. */
+static int check_db(const char *path) {
+    struct stat st;
+    char msg[1200], tmp[4200];
+    db *d = NULL;
+    if (stat(path, &st) == 0 && st.st_size > 0) {
+        if (db_open(path, 0, &d, msg, sizeof msg) != FAT_OK) {
+            fprintf(stderr, "fatune: %s\n", msg);
+            return 1;
+        }
+        db_close(d);
+        return 0;
+    }
+    if (stat(path, &st) == 0) {
+        FILE *f = fopen(path, "r+");    /* an empty file becomes the database: it must be writable */
+        if (!f) {
+            fprintf(stderr, "fatune: %s: cannot open for writing: %s\n", path, strerror(errno));
+            return 1;
+        }
+        fclose(f);
+    }
+    /* SQLite keeps its -wal and -shm files beside the database: the directory must take files. */
+    if (inspect_temp_beside(path, tmp, sizeof tmp) != 0) {
+        fprintf(stderr, "fatune: %s: cannot create the database there: %s\n", path, strerror(errno));
+        return 1;
+    }
+    unlink(tmp);
+    return 0;
+}
+
+/* Every family the run uses loads and enumerates its space for every problem (with sm_90's
+ * nominal limits: the GPU's own are known only once its worker runs). */
+static int check_templates(const tune_opts *o) {
+    gen *g = NULL;
+    fat_problem *probs = NULL;
+    gen_device dev;
+    int n = 0, nfam, rc = 2;
+    const char *const *fams = gen_families(&nfam);
+    if (gen_open(&g) != FAT_OK) {
+        fprintf(stderr, "fatune: %s\n", g ? gen_errmsg(g) : fat_strerror(FAT_ERR_NOMEM));
+        rc = 1;
+        goto out;
+    }
+    if (gen_shapes_file(g, o->shapes, &probs, &n) != FAT_OK) {
+        fprintf(stderr, "fatune: %s\n", gen_errmsg(g));
+        goto out;
+    }
+    gen_device_for_arch("sm_90", &dev);
+    for (int f = 0; f < nfam; f++) {
+        if (!family_used(o, fams[f])) continue;
+        for (int i = 0; i < n; i++) {
+            gen_choice *ch;
+            int nch;
+            if (gen_enumerate(g, fams[f], &probs[i], &dev, &ch, &nch) != FAT_OK) {
+                fprintf(stderr, "fatune: template %s: %s\n", fams[f], gen_errmsg(g));
+                goto out;
+            }
+            gen_choices_free(ch, nch);
+        }
+    }
+    rc = 0;
+out:
+    free(probs);
+    gen_close(g);
+    return rc;
+}
+
+int tune_preflight(const tune_opts *o) {
+    int rc = check_templates(o);
+    return rc ? rc : check_db(o->db);
+}
+
+struct device_scan {
+    const db_device *dev;
+    const char *path;
+    FILE *notes;
+    char *msg;
+    size_t n;
+    int refused;
+    db *d;
+};
+
+static fat_status count_rows(void *arg, const db_best *b, const db_keys *k) {
+    (void)b; (void)k;
+    ++*(int *)arg;
+    return FAT_OK;
+}
+
+static fat_status scan_device(void *arg, int64_t id, const db_device *row) {
+    struct device_scan *s = arg;
+    const db_device *dev = s->dev;
+    (void)id;
+    if (strcmp(row->name, dev->name) != 0 || row->cc != dev->cc) {
+        int nbest = 0;
+        if (s->notes && db_best_each(s->d, row->name, count_rows, &nbest) == FAT_OK && nbest)
+            fprintf(s->notes, "fatune: note: %s also holds %d best configs of '%s' (cc %d.%d); rows are kept "
+                    "per device model, this run adds those of '%s'\n", s->path, nbest, row->name,
+                    row->cc / 10, row->cc % 10, dev->name);
+        return FAT_OK;
+    }
+    if (row->sms != dev->sms || row->l2_bytes != dev->l2_bytes || row->smem_optin != dev->smem_optin) {
+        snprintf(s->msg, s->n, "%s: its rows of '%s' (cc %d.%d) were measured on a GPU with %d SMs, %lld KiB "
+                 "of L2 and %lld bytes of shared memory per block; this one has %d SMs, %lld KiB and %lld "
+                 "bytes: another device model under the same name (a MIG slice or a cut-down board?). Its "
+                 "trials cannot be mixed with this GPU's: tune into another database (--db)",
+                 s->path, dev->name, dev->cc / 10, dev->cc % 10, row->sms, (long long)(row->l2_bytes >> 10),
+                 (long long)row->smem_optin, dev->sms, (long long)(dev->l2_bytes >> 10),
+                 (long long)dev->smem_optin);
+        s->refused = 1;
+        return FAT_ERR_INVALID;
+    }
+    if (s->notes && (row->driver_version != dev->driver_version || row->nvrtc_version != dev->nvrtc_version))
+        fprintf(s->notes, "fatune: note: %s: '%s' was tuned with driver %d and NVRTC %d, this run has %d and "
+                "%d; the trials measured then are kept (delete the database to measure everything again)\n",
+                s->path, dev->name, row->driver_version, row->nvrtc_version, dev->driver_version,
+                dev->nvrtc_version);
+    return FAT_OK;
+}
+
+int tune_check_device(db *d, const char *path, const db_device *dev, FILE *notes, char *msg, size_t n) {
+    struct device_scan s = { dev, path, notes, msg, n, 0, d };
+    fat_status st = db_device_each(d, scan_device, &s);
+    if (s.refused) return 1;
+    if (st != FAT_OK) {
+        snprintf(msg, n, "%s", db_errmsg(d));
+        return 1;
+    }
+    return 0;
 }
 
 int tune_main(const tune_opts *o) {

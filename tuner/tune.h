@@ -4,6 +4,10 @@
 #ifndef FAT_TUNE_H
 #define FAT_TUNE_H
 
+#include <stdio.h>
+
+#include "db.h"
+
 #define TUNE_MAX_GPUS 64
 
 typedef struct tune_opts {
@@ -22,5 +26,21 @@ typedef struct tune_opts {
 
 /* Runs the job; returns the process exit code (0 ok, 1 failure, 2 bad input). */
 int tune_main(const tune_opts *o);
+
+/* The checks of bad input that need no GPU, for the CLI to run before any GPU work: the shapes
+ * file reads and every family the run uses loads and enumerates its space for every problem (a
+ * template with a Lua error: "fatune: template NAME: FILE:LINE: message", 2); the database opens
+ * for writing as a fatune database of a known version, or can be created (read-only file or
+ * directory, not a fatune database, newer version: "fatune: DB: why", 1). Prints the message on
+ * stderr and returns the exit code, 0 when all is well. Creates and changes nothing. */
+int tune_preflight(const tune_opts *o);
+
+/* Whether database d (named path in messages) may take the trials of GPU dev. Rows are kept per
+ * device row, whose key is (name, cc): rows of other models are left alone and only noted. A row
+ * with this GPU's name and cc but another SM count, L2 size or shared memory limit is another
+ * model under the same name, whose measurements must not be mixed with these: 1, with the reason
+ * in msg (n bytes). Notes (other models in the file, another driver or NVRTC than the stored
+ * row's) go to notes, unless it is NULL. 0 when the run may go on. */
+int tune_check_device(db *d, const char *path, const db_device *dev, FILE *notes, char *msg, size_t n);
 
 #endif

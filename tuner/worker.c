@@ -26,7 +26,7 @@ enum { MSG_HELLO = 1, MSG_PROBLEM, MSG_ACK, MSG_TRIAL, MSG_RESULT };
 
 typedef struct msg_hdr { uint32_t type, len; } msg_hdr;
 
-typedef struct hello_msg { int status; char err[512]; gen_device dev; } hello_msg;
+typedef struct hello_msg { int status; char err[512]; gen_device dev; int driver_version; } hello_msg;
 typedef struct problem_msg { fat_problem full, check; uint64_t seed; } problem_msg;
 typedef struct ack_msg { int status; char err[512]; } ack_msg;
 typedef struct trial_msg {
@@ -43,6 +43,7 @@ struct worker {
     int have_problem;
     problem_msg problem;        /* re-sent to a restarted worker */
     gen_device dev;
+    int driver_version;
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -114,6 +115,7 @@ typedef struct wstate {
     CUdeviceptr flush;
     size_t flush_bytes;
     CUstream stream;
+    CUdevice dev;               /* for the SM clock */
 } wstate;
 
 static void drop_problem(wstate *s) {
@@ -189,6 +191,8 @@ static int run_trial(wstate *s, const trial_msg *m, const void *cubin, worker_re
     r->median_ms = t.median_ms; r->p20_ms = t.p20_ms; r->p80_ms = t.p80_ms; r->min_ms = t.min_ms;
     r->samples = t.samples;
     r->cut = t.cut;
+    /* Right after the last sample, before the clock relaxes: what the samples ran at. */
+    r->sm_clock_mhz = bench_sm_clock_mhz(s->dev);
     if (t.cut) snprintf(r->reason, sizeof r->reason, "cut early: %d samples all above %.3f ms", t.samples, m->cut_ms);
 out:
     if (broken) {
@@ -209,6 +213,8 @@ int worker_main(int gpu) {
     fat_status st = cu_device_info(gpu, &h.dev);
     if (st == FAT_OK) st = cu_device_open(gpu, &dev);
     if (st == FAT_OK) {
+        s.dev = dev;
+        cu.DriverGetVersion(&h.driver_version);
         s.flush_bytes = (size_t)(2 * h.dev.l2);
         if (cu.MemAlloc(&s.flush, s.flush_bytes) != CUDA_SUCCESS ||
             cu.StreamCreate(&s.stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS) {
@@ -306,6 +312,7 @@ static fat_status spawn(worker *w) {
         return (fat_status)h.status;
     }
     w->dev = h.dev;
+    w->driver_version = h.driver_version;
     return FAT_OK;
 }
 
@@ -343,6 +350,10 @@ fat_status worker_start(int gpu, worker **out, gen_device *dev) {
     *dev = w->dev;
     *out = w;
     return FAT_OK;
+}
+
+int worker_driver_version(const worker *w) {
+    return w ? w->driver_version : 0;
 }
 
 void worker_stop(worker *w) {

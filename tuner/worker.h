@@ -30,13 +30,17 @@ typedef struct worker_res {
     int status;
     char reason[1024];
     double median_ms, p20_ms, p80_ms, min_ms, max_err, rel_err;
-    int samples, cut, registers, local_bytes, sm_clock_mhz;
+    int samples, cut, registers, local_bytes;
+    int sm_clock_mhz;       /* right after timing, through NVML; 0: not read */
 } worker_res;
 
 /* Starts a worker for GPU gpu; *dev receives the GPU's description. FAT_ERR_NO_GPU (with the
  * worker's own message in fat_last_error()) when it cannot open the GPU. */
 fat_status worker_start(int gpu, worker **out, gen_device *dev);
 void worker_stop(worker *w);            /* accepts NULL */
+
+/* The CUDA driver's version as the worker read it (cuDriverGetVersion: 12040), 0 for NULL. */
+int worker_driver_version(const worker *w);
 
 /* Sets up the problem: fresh random inputs for the full problem and the verification problem, and
  * the CPU attention of the latter. Restarts a dead worker first. */

@@ -1,0 +1,21 @@
+/*
+ * ctx.h: the runtime's private entry points, for tests. Private to fatune.
+ */
+#ifndef FAT_CTX_H
+#define FAT_CTX_H
+
+#include "fatune.h"
+#include "gen.h"
+
+/* Opens a context without a GPU for device *dev (its name and cc select the database rows, its
+ * arch the cubins): fat_query resolves shapes all the way to the kernel's cubin hash and says
+ * whether the database holds it ("database") or it would have to be compiled ("none"), but
+ * nothing is loaded or compiled, and fat_attn_fwd returns FAT_ERR_NO_GPU. Same codes as fat_open. */
+fat_status ctx_open_offline(const char *db_path, const gen_device *dev, fat_ctx **out);
+
+/* The key a call is cached and dispatched under: its problem, with a variable-length call's
+ * seqlen bounds rounded up to a power of two (any bound is valid for varlen, and rounding keeps the
+ * number of distinct shapes small in serving). */
+void ctx_call_problem(const fat_attn_args *a, fat_problem *p);
+
+#endif

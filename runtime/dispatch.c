@@ -1,0 +1,80 @@
+/*
+ * dispatch.c: the lookup order exact -> bucket -> nearest -> device -> default.
+ */
+#include "dispatch.h"
+
+#include <math.h>
+#include <string.h>
+
+static int same_kind(const fat_problem *a, const fat_problem *b) {
+    return a->dtype == b->dtype && a->head_dim == b->head_dim && a->causal == b->causal &&
+           a->features == b->features;
+}
+
+static int same_problem(const fat_problem *a, const fat_problem *b) {
+    return same_kind(a, b) && a->batch == b->batch && a->heads_q == b->heads_q &&
+           a->heads_kv == b->heads_kv && a->seqlen_q == b->seqlen_q && a->seqlen_k == b->seqlen_k;
+}
+
+static int log2i(int x) {
+    int r = 0;
+    while (x > 1) { x >>= 1; r++; }
+    return r;
+}
+
+/* Distance in log space: sequence lengths weigh most, the amount of parallel work (batch x heads)
+ * half, and the GQA group a quarter. */
+static double distance(const fat_problem *a, const fat_problem *b) {
+    double d = fabs(log((double)a->seqlen_q / b->seqlen_q)) + fabs(log((double)a->seqlen_k / b->seqlen_k));
+    d += 0.5 * fabs(log((double)a->batch * a->heads_q / ((double)b->batch * b->heads_q)));
+    d += 0.25 * fabs(log((double)(a->heads_q / a->heads_kv) / (double)(b->heads_q / b->heads_kv)));
+    return d;
+}
+
+/* The lookup order, one pass for exact, bucket and nearest, one for the device level. See
+ * dispatch.h. */
+fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p,
+                          int (*usable)(const dispatch_row *r, void *ud), void *ud, int *row) {
+    int bucket = -1, nearest = -1;
+    double db = 0, dn = 0;
+    for (int i = 0; i < n; i++) {
+        const dispatch_row *r = &rows[i];
+        if (!same_kind(&r->prob, p) || (usable && !usable(r, ud))) continue;
+        if (same_problem(&r->prob, p)) { *row = i; return FAT_LEVEL_EXACT; }
+        double d = distance(&r->prob, p);
+        if (log2i(r->prob.seqlen_q) == log2i(p->seqlen_q) && log2i(r->prob.seqlen_k) == log2i(p->seqlen_k) &&
+            (bucket < 0 || d < db)) { bucket = i; db = d; }
+        if (nearest < 0 || d < dn) { nearest = i; dn = d; }
+    }
+    if (bucket >= 0) { *row = bucket; return FAT_LEVEL_BUCKET; }
+    if (nearest >= 0) { *row = nearest; return FAT_LEVEL_NEAREST; }
+    /* The configuration that won most often at this dtype and head_dim; ties to the earlier row. */
+    int best = -1, best_count = 0;
+    for (int i = 0; i < n; i++) {
+        const dispatch_row *r = &rows[i];
+        if (r->prob.dtype != p->dtype || r->prob.head_dim != p->head_dim || (usable && !usable(r, ud))) continue;
+        int count = 0;
+        for (int j = 0; j < n; j++)
+            count += rows[j].prob.dtype == p->dtype && rows[j].prob.head_dim == p->head_dim &&
+                     strcmp(rows[j].family, r->family) == 0 && strcmp(rows[j].params, r->params) == 0;
+        if (count > best_count) { best = i; best_count = count; }
+    }
+    *row = best;
+    return best >= 0 ? FAT_LEVEL_DEVICE : FAT_LEVEL_DEFAULT;
+}
+
+/* A call's problem: its sizes and the feature bits its arguments switch on. See dispatch.h. */
+void dispatch_problem(const fat_attn_args *a, fat_problem *p) {
+    memset(p, 0, sizeof *p);
+    p->dtype = a->dtype;
+    p->head_dim = a->head_dim;
+    p->causal = a->causal != 0;
+    if (a->window_left >= 0 || (a->window_right >= 0 && !a->causal)) p->features |= FAT_FEAT_WINDOW;
+    if (a->softcap > 0) p->features |= FAT_FEAT_SOFTCAP;
+    if (a->cu_seqlens_q) p->features |= FAT_FEAT_VARLEN;
+    p->batch = a->batch;
+    p->heads_q = a->heads_q;
+    p->heads_kv = a->heads_kv;
+    p->seqlen_q = a->seqlen_q;
+    p->seqlen_k = a->seqlen_k;
+}

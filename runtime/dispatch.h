@@ -1,0 +1,30 @@
+/*
+ * dispatch.h: choosing a tuned configuration for a problem, as a pure function of the device's
+ * tuned rows, so that the lookup order is testable without a GPU. Private to fatune.
+ */
+#ifndef FAT_DISPATCH_H
+#define FAT_DISPATCH_H
+
+#include "fatune.h"
+
+/* One tuned row of this device: the problem, its best family and parameters. */
+typedef struct dispatch_row {
+    fat_problem prob;
+    char family[32];
+    char params[160];
+    double median_ms;
+} dispatch_row;
+
+/* Picks the row for problem p: exact, else the nearest row of the same kind (dtype, head_dim,
+ * causal, features) whose seqlens fall in the same powers of two (bucket), else the nearest of the
+ * same kind in log space (nearest), else the configuration that wins most often among rows of the
+ * same dtype and head_dim (device, *row is one of them). Rows for which usable(row) is false are
+ * skipped (usable may be NULL). Returns the level and sets *row, or FAT_LEVEL_DEFAULT with
+ * *row = -1 when no row applies. */
+fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p,
+                          int (*usable)(const dispatch_row *r, void *ud), void *ud, int *row);
+
+/* The problem an attention call is: sizes, dtype and the feature bits its arguments switch on. */
+void dispatch_problem(const fat_attn_args *a, fat_problem *p);
+
+#endif

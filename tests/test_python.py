@@ -1,0 +1,474 @@
+"""test_python.py: the Python binding as a user sees it.
+
+Everywhere: the module loads libfatune.so, its ctypes mirror of fat_attn_args matches the C layout
+(a small attention through fat_attn_cpu against a plain-Python reference, field-naming messages),
+and a missing GPU is a clear FatuneNoGPU. With CUDA and PyTorch: fatune.attention against an fp32
+reference and torch SDPA on a suite of shapes (bf16/fp16, causal/non-causal, GQA/MQA, Sq != Sk,
+decode, BHSD views, window, softcap, LSE, varlen, a side stream), printing the max error of both;
+bad tensors raise FatuneInvalid naming the field. Closing line: "python: N passed, N failed, N skipped".
+"""
+import ctypes
+import math
+import os
+import sys
+import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+
+passed = failed = skipped = 0
+verbose = "-v" in sys.argv
+
+
+def check(descr, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        if verbose:
+            print("ok   %s" % descr)
+    else:
+        failed += 1
+        print("FAIL %s%s" % (descr, (": " + detail) if detail else ""))
+
+
+def skip(descr, why, n=1):
+    global skipped
+    skipped += n
+    if verbose:
+        print("skip %s: %s" % (descr, why))
+
+
+def done():
+    print("python: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    sys.exit(1 if failed else 0)
+
+
+try:
+    import fatune
+    lib = fatune._load()
+    check("the module loads libfatune.so", True)
+except Exception as e:  # noqa: BLE001
+    check("the module loads libfatune.so", False, str(e))
+    done()
+
+# ---------------------------------------------------------------------------------------------
+# CPU: the struct layout, through the CPU attention.
+
+
+def lcg(seed):
+    x = seed
+    while True:
+        x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        yield ((x >> 33) / float(1 << 31)) * 2.0 - 1.0
+
+
+def ref_attention(q, k, v, B, Sq, Sk, Hq, Hkv, D, scale, causal, wl, wr, softcap):
+    """Plain Python, BSHD lists; returns out (same layout) and lse [B][Hq][Sq]."""
+    out = [0.0] * (B * Sq * Hq * D)
+    lse = [[[0.0] * Sq for _ in range(Hq)] for _ in range(B)]
+    g = Hq // Hkv
+    for b in range(B):
+        for h in range(Hq):
+            hk = h // g
+            for i in range(Sq):
+                diag = i + Sk - Sq
+                lo, hi = 0, Sk - 1
+                if causal:
+                    hi = min(hi, diag)
+                if wr >= 0:
+                    hi = min(hi, diag + wr)
+                if wl >= 0:
+                    lo = max(lo, diag - wl)
+                scores = []
+                for j in range(lo, hi + 1):
+                    s = sum(q[((b * Sq + i) * Hq + h) * D + d] * k[((b * Sk + j) * Hkv + hk) * D + d] for d in range(D)) * scale
+                    if softcap > 0:
+                        s = softcap * math.tanh(s / softcap)
+                    scores.append((j, s))
+                if not scores:
+                    lse[b][h][i] = float("-inf")
+                    continue
+                m = max(s for _, s in scores)
+                den = sum(math.exp(s - m) for _, s in scores)
+                lse[b][h][i] = m + math.log(den)
+                for d in range(D):
+                    out[((b * Sq + i) * Hq + h) * D + d] = sum(
+                        math.exp(s - m) / den * v[((b * Sk + j) * Hkv + hk) * D + d] for j, s in scores)
+    return out, lse
+
+
+def test_layout():
+    B, Sq, Sk, Hq, Hkv, D = 2, 3, 5, 4, 2, 8
+    r = lcg(7)
+    q = [next(r) for _ in range(B * Sq * Hq * D)]
+    k = [next(r) for _ in range(B * Sk * Hkv * D)]
+    v = [next(r) for _ in range(B * Sk * Hkv * D)]
+    for causal, wl, wr, softcap, scale in ((1, -1, -1, 0.0, 0.0), (0, 1, 0, 5.0, 0.7), (1, 0, -1, 0.0, 1.3)):
+        a = fatune.AttnArgs()
+        lib.fat_attn_args_init(ctypes.byref(a), fatune.FP32, B, Hq, Hkv, Sq, Sk, D)
+        cq, ck, cv = (ctypes.c_float * len(q))(*q), (ctypes.c_float * len(k))(*k), (ctypes.c_float * len(v))(*v)
+        co, cl = (ctypes.c_float * len(q))(), (ctypes.c_float * (B * Hq * Sq))()
+        a.q, a.k, a.v, a.o, a.lse = (ctypes.cast(x, ctypes.c_void_p) for x in (cq, ck, cv, co, cl))
+        a.causal, a.window_left, a.window_right, a.softcap, a.scale = causal, wl, wr, softcap, scale
+        st = lib.fat_attn_cpu(ctypes.byref(a), None)
+        descr = "fat_attn_cpu through the ctypes struct (causal %d, window %d/%d, softcap %g, scale %g)" % (
+            causal, wl, wr, softcap, scale)
+        if st != 0:
+            check(descr, False, lib.fat_last_error().decode())
+            continue
+        ro, rl = ref_attention(q, k, v, B, Sq, Sk, Hq, Hkv, D, scale or 1 / math.sqrt(D), causal, wl, wr, softcap)
+        err = max(abs(x - y) for x, y in zip(co, ro))
+        lerr = 0.0
+        for b in range(B):
+            for h in range(Hq):
+                for i in range(Sq):
+                    got, want = cl[(b * Hq + h) * Sq + i], rl[b][h][i]
+                    lerr = max(lerr, 0.0 if (math.isinf(want) and math.isinf(got) and got < 0) else abs(got - want))
+        check(descr, err < 1e-5 and lerr < 1e-4, "max error %g, lse %g" % (err, lerr))
+
+
+def test_messages():
+    a = fatune.AttnArgs()
+    lib.fat_attn_args_init(ctypes.byref(a), fatune.BF16, 1, 4, 2, 16, 16, 64)
+    a.q = a.k = a.v = a.o = 0x10000
+    for field, value, want in (("window_right", -7, "window_right: -7"), ("head_dim", 100, "head_dim: 100"),
+                               ("softcap", -1.0, "softcap"), ("heads_q", 5, "heads_q: 5"), ("causal", 2, "causal: 2")):
+        b = fatune.AttnArgs.from_buffer_copy(a)
+        setattr(b, field, value)
+        st = lib.fat_attn_check(ctypes.byref(b), 1)
+        msg = lib.fat_last_error().decode()
+        check("a bad %s is named by the C check through ctypes" % field, st == fatune.ERR_INVALID and want in msg, msg)
+    b = fatune.AttnArgs.from_buffer_copy(a)
+    b.o_stride[2] = 12
+    st = lib.fat_attn_check(ctypes.byref(b), 1)
+    check("o_stride[2] lands in o_stride", st == fatune.ERR_INVALID and "o_stride[2]" in lib.fat_last_error().decode(),
+          lib.fat_last_error().decode())
+    b = fatune.AttnArgs.from_buffer_copy(a)
+    b.cu_seqlens_k = 0x10000
+    st = lib.fat_attn_check(ctypes.byref(b), 1)
+    check("cu_seqlens_k lands in cu_seqlens_k", st == fatune.ERR_INVALID and "cu_seqlens" in lib.fat_last_error().decode())
+
+
+def test_no_gpu(have_gpu):
+    try:
+        fatune.Context(None, 4242)
+        check("GPU 4242 is refused", False, "no exception")
+    except fatune.FatuneNoGPU as e:
+        check("GPU 4242 is refused with FatuneNoGPU", "no GPU" in str(e), str(e))
+    if have_gpu:
+        skip("fatune.attention without a GPU", "this machine has one")
+        return
+    try:
+        fatune.open(None, 0)
+        check("without a GPU fatune.open raises", False, "no exception")
+    except fatune.FatuneNoGPU as e:
+        check("without a GPU fatune.open raises FatuneNoGPU saying why", "no GPU" in str(e), str(e))
+
+
+class FakeCAI:
+    """A device array as __cuda_array_interface__ describes it (nothing is ever read through it)."""
+
+    def __init__(self, shape, typestr="<f2", ptr=0x7f0000000000, strides=None, stream=None):
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "data": (ptr, False),
+                                         "strides": strides, "version": 3, "stream": stream}
+
+
+class FakeLib:
+    """Stands in for libfatune.so in a Context, keeping what the binding passes."""
+
+    def __init__(self):
+        self.args, self.stream = None, None
+
+    def fat_attn_fwd(self, ctx, args, stream):
+        self.args, self.stream = fatune.AttnArgs.from_buffer_copy(args._obj), stream.value
+        return 0
+
+
+def fake_context():
+    c = fatune.Context.__new__(fatune.Context)
+    c._lib, c._ctx, c.db, c.gpu = FakeLib(), ctypes.c_void_p(1), None, 0
+    return c
+
+
+def test_binding_arguments():
+    """What attention() and attention_varlen() put in fat_attn_args, without a GPU."""
+    B, S, Sk, H, Hk, D = 2, 5, 7, 4, 2, 8
+    c = fake_context()
+    q = FakeCAI((B, S, H, D), ptr=0x10000)
+    k = FakeCAI((B, Sk, Hk, D), ptr=0x20000)
+    v = FakeCAI((B, Sk, Hk, D), ptr=0x30000, stream=12345)
+    out = FakeCAI((B, S, H, D), ptr=0x40000)
+    lse = FakeCAI((B, H, S), typestr="<f4", ptr=0x50000)
+    c.attention(q, k, v, causal=True, softmax_scale=0.25, window=(3, -1), softcap=7.0, return_lse=True, out=out, lse=lse)
+    a = c._lib.args
+    check("attention: sizes", (a.dtype, a.batch, a.heads_q, a.heads_kv, a.seqlen_q, a.seqlen_k, a.head_dim) ==
+          (fatune.FP16, B, H, Hk, S, Sk, D))
+    check("attention: BSHD strides in elements", list(a.q_stride) == [S * H * D, H * D, D] and
+          list(a.k_stride) == [Sk * Hk * D, Hk * D, D] and list(a.o_stride) == [S * H * D, H * D, D])
+    check("attention: pointers", (a.q, a.k, a.v, a.o, a.lse) == (0x10000, 0x20000, 0x30000, 0x40000, 0x50000))
+    check("attention: mask and scale", (a.causal, a.window_left, a.window_right, a.softcap) == (1, 3, -1, 7.0) and
+          abs(a.scale - 0.25) < 1e-7)
+    check("attention: no cu_seqlens", not a.cu_seqlens_q and not a.cu_seqlens_k)
+    check("attention: the legacy stream for a CAI producer without one", c._lib.stream is None)
+    # A BHSD view: strides in bytes, heads outside the sequence.
+    qb = FakeCAI((B, S, H, D), ptr=0x10000, strides=(2 * H * S * D, 2 * D, 2 * S * D, 2), stream=777)
+    c.attention(qb, k, v, out=out)
+    a = c._lib.args
+    check("attention: BHSD strides pass as they are", list(a.q_stride) == [H * S * D, D, S * D])
+    check("attention: defaults: scale 0, no mask", (a.causal, a.window_left, a.window_right, a.softcap, a.scale, a.lse)
+          == (0, -1, -1, 0.0, 0.0, None))
+    check("attention: the CAI producer's stream", c._lib.stream == 777)
+    # Varlen: packed [total, H, D], the batch stride unused.
+    cq, ck = FakeCAI((4,), typestr="<i4", ptr=0x60000), FakeCAI((4,), typestr="<i4", ptr=0x70000)
+    qv, kv = FakeCAI((11, H, D), ptr=0x10000), FakeCAI((13, Hk, D), ptr=0x20000)
+    c.attention_varlen(qv, kv, kv, cq, ck, 6, 9, causal=True, return_lse=True, out=FakeCAI((11, H, D), ptr=0x40000),
+                       lse=FakeCAI((H, 11), typestr="<f4", ptr=0x50000))
+    a = c._lib.args
+    check("varlen: batch from cu_seqlens, seqlens the maxima, total_q the rows of q",
+          (a.batch, a.seqlen_q, a.seqlen_k, a.total_q) == (3, 6, 9, 11))
+    check("varlen: strides [0, row, head]", list(a.q_stride) == [0, H * D, D] and list(a.k_stride) == [0, Hk * D, D])
+    check("varlen: cu_seqlens pointers", (a.cu_seqlens_q, a.cu_seqlens_k) == (0x60000, 0x70000))
+
+    def invalid(descr, want, fn):
+        try:
+            fn()
+            check(descr, False, "no exception")
+        except fatune.FatuneInvalid as e:
+            check(descr, want in str(e), str(e))
+
+    invalid("a non-contiguous head_dim is refused", "contiguous",
+            lambda: c.attention(FakeCAI((B, S, H, D), strides=(2 * S * H * D, 2 * H * D, 2, 2 * H)), k, v, out=out))
+    invalid("mixed dtypes are refused", "one dtype", lambda: c.attention(q, FakeCAI((B, Sk, Hk, D), typestr="<f4"), v, out=out))
+    invalid("k and v of different shapes are refused", "k and v", lambda: c.attention(q, k, FakeCAI((B, Sk + 1, Hk, D)), out=out))
+    invalid("a 3-D q is refused", "dimensions", lambda: c.attention(FakeCAI((S, H, D)), k, v, out=out))
+    invalid("an out of another shape is refused", "out", lambda: c.attention(q, k, v, out=FakeCAI((B, S, H, D + 8))))
+    invalid("an lse of the wrong shape is refused", "lse",
+            lambda: c.attention(q, k, v, out=out, return_lse=True, lse=FakeCAI((B, S, H), typestr="<f4")))
+    invalid("int64 cu_seqlens are refused", "int32",
+            lambda: c.attention_varlen(qv, kv, kv, FakeCAI((4,), typestr="<i8"), ck, 6, 9, out=FakeCAI((11, H, D))))
+    try:
+        import cupy  # noqa: F401
+        skip("CAI tensors without out=", "CuPy is here and allocates it")
+        return
+    except ImportError:
+        pass
+    try:
+        c.attention(q, k, v)
+        check("CAI tensors without out= and without CuPy: TypeError", False, "no exception")
+    except TypeError as e:
+        check("CAI tensors without out= and without CuPy: TypeError", "out=" in str(e), str(e))
+
+test_layout()
+test_messages()
+test_binding_arguments()
+
+try:
+    import torch
+    have_cuda = torch.cuda.is_available()
+except ImportError:
+    torch, have_cuda = None, False
+test_no_gpu(have_cuda)
+
+# ---------------------------------------------------------------------------------------------
+# GPU: against an fp32 reference and torch SDPA.
+
+# name, B, Sq, Sk, Hq, Hkv, D, dtype, causal, window, softcap, layout
+CASES = [
+    ("bf16 causal", 2, 512, 512, 8, 8, 64, "bf16", True, (-1, -1), 0.0, "bshd"),
+    ("bf16 non-causal", 2, 512, 512, 8, 8, 64, "bf16", False, (-1, -1), 0.0, "bshd"),
+    ("fp16 causal", 2, 512, 512, 8, 8, 64, "fp16", True, (-1, -1), 0.0, "bshd"),
+    ("fp16 non-causal", 2, 512, 512, 8, 8, 64, "fp16", False, (-1, -1), 0.0, "bshd"),
+    ("bf16 causal GQA 4:1 d128", 1, 1024, 1024, 16, 4, 128, "bf16", True, (-1, -1), 0.0, "bshd"),
+    ("fp16 non-causal GQA 4:1 d128", 1, 1024, 1024, 16, 4, 128, "fp16", False, (-1, -1), 0.0, "bshd"),
+    ("bf16 causal MQA d128", 2, 300, 300, 8, 1, 128, "bf16", True, (-1, -1), 0.0, "bshd"),
+    ("fp16 causal Sq < Sk", 2, 100, 333, 4, 4, 64, "fp16", True, (-1, -1), 0.0, "bshd"),
+    ("bf16 non-causal Sq > Sk", 1, 257, 65, 4, 4, 128, "bf16", False, (-1, -1), 0.0, "bshd"),
+    ("bf16 decode 1 x 4097 GQA", 4, 1, 4097, 32, 8, 128, "bf16", True, (-1, -1), 0.0, "bshd"),
+    ("fp16 BHSD view causal", 2, 384, 384, 8, 4, 64, "fp16", True, (-1, -1), 0.0, "bhsd"),
+    ("bf16 BHSD view d128", 1, 777, 777, 4, 4, 128, "bf16", False, (-1, -1), 0.0, "bhsd"),
+    ("bf16 d256 causal", 1, 260, 260, 4, 2, 256, "bf16", True, (-1, -1), 0.0, "bshd"),
+    ("fp16 d96", 1, 200, 220, 4, 4, 96, "fp16", False, (-1, -1), 0.0, "bshd"),
+    ("bf16 window (64, 16)", 1, 500, 500, 4, 4, 64, "bf16", False, (64, 16), 0.0, "bshd"),
+    ("fp16 causal window left 100", 1, 400, 450, 4, 2, 128, "fp16", True, (100, -1), 0.0, "bshd"),
+    ("bf16 causal softcap 30", 1, 300, 300, 4, 4, 128, "bf16", True, (-1, -1), 30.0, "bshd"),
+]
+N_GPU_CHECKS = 2 * len(CASES) + 12
+
+
+def reference(q, k, v, causal, window, softcap, scale):
+    """fp32 attention with FlashAttention's masks, q/k/v [B, S, H, D] -> out [B, Sq, Hq, D], lse [B, Hq, Sq]."""
+    B, Sq, Hq, D = q.shape
+    Sk, Hkv = k.shape[1], k.shape[2]
+    qf = q.float().transpose(1, 2)
+    kf = k.float().transpose(1, 2).repeat_interleave(Hq // Hkv, dim=1)
+    vf = v.float().transpose(1, 2).repeat_interleave(Hq // Hkv, dim=1)
+    s = torch.matmul(qf, kf.transpose(-1, -2)) * scale
+    if softcap > 0:
+        s = softcap * torch.tanh(s / softcap)
+    i = torch.arange(Sq, device=q.device).view(-1, 1)
+    j = torch.arange(Sk, device=q.device).view(1, -1)
+    diag = i + Sk - Sq
+    visible = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device)
+    if causal:
+        visible &= j <= diag
+    if window[1] >= 0:
+        visible &= j <= diag + window[1]
+    if window[0] >= 0:
+        visible &= j >= diag - window[0]
+    s = s.masked_fill(~visible, float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    out = torch.matmul(p, vf).transpose(1, 2)
+    return out, lse
+
+
+def sdpa(q, k, v, causal, window, softcap, scale):
+    """torch SDPA in the inputs' dtype, where it can express the call (no softcap); else None."""
+    if softcap > 0:
+        return None
+    B, Sq, Hq, D = q.shape
+    Sk, Hkv = k.shape[1], k.shape[2]
+    qt = q.transpose(1, 2)
+    kt = k.transpose(1, 2).repeat_interleave(Hq // Hkv, dim=1)
+    vt = v.transpose(1, 2).repeat_interleave(Hq // Hkv, dim=1)
+    mask = None
+    is_causal = False
+    if causal and Sq == Sk and window == (-1, -1):
+        is_causal = True
+    elif causal or window != (-1, -1):
+        i = torch.arange(Sq, device=q.device).view(-1, 1)
+        j = torch.arange(Sk, device=q.device).view(1, -1)
+        diag = i + Sk - Sq
+        mask = torch.ones(Sq, Sk, dtype=torch.bool, device=q.device)
+        if causal:
+            mask &= j <= diag
+        if window[1] >= 0:
+            mask &= j <= diag + window[1]
+        if window[0] >= 0:
+            mask &= j >= diag - window[0]
+    out = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, is_causal=is_causal, scale=scale)
+    return out.transpose(1, 2).nan_to_num(0.0)
+
+
+def make(B, S, H, D, dtype, layout, gen):
+    t = torch.randn(B, H, S, D, generator=gen, device="cuda", dtype=torch.float32).to(dtype)
+    return t.transpose(1, 2) if layout == "bhsd" else t.transpose(1, 2).contiguous()
+
+
+def test_suite():
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(1234)
+    tol = {"bf16": 2e-2, "fp16": 4e-3}
+    print("%-32s %-8s %-52s %10s %10s" % ("case", "level", "config", "fatune", "torch SDPA"))
+    for name, B, Sq, Sk, Hq, Hkv, D, dt, causal, window, softcap, layout in CASES:
+        dtype = torch.bfloat16 if dt == "bf16" else torch.float16
+        q, k, v = make(B, Sq, Hq, D, dtype, layout, gen), make(B, Sk, Hkv, D, dtype, layout, gen), make(B, Sk, Hkv, D, dtype, layout, gen)
+        scale = 1 / math.sqrt(D)
+        try:
+            out, lse = fatune.attention(q, k, v, causal=causal, window=window, softcap=softcap, return_lse=True)
+            choice = fatune.query(q, k, v, causal=causal, window=window, softcap=softcap)
+        except fatune.FatuneError as e:
+            check(name, False, str(e))
+            check(name + ": lse", False, "not run")
+            continue
+        ref, rlse = reference(q, k, v, causal, window, softcap, scale)
+        err = (out.float() - ref).abs().max().item()
+        s = sdpa(q, k, v, causal, window, softcap, scale)
+        serr = (s.float() - ref).abs().max().item() if s is not None else float("nan")
+        bound = max(tol[dt], 2 * serr) if s is not None else tol[dt]
+        print("%-32s %-8s %-52s %10.2e %10.2e" % (name, choice["level"], choice["params"], err, serr))
+        check("%s: max error %.2e within %.2e" % (name, err, bound), err <= bound and out.isfinite().all().item())
+        if layout == "bhsd":
+            check("%s: out allocated like q (BHSD strides)" % name, out.stride() == q.stride(), "%s vs %s" % (out.stride(), q.stride()))
+        finite = torch.isfinite(rlse)
+        lerr = (lse - rlse)[finite].abs().max().item() if finite.any() else 0.0
+        masked_ok = bool((lse[~finite] == float("-inf")).all().item()) if (~finite).any() else True
+        check("%s: lse within 1e-3 (max %.2e), -inf where no key is visible" % (name, lerr), lerr <= 1e-3 * (1 + rlse[finite].abs().max().item()) and masked_ok)
+
+
+def test_varlen():
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(99)
+    lens_q, lens_k = [513, 1, 1000, 77], [700, 999, 1000, 77]
+    Hq, Hkv, D = 8, 2, 128
+    for dt in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if dt == "bf16" else torch.float16
+        cu_q = torch.tensor([0] + list(__import__("itertools").accumulate(lens_q)), dtype=torch.int32, device="cuda")
+        cu_k = torch.tensor([0] + list(__import__("itertools").accumulate(lens_k)), dtype=torch.int32, device="cuda")
+        q = torch.randn(sum(lens_q), Hq, D, generator=gen, device="cuda").to(dtype)
+        k = torch.randn(sum(lens_k), Hkv, D, generator=gen, device="cuda").to(dtype)
+        v = torch.randn(sum(lens_k), Hkv, D, generator=gen, device="cuda").to(dtype)
+        out, lse = fatune.attention_varlen(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=True, return_lse=True)
+        err = lerr = 0.0
+        for b in range(len(lens_q)):
+            q0, q1, k0, k1 = int(cu_q[b]), int(cu_q[b + 1]), int(cu_k[b]), int(cu_k[b + 1])
+            ref, rl = reference(q[None, q0:q1], k[None, k0:k1], v[None, k0:k1], True, (-1, -1), 0.0, 1 / math.sqrt(D))
+            err = max(err, (out[q0:q1].float() - ref[0]).abs().max().item())
+            fin = torch.isfinite(rl[0])
+            if fin.any():
+                lerr = max(lerr, (lse[:, q0:q1] - rl[0])[fin].abs().max().item())
+        tol = 2e-2 if dt == "bf16" else 4e-3
+        print("%-32s %-8s %-52s %10.2e" % ("varlen %s causal GQA (4 seqs)" % dt, "", "", err))
+        check("varlen %s: max error %.2e, lse %.2e" % (dt, err, lerr), err <= tol and lerr <= 1e-2)
+
+
+def test_errors_and_streams():
+    q = torch.randn(1, 64, 4, 64, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, 64, 4, 64, device="cuda", dtype=torch.bfloat16)
+
+    def raises(descr, want, fn):
+        try:
+            fn()
+            check(descr, False, "no exception")
+        except fatune.FatuneInvalid as e:
+            check(descr, want in str(e), str(e))
+        except Exception as e:  # noqa: BLE001
+            check(descr, False, "%s: %s" % (type(e).__name__, e))
+
+    raises("a non-contiguous head_dim is refused", "contiguous",
+           lambda: fatune.attention(q.transpose(1, 3), k.transpose(1, 3), k.transpose(1, 3)))
+    raises("head_dim 100 is refused naming head_dim", "head_dim",
+           lambda: fatune.attention(torch.randn(1, 8, 2, 100, device="cuda", dtype=torch.float16),
+                                    *(2 * [torch.randn(1, 8, 2, 100, device="cuda", dtype=torch.float16)])))
+    raises("heads_q not a multiple of heads_kv", "heads_q",
+           lambda: fatune.attention(torch.randn(1, 8, 6, 64, device="cuda", dtype=torch.float16),
+                                    *(2 * [torch.randn(1, 8, 4, 64, device="cuda", dtype=torch.float16)])))
+    flat = torch.empty(64 * 4 * 64 + 8, device="cuda", dtype=torch.bfloat16)
+    raises("a misaligned pointer is refused naming q", "q: pointer",
+           lambda: fatune.attention(flat[1:1 + 64 * 4 * 64].view(1, 64, 4, 64), k, k))
+    raises("mixed dtypes are refused", "one dtype", lambda: fatune.attention(q, k.half(), k))
+    raises("fp32 is refused", "fp16 or bf16", lambda: fatune.attention(q.float(), k.float(), k.float()))
+    try:
+        fatune.attention(q.cpu(), k.cpu(), k.cpu())
+        check("CPU tensors are refused", False, "no exception")
+    except fatune.FatuneInvalid as e:
+        check("CPU tensors are refused", "CUDA tensor" in str(e), str(e))
+
+    # A side stream: the launch goes to torch's current stream.
+    s = torch.cuda.Stream()
+    big_q = torch.randn(4, 2048, 16, 128, device="cuda", dtype=torch.bfloat16)
+    big_k = torch.randn(4, 2048, 16, 128, device="cuda", dtype=torch.bfloat16)
+    torch.cuda.synchronize()
+    with torch.cuda.stream(s):
+        out = fatune.attention(big_q, big_k, big_k, causal=True)
+    s.synchronize()
+    ref, _ = reference(big_q, big_k, big_k, True, (-1, -1), 0.0, 1 / math.sqrt(128))
+    err = (out.float() - ref).abs().max().item()
+    check("on a side stream: right after that stream synchronises (max error %.2e)" % err, err <= 2e-2)
+    st = fatune.stats()
+    check("stats: shapes resolved and kernels loaded", st["shapes"] > 0 and st["kernels"] > 0, str(st))
+    print("stats:", st)
+
+
+if have_cuda:
+    try:
+        print("GPU: %s, torch %s, libfatune %s" % (torch.cuda.get_device_name(0), torch.__version__, fatune.library_path()))
+        test_suite()
+        test_varlen()
+        test_errors_and_streams()
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        check("the GPU tests ran to the end", False)
+else:
+    skip("GPU tests", "no CUDA or no PyTorch here" if torch is None or not have_cuda else "", N_GPU_CHECKS)
+    print("python: no CUDA%s here: %d GPU checks skipped" % (" (no PyTorch)" if torch is None else "", N_GPU_CHECKS))
+done()

@@ -1,0 +1,15 @@
+#!/bin/sh
+# test_python.sh BUILD: the Python binding (tests/test_python.py) against BUILD/libfatune.so. Runs
+# on a machine without Lua or SQLite development files too: a Debian liblua5.4-0 unpacked into
+# .deb/ (dpkg -x liblua5.4-0_*.deb .deb) is put on the loader path. Skips, with a count, without
+# python3; the GPU checks skip inside without CUDA or PyTorch.
+build=${1:-build}; [ $# -gt 0 ] && shift
+root=$(cd "$(dirname "$0")/.." && pwd)
+case $build in /*) ;; *) build="$root/$build";; esac
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "python: no python3 here"; echo "python: 0 passed, 0 failed, 1 skipped"; exit 0
+fi
+deb="$root/.deb/usr/lib/x86_64-linux-gnu"
+[ -d "$deb" ] && export LD_LIBRARY_PATH="$deb${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export FATUNE_LIB="$build/libfatune.so"
+exec python3 "$root/tests/test_python.py" "$@"

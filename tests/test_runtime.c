@@ -1,0 +1,530 @@
+/*
+ * test_runtime.c: the runtime library without a GPU. The lookup order as a pure function (each
+ * level chosen when it should be, log-space distance, the device's most frequent winner, the
+ * default); the whole lookup through a tuned database in a context opened offline (rows of other
+ * GPUs ignored, cubins of another architecture refused, neighbours' configurations that do not
+ * apply, workspace families skipped, flash_v2's built-in defaults); fat_open on a machine without
+ * a GPU; the argument checks a caller sees, with nothing resolved or launched.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "ctx.h"
+#include "db.h"
+#include "dispatch.h"
+#include "gen.h"
+#include "rtc.h"
+#include "cu.h"
+#include "test.h"
+#include "tuned_db.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define A_CFG "block_m=128,block_n=64,q_in_regs=0,stages=2,warps=4"
+#define B_CFG "block_m=64,block_n=64,q_in_regs=0,stages=2,warps=4"
+#define C_CFG "block_m=128,block_n=128,q_in_regs=0,stages=2,warps=8"
+
+static fat_problem prob(fat_dtype dt, int d, int causal, unsigned feat, int b, int hq, int hk, int sq, int sk) {
+    fat_problem p = { dt, d, causal, feat, b, hq, hk, sq, sk };
+    return p;
+}
+
+static dispatch_row row(fat_problem p, const char *family, const char *params) {
+    dispatch_row r;
+    memset(&r, 0, sizeof r);
+    r.prob = p;
+    snprintf(r.family, sizeof r.family, "%s", family);
+    snprintf(r.params, sizeof r.params, "%s", params);
+    r.median_ms = 1.0;
+    return r;
+}
+
+static int not_v1(const dispatch_row *r, void *ud) {
+    (void)ud;
+    return strcmp(r->family, "flash_v1") != 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The lookup order as a pure function. */
+
+static void test_dispatch(void) {
+    dispatch_row rows[] = {
+        row(prob(FAT_BF16, 128, 1, 0, 1, 16, 16, 1024, 1024), "flash_v2", "A"),    /* 0 */
+        row(prob(FAT_BF16, 128, 1, 0, 8, 32, 32, 2000, 2000), "flash_v2", "B"),    /* 1: same bucket as 0 */
+        row(prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 1000, 1000), "flash_v2", "C"),    /* 2 */
+        row(prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 3000, 3000), "flash_v2", "D"),    /* 3 */
+        row(prob(FAT_BF16, 128, 0, 0, 2, 16, 16, 300, 300), "flash_v2", "C"),      /* 4 */
+        row(prob(FAT_FP16, 64, 0, 0, 1, 8, 8, 512, 512), "flash_v1", "V1"),        /* 5: not deployable */
+        row(prob(FAT_FP16, 64, 1, 0, 1, 8, 8, 512, 512), "flash_v2", "E"),         /* 6 */
+    };
+    int n = (int)(sizeof rows / sizeof rows[0]), r = -2;
+    fat_problem p;
+
+    p = rows[0].prob;
+    CHECK_INT("a tuned problem is found exactly", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_EXACT);
+    CHECK_INT("  and its row", r, 0);
+
+    p = prob(FAT_BF16, 128, 1, 0, 2, 16, 16, 1500, 1500);
+    CHECK_INT("seqlens in the same powers of two: bucket", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_BUCKET);
+    CHECK_INT("  the nearer of the bucket's rows (batch x heads 32 vs 256)", r, 0);
+    p = prob(FAT_BF16, 128, 1, 0, 8, 32, 32, 1900, 1900);
+    dispatch_choose(rows, n, &p, not_v1, NULL, &r);
+    CHECK_INT("  another problem of the bucket takes the other row", r, 1);
+
+    /* 1800 lies in neither row's bucket; linearly it is nearer 1000 (800 vs 1200), in log space
+     * nearer 3000 (ln 1.8 = 0.59 vs ln 1.67 = 0.51). */
+    p = prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 1800, 1800);
+    CHECK_INT("no row in the bucket: nearest", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_NEAREST);
+    CHECK_INT("  nearest in log space, not linearly", r, 3);
+    p = prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 200, 200);
+    dispatch_choose(rows, n, &p, not_v1, NULL, &r);
+    CHECK_INT("  a short problem takes the short row", r, 4);
+
+    /* Another kind (window) at bf16 d128: the configuration that won most often there is C (twice). */
+    p = prob(FAT_BF16, 128, 0, FAT_FEAT_WINDOW, 1, 16, 16, 1024, 1024);
+    CHECK_INT("no row of the kind: the device's most frequent winner", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_DEVICE);
+    CHECK(  "  is C", r >= 0 && strcmp(rows[r].params, "C") == 0);
+
+    p = prob(FAT_FP16, 256, 0, 0, 1, 8, 8, 512, 512);
+    CHECK_INT("nothing at this dtype and head_dim: the default", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_DEFAULT);
+    CHECK_INT("  and no row", r, -1);
+
+    p = rows[5].prob;
+    CHECK_INT("a row the filter refuses is never chosen, even exactly", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_DEVICE);
+    CHECK(  "  the deployable row of that dtype and head_dim instead", r == 6);
+    CHECK_INT("without a filter it is exact", dispatch_choose(rows, n, &p, NULL, NULL, &r), FAT_LEVEL_EXACT);
+    CHECK_INT("no rows at all: the default", dispatch_choose(NULL, 0, &p, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
+
+    CHECK(  "level names", strcmp(fat_level_name(FAT_LEVEL_EXACT), "exact") == 0 &&
+            strcmp(fat_level_name(FAT_LEVEL_NEAREST), "nearest") == 0 && strcmp(fat_level_name(FAT_LEVEL_DEFAULT), "default") == 0 &&
+            strcmp(fat_level_name((fat_level)9), "?") == 0);
+}
+
+static void test_call_problem(void) {
+    fat_attn_args a;
+    fat_problem p;
+    static const int32_t offs[3] = { 0, 100, 300 };
+    fat_attn_args_init(&a, FAT_BF16, 2, 8, 2, 300, 1, 64);
+    dispatch_problem(&a, &p);
+    CHECK("plain call: no features", p.features == 0 && p.seqlen_q == 300 && p.seqlen_k == 1 && p.heads_kv == 2);
+    a.window_left = 5;
+    dispatch_problem(&a, &p);
+    CHECK("window_left switches the window kernel on", p.features == FAT_FEAT_WINDOW);
+    a.window_left = -1; a.causal = 1; a.window_right = 3;
+    dispatch_problem(&a, &p);
+    CHECK("causal with only a right bound is the causal kernel", p.features == 0 && p.causal == 1);
+    a.causal = 0;
+    dispatch_problem(&a, &p);
+    CHECK("a right bound without causal is a window", p.features == FAT_FEAT_WINDOW);
+    a.window_right = -1; a.softcap = 30;
+    dispatch_problem(&a, &p);
+    CHECK("softcap", p.features == FAT_FEAT_SOFTCAP);
+    a.softcap = 0; a.cu_seqlens_q = offs; a.cu_seqlens_k = offs;
+    ctx_call_problem(&a, &p);
+    CHECK("varlen: the bounds rounded up to powers of two (300 -> 512, 1 -> 16)",
+          p.features == FAT_FEAT_VARLEN && p.seqlen_q == 512 && p.seqlen_k == 16 && p.batch == 2);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * No GPU. */
+
+static void test_no_gpu(void) {
+    fat_ctx *ctx = (fat_ctx *)1;
+    int n = 0;
+    fat_status st;
+    if (cu_device_count(&n) != FAT_OK || n == 0) {
+        st = fat_open(NULL, 0, &ctx);
+        CHECK_INT("fat_open without a GPU: FAT_ERR_NO_GPU", st, FAT_ERR_NO_GPU);
+        CHECK(  "  and no context", ctx == NULL);
+        CHECK_STR_HAS("  the message says so", fat_errmsg(NULL), "no GPU");
+        CHECK_STR_HAS("  fat_strerror names the code", fat_strerror(st), "no GPU");
+    } else {
+        SKIP("fat_open without a GPU", "this machine has one");
+        SKIP("  and no context", "this machine has a GPU");
+        SKIP("  the message says so", "this machine has a GPU");
+        SKIP("  fat_strerror", "this machine has a GPU");
+    }
+    ctx = (fat_ctx *)1;
+    st = fat_open(NULL, 4242, &ctx);
+    CHECK_INT("fat_open of GPU 4242: FAT_ERR_NO_GPU", st, FAT_ERR_NO_GPU);
+    CHECK(  "  and no context", ctx == NULL);
+    CHECK_STR_HAS("  the message says no GPU", fat_errmsg(NULL), "no GPU");
+    CHECK_INT("fat_open with nowhere to put the context", fat_open(NULL, 0, NULL), FAT_ERR_INVALID);
+    CHECK_STR_HAS("  names ctx", fat_errmsg(NULL), "ctx");
+    fat_close(NULL);
+    CHECK("fat_close(NULL) is fine", 1);
+    fat_attn_args a;
+    fat_attn_args_init(&a, FAT_BF16, 1, 1, 1, 1, 1, 64);
+    CHECK_INT("fat_attn_fwd without a context", fat_attn_fwd(NULL, &a, NULL), FAT_ERR_INVALID);
+    CHECK_STR_HAS("  names ctx", fat_errmsg(NULL), "ctx");
+    fat_set_log(NULL, NULL, NULL);
+    fat_stats s;
+    CHECK_INT("fat_ctx_stats(NULL)", fat_ctx_stats(NULL, &s), FAT_ERR_INVALID);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * A context over a tuned database, without a GPU. */
+
+static char tmpdir[] = "/tmp/fatune-test-runtime-XXXXXX";
+static char logbuf[1 << 16];
+
+static void collect(void *user, const char *msg) {
+    (void)user;
+    size_t n = strlen(logbuf);
+    snprintf(logbuf + n, sizeof logbuf - n, "%s\n", msg);
+}
+
+/* fat_query on a call of problem p (16-byte aligned fake pointers: nothing is read offline). */
+static fat_status query(fat_ctx *ctx, const fat_problem *p, fat_choice *c) {
+    static const int32_t offs[2] = { 0, 1 };
+    fat_attn_args a;
+    fat_attn_args_init(&a, p->dtype, p->batch, p->heads_q, p->heads_kv, p->seqlen_q, p->seqlen_k, p->head_dim);
+    a.q = a.k = a.v = (void *)(uintptr_t)0x10000;
+    a.o = (void *)(uintptr_t)0x20000;
+    a.causal = p->causal;
+    if (p->features & FAT_FEAT_WINDOW) a.window_left = 64;
+    if (p->features & FAT_FEAT_SOFTCAP) a.softcap = 30;
+    if (p->features & FAT_FEAT_VARLEN) { a.cu_seqlens_q = offs; a.cu_seqlens_k = offs; }
+    memset(c, 0, sizeof *c);
+    return fat_query(ctx, &a, c);
+}
+
+static void test_tuned_db(void) {
+    char path[512], hash[33], other_hash[33];
+    db *d = NULL;
+    gen *g = NULL;
+    gen_device dev, dev80;
+    char err[512];
+    fat_choice c;
+    fat_ctx *ctx = NULL;
+    static const char fake_cubin[] = "not a cubin: an offline context never loads it";
+    const db_device here = { "Test GPU", 90, 132, 50 << 20, 232448, 12080, 12080 };
+    const db_device other = { "Other GPU", 80, 108, 40 << 20, 166912, 12080, 12080 };
+    const db_device same_name_other_cc = { "Test GPU", 89, 128, 72 << 20, 101376, 12080, 12080 };
+
+    snprintf(path, sizeof path, "%s/tuned.db", tmpdir);
+    gen_device_for_arch("sm_90", &dev);
+    snprintf(dev.name, sizeof dev.name, "Test GPU");
+    gen_device_for_arch("sm_80", &dev80);
+    snprintf(dev80.name, sizeof dev80.name, "Other GPU");
+    if (gen_open(&g) != FAT_OK || db_open(path, DB_CREATE, &d, err, sizeof err) != FAT_OK) {
+        CHECK("test database set up", 0);
+        fprintf(stderr, "%s %s\n", gen_errmsg(g), err);
+        gen_close(g);
+        return;
+    }
+    fat_problem exact = prob(FAT_BF16, 128, 1, 0, 2, 16, 4, 4096, 4096);
+    fat_problem near1 = prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 1000, 1000);
+    fat_problem near2 = prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 3000, 3000);
+    fat_problem win = prob(FAT_FP16, 64, 0, FAT_FEAT_WINDOW, 1, 8, 8, 2048, 2048);
+    fat_problem stale = prob(FAT_FP16, 96, 1, 0, 1, 8, 8, 1024, 1024);
+    fat_problem v1 = prob(FAT_FP16, 64, 1, 0, 1, 8, 8, 1024, 1024);
+    fat_problem elsewhere = prob(FAT_FP16, 128, 0, 0, 4, 32, 8, 512, 512);
+    fat_problem wrong_arch = prob(FAT_BF16, 64, 0, 0, 1, 8, 8, 512, 512);
+    char v1_params[160] = "";
+    int ok = 1;
+    ok &= tdb_add(d, g, &dev, &here, &exact, "flash_v2", A_CFG, 0.5, fake_cubin, sizeof fake_cubin, "sm_90", 0, hash) == FAT_OK;
+    ok &= tdb_add(d, g, &dev, &here, &near1, "flash_v2", B_CFG, 0.2, NULL, 0, NULL, 0, NULL) == FAT_OK;
+    ok &= tdb_add(d, g, &dev, &here, &near2, "flash_v2", A_CFG, 1.1, NULL, 0, NULL, 0, NULL) == FAT_OK;
+    ok &= tdb_add(d, g, &dev, &here, &win, "flash_v2", C_CFG, 0.3, NULL, 0, NULL, 0, NULL) == FAT_OK;
+    ok &= tdb_add(d, g, &dev, &here, &stale, "flash_v2", B_CFG, 0.3, NULL, 0, NULL, 1, NULL) == FAT_OK;
+    ok &= gen_default(g, "flash_v1", &v1, &dev, v1_params, sizeof v1_params) == FAT_OK;
+    ok &= tdb_add(d, g, &dev, &here, &v1, "flash_v1", v1_params, 0.1, NULL, 0, NULL, 0, NULL) == FAT_OK;
+    /* The same problem tuned on another GPU model, and on one with the same name but another cc. */
+    ok &= tdb_add(d, g, &dev80, &other, &elsewhere, "flash_v2", C_CFG, 0.4, NULL, 0, NULL, 0, NULL) == FAT_OK;
+    ok &= tdb_add(d, g, &dev80, &same_name_other_cc, &elsewhere, "flash_v2", B_CFG, 0.4, NULL, 0, NULL, 0, NULL) == FAT_OK;
+    /* A cubin for sm_80 stored under the hash this device looks its default for wrong_arch up by:
+     * only a broken file does that, and the runtime must still not take it. */
+    ok &= tdb_add(d, g, &dev80, &other, &wrong_arch, "flash_v2", B_CFG, 0.4, fake_cubin, sizeof fake_cubin, "sm_80", 0, other_hash) == FAT_OK;
+    CHECK("test database written", ok);
+    {
+        /* rewrite the sm_80 kernel under the sm_90 hash of the same source */
+        gen_variant v;
+        memset(&v, 0, sizeof v);
+        char h90[33], def[160];
+        if (gen_default(g, "flash_v2", &wrong_arch, &dev, def, sizeof def) == FAT_OK &&
+            gen_emit(g, "flash_v2", def, &wrong_arch, &dev, &v) == FAT_OK) {
+            rtc_kernel_hash(v.source, "sm_90", 12080, h90);
+            db_kernel k = { .cubin = fake_cubin, .cubin_size = sizeof fake_cubin, .compile_ms = 1 };
+            snprintf(k.hash, sizeof k.hash, "%s", h90);
+            snprintf(k.arch, sizeof k.arch, "sm_80");
+            CHECK_INT("a kernel of the wrong arch planted", db_kernel_put(d, &k), FAT_OK);
+        }
+        gen_variant_free(&v);
+    }
+    db_close(d);
+
+    CHECK_INT("an offline context opens the database", ctx_open_offline(path, &dev, &ctx), FAT_OK);
+    if (!ctx) { gen_close(g); return; }
+    logbuf[0] = 0;
+    fat_set_log(ctx, collect, NULL);
+    CHECK_STR_HAS("setting a log sends the summary of the open", logbuf, "6 tuned problems");
+    CHECK_STR_HAS("  and says some rows are of another template version", logbuf, "another version");
+    fat_stats s;
+    fat_ctx_stats(ctx, &s);
+    CHECK_INT("this GPU's rows only (6 of 9)", s.tuned_rows, 6);
+
+    CHECK_INT("query of a tuned problem", query(ctx, &exact, &c), FAT_OK);
+    CHECK_INT("  exact", c.level, FAT_LEVEL_EXACT);
+    CHECK(  "  with the tuned configuration", strcmp(c.family, "flash_v2") == 0 && strcmp(c.params, A_CFG) == 0);
+    CHECK(  "  its tuned time and problem", c.tuned_ms == 0.5 && c.tuned.seqlen_q == 4096);
+    CHECK(  "  and the cubin from the database", strcmp(c.cubin, "database") == 0);
+    CHECK_STR_HAS("  the log says which level and cubin", logbuf, "exact -> flash_v2 " A_CFG ", cubin database");
+
+    fat_problem p = exact;
+    p.seqlen_q = p.seqlen_k = 5000;
+    query(ctx, &p, &c);
+    CHECK(  "same kind, seqlens in the bucket: bucket, the same configuration and cubin",
+            c.level == FAT_LEVEL_BUCKET && strcmp(c.params, A_CFG) == 0 && strcmp(c.cubin, "database") == 0);
+
+    p = prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 1800, 1800);
+    query(ctx, &p, &c);
+    CHECK(  "between two tuned problems: nearest in log space", c.level == FAT_LEVEL_NEAREST && strcmp(c.params, A_CFG) == 0);
+    CHECK(  "  a configuration without a stored cubin would be compiled", strcmp(c.cubin, "none") == 0);
+
+    /* The nearest row (1000) has 2 stages, but 40 keys fill one 64-key tile. */
+    p = prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 40, 40);
+    query(ctx, &p, &c);
+    CHECK(  "a neighbour's configuration that does not apply here: the default",
+            c.level == FAT_LEVEL_DEFAULT && strcmp(c.params, "block_m=64,block_n=64,q_in_regs=0,stages=1,warps=4") == 0);
+    CHECK_STR_HAS("  the log says why", logbuf, "from the nearest row does not apply");
+
+    p = prob(FAT_BF16, 128, 1, FAT_FEAT_SOFTCAP, 1, 16, 16, 1024, 1024);
+    query(ctx, &p, &c);
+    CHECK(  "a kind never tuned at bf16 d128: the device's most frequent winner",
+            c.level == FAT_LEVEL_DEVICE && strcmp(c.params, A_CFG) == 0);
+
+    query(ctx, &stale, &c);
+    CHECK(  "a row of an older template version still gives its configuration",
+            c.level == FAT_LEVEL_EXACT && strcmp(c.params, B_CFG) == 0);
+
+    query(ctx, &v1, &c);
+    CHECK(  "a tuned family that needs a workspace is skipped", strcmp(c.family, "flash_v2") == 0 && c.level != FAT_LEVEL_EXACT);
+    CHECK_STR_HAS("  the log says why", logbuf, "flash_v1 needs a workspace");
+
+    query(ctx, &elsewhere, &c);
+    CHECK(  "a problem tuned only on other GPU models: the default", c.level == FAT_LEVEL_DEFAULT);
+
+    query(ctx, &wrong_arch, &c);
+    CHECK(  "a cubin built for another arch is not used", strcmp(c.cubin, "none") == 0);
+    CHECK_STR_HAS("  the log says so", logbuf, "is built for sm_80, not sm_90");
+
+    p = prob(FAT_FP16, 256, 1, 0, 1, 8, 8, 4096, 4096);
+    query(ctx, &p, &c);
+    CHECK(  "nothing tuned at fp16 d256: the built-in default", c.level == FAT_LEVEL_DEFAULT && c.tuned_ms == 0);
+    CHECK(  "  64x64 tiles, 4 warps, 2 stages", strcmp(c.params, B_CFG) == 0);
+
+    fat_ctx_stats(ctx, &s);
+    int shapes = s.shapes;
+    CHECK_INT("every query shape resolved once", shapes, 10);
+    query(ctx, &exact, &c);
+    fat_ctx_stats(ctx, &s);
+    CHECK_INT("  a shape seen before is not resolved again", s.shapes, shapes);
+    CHECK(  "  nothing loaded or compiled offline", s.kernels == 0 && s.compiled == 0);
+
+    fat_attn_args a;
+    fat_attn_args_init(&a, FAT_BF16, 2, 16, 4, 4096, 4096, 128);
+    a.q = a.k = a.v = a.o = (void *)(uintptr_t)0x10000;
+    a.causal = 1;
+    CHECK_INT("fat_attn_fwd on an offline context: FAT_ERR_NO_GPU", fat_attn_fwd(ctx, &a, NULL), FAT_ERR_NO_GPU);
+
+    /* Argument checks: FAT_ERR_INVALID naming the field, nothing resolved. */
+    struct { const char *descr, *want; int field; long long value; } bad[] = {
+        { "NULL q", "q: NULL pointer", 0, 0 },
+        { "misaligned k", "k: pointer", 1, 0x10008 },
+        { "head_dim 100", "head_dim: 100 is not a multiple of 8", 2, 100 },
+        { "head_dim 264", "head_dim: 264 is above 256", 2, 264 },
+        { "heads 6 / 4", "heads_q: 6 is not a multiple of heads_kv 4", 3, 6 },
+        { "a row stride that is not a multiple of 8", "q_stride[1]", 4, 132 },
+        { "strides whose last element overflows", "k_stride: the offset of the last element of k overflows", 5, 1LL << 62 },
+        { "batch 70000", "batch: 70000 is above 65535", 6, 70000 },
+        { "NaN scale", "scale: must be finite", 7, 0 },
+        { "window -2", "window_left: -2 is below -1", 8, -2 },
+        { "varlen with lse and no total_q", "total_q", 9, 0 },
+        { "fp32 on the GPU", "dtype: fp32 is CPU-only", 10, 0 },
+        { "negative softcap", "softcap: must be >= 0", 11, 0 },
+        { "zero output stride", "o_stride[1]: 0", 12, 0 },
+    };
+    static const int32_t offs[3] = { 0, 5, 9 };
+    static float lse[64];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fat_attn_args b = a;
+        switch (bad[i].field) {
+        case 0: b.q = NULL; break;
+        case 1: b.k = (void *)(uintptr_t)bad[i].value; break;
+        case 2: b.head_dim = (int)bad[i].value; break;
+        case 3: b.heads_q = (int)bad[i].value; break;
+        case 4: b.q_stride[1] = bad[i].value; break;
+        case 5: b.k_stride[0] = bad[i].value; break;
+        case 6: b.batch = (int)bad[i].value; b.q_stride[0] = b.k_stride[0] = b.v_stride[0] = b.o_stride[0] = 0;
+                b.o_stride[0] = 8; break;
+        case 7: b.scale = (float)NAN; break;
+        case 8: b.window_left = (int)bad[i].value; break;
+        case 9: b.cu_seqlens_q = offs; b.cu_seqlens_k = offs; b.lse = lse; b.total_q = 0; break;
+        case 10: b.dtype = FAT_FP32; break;
+        case 11: b.softcap = -1; break;
+        case 12: b.o_stride[1] = 0; break;
+        }
+        CHECK_INT(bad[i].descr, fat_attn_fwd(ctx, &b, NULL), FAT_ERR_INVALID);
+        CHECK_STR_HAS("  the message names the field", fat_errmsg(ctx), bad[i].want);
+    }
+    CHECK_INT("fat_query(args NULL)", fat_query(ctx, NULL, &c), FAT_ERR_INVALID);
+    CHECK_STR_HAS("  names args", fat_errmsg(ctx), "args");
+    fat_ctx_stats(ctx, &s);
+    CHECK_INT("bad calls resolve nothing", s.shapes, shapes);
+    fat_close(ctx);
+
+    /* A database that is not one, and one that is absent. */
+    snprintf(path, sizeof path, "%s/not.db", tmpdir);
+    FILE *f = fopen(path, "w");
+    if (f) { fputs("hello, I am not a database, but I am long enough to look like a file at all\n", f); fclose(f); }
+    ctx = (fat_ctx *)1;
+    CHECK_INT("a file that is not a fatune database: FAT_ERR_DB", ctx_open_offline(path, &dev, &ctx), FAT_ERR_DB);
+    CHECK(  "  and no context", ctx == NULL);
+    CHECK_STR_HAS("  the message names the file", fat_errmsg(NULL), "not.db");
+    snprintf(path, sizeof path, "%s/absent.db", tmpdir);
+    CHECK_INT("an absent database: defaults", ctx_open_offline(path, &dev, &ctx), FAT_OK);
+    if (ctx) {
+        query(ctx, &exact, &c);
+        CHECK(  "  the default for a tuned shape", c.level == FAT_LEVEL_DEFAULT && strcmp(c.params, A_CFG) == 0);
+        fat_close(ctx);
+    }
+    CHECK("  and the file is not created", access(path, F_OK) != 0);
+    CHECK_INT("NULL path: defaults", ctx_open_offline(NULL, &dev, &ctx), FAT_OK);
+    fat_close(ctx);
+    snprintf(path, sizeof path, "%s/cache.db", tmpdir);
+    setenv("FATUNE_CACHE", path, 1);
+    ctx = NULL;
+    CHECK_INT("NULL path with $FATUNE_CACHE: opens", ctx_open_offline(NULL, &dev, &ctx), FAT_OK);
+    CHECK(  "  and creates the cache database", access(path, F_OK) == 0);
+    if (ctx) {
+        logbuf[0] = 0;
+        fat_set_log(ctx, collect, NULL);
+        CHECK_STR_HAS("  the summary names it", logbuf, "kept in $FATUNE_CACHE");
+    }
+    fat_close(ctx);
+    unsetenv("FATUNE_CACHE");
+    gen_close(g);
+}
+
+/* flash_v2's default(): valid on every architecture, head_dim and sequence length. */
+static void test_defaults(void) {
+    static const char *const arches[] = { "sm_80", "sm_86", "sm_89", "sm_90" };
+    static const int dims[] = { 8, 32, 40, 64, 80, 96, 128, 160, 192, 256 };
+    static const int lens[] = { 1, 17, 40, 100, 1000, 16384 };
+    gen *g = NULL;
+    if (gen_open(&g) != FAT_OK) { CHECK("generator", 0); gen_close(g); return; }
+    int bad = 0, total = 0;
+    char params[160];
+    for (size_t a = 0; a < 4; a++) {
+        gen_device dev;
+        gen_device_for_arch(arches[a], &dev);
+        for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+            for (size_t j = 0; j < sizeof lens / sizeof lens[0]; j++)
+                for (int causal = 0; causal < 2; causal++) {
+                    fat_problem p = prob(FAT_BF16, dims[i], causal, 0, 2, 8, 2, lens[j], lens[(j + 1) % 6]);
+                    gen_variant v;
+                    memset(&v, 0, sizeof v);
+                    total++;
+                    if (gen_default(g, "flash_v2", &p, &dev, params, sizeof params) != FAT_OK ||
+                        gen_emit(g, "flash_v2", params, &p, &dev, &v) != FAT_OK) {
+                        if (bad++ < 3) fprintf(stderr, "  %s d%d s%d/%d: %s\n", arches[a], dims[i], p.seqlen_q, p.seqlen_k, gen_errmsg(g));
+                    }
+                    gen_variant_free(&v);
+                }
+    }
+    CHECK_INT("flash_v2's default is valid for every arch, head_dim and seqlen", bad, 0);
+    gen_device dev;
+    fat_problem p = prob(FAT_FP16, 128, 1, 0, 1, 8, 8, 4096, 4096);
+    gen_device_for_arch("sm_80", &dev);
+    gen_default(g, "flash_v2", &p, &dev, params, sizeof params);
+    CHECK(  "d128 on sm_80: 128x64 tiles, 4 warps, 2 stages", strcmp(params, A_CFG) == 0);
+    p.head_dim = 192;
+    gen_device_for_arch("sm_86", &dev);
+    gen_default(g, "flash_v2", &p, &dev, params, sizeof params);
+    CHECK(  "d192 on sm_86 (99 KiB of shared memory): one stage", strcmp(params, "block_m=64,block_n=64,q_in_regs=0,stages=1,warps=4") == 0);
+    p.head_dim = 64; p.seqlen_q = 1; p.seqlen_k = 20;
+    gen_default(g, "flash_v2", &p, &dev, params, sizeof params);
+    CHECK(  "decode-sized: the smallest tiles", strcmp(params, "block_m=64,block_n=32,q_in_regs=0,stages=1,warps=4") == 0);
+    gen_close(g);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Many threads on one context: new shapes published while others are looked up, the table grown
+ * several times under the readers' feet; every answer must be the one a lone thread gets. */
+
+#define THREADS 8
+#define SHAPES 3000
+
+typedef struct qthread {
+    fat_ctx *ctx;
+    int id, bad;
+} qthread;
+
+static fat_problem nth_shape(int i) {
+    return prob(i % 2 ? FAT_BF16 : FAT_FP16, 64, i % 3 == 0, 0, 1 + i % 4, 8, 2, 100 + i, 100 + (i * 7) % 5000);
+}
+
+static void *query_thread(void *arg) {
+    qthread *t = arg;
+    fat_choice c;
+    for (int k = 0; k < 2 * SHAPES; k++) {
+        /* each thread walks the shapes in its own order, so they race on new ones */
+        int i = (int)(((unsigned)k * 2654435761u + (unsigned)t->id * 977u) % SHAPES);
+        fat_problem p = nth_shape(i);
+        if (query(t->ctx, &p, &c) != FAT_OK || c.level != FAT_LEVEL_DEFAULT || strncmp(c.params, "block_m=", 8) != 0) t->bad++;
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    gen_device dev;
+    fat_ctx *ctx = NULL, *solo = NULL;
+    gen_device_for_arch("sm_90", &dev);
+    if (ctx_open_offline(NULL, &dev, &ctx) != FAT_OK || ctx_open_offline(NULL, &dev, &solo) != FAT_OK) {
+        CHECK("offline contexts", 0);
+        fat_close(ctx);
+        return;
+    }
+    pthread_t tid[THREADS];
+    qthread qt[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        qt[t] = (qthread){ ctx, t, 0 };
+        pthread_create(&tid[t], NULL, query_thread, &qt[t]);
+    }
+    int bad = 0;
+    for (int t = 0; t < THREADS; t++) { pthread_join(tid[t], NULL); bad += qt[t].bad; }
+    CHECK_INT("8 threads x 6000 queries over 3000 new shapes: every one answered", bad, 0);
+    fat_stats s;
+    fat_ctx_stats(ctx, &s);
+    CHECK_INT("  each shape resolved once", s.shapes, SHAPES);
+    int differ = 0;
+    for (int i = 0; i < SHAPES; i++) {
+        fat_choice a, b;
+        fat_problem p = nth_shape(i);
+        query(ctx, &p, &a);
+        query(solo, &p, &b);
+        differ += strcmp(a.params, b.params) != 0 || a.level != b.level;
+    }
+    CHECK_INT("  and answered as a lone thread answers", differ, 0);
+    fat_close(ctx);
+    fat_close(solo);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "-v") == 0) test_verbose = 1;
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    test_dispatch();
+    test_call_problem();
+    test_no_gpu();
+    test_tuned_db();
+    test_defaults();
+    test_threads();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return test_done("runtime");
+}

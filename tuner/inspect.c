@@ -1,0 +1,775 @@
+/*
+ * inspect.c: `fatune list` and `fatune show`, the read-only views of a tuning database, and the
+ * helpers every database command shares: opening a file, option errors, trial counts, the texts
+ * naming configs, shapes and devices, and temporary files to rename into place.
+ */
+#include "inspect.h"
+
+#include "bench.h"
+#include "gen.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SHOW_TOP_DEFAULT 10
+#define REASON_LINES 3     /* lines of a failed trial's reason `show` prints */
+#define REASON_WIDTH 160   /* characters of each */
+#define LIST_TIE 0.01      /* tune.c's tie: variants within 1% of the fastest */
+
+/* ---- Shared by the database commands ---- */
+
+/* Opens path, printing db_open's message on failure. See inspect.h. */
+db *inspect_open(const char *path, unsigned flags, FILE *err)
+{
+    char msg[1200];
+    db *d = NULL;
+
+    if (db_open(path, flags, &d, msg, sizeof msg) != FAT_OK) {
+        fprintf(err, "fatune: %s\n", msg);
+        return NULL;
+    }
+    return d;
+}
+
+/* The usage exit code after a message. See inspect.h. */
+int inspect_usage(FILE *err, const char *usage, const char *msg)
+{
+    fprintf(err, "fatune: %s\n", msg);
+    fputs(usage, err);
+    return 2;
+}
+
+/* What getopt_long refused. See inspect.h. */
+int inspect_bad_option(FILE *err, const char *usage, int c, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    char msg[300], opt[3] = {'-', (char)optopt, '\0'};
+
+    /* a long option is named by its argument; a short one may sit inside a cluster ("-xo"),
+     * where only optopt says which letter it was */
+    if (strncmp(arg, "--", 2) != 0 && optopt)
+        arg = opt;
+    if (c == ':')
+        snprintf(msg, sizeof msg, "%s: option '%s' needs a value", argv[0], arg);
+    else
+        snprintf(msg, sizeof msg, "%s: unknown option '%s'", argv[0], arg);
+    return inspect_usage(err, usage, msg);
+}
+
+/* A full getopt reset. See inspect.h. */
+void inspect_getopt_reset(void)
+{
+    optind = 0;
+    opterr = 0;
+}
+
+static fat_status count_trial(void *arg, const db_trial *t, const db_keys *k)
+{
+    inspect_counts *c = arg;
+
+    (void)k;
+    if ((int)t->status >= 0 && t->status < INSPECT_STATUSES)
+        c->n[t->status]++;
+    c->total++;
+    return FAT_OK;
+}
+
+/* Trials counted by status. See inspect.h. */
+fat_status inspect_count(db *d, int64_t device_id, int64_t problem_id, inspect_counts *c)
+{
+    memset(c, 0, sizeof *c);
+    return db_trial_each(d, device_id, problem_id, count_trial, c);
+}
+
+/* "40 ok, 3 compile_error". See inspect.h. */
+void inspect_counts_text(const inspect_counts *c, char *buf, size_t n)
+{
+    size_t used = 0;
+
+    snprintf(buf, n, "no trials");
+    for (int i = 0; i < INSPECT_STATUSES; i++) {
+        int w;
+        if (!c->n[i] || used >= n)
+            continue;
+        w = snprintf(buf + used, n - used, "%s%d %s", used ? ", " : "", c->n[i],
+                     db_trial_status_name((db_trial_status)i));
+        used += w > 0 ? (size_t)w : 0;
+    }
+}
+
+/* TFLOPS at ms. See inspect.h. */
+double inspect_tflops(const fat_problem *p, double ms)
+{
+    return ms > 0 ? bench_flops(p) / ms / 1e9 : 0;
+}
+
+/* Family and parameters. See inspect.h. */
+void inspect_config_text(const db_keys *k, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s %s", k->template_name, k->params);
+}
+
+/* The shape text `show` reads. See inspect.h. */
+void inspect_shape_text(const fat_problem *p, char *buf, size_t n)
+{
+    snprintf(buf, n, "dtype=%s,head_dim=%d,causal=%d,batch=%d,heads_q=%d,heads_kv=%d,seqlen_q=%d,"
+             "seqlen_k=%d%s%s%s", fat_dtype_name(p->dtype), p->head_dim, p->causal, p->batch,
+             p->heads_q, p->heads_kv, p->seqlen_q, p->seqlen_k,
+             p->features & FAT_FEAT_WINDOW ? ",window=1" : "",
+             p->features & FAT_FEAT_SOFTCAP ? ",softcap=1" : "",
+             p->features & FAT_FEAT_VARLEN ? ",varlen=1" : "");
+}
+
+struct names {
+    char *buf;
+    size_t n, used;
+    char last[256];  /* a name stored under two compute capabilities is said once */
+};
+
+static fat_status add_name(void *arg, int64_t id, const db_device *dev)
+{
+    struct names *nm = arg;
+    int w;
+
+    (void)id;
+    if (!strcmp(nm->last, dev->name) || nm->used >= nm->n)
+        return FAT_OK;
+    snprintf(nm->last, sizeof nm->last, "%s", dev->name);
+    w = snprintf(nm->buf + nm->used, nm->n - nm->used, "%s'%s'", nm->used ? ", " : "", dev->name);
+    nm->used += w > 0 ? (size_t)w : 0;
+    return FAT_OK;
+}
+
+/* The device names of d, for messages. See inspect.h. */
+void inspect_device_names(db *d, char *buf, size_t n)
+{
+    struct names nm = {buf, n, 0, ""};
+
+    if (!n)
+        return;
+    buf[0] = '\0';
+    if (db_device_each(d, add_name, &nm) != FAT_OK || !nm.used)
+        snprintf(buf, n, "none");
+}
+
+/* An empty file beside path. See inspect.h. */
+int inspect_temp_beside(const char *path, char *tmp, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path + 1) : 0;
+    int w = snprintf(tmp, n, "%.*s.%s.tmp-XXXXXX", dirlen, path, slash ? slash + 1 : path);
+    mode_t mask;
+    int fd;
+
+    if (w < 0 || (size_t)w >= n) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if ((fd = mkstemp(tmp)) < 0)
+        return -1;
+    /* mkstemp makes the file private (0600); the file it becomes is an ordinary output, made
+     * with the permissions the umask gives any other (reading the umask means setting it) */
+    mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Removes a database and its companions. See inspect.h. */
+void inspect_remove_db(const char *path)
+{
+    static const char *const ext[] = {"", "-wal", "-shm", "-journal"};
+    char p[4200];
+
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        if ((size_t)snprintf(p, sizeof p, "%s%s", path, ext[i]) < sizeof p)
+            unlink(p);
+    }
+}
+
+/* ---- fatune list ---- */
+
+static const char list_usage[] =
+    "usage: fatune list [--db FILE] [--device NAME]\n"
+    "  --db FILE      the database (default ./fatune.db)\n"
+    "  --device NAME  only the device of this name, exactly as printed\n"
+    "One line per best config: the problem's id and name (either is a PROBLEM for `fatune show`),\n"
+    "the config, its median time and TFLOPS, its margin over the runner-up (the runner-up's median\n"
+    "over the winner's), how it was chosen (fastest: ahead by more than the 1% a tie allows;\n"
+    "tie-break: within 1%, the first by family and parameters; alone: no other variant verified),\n"
+    "the search (complete: every valid variant was tried; partial: a budget or a sample) and its\n"
+    "effort, and the problem's trials by status.\n";
+
+struct list_row {
+    int64_t problem_id;
+    char device[256], problem[160], config[512], effort[DB_EFFORT_MAX], trials[256];
+    double ms, tflops, margin;
+    int complete, ok;
+};
+
+struct list {
+    db *d;
+    struct list_row *rows;
+    int n, cap;
+};
+
+static fat_status list_best(void *arg, const db_best *b, const db_keys *k)
+{
+    struct list *l = arg;
+    struct list_row *r;
+    inspect_counts c;
+    fat_status s;
+
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        struct list_row *rows = realloc(l->rows, (size_t)cap * sizeof *rows);
+        if (!rows)
+            return FAT_ERR_NOMEM;
+        l->rows = rows;
+        l->cap = cap;
+    }
+    if ((s = inspect_count(l->d, b->device_id, b->problem_id, &c)) != FAT_OK)
+        return s;
+    r = &l->rows[l->n++];
+    r->problem_id = b->problem_id;
+    snprintf(r->device, sizeof r->device, "%s", k->device.name);
+    gen_problem_name(&k->problem, r->problem, sizeof r->problem);
+    inspect_config_text(k, r->config, sizeof r->config);
+    snprintf(r->effort, sizeof r->effort, "%s", b->effort);
+    inspect_counts_text(&c, r->trials, sizeof r->trials);
+    r->ms = b->median_ms;
+    r->tflops = inspect_tflops(&k->problem, b->median_ms);
+    r->margin = b->margin;
+    r->complete = b->complete;
+    r->ok = c.n[DB_TRIAL_OK];
+    return FAT_OK;
+}
+
+static int width(int w, const char *s)
+{
+    int n = (int)strlen(s);
+    return n > w ? n : w;
+}
+
+/* Prints the collected rows as aligned columns. */
+static void list_print(FILE *out, const struct list *l)
+{
+    int wid = 2, wdev = 6, wprob = 7, wcfg = 6, weff = 6;
+    char id[32], margin[32];
+
+    for (int i = 0; i < l->n; i++) {
+        const struct list_row *r = &l->rows[i];
+        snprintf(id, sizeof id, "%" PRId64, r->problem_id);
+        wid = width(wid, id);
+        wdev = width(wdev, r->device);
+        wprob = width(wprob, r->problem);
+        wcfg = width(wcfg, r->config);
+        weff = width(weff, r->effort);
+    }
+    fprintf(out, "%*s  %-*s  %-*s  %-*s  %9s  %7s  %7s  %-9s  %-8s  %-*s  %s\n", wid, "id", wdev,
+            "device", wprob, "problem", wcfg, "config", "median ms", "TFLOPS", "margin", "chosen",
+            "search", weff, "effort", "trials");
+    for (int i = 0; i < l->n; i++) {
+        const struct list_row *r = &l->rows[i];
+        /* a margin needs a runner-up: 0 is what a lone winner gets (an exported file keeps
+         * the margin but not the runner-up's trial) */
+        int alone = !(r->margin != 0 || r->ok > 1);
+        if (alone)
+            snprintf(margin, sizeof margin, "-");
+        else  /* below 0 when the tie-break took a variant up to 1% slower than the fastest */
+            snprintf(margin, sizeof margin, "%+.1f%%", 100 * r->margin);
+        fprintf(out, "%*" PRId64 "  %-*s  %-*s  %-*s  %9.3f  %7.1f  %7s  %-9s  %-8s  %-*s  %s\n", wid,
+                r->problem_id, wdev, r->device, wprob, r->problem, wcfg, r->config, r->ms, r->tflops,
+                margin, alone ? "alone" : r->margin >= LIST_TIE ? "fastest" : "tie-break",
+                r->complete ? "complete" : "partial", weff, r->effort, r->trials);
+    }
+}
+
+/* `fatune list` writing to out and err. See inspect.h. */
+int inspect_list_to(int argc, char **argv, FILE *out, FILE *err)
+{
+    static const struct option lo[] = {
+        {"db", required_argument, NULL, 'b'},
+        {"device", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = INSPECT_DEFAULT_DB, *device = NULL;
+    struct list l = {0};
+    char names[1024];
+    fat_status s;
+    int c, rc = 1;
+
+    inspect_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'b': path = optarg; break;
+        case 'd': device = optarg; break;
+        case 'h': fputs(list_usage, out); return 0;
+        default: return inspect_bad_option(err, list_usage, c, argv);
+        }
+    }
+    if (optind < argc)
+        return inspect_usage(err, list_usage, "list: unexpected argument");
+    if (!(l.d = inspect_open(path, DB_READONLY, err)))
+        return 1;
+    s = db_best_each(l.d, device, list_best, &l);
+    if (s != FAT_OK) {
+        fprintf(err, "fatune: %s\n", s == FAT_ERR_NOMEM ? "out of memory" : db_errmsg(l.d));
+        goto out;
+    }
+    if (!l.n && device) {
+        inspect_device_names(l.d, names, sizeof names);
+        fprintf(err, "fatune: %s: no best configs for device '%s' (devices: %s)\n", path, device,
+                names);
+        goto out;
+    }
+    if (!l.n) {
+        fprintf(err, "fatune: %s: no best configs recorded yet (fatune --gpu N tunes)\n", path);
+        goto out;
+    }
+    list_print(out, &l);
+    rc = 0;
+out:
+    free(l.rows);
+    db_close(l.d);
+    return rc;
+}
+
+/* `fatune list`. See inspect.h. */
+int inspect_list(int argc, char **argv)
+{
+    return inspect_list_to(argc, argv, stdout, stderr);
+}
+
+/* ---- fatune show ---- */
+
+static const char show_usage[] =
+    "usage: fatune show PROBLEM [--db FILE] [--top K] [--logs]\n"
+    "  PROBLEM    which problem, in one of three forms:\n"
+    "             - its name, as `fatune list` and the tuner print it (quote it for the shell):\n"
+    "               'bf16 b4 h32/8 s4096/4096 d128 causal'\n"
+    "               dtype (bf16 or fp16), bBATCH, hHEADS_Q/HEADS_KV, sSEQLEN_Q/SEQLEN_K, dHEAD_DIM,\n"
+    "               then causal, window, softcap, varlen where they apply; hQ means hQ/Q, sQ sQ/Q\n"
+    "             - its shape, as `fatune show` prints it under the name:\n"
+    "               dtype=bf16,head_dim=128,causal=1,batch=4,heads_q=32,heads_kv=8,seqlen_q=4096\n"
+    "               (heads_kv defaults to heads_q, seqlen_k to seqlen_q; causal, window, softcap,\n"
+    "               varlen (0 or 1) and features (their bits) to 0)\n"
+    "             - its id in this database, the first column of `fatune list`\n"
+    "  --db FILE  the database (default ./fatune.db)\n"
+    "  --top K    how many of the fastest ok trials to show (default 10)\n"
+    "  --logs     the whole reason of every failed trial (default: its first 3 lines)\n"
+    "Per device: the trials by status, the best config (*), the K fastest ok trials with their\n"
+    "median, p20, p80, samples, TFLOPS and the SM clock they ran at (- where NVML was not\n"
+    "there), then every trial that is not ok with its status and reason (the NVRTC log of a\n"
+    "compile error).\n";
+
+/* The parts of a problem's name, for messages. */
+static const char name_parts[] = "bf16 or fp16, bBATCH, hHEADS_Q/HEADS_KV, sSEQLEN_Q/SEQLEN_K, "
+                                 "dHEAD_DIM, causal, window, softcap, varlen";
+
+/* "32/8" or "32" (then b = a) into *a and *b; 0 when it is not that. */
+static int read_pair(const char *t, int *a, int *b)
+{
+    char *end;
+    long x, y;
+
+    if (*t < '0' || *t > '9')
+        return 0;
+    errno = 0;
+    x = strtol(t, &end, 10);
+    y = x;
+    if (*end == '/') {
+        if (end[1] < '0' || end[1] > '9')
+            return 0;
+        y = strtol(end + 1, &end, 10);
+    }
+    if (*end || errno || x <= 0 || y <= 0 || x > 1 << 30 || y > 1 << 30)
+        return 0;
+    *a = (int)x;
+    *b = (int)y;
+    return 1;
+}
+
+/* Reads a problem's name, "bf16 b4 h32/8 s4096/4096 d128 causal" (gen_problem_name's form, its
+ * words in any order), into *p. Returns 0, or 2 (usage) with the reason in msg. */
+static int parse_name(const char *text, fat_problem *p, char *msg, size_t n)
+{
+    static const char *const flags[] = {"causal", "window", "softcap", "varlen"};
+    static const char *const lacks[] = {"the dtype (bf16 or fp16)", "the batch (bN)",
+                                        "the heads (hQ/KV)", "the sequence lengths (sQ/K)",
+                                        "the head dimension (dD)"};
+    int have[5 + 4] = {0}, slot, a, b;
+    char buf[512], *save = NULL;
+
+    memset(p, 0, sizeof *p);
+    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf) {
+        snprintf(msg, n, "show: the problem text is too long");
+        return 2;
+    }
+    for (char *w = strtok_r(buf, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+        const char *kinds = "bhsd", *k = w[0] ? strchr(kinds, w[0]) : NULL;
+        slot = -1;
+        if (!strcmp(w, "bf16") || !strcmp(w, "fp16")) {
+            slot = 0;
+            p->dtype = w[0] == 'b' ? FAT_BF16 : FAT_FP16;
+        }
+        for (int f = 0; f < 4 && slot < 0; f++) {
+            if (strcmp(w, flags[f]))
+                continue;
+            slot = 5 + f;
+            if (f == 0)
+                p->causal = 1;
+            else
+                p->features |= f == 1 ? FAT_FEAT_WINDOW : f == 2 ? FAT_FEAT_SOFTCAP : FAT_FEAT_VARLEN;
+        }
+        /* heads and sequence lengths come in pairs, batch and head_dim alone */
+        if (slot < 0 && k && (*k == 'h' || *k == 's' || !strchr(w, '/')) &&
+            read_pair(w + 1, &a, &b)) {
+            slot = 1 + (int)(k - kinds);
+            switch (*k) {
+            case 'b': p->batch = a; break;
+            case 'h': p->heads_q = a; p->heads_kv = b; break;
+            case 's': p->seqlen_q = a; p->seqlen_k = b; break;
+            default: p->head_dim = a; break;
+            }
+        }
+        if (slot < 0) {
+            snprintf(msg, n, "show: '%s' is not a part of a problem's name (%s)", w, name_parts);
+            return 2;
+        }
+        if (have[slot]++) {
+            snprintf(msg, n, "show: '%s' says again what the problem's name said before", w);
+            return 2;
+        }
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!have[i]) {
+            snprintf(msg, n, "show: the problem's name lacks %s (a name reads like "
+                     "'bf16 b4 h32/8 s4096/4096 d128 causal')", lacks[i]);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* Reads "name=value,..." into *p. Returns 0, or 2 (usage) with the reason in msg. */
+static int parse_shape(const char *text, fat_problem *p, char *msg, size_t n)
+{
+    static const char *const names[] = {"head_dim", "batch", "heads_q", "heads_kv", "seqlen_q",
+                                        "seqlen_k", "causal", "features", "window", "softcap",
+                                        "varlen"};
+    int v[11] = {-1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0};
+    int have_dtype = 0;
+    char buf[512], *save = NULL;
+
+    memset(p, 0, sizeof *p);
+    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf) {
+        snprintf(msg, n, "show: the problem text is too long");
+        return 2;
+    }
+    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '='), *end;
+        size_t f;
+        long x;
+
+        if (!eq) {
+            snprintf(msg, n, "show: '%s' in the problem is not NAME=VALUE", item);
+            return 2;
+        }
+        *eq++ = '\0';
+        if (!strcmp(item, "dtype")) {
+            p->dtype = !strcmp(eq, "bf16") ? FAT_BF16 : !strcmp(eq, "fp16") ? FAT_FP16 : 0;
+            if (!p->dtype) {
+                snprintf(msg, n, "show: dtype wants bf16 or fp16, not '%s'", eq);
+                return 2;
+            }
+            have_dtype = 1;
+            continue;
+        }
+        for (f = 0; f < sizeof names / sizeof names[0] && strcmp(item, names[f]); f++)
+            ;
+        if (f == sizeof names / sizeof names[0]) {
+            snprintf(msg, n, "show: unknown field '%s' in the problem (known: dtype, head_dim, causal, "
+                     "window, softcap, varlen, features, batch, heads_q, heads_kv, seqlen_q, seqlen_k)",
+                     item);
+            return 2;
+        }
+        if ((f == 6 || f > 7) && (!strcmp(eq, "true") || !strcmp(eq, "false"))) {
+            v[f] = eq[0] == 't';
+            continue;
+        }
+        errno = 0;
+        x = strtol(eq, &end, 10);
+        if (!*eq || *end || errno || x > 1 << 30) {
+            snprintf(msg, n, "show: field '%s' wants a number, not '%s'", item, eq);
+            return 2;
+        }
+        /* the flags and features may be 0, every size must be positive */
+        if (f < 6 ? x <= 0 : f == 7 ? x < 0 : x != 0 && x != 1) {
+            snprintf(msg, n, "show: field '%s' cannot be %ld", item, x);
+            return 2;
+        }
+        v[f] = (int)x;
+    }
+    if (v[3] < 0)
+        v[3] = v[2];
+    if (v[5] < 0)
+        v[5] = v[4];
+    for (size_t f = 0; f < 6; f++) {
+        if (v[f] < 0 || !have_dtype) {
+            snprintf(msg, n, "show: the problem lacks '%s'", have_dtype ? names[f] : "dtype");
+            return 2;
+        }
+    }
+    p->head_dim = v[0];
+    p->batch = v[1];
+    p->heads_q = v[2];
+    p->heads_kv = v[3];
+    p->seqlen_q = v[4];
+    p->seqlen_k = v[5];
+    p->causal = v[6];
+    p->features = (unsigned)v[7] | (v[8] ? FAT_FEAT_WINDOW : 0) | (v[9] ? FAT_FEAT_SOFTCAP : 0) |
+                  (v[10] ? FAT_FEAT_VARLEN : 0);
+    return 0;
+}
+
+/* What the first pass learns of each device that measured the problem. */
+struct show_dev {
+    int64_t id;
+    char name[256];
+    int cc;
+    inspect_counts c;
+    int config_w;      /* the widest config text among its ok trials */
+};
+
+struct show {
+    db *d;
+    FILE *out;
+    int top;
+    int logs;          /* whole reasons, not their first lines */
+    struct show_dev *devs;
+    int ndev, cap;
+    int cur;           /* the device the second pass is in, -1 before the first */
+    int rank;          /* of the current ok trial */
+    int failed_seen;   /* the "not ok" heading was printed */
+    db_best best;      /* of the current device; config_id 0 when it has none */
+};
+
+static fat_status show_collect(void *arg, const db_trial *t, const db_keys *k)
+{
+    struct show *sh = arg;
+    struct show_dev *dv = sh->ndev ? &sh->devs[sh->ndev - 1] : NULL;
+    char cfg[512];
+
+    /* the walk is ordered by device, so a new id is a new device */
+    if (!dv || dv->id != t->device_id) {
+        if (sh->ndev == sh->cap) {
+            int cap = sh->cap ? 2 * sh->cap : 8;
+            struct show_dev *devs = realloc(sh->devs, (size_t)cap * sizeof *devs);
+            if (!devs)
+                return FAT_ERR_NOMEM;
+            sh->devs = devs;
+            sh->cap = cap;
+        }
+        dv = &sh->devs[sh->ndev++];
+        memset(dv, 0, sizeof *dv);
+        dv->id = t->device_id;
+        dv->cc = k->device.cc;
+        snprintf(dv->name, sizeof dv->name, "%s", k->device.name);
+        dv->config_w = 6;
+    }
+    count_trial(&dv->c, t, k);
+    if (t->status == DB_TRIAL_OK && dv->c.n[DB_TRIAL_OK] <= sh->top) {
+        inspect_config_text(k, cfg, sizeof cfg);
+        dv->config_w = width(dv->config_w, cfg);
+    }
+    return FAT_OK;
+}
+
+/* The first REASON_LINES non-blank lines of a reason (all of them with all set), indented, and how
+ * many were left out. */
+static void show_reason(FILE *out, const char *reason, int all)
+{
+    int shown = 0, more = 0, width = all ? 1 << 20 : REASON_WIDTH;
+
+    for (const char *p = reason ? reason : ""; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (strspn(p, " \t\r") < len) {
+            if (shown < REASON_LINES || all) {
+                fprintf(out, "        %.*s%s\n", (int)(len > (size_t)width ? (size_t)width : len), p,
+                        len > (size_t)width ? " ..." : "");
+                shown++;
+            } else {
+                more++;
+            }
+        }
+        p += len + (p[len] == '\n');
+    }
+    if (!shown)
+        fputs("        (no reason recorded)\n", out);
+    if (more)
+        fprintf(out, "        ... (%d more line%s; --logs shows all)\n", more, more == 1 ? "" : "s");
+}
+
+static fat_status show_trial(void *arg, const db_trial *t, const db_keys *k)
+{
+    struct show *sh = arg;
+    const struct show_dev *dv;
+    char cfg[512], counts[256];
+    fat_status s;
+    int i;
+
+    /* a device the first pass did not see (another process is tuning) is left out */
+    for (i = 0; i < sh->ndev && sh->devs[i].id != t->device_id; i++)
+        ;
+    if (i == sh->ndev)
+        return FAT_OK;
+    if (i != sh->cur) {
+        sh->cur = i;
+        dv = &sh->devs[i];
+        s = db_best_get(sh->d, dv->id, t->problem_id, &sh->best);
+        if (s != FAT_OK && s != FAT_ERR_NOT_FOUND)
+            return s;
+        inspect_counts_text(&dv->c, counts, sizeof counts);
+        fprintf(sh->out, "\n%s (cc %d.%d): %d trials: %s\n", dv->name, dv->cc / 10, dv->cc % 10,
+                dv->c.total, counts);
+        if (s == FAT_OK)
+            fprintf(sh->out, "  best: %.3f ms, %s, %s search (* below)\n", sh->best.median_ms,
+                    sh->best.effort, sh->best.complete ? "complete" : "partial");
+        else
+            fprintf(sh->out, "  best: none recorded\n");
+        if (dv->c.n[DB_TRIAL_OK])
+            fprintf(sh->out, "  top %d of %d ok:\n    %4s  %-*s  %9s  %8s  %8s  %7s  %7s  %6s\n",
+                    dv->c.n[DB_TRIAL_OK] < sh->top ? dv->c.n[DB_TRIAL_OK] : sh->top,
+                    dv->c.n[DB_TRIAL_OK], "rank", dv->config_w, "config", "median ms", "p20 ms",
+                    "p80 ms", "samples", "TFLOPS", "SM MHz");
+        sh->rank = 0;
+        sh->failed_seen = 0;
+    }
+    dv = &sh->devs[sh->cur];
+    inspect_config_text(k, cfg, sizeof cfg);
+    if (t->status == DB_TRIAL_OK) {
+        char clock[16] = "-";
+        if (++sh->rank > sh->top)
+            return FAT_OK;
+        if (t->sm_clock_mhz > 0)
+            snprintf(clock, sizeof clock, "%d", t->sm_clock_mhz);
+        fprintf(sh->out, "  %c %4d  %-*s  %9.3f  %8.3f  %8.3f  %7d  %7.1f  %6s%s%.60s\n",
+                t->config_id == sh->best.config_id ? '*' : ' ', sh->rank, dv->config_w, cfg,
+                t->median_ms, t->p20_ms, t->p80_ms, t->samples,
+                inspect_tflops(&k->problem, t->median_ms), clock, t->reason ? "  " : "",
+                t->reason ? t->reason : "");
+        return FAT_OK;
+    }
+    if (!sh->failed_seen) {
+        fprintf(sh->out, "  not ok:\n");
+        sh->failed_seen = 1;
+    }
+    fprintf(sh->out, "    %-13s %s\n", db_trial_status_name(t->status), cfg);
+    show_reason(sh->out, t->reason, sh->logs);
+    return FAT_OK;
+}
+
+/* `fatune show` writing to out and err. See inspect.h. */
+int inspect_show_to(int argc, char **argv, FILE *out, FILE *err)
+{
+    static const struct option lo[] = {
+        {"db", required_argument, NULL, 'b'},
+        {"top", required_argument, NULL, 't'},
+        {"logs", no_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = INSPECT_DEFAULT_DB, *arg;
+    struct show sh = {.out = out, .top = SHOW_TOP_DEFAULT, .cur = -1};
+    char msg[512], name[160], shape[256], *end;
+    int64_t problem_id = 0;
+    fat_problem p;
+    fat_status s;
+    int c, rc = 1;
+    long top;
+
+    inspect_getopt_reset();
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'b': path = optarg; break;
+        case 't':
+            errno = 0;
+            top = strtol(optarg, &end, 10);
+            if (!*optarg || *end || errno || top < 1 || top > 1 << 20)
+                return inspect_usage(err, show_usage, "show: --top wants a positive number");
+            sh.top = (int)top;
+            break;
+        case 'l': sh.logs = 1; break;
+        case 'h': fputs(show_usage, out); return 0;
+        default: return inspect_bad_option(err, show_usage, c, argv);
+        }
+    }
+    if (argc - optind != 1)
+        return inspect_usage(err, show_usage, "show wants one PROBLEM");
+    arg = argv[optind];
+    if (*arg && strspn(arg, "0123456789") == strlen(arg)) {
+        errno = 0;
+        problem_id = strtoll(arg, NULL, 10);
+        if (errno || problem_id <= 0)
+            return inspect_usage(err, show_usage, "show: PROBLEM id out of range");
+    } else if (strchr(arg, '=') ? parse_shape(arg, &p, msg, sizeof msg)
+                                : parse_name(arg, &p, msg, sizeof msg)) {
+        return inspect_usage(err, show_usage, msg);
+    }
+    if (!(sh.d = inspect_open(path, DB_READONLY, err)))
+        return 1;
+    s = problem_id ? db_problem_get(sh.d, problem_id, &p) : db_problem_id(sh.d, &p, &problem_id);
+    if (s == FAT_ERR_NOT_FOUND) {
+        if (problem_id) {
+            fprintf(err, "fatune: %s: no problem %s (fatune list shows the ids)\n", path, arg);
+        } else {
+            gen_problem_name(&p, name, sizeof name);
+            fprintf(err, "fatune: %s: no problem '%s' in the database (fatune list --db %s shows the "
+                    "tuned ones)\n", path, name, path);
+        }
+        goto out;
+    }
+    if (s != FAT_OK) {
+        fprintf(err, "fatune: %s\n", db_errmsg(sh.d));
+        goto out;
+    }
+    gen_problem_name(&p, name, sizeof name);
+    inspect_shape_text(&p, shape, sizeof shape);
+    fprintf(out, "problem %" PRId64 ": %s\n  shape: %s\n", problem_id, name, shape);
+    if ((s = db_trial_each(sh.d, 0, problem_id, show_collect, &sh)) == FAT_OK && !sh.ndev) {
+        fprintf(out, "no trials recorded for this problem\n");
+        rc = 0;
+        goto out;
+    }
+    if (s == FAT_OK)
+        s = db_trial_each(sh.d, 0, problem_id, show_trial, &sh);
+    if (s != FAT_OK) {
+        fprintf(err, "fatune: %s\n", s == FAT_ERR_NOMEM ? "out of memory" : db_errmsg(sh.d));
+        goto out;
+    }
+    rc = 0;
+out:
+    free(sh.devs);
+    db_close(sh.d);
+    return rc;
+}
+
+/* `fatune show`. See inspect.h. */
+int inspect_show(int argc, char **argv)
+{
+    return inspect_show_to(argc, argv, stdout, stderr);
+}
