@@ -1,21 +1,44 @@
 #!/bin/sh
 # gpu-session.sh [STEP...]: what one call to the lent GPU machine runs, on a build made elsewhere
-# (build/ carried). Builds nothing. Logs go to $OUT (or /tmp/fatune-out); a short summary is last.
-#   steps: devices gputest tune-smoke tune-default peers
+# (carried). Builds nothing. Logs go to $OUT (or /tmp/fatune-out); a short summary is last.
+#   B=DIR       the carried build (default build)
+#   STATE=DIR   databases that live across calls (default .gpustate; carry it to resume a tune)
+#   steps: devices gputest gputune peers prefill v1 default default-warm default-again
+#   env:   GPUTEST_ARGS (gpu_test), TUNE_ARGS (every tune), PREFILL_ARGS (the prefill tune)
 out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
-b=build
+b=${B:-build}; st=${STATE:-.gpustate}; mkdir -p "$st"
 summary=""
+# slim DB NAME: a copy of DB in $out without the cubins (they are what makes it too big to bring back).
+slim() { python3 -c "import sqlite3,sys,os
+d=sys.argv[2]
+os.path.exists(d) and os.remove(d)
+c=sqlite3.connect(sys.argv[1]); c.execute('vacuum into ?',(d,)); c.close()
+c=sqlite3.connect(d); c.execute(\"update kernel set cubin=x''\"); c.commit(); c.execute('vacuum'); c.close()" "$1" "$out/$2"; }
+add() { summary="$summary\n$*"; }
 for step in "$@"; do
+    t0=$(date +%s)
     case $step in
-    devices) nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv | tee "$out/nvidia-smi.txt"
-             $b/fatune devices 2>&1 | tee "$out/devices.txt"; summary="$summary\ndevices: rc=$?";;
-    gputest) PYTHONUNBUFFERED=1 timeout 400 $b/gpu_test $GPUTEST_ARGS > "$out/gpu_test.log" 2>&1; rc=$?
-             grep -E "^FAIL" "$out/gpu_test.log" | head -30; tail -3 "$out/gpu_test.log"; summary="$summary\ngpu_test: rc=$rc $(tail -1 $out/gpu_test.log)";;
-    tune-smoke) rm -f /tmp/smoke.db*; timeout 300 $b/fatune --gpu 0 --shapes bench/smoke.lua --db /tmp/smoke.db $TUNE_ARGS 2>&1 | tee "$out/tune-smoke.log"
-             summary="$summary\ntune-smoke: rc=$?";;
-    tune-default) timeout 500 $b/fatune --gpu 0 --db /tmp/default.db $TUNE_ARGS 2>&1 | tee "$out/tune-default.log"; cp /tmp/default.db "$out/" 2>/dev/null
-             summary="$summary\ntune-default: done";;
-    peers) timeout 300 python3 .shared/peers.py --suite prefill --json "$out/peers.json" > "$out/peers.log" 2>&1; summary="$summary\npeers: rc=$?";;
+    devices) nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv > "$out/nvidia-smi.txt" 2>&1
+             $b/fatune devices > "$out/devices.txt" 2>&1; add "devices: rc=$? $(grep -m1 -i 'h[12]00' "$out/devices.txt")";;
+    gputest) timeout 400 $b/gpu_test $GPUTEST_ARGS > "$out/gpu_test.log" 2>&1; rc=$?
+             grep -E "^FAIL" "$out/gpu_test.log" | head -20; add "gpu_test: rc=$rc $(tail -1 "$out/gpu_test.log")";;
+    gputune) timeout 300 sh tests/test_gpu_tune.sh $b > "$out/gpu_tune.log" 2>&1; add "gpu_tune: rc=$? $(tail -1 "$out/gpu_tune.log")";;
+    peers)   for dt in bf16 fp16; do
+                 timeout 300 python3 .shared/peers.py --suite prefill --dtype $dt --json "$out/peers-$dt.json" > "$out/peers-$dt.log" 2>&1
+                 add "peers $dt: rc=$?"
+             done;;
+    prefill) timeout 560 $b/fatune --gpu 0 --shapes bench/prefill.lua --db "$st/prefill.db" --only flash_v2 --quiet $TUNE_ARGS $PREFILL_ARGS > "$out/prefill.log" 2>&1
+             add "prefill flash_v2: rc=$? $(tail -1 "$out/prefill.log")"; slim "$st/prefill.db" prefill.db;;
+    v1)      timeout 300 $b/fatune --gpu 0 --shapes bench/prefill-4k.lua --db "$st/prefill.db" --only flash_v1,flash_v2 --quiet $TUNE_ARGS > "$out/v1.log" 2>&1
+             add "prefill flash_v1: rc=$? $(tail -1 "$out/v1.log")"; slim "$st/prefill.db" prefill.db;;
+    default) rm -f "$st/default.db"*; timeout 560 $b/fatune --gpu 0 --db "$st/default.db" --quiet $TUNE_ARGS > "$out/default.log" 2>&1
+             add "default suite, empty db: rc=$? $(tail -1 "$out/default.log")"; slim "$st/default.db" default-cold.db;;
+    default-warm) sh -c "python3 - \"$st/default.db\" <<'P'
+import sqlite3,sys
+c=sqlite3.connect(sys.argv[1]); c.execute('delete from best'); c.execute('delete from trial'); c.commit()
+P" ; timeout 300 $b/fatune --gpu 0 --db "$st/default.db" --quiet $TUNE_ARGS > "$out/default-warm.log" 2>&1
+             add "default suite, cubins cached: rc=$? $(tail -1 "$out/default-warm.log")"; slim "$st/default.db" default-warm.db;;
     esac
+    add "  ($step: $(( $(date +%s) - t0 )) s)"
 done
-printf "$summary\n"
+printf "%b\n" "$summary"

@@ -346,9 +346,16 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         printf("{\"problem\": \"%s\", \"family\": \"%s\", \"params\": \"%s\", \"median_ms\": %.5f, \"tflops\": %.2f, "
                "\"margin\": %.4f, \"complete\": %s, \"gpu\": %d}\n", name, cs[best].v.tmpl, cs[best].v.canon,
                cs[best].median_ms, tflops, b.margin, b.complete ? "true" : "false", t->gpu);
-    else
-        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS (+%.1f%%)%s\n", name, cs[best].v.tmpl, cs[best].v.canon,
-               cs[best].median_ms, tflops, 100 * b.margin, complete ? "" : " partial");
+    else {
+        /* The margin over the runner-up; within the 1% noise band the winner is a deterministic
+         * tie-break and may be the slower of the two by a little. */
+        char margin[48];
+        if (second < 0) snprintf(margin, sizeof margin, "(alone)");
+        else if (b.margin >= 0.01) snprintf(margin, sizeof margin, "(+%.1f%% over next)", 100 * b.margin);
+        else snprintf(margin, sizeof margin, "(tie-break within 1%%)");
+        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS %s%s\n", name, cs[best].v.tmpl, cs[best].v.canon,
+               cs[best].median_ms, tflops, margin, complete ? "" : " partial");
+    }
     fflush(stdout);
 out:
     for (int i = 0; i < nc; i++) { gen_variant_free(&cs[i].v); gen_variant_free(&cs[i].vc); }
