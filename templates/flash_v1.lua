@@ -8,9 +8,8 @@
 -- tensor-core code as flash_v2 (mma.sync m16n8k16, ldmatrix, cp.async, swizzled shared memory).
 -- docs/flash_v1.md maps the paper's lines to the code and explains the parameter space.
 local P = require("prelude")
-local ptx = require("lib.ptx")
-local swizzle = require("lib.swizzle")
 local softmax = require("lib.softmax")
+local tile = require("lib.tile")
 
 local t = {
   name = "flash_v1",
@@ -31,36 +30,18 @@ local t = {
 local MAX_REGS = 255
 local REG_OVERHEAD = 80
 
--- Everything the kernel's shape depends on, derived from the parameters and the specialisation.
+-- Everything the kernel's shape depends on, derived from the parameters and the specialisation:
+-- the tile sizes and copy geometry of lib/tile, plus this family's shared-memory layout.
 local function geometry(p, shape)
-  local g = {}
-  g.threads = 32 * p.warps
-  g.warp_m = p.block_m // p.warps
-  g.m_tiles = g.warp_m // 16
-  g.dpad = (shape.head_dim + 15) // 16 * 16           -- mma k and ldmatrix.x4 work in 16s
-  g.chunks = g.dpad // 8                              -- 16-byte chunks per shared-memory row
-  g.valid_chunks = shape.head_dim // 8
-  g.sw = swizzle.new(g.chunks)
-  g.row_bytes = g.chunks * 16
-  g.smem_q = p.block_m * g.row_bytes
-  g.smem_kv = p.block_n * g.row_bytes
+  local g = tile.geometry(p, shape)
   g.smem = p.stages * g.smem_q + 2 * g.smem_kv        -- Q buffers, then K_j, then V_j
-  -- Copy geometry: ld_cw lanes walk the chunks of one row; a lane's rows are ld_rs apart, a
-  -- multiple of 8, so they share one swizzle (lib/swizzle). ld_cw >= 2^bits of the swizzle, so the
-  -- XOR never carries between a lane's chunks.
-  local cw = 1
-  while cw * 2 <= g.chunks and cw < 16 and cw * 2 <= g.threads // 8 do cw = cw * 2 end
-  g.ld_cw = cw
-  g.ld_rs = g.threads // cw
-  g.ld_nj = (g.chunks + cw - 1) // cw
   return g
 end
 
 -- Registers per thread the variant certainly needs: the O tile of the pair (read from the
 -- workspace into mma accumulators), the S tile, one 16-deep step of Q and P fragments, overhead.
 local function regs_estimate(p, g)
-  local o = g.m_tiles * (g.dpad // 8) * 4
-  local s = g.m_tiles * (p.block_n // 8) * 4
+  local o, s = tile.acc_regs(p, g)
   local frag = g.m_tiles * 4 * 2
   local total = o + s + frag + REG_OVERHEAD
   return total, string.format("O %d + S %d + Q/P fragments %d + overhead %d", o, s, frag, REG_OVERHEAD)
@@ -93,28 +74,15 @@ end
 
 function t.valid(p, shape, dev)
   if (dev.cc or 0) < 80 then return false, "needs sm_80 (mma.sync bf16, ldmatrix, cp.async)" end
-  if shape.dtype ~= "fp16" and shape.dtype ~= "bf16" then
-    return false, "dtype " .. tostring(shape.dtype) .. ": fp16 or bf16 only"
-  end
-  local d = shape.head_dim
-  if math.type(d) ~= "integer" or d < 8 or d > 256 or d % 8 ~= 0 then
-    return false, "head_dim " .. tostring(d) .. ": a multiple of 8 up to 256"
-  end
-  if p.block_m % (16 * p.warps) ~= 0 then
-    return false, string.format("block_m=%d is not a multiple of 16*warps=%d (each warp owns whole 16-row mma tiles)",
-                                p.block_m, 16 * p.warps)
-  end
+  local ok, why = tile.check_shape(p, shape)
+  if not ok then return false, why end
   if p.num_splits < 0 then return false, string.format("num_splits=%d: 0 (auto) or a count", p.num_splits) end
   local g = geometry(p, shape)
-  if g.smem > dev.smem_optin then
-    return false, string.format("shared memory %d B (%d x Q %d + K %d + V %d) > smem_optin %d B",
-                                g.smem, p.stages, g.smem_q, g.smem_kv, g.smem_kv, dev.smem_optin)
-  end
-  local regs, parts = regs_estimate(p, g)
-  if regs > MAX_REGS then
-    return false, string.format("estimated %d registers/thread > %d (%s): would spill", regs, MAX_REGS, parts)
-  end
-  local sq, sk = shape.seqlen_q or 0, shape.seqlen_k or 0
+  local regs, regs_parts = regs_estimate(p, g)
+  local smem_parts = string.format("%d x Q %d + K %d + V %d", p.stages, g.smem_q, g.smem_kv, g.smem_kv)
+  ok, why = tile.check_budget(g, dev, smem_parts, regs, MAX_REGS, regs_parts)
+  if not ok then return false, why end
+  local sq = shape.seqlen_q or 0
   if sq > 0 and shape.batch then
     local ws, limit = ws_bytes(p, shape, g), (dev.mem or (80 << 30)) // 2
     if ws > limit then
@@ -123,12 +91,8 @@ function t.valid(p, shape, dev)
   end
   -- Pruning by shape. Each rule stays true for a smaller problem of the same kind (the tuner also
   -- emits every variant for a reduced check problem), so it only removes duplicates or waste.
-  if sq > 0 and p.block_m > 32 and p.block_m >= 2 * ((sq + 15) // 16 * 16) then
-    return false, string.format("block_m=%d >= 2 x seqlen_q=%d: a smaller block_m covers it", p.block_m, sq)
-  end
-  if sk > 0 and p.block_n > 32 and p.block_n >= 2 * ((sk + 15) // 16 * 16) then
-    return false, string.format("block_n=%d >= 2 x seqlen_k=%d: a smaller block_n covers it", p.block_n, sk)
-  end
+  ok, why = tile.prune_oversized(p, shape, 32, 32)
+  if not ok then return false, why end
   if sq > 0 and p.stages > 1 and sq <= p.block_m then
     return false, string.format("stages=%d with seqlen_q=%d <= block_m=%d: one Q tile, nothing to prefetch",
                                 p.stages, sq, p.block_m)
@@ -150,17 +114,7 @@ local KERNEL = [[
  * Warp w owns rows [w*WARP_M, (w+1)*WARP_M) of every Q tile, as M_TILES mma row tiles of 16; per
  * thread and row tile: rows g = lane/4 and g + 8, columns 2*(lane%4), +1 of each 8-wide tile.
  * ====================================================================================== */
-#define ROW_BYTES (CHUNKS * 16)
-#define SMEM_Q (BLOCK_M * ROW_BYTES)
-#define SMEM_KV (BLOCK_N * ROW_BYTES)
-#define WARP_M (BLOCK_M / WARPS)
-#define M_TILES (WARP_M / 16)
-#define N_TILES (BLOCK_N / 8)      /* 8-key column tiles of S */
-#define D_TILES (DPAD / 8)         /* 8-wide column tiles of O */
-#define K_STEPS (DPAD / 16)        /* 16-deep steps of Q Kᵀ */
-/* ldmatrix.x4 reads chunks 2k and 2k + 1: a lane keeps SW_VARIANTS addresses, one per value of the
- * swizzled low bits, and reaches pair k at addr[k % SW_VARIANTS] + PAIR_OFF(k) (lib/swizzle). */
-#define PAIR_OFF(k) (((k) / SW_VARIANTS) * (16 << SW_BITS))
+]] .. tile.defs .. [[
 
 /* fp32 pairs and quads of the workspace, moved as one 8- or 16-byte access. */
 struct __align__(8) ws_f2 { float x, y; };
@@ -173,27 +127,7 @@ struct __align__(16) ws_f4 { float x, y, z, w; };
  * elements; rows_valid: rows inside the sequence. Rows past the sequence and columns past head_dim
  * are zero-filled (src-size 0, nothing read): zero Q or K adds nothing to Q Kᵀ, zero V rows keep
  * P V finite where P is 0. */
-template <int ROWS>
-static __device__ __forceinline__ void load_tile(unsigned s_tile, const char *g_tile, long long ss, int rows_valid) {
-    const int t = fat_tid_fresh();
-    const int r = t / LD_CW, c = t % LD_CW;
-    const unsigned s = s_tile + r * ROW_BYTES + (fat_swz(r, c) << 4);
-    const char *g = g_tile + 2 * (r * ss) + c * 16;
-    const int rows_left = rows_valid - r;
-#pragma unroll
-    for (int i = 0; i < (ROWS + LD_RS - 1) / LD_RS; ++i) {
-        if (ROWS % LD_RS != 0 && r + i * LD_RS >= ROWS) break;
-        const bool row_ok = i * LD_RS < rows_left;
-#pragma unroll
-        for (int j = 0; j < LD_NJ; ++j) {
-            const int cj = c + j * LD_CW;
-            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
-            const bool ok = row_ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
-            fat_cp_async16(s + i * LD_RS * ROW_BYTES + j * LD_CW * 16, g + 2 * (i * LD_RS) * ss + j * LD_CW * 16,
-                           ok ? 16 : 0);
-        }
-    }
-}
+]] .. tile.load_tile .. [[
 
 /* Line 9: S = Q_i K_jᵀ on tensor cores. Per 16-deep head-dim step kk: one ldmatrix.x4 per row tile
  * gives Q's A fragment (a0..a3), and one ldmatrix.x4 of K (keys stored row-major = "col" B) gives
@@ -224,31 +158,7 @@ static __device__ __forceinline__ void gemm_qk(float (&s)[M_TILES][N_TILES][4], 
  * packed to 16 bits in pairs (pk), are exactly the A fragment of a 16-deep step (c0c1 -> a0,
  * c2c3 -> a1 from the first tile; a2, a3 from the second). V is row-major [key][d], so
  * ldmatrix.x4.trans gives b0, b1 of d tile 2dp, then of 2dp + 1, per 16 keys. */
-static __device__ __forceinline__ void gemm_pv(float (&acc)[M_TILES][D_TILES][4],
-                                               const unsigned (&pk)[M_TILES][N_TILES][2],
-                                               const unsigned (&off)[SW_VARIANTS], unsigned v_base) {
-#pragma unroll
-    for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
-        unsigned pa[M_TILES][4];
-#pragma unroll
-        for (int mt = 0; mt < M_TILES; ++mt) {
-            pa[mt][0] = pk[mt][2 * kk][0];
-            pa[mt][1] = pk[mt][2 * kk][1];
-            pa[mt][2] = pk[mt][2 * kk + 1][0];
-            pa[mt][3] = pk[mt][2 * kk + 1][1];
-        }
-#pragma unroll
-        for (int dp = 0; dp < DPAD / 16; ++dp) {
-            unsigned vb[4];
-            fat_ldsm_x4_trans(vb, v_base + off[dp % SW_VARIANTS] + PAIR_OFF(dp) + kk * 16 * ROW_BYTES);
-#pragma unroll
-            for (int mt = 0; mt < M_TILES; ++mt) {
-                fat_mma16816(acc[mt][2 * dp], pa[mt], vb[0], vb[1]);
-                fat_mma16816(acc[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
-            }
-        }
-    }
-}
+]] .. tile.gemm_pv() .. [[
 
 /* Lines 10-11 of Algorithm 1 for one (KV tile, Q tile) pair, on the mma accumulator fragments.
  * s: the masked scores S_ij (raw q.k, or log2-domain with softcap; sl2 turns them into log2 units,
@@ -279,13 +189,7 @@ static __device__ __forceinline__ void online_softmax_step(float (&s)[MT][NS][4]
             const float base = m_new == -FAT_INF ? 0.f : m_new * sl2;
             const float alpha = fat_exp2(m[mt][r] * sl2 - base);     /* exp(m_i - m_new) */
             float sum = 0.f;
-#pragma unroll
-            for (int n = 0; n < NS; ++n) {
-                const float p0 = fat_exp2(fmaf(s[mt][n][2 * r], sl2, -base));
-                const float p1 = fat_exp2(fmaf(s[mt][n][2 * r + 1], sl2, -base));
-                sum += p0 + p1;
-                pk[mt][n][r] = pack2(p0, p1);
-            }
+]] .. softmax.exp_pack_row .. [[
             sum = fat_quad_sum(sum);
             l[mt][r] = fmaf(alpha, l[mt][r], sum);
             m[mt][r] = m_new;
@@ -344,12 +248,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) fat_flash_v1(const fat_kpa
 
     /* Scores to the log2 domain: exp(scale*s - scale*m) = 2^(s*sl2 - m*sl2). Softcap first maps s
      * to softcap*tanh(scale*s/softcap)*log2(e), already in the log2 domain (sl2 = 1). */
-#if FAT_SOFTCAP
-    const float sl2 = 1.f;
-    const float cap_in = p.scale / p.softcap, cap_out = p.softcap * 1.4426950408889634f;
-#else
-    const float sl2 = p.scale_log2;
-#endif
+]] .. softmax.log2_scale .. [[
 
     /* ---- Line 2: initialise O = 0, l = 0, m = -inf in HBM, for every row of this CTA's Q tiles
      * (the runtime does not clear the workspace). Rows no key tile ever reaches keep these values
@@ -568,16 +467,8 @@ function t.emit(p, shape, dev)
     "#define LD_RS " .. g.ld_rs .. "            /* rows between a lane's copies */",
     "#define LD_NJ " .. g.ld_nj .. "            /* chunks per lane per row */",
   }
-  local src = table.concat({
-    P.common(t, src_params, shape),
-    ptx.defs,
-    swizzle.cuda_fn(g.sw, "fat_swz"),
-    softmax.defs,
-    table.concat(defs, "\n"), "\n",
-    KERNEL,
-  })
   return {
-    source = src,
+    source = tile.source(P.common(t, src_params, shape), g, defs, KERNEL),
     entry = "fat_flash_v1",
     grid = { splits(p, shape, dev, g), shape.heads_q, shape.batch },
     block = { g.threads, 1, 1 },

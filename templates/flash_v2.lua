@@ -6,9 +6,8 @@
 -- that a cp.async pipeline of `stages` K/V buffers fills. P never leaves registers. docs/flash_v2.md
 -- explains the steps, the fragment layouts, the swizzle, the masks and the parameter space.
 local P = require("prelude")
-local ptx = require("lib.ptx")
-local swizzle = require("lib.swizzle")
 local softmax = require("lib.softmax")
+local tile = require("lib.tile")
 
 local t = {
   name = "flash_v2",
@@ -29,27 +28,11 @@ local MAX_REGS = 255
 local REG_OVERHEAD = 40
 local RESCALE_SKIP = true
 
--- Everything the kernel's shape depends on, derived once from the parameters and the shape.
+-- Everything the kernel's shape depends on, derived once from the parameters and the shape: the
+-- tile sizes and copy geometry of lib/tile, plus this family's shared-memory layout and occupancy.
 local function geometry(p, shape)
-  local g = {}
-  g.threads = 32 * p.warps
-  g.warp_m = p.block_m // p.warps
-  g.m_tiles = g.warp_m // 16
-  g.dpad = (shape.head_dim + 15) // 16 * 16           -- mma k and ldmatrix.x4 work in 16s
-  g.chunks = g.dpad // 8                              -- 16-byte chunks per shared-memory row
-  g.valid_chunks = shape.head_dim // 8
-  g.sw = swizzle.new(g.chunks)
-  g.row_bytes = g.chunks * 16
-  g.smem_q = p.block_m * g.row_bytes
-  g.smem_kv = p.block_n * g.row_bytes
+  local g = tile.geometry(p, shape)
   g.smem = g.smem_q + 2 * p.stages * g.smem_kv        -- Q, then `stages` K buffers, then V buffers
-  -- Copy geometry: a row of lanes (ld_cw lanes, a power of two <= 16) walks the chunks of a row, so
-  -- each lane's rows are ld_rs apart (a multiple of 8: the swizzle of a lane's rows is the same).
-  local cw = 1
-  while cw * 2 <= g.chunks and cw < 16 do cw = cw * 2 end
-  g.ld_cw = cw
-  g.ld_rs = g.threads // cw
-  g.ld_nj = (g.chunks + cw - 1) // cw
   g.min_blocks = p.warps == 4 and 2 or 1
   return g
 end
@@ -57,8 +40,7 @@ end
 -- Registers per thread the variant certainly needs: O and S accumulators, Q fragments when held,
 -- P fragments of one 16-key step, and REG_OVERHEAD. Returns the total and its parts as text.
 local function regs_estimate(p, g)
-  local o = g.m_tiles * (g.dpad // 8) * 4
-  local s = g.m_tiles * (p.block_n // 8) * 4
+  local o, s = tile.acc_regs(p, g)
   local q = p.q_in_regs == 1 and g.m_tiles * (g.dpad // 16) * 4 or 0
   local pf = g.m_tiles * 4
   local total = o + s + q + pf + REG_OVERHEAD
@@ -67,34 +49,17 @@ end
 
 function t.valid(p, shape, dev)
   if (dev.cc or 0) < 80 then return false, "needs sm_80 (mma.sync bf16, cp.async)" end
-  if shape.dtype ~= "fp16" and shape.dtype ~= "bf16" then
-    return false, "dtype " .. tostring(shape.dtype) .. ": fp16 or bf16 only"
-  end
-  local d = shape.head_dim
-  if math.type(d) ~= "integer" or d < 8 or d > 256 or d % 8 ~= 0 then
-    return false, "head_dim " .. tostring(d) .. ": a multiple of 8 up to 256"
-  end
-  if p.block_m % (16 * p.warps) ~= 0 then
-    return false, string.format("block_m=%d is not a multiple of 16*warps=%d (each warp owns whole 16-row mma tiles)",
-                                p.block_m, 16 * p.warps)
-  end
+  local ok, why = tile.check_shape(p, shape)
+  if not ok then return false, why end
   local g = geometry(p, shape)
-  if g.smem > dev.smem_optin then
-    return false, string.format("shared memory %d B (Q %d + %d stages x (K %d + V %d)) > smem_optin %d B",
-                                g.smem, g.smem_q, p.stages, g.smem_kv, g.smem_kv, dev.smem_optin)
-  end
-  local regs, parts = regs_estimate(p, g)
-  if regs > MAX_REGS then
-    return false, string.format("estimated %d registers/thread > %d (%s): would spill", regs, MAX_REGS, parts)
-  end
+  local regs, regs_parts = regs_estimate(p, g)
+  local smem_parts = string.format("Q %d + %d stages x (K %d + V %d)", g.smem_q, p.stages, g.smem_kv, g.smem_kv)
+  ok, why = tile.check_budget(g, dev, smem_parts, regs, MAX_REGS, regs_parts)
+  if not ok then return false, why end
   -- Pruning by shape: tiles far larger than the sequences only add masked work.
-  local sq, sk = shape.seqlen_q or 0, shape.seqlen_k or 0
-  if sq > 0 and p.block_m > 64 and p.block_m >= 2 * ((sq + 15) // 16 * 16) then
-    return false, string.format("block_m=%d >= 2 x seqlen_q=%d: a smaller block_m covers it", p.block_m, sq)
-  end
-  if sk > 0 and p.block_n > 32 and p.block_n >= 2 * ((sk + 15) // 16 * 16) then
-    return false, string.format("block_n=%d >= 2 x seqlen_k=%d: a smaller block_n covers it", p.block_n, sk)
-  end
+  ok, why = tile.prune_oversized(p, shape, 64, 32)
+  if not ok then return false, why end
+  local sk = shape.seqlen_k or 0
   local tiles = sk > 0 and (sk + p.block_n - 1) // p.block_n or math.huge
   if p.stages > 1 and p.stages > tiles then
     return false, string.format("stages=%d > %d KV tiles of seqlen_k=%d: buffers never filled", p.stages, tiles, sk)
@@ -126,17 +91,7 @@ local KERNEL = [[
  * sequence; warp w owns the WARP_M rows starting at w * WARP_M, as M_TILES mma row tiles of 16.
  * Per thread and row tile: rows g = lane/4 and g + 8, columns 2*(lane%4), +1 of each 8-wide tile.
  * ====================================================================================== */
-#define ROW_BYTES (CHUNKS * 16)
-#define SMEM_Q (BLOCK_M * ROW_BYTES)
-#define SMEM_KV (BLOCK_N * ROW_BYTES)
-#define WARP_M (BLOCK_M / WARPS)
-#define M_TILES (WARP_M / 16)
-#define N_TILES (BLOCK_N / 8)      /* 8-key column tiles of S */
-#define D_TILES (DPAD / 8)         /* 8-wide column tiles of O */
-#define K_STEPS (DPAD / 16)        /* 16-deep steps of Q Kᵀ */
-/* ldmatrix.x4 reads chunks 2k and 2k + 1: a lane keeps SW_VARIANTS addresses, one per value of the
- * swizzled low bits, and reaches pair k at addr[k % SW_VARIANTS] + PAIR_OFF(k) (lib/swizzle). */
-#define PAIR_OFF(k) (((k) / SW_VARIANTS) * (16 << SW_BITS))
+]] .. tile.defs .. [[
 
 /* Step 1 (loads): issue the cp.async copies of one ROWS x DPAD tile, global -> shared.
  * Thread t copies chunks c + j*LD_CW of rows r + i*LD_RS (r = t / LD_CW, c = t % LD_CW), so a row
@@ -148,27 +103,7 @@ local KERNEL = [[
  * and zero V rows keep P V finite. The thread's addresses are derived from a fresh threadIdx at
  * every call: recomputing them costs a few integer ops per tile, holding them across the KV loop
  * would cost registers that the accumulators need. */
-template <int ROWS>
-static __device__ __forceinline__ void load_tile(unsigned s_tile, const char *g_tile, long long ss, int rows_valid) {
-    const int t = fat_tid_fresh();
-    const int r = t / LD_CW, c = t % LD_CW;
-    const unsigned s = s_tile + r * ROW_BYTES + (fat_swz(r, c) << 4);
-    const char *g = g_tile + 2 * (r * ss) + c * 16;
-    const int rows_left = rows_valid - r;
-#pragma unroll
-    for (int i = 0; i < (ROWS + LD_RS - 1) / LD_RS; ++i) {
-        if (ROWS % LD_RS != 0 && r + i * LD_RS >= ROWS) break;
-        const bool row_ok = i * LD_RS < rows_left;
-#pragma unroll
-        for (int j = 0; j < LD_NJ; ++j) {
-            const int cj = c + j * LD_CW;
-            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
-            const bool ok = row_ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
-            fat_cp_async16(s + i * LD_RS * ROW_BYTES + j * LD_CW * 16, g + 2 * (i * LD_RS) * ss + j * LD_CW * 16,
-                           ok ? 16 : 0);
-        }
-    }
-}
+]] .. tile.load_tile .. [[
 
 /* Step 3: S = Q Kᵀ for one key tile, on tensor cores. For each 16-deep head-dim step kk, one
  * ldmatrix.x4 of K gives the B fragments of two 8-key tiles (keys stored row-major = "col" B):
@@ -215,31 +150,7 @@ static __device__ __forceinline__ void gemm_qk(float (&s)[M_TILES][N_TILES][4],
  * to 16 bits in pairs (pk, from step 5), are exactly the A fragment of a 16-deep step (c0c1 -> a0,
  * c2c3 -> a1 from the first tile; a2, a3 from the second). V is row-major [key][d], so
  * ldmatrix.x4.trans gives the B fragments of two 8-wide d tiles per 16 keys. */
-static __device__ __forceinline__ void gemm_pv(float (&acc)[M_TILES][D_TILES][4],
-                                               const unsigned (&pk)[M_TILES][N_TILES][2],
-                                               const unsigned (&off)[SW_VARIANTS], unsigned v_base) {
-#pragma unroll
-    for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
-        unsigned pa[M_TILES][4];
-#pragma unroll
-        for (int mt = 0; mt < M_TILES; ++mt) {
-            pa[mt][0] = pk[mt][2 * kk][0];
-            pa[mt][1] = pk[mt][2 * kk][1];
-            pa[mt][2] = pk[mt][2 * kk + 1][0];
-            pa[mt][3] = pk[mt][2 * kk + 1][1];
-        }
-#pragma unroll
-        for (int dp = 0; dp < DPAD / 16; ++dp) {
-            unsigned vb[4];   /* b0, b1 of d tile 2dp, then of d tile 2dp + 1 */
-            fat_ldsm_x4_trans(vb, v_base + off[dp % SW_VARIANTS] + PAIR_OFF(dp) + kk * 16 * ROW_BYTES);
-#pragma unroll
-            for (int mt = 0; mt < M_TILES; ++mt) {
-                fat_mma16816(acc[mt][2 * dp], pa[mt], vb[0], vb[1]);
-                fat_mma16816(acc[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
-            }
-        }
-    }
-}
+]] .. tile.gemm_pv("b0, b1 of d tile 2dp, then of d tile 2dp + 1") .. [[
 
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(const fat_kparams p)
 {
@@ -303,12 +214,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
 
     /* Scores to the log2 domain: exp(scale*s - max) = 2^(s*sl2 - max*sl2), one FFMA per element.
      * Softcap first maps s to softcap*tanh(scale*s/softcap)*log2(e), already in the log2 domain. */
-#if FAT_SOFTCAP
-    const float sl2 = 1.f;
-    const float cap_in = p.scale / p.softcap, cap_out = p.softcap * 1.4426950408889634f;
-#else
-    const float sl2 = p.scale_log2;
-#endif
+]] .. softmax.log2_scale .. [[
 
     /* Per-thread state for the whole KV loop: O accumulator, and per row (2 per row tile) the
      * running max m and this thread's part of the row sum l. */
@@ -514,16 +420,8 @@ function t.emit(p, shape, dev)
     def("LD_RS", g.ld_rs, "rows between a lane's copies"),
     def("LD_NJ", g.ld_nj, "chunks per lane per row"),
   }
-  local src = table.concat({
-    P.common(t, p, shape),
-    ptx.defs,
-    swizzle.cuda_fn(g.sw, "fat_swz"),
-    softmax.defs,
-    table.concat(defs, "\n"), "\n",
-    KERNEL,
-  })
   return {
-    source = src,
+    source = tile.source(P.common(t, p, shape), g, defs, KERNEL),
     entry = "fat_flash_v2",
     grid = { P.ceil_div(shape.seqlen_q, p.block_m), shape.heads_q, shape.batch },
     block = { g.threads, 1, 1 },

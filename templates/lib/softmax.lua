@@ -9,7 +9,40 @@
 -- thread's part of the sum of 2^((s - m) * sl2); sl2 turns a raw score into the log2 domain
 -- (scale * log2(e), or 1 when the scores are already there). l is summed over the quad only once, in
 -- fat_softmax_finish. Requires the prelude (FAT_INF, visible_keys, FAT_WINDOW) and lib.ptx (fat_exp2).
+--
+-- M.defs holds the device functions (quad reductions, softcap, mask, the update step and the final
+-- normalisation, in two forms). M.exp_pack_row and M.log2_scale are statements for a family's own
+-- code: the exponentiate-and-pack loop of a softmax step written in another form (the update
+-- functions below are built with it too), and the log2-domain factors at the top of a kernel.
 local M = {}
+
+-- CUDA statements, the heart of every online softmax step: for row r of row tile mt (the loop
+-- variables of the caller), p = 2^(s*sl2 - base) of each of the thread's key pairs, added to the
+-- float `sum` and packed to the 16-bit type in pk[mt][n][r], the A fragments of P V. base is
+-- m_new * sl2 (0 for a row that has seen only masked keys, so that p = 2^-inf = 0). Packing as
+-- soon as a pair is exponentiated keeps the live registers at half the score tile. Indented for
+-- the body of a `for (r ...)` loop inside a `for (mt ...)` loop of a function.
+M.exp_pack_row = [[
+#pragma unroll
+            for (int n = 0; n < NS; ++n) {
+                const float p0 = fat_exp2(fmaf(s[mt][n][2 * r], sl2, -base));
+                const float p1 = fat_exp2(fmaf(s[mt][n][2 * r + 1], sl2, -base));
+                sum += p0 + p1;
+                pk[mt][n][r] = pack2(p0, p1);
+            }
+]]
+
+-- CUDA statements for the top of a kernel (kernel parameters `p`): sl2, the factor that turns a
+-- raw score into the log2 domain (scale * log2(e)), and with FAT_SOFTCAP the factors of
+-- fat_softcap_scores, which leaves the scores already in the log2 domain (sl2 = 1).
+M.log2_scale = [[
+#if FAT_SOFTCAP
+    const float sl2 = 1.f;
+    const float cap_in = p.scale / p.softcap, cap_out = p.softcap * 1.4426950408889634f;
+#else
+    const float sl2 = p.scale_log2;
+#endif
+]]
 
 M.defs = [[
 /* ---- lib/softmax: row statistics over the quad, online rescale, mask, softcap ---- */
@@ -106,13 +139,7 @@ static __device__ __forceinline__ void fat_softmax_update(float (&s)[MT][NS][4],
             alpha[mt][r] = fat_exp2(m[mt][r] * sl2 - base);      /* rescale of the old terms */
             m[mt][r] = mx;
             float sum = l[mt][r] * alpha[mt][r];
-#pragma unroll
-            for (int n = 0; n < NS; ++n) {
-                const float p0 = fat_exp2(fmaf(s[mt][n][2 * r], sl2, -base));
-                const float p1 = fat_exp2(fmaf(s[mt][n][2 * r + 1], sl2, -base));
-                sum += p0 + p1;
-                pk[mt][n][r] = pack2(p0, p1);
-            }
+]] .. M.exp_pack_row .. [[
             l[mt][r] = sum;
         }
     fat_rescale_acc<SKIP>(acc, alpha);
@@ -143,13 +170,7 @@ static __device__ __forceinline__ void fat_softmax_update_q(float (&s)[MT][NS][4
             const float base = mx == -FAT_INF ? 0.f : mx * sl2;
             alpha[mt][r] = fat_exp2(m_old * sl2 - base);
             float sum = 0.f;
-#pragma unroll
-            for (int n = 0; n < NS; ++n) {
-                const float p0 = fat_exp2(fmaf(s[mt][n][2 * r], sl2, -base));
-                const float p1 = fat_exp2(fmaf(s[mt][n][2 * r + 1], sl2, -base));
-                sum += p0 + p1;
-                pk[mt][n][r] = pack2(p0, p1);
-            }
+]] .. M.exp_pack_row .. [[
             sum = fat_quad_sum(sum);
             if ((lane & 3) == (ri & 3)) {
                 m[ri / 4] = mx;
