@@ -18,6 +18,7 @@ db=PATH uses a tuned database (fatune --gpu N --db PATH); contexts are opened on
 (db, gpu) and kept. $FATUNE_LOG=1 logs which kernel each new shape uses to stderr.
 """
 import ctypes
+import operator
 import os
 import threading
 
@@ -229,8 +230,15 @@ def _tensor(x, name):
         if size == 0 or any(s % size for s in cai["strides"]):
             raise FatuneInvalid(ERR_INVALID, "fatune: %s: strides %s are not whole elements" % (name, cai["strides"]))
         t.strides = tuple(s // size for s in cai["strides"])
-    t.device, t.torch, t.stream = None, False, cai.get("stream")
+    t.device, t.torch, t.stream = _cai_device(x), False, cai.get("stream")
     return t
+
+
+def _cai_device(x):
+    """The GPU ordinal of a __cuda_array_interface__ object where it says (CuPy: x.device.id), else None."""
+    dev = getattr(x, "device", None)
+    ordinal = getattr(dev, "id", None)
+    return ordinal if isinstance(ordinal, int) and not isinstance(ordinal, bool) else None
 
 
 def _dtype_name(d):
@@ -248,7 +256,15 @@ def _check_layout(t, name, ndim, what):
 def _stream_handle(stream, tensors, device):
     """The CUstream to launch on: the caller's, torch's current stream, the CAI producer's, or legacy."""
     if stream is not None:
-        return getattr(stream, "cuda_stream", stream) or None
+        for attr in ("cuda_stream", "ptr"):                 # torch.cuda.Stream, cupy.cuda.Stream
+            if getattr(stream, attr, None) is not None:
+                stream = getattr(stream, attr)
+                break
+        try:
+            return operator.index(stream) or None
+        except TypeError:
+            raise FatuneInvalid(ERR_INVALID, "fatune: stream: want a CUstream handle (int), a torch.cuda.Stream or "
+                                             "a cupy.cuda.Stream, got %s" % type(stream).__name__) from None
     if tensors[0].torch:
         import torch
         return torch.cuda.current_stream(device).cuda_stream or None
@@ -269,29 +285,63 @@ def _empty_like(x, t, shape=None, dtype=None):
     except ImportError:
         raise TypeError("fatune: pass out= (and lse=) for tensors that are not PyTorch's, or install CuPy")
     if shape is None:
-        return cupy.empty(t.shape, dtype=cupy.float16)
-    return cupy.empty(shape, dtype=cupy.float32)
+        shape = t.shape
+        if isinstance(x, cupy.ndarray):
+            dtype = x.dtype                             # fp16, or bf16 where this CuPy has it
+        elif t.dtype == FP16:
+            dtype = cupy.float16
+        else:
+            raise TypeError("fatune: out: cannot allocate a %s output for a %s; pass out=" % (
+                _dtype_name(t.dtype), type(x).__name__))
+    else:
+        dtype = cupy.float32
+    if t.device is None:
+        return cupy.empty(shape, dtype=dtype)
+    with cupy.cuda.Device(t.device):                    # on q's GPU, not CuPy's current one
+        return cupy.empty(shape, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------
 # Contexts.
 
 class Context:
-    """One fat_ctx: a GPU and an optional tuned database. Safe to share between threads."""
+    """One fat_ctx: a GPU and an optional tuned database. Safe to share between threads; close()
+    waits for the calls other threads have in progress, and calls after it raise FatuneError."""
 
     def __init__(self, db=None, gpu=0):
         lib = _load()
         self._lib = lib
         self._ctx = ctypes.c_void_p()
-        self.db, self.gpu = db, gpu
+        self._calls = threading.Condition()             # guards _ctx and _inflight
+        self._inflight = 0
+        self.db, self.gpu = db, int(gpu)
         st = lib.fat_open(os.fsencode(db) if db is not None else None, int(gpu), ctypes.byref(self._ctx))
         if st != OK:
             _raise(st, lib.fat_errmsg(None))
 
+    def _enter(self):
+        """The handle for one call, counted in flight (ctypes lets other threads run meanwhile)."""
+        with self._calls:
+            if not self._ctx:
+                raise FatuneError(ERR_INVALID, "fatune: the context is closed")
+            self._inflight += 1
+            return self._ctx
+
+    def _leave(self):
+        with self._calls:
+            self._inflight -= 1
+            if not self._inflight:
+                self._calls.notify_all()
+
     def close(self):
-        if self._ctx:
-            self._lib.fat_close(self._ctx)
-            self._ctx = ctypes.c_void_p()
+        """Closes the context once the calls in progress have returned. It also waits for the GPU
+        to finish the kernels the context launched."""
+        with self._calls:
+            ctx, self._ctx = self._ctx, ctypes.c_void_p()
+            while self._inflight:
+                self._calls.wait()
+        if ctx:
+            self._lib.fat_close(ctx)
 
     # No __del__: a context may still have kernels in flight when Python lets go of it (at exit,
     # say), and unloading their modules then is not safe. close() it, or let the process end.
@@ -304,27 +354,44 @@ class Context:
 
     def stats(self):
         s = Stats()
-        st = self._lib.fat_ctx_stats(self._ctx, ctypes.byref(s))
+        ctx = self._enter()
+        try:
+            st = self._lib.fat_ctx_stats(ctx, ctypes.byref(s))
+            msg = self._lib.fat_errmsg(ctx) if st != OK else None
+        finally:
+            self._leave()
         if st != OK:
-            _raise(st, self._lib.fat_errmsg(self._ctx))
+            _raise(st, msg)
         return {f: getattr(s, f) for f, _ in Stats._fields_}
 
+    def _check_gpu(self, tensors):
+        """Every tensor on this context's GPU (where the tensor says which)."""
+        for t, name in tensors:
+            if t.device is not None and t.device != self.gpu:
+                raise FatuneInvalid(ERR_INVALID, "fatune: %s: on GPU %d, but this context is for GPU %d" % (
+                    name, t.device, self.gpu))
+
     def _run(self, args, stream, query):
-        if not self._ctx:
-            raise FatuneError(ERR_INVALID, "fatune: the context is closed")
+        ctx = self._enter()
+        try:
+            return self._call(ctx, args, stream, query)
+        finally:
+            self._leave()
+
+    def _call(self, ctx, args, stream, query):
         if query:
             c = Choice()
-            st = self._lib.fat_query(self._ctx, ctypes.byref(args), ctypes.byref(c))
+            st = self._lib.fat_query(ctx, ctypes.byref(args), ctypes.byref(c))
             if st != OK:
-                _raise(st, self._lib.fat_errmsg(self._ctx))
+                _raise(st, self._lib.fat_errmsg(ctx))
             p = c.tuned
             return {"family": c.family.decode(), "params": c.params.decode(), "level": LEVELS[c.level],
                     "cubin": c.cubin.decode(), "tuned_ms": c.tuned_ms,
                     "tuned_problem": None if c.level == 4 else
                     {f: getattr(p, f) for f, _ in Problem._fields_}}
-        st = self._lib.fat_attn_fwd(self._ctx, ctypes.byref(args), ctypes.c_void_p(stream))
+        st = self._lib.fat_attn_fwd(ctx, ctypes.byref(args), ctypes.c_void_p(stream))
         if st != OK:
-            _raise(st, self._lib.fat_errmsg(self._ctx))
+            _raise(st, self._lib.fat_errmsg(ctx))
         return None
 
     def attention(self, q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0,
@@ -334,6 +401,7 @@ class Context:
         for t, n in ((tq, "q"), (tk, "k"), (tv, "v")):
             _check_layout(t, n, 4, "[batch, seqlen, heads, head_dim]")
         _same(tq, tk, tv)
+        self._check_gpu(((tq, "q"), (tk, "k"), (tv, "v")))
         b, sq, hq, d = tq.shape
         sk, hkv = tk.shape[1], tk.shape[2]
         if tk.shape != tv.shape or tk.shape[0] != b or tk.shape[3] != d:
@@ -354,6 +422,7 @@ class Context:
         if out is None:
             out = _empty_like(q, tq)
         to = _tensor(out, "out")
+        self._check_gpu(((to, "out"),))
         _check_layout(to, "out", 4, "like q")
         if to.shape != tq.shape or to.dtype != tq.dtype:
             raise FatuneInvalid(ERR_INVALID, "fatune: out: shape %s %s, want q's %s %s" % (
@@ -364,6 +433,7 @@ class Context:
             if lse is None:
                 lse = _empty_like(q, tq, (b, hq, sq))
             tl = _tensor(lse, "lse")
+            self._check_gpu(((tl, "lse"),))
             if tl.dtype != FP32 or tl.shape != (b, hq, sq) or tl.strides != (hq * sq, sq, 1):
                 raise FatuneInvalid(ERR_INVALID, "fatune: lse: want a contiguous fp32 tensor [%d, %d, %d]" % (b, hq, sq))
             args.lse = tl.ptr
@@ -381,6 +451,7 @@ class Context:
             _check_layout(t, n, 3, "[total_tokens, heads, head_dim]")
         _same(tq, tk, tv)
         cq, ck = _tensor(cu_seqlens_q, "cu_seqlens_q"), _tensor(cu_seqlens_k, "cu_seqlens_k")
+        self._check_gpu(((tq, "q"), (tk, "k"), (tv, "v"), (cq, "cu_seqlens_q"), (ck, "cu_seqlens_k")))
         for t, n in ((cq, "cu_seqlens_q"), (ck, "cu_seqlens_k")):
             if t.dtype != "int32" or len(t.shape) != 1 or t.strides[0] != 1:
                 raise FatuneInvalid(ERR_INVALID, "fatune: %s: want a contiguous int32 CUDA tensor of batch + 1 offsets" % n)
@@ -407,6 +478,7 @@ class Context:
         if out is None:
             out = _empty_like(q, tq)
         to = _tensor(out, "out")
+        self._check_gpu(((to, "out"),))
         _check_layout(to, "out", 3, "like q")
         if to.shape != tq.shape or to.dtype != tq.dtype:
             raise FatuneInvalid(ERR_INVALID, "fatune: out: shape %s, want q's %s" % (to.shape, tq.shape))
@@ -416,6 +488,7 @@ class Context:
             if lse is None:
                 lse = _empty_like(q, tq, (hq, total_q))
             tl = _tensor(lse, "lse")
+            self._check_gpu(((tl, "lse"),))
             if tl.dtype != FP32 or tl.shape != (hq, total_q) or tl.strides != (total_q, 1):
                 raise FatuneInvalid(ERR_INVALID, "fatune: lse: want a contiguous fp32 tensor [%d, %d]" % (hq, total_q))
             args.lse = tl.ptr
@@ -448,7 +521,7 @@ def open(db=None, gpu=0):  # noqa: A001 (fatune.open, like sqlite3.connect)
     key = (os.path.abspath(db) if db is not None else None, int(gpu))
     with _contexts_lock:
         ctx = _contexts.get(key)
-        if ctx is None:
+        if ctx is None or not ctx._ctx:                 # never opened, or closed by its user
             ctx = _contexts[key] = Context(db, gpu)
         return ctx
 
@@ -461,7 +534,8 @@ def _gpu_of(q, gpu):
             return q.device.index
         import torch
         return torch.cuda.current_device()
-    return 0
+    ordinal = _cai_device(q)
+    return 0 if ordinal is None else ordinal
 
 
 def attention(q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0, return_lse=False,

@@ -22,6 +22,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -82,6 +83,8 @@ struct fat_ctx {
     int nmods;
     char excluded[8][32];           /* families that turned out to need a workspace */
     int nexcluded;
+    char (*unbuildable)[33];        /* module keys of tuned configurations that did not compile */
+    int nunbuildable;
     _Atomic(table *) tab;
     table **old;                    /* tables replaced by a larger one, freed at close */
     int nold;
@@ -198,6 +201,15 @@ static fat_status open_db(fat_ctx *c, const char *path) {
         return FAT_OK;
     }
     FILE *f = path ? fopen(path, "rb") : NULL;
+    int err_no = f ? 0 : errno;
+    /* A directory opens; reading it is what fails (EISDIR). */
+    if (f && getc(f) == EOF && ferror(f)) { err_no = errno; fclose(f); f = NULL; }
+    if (!f && path && err_no != ENOENT) {
+        /* Only an absent file means "no database": an unreadable one is the caller's to fix, not
+         * a reason to run untuned without a word. */
+        fat_set_error("cannot read the database %s: %s", path, strerror(err_no));
+        return FAT_ERR_IO;
+    }
     if (!f) {
         snprintf(c->summary, sizeof c->summary, "fatune: GPU %d %s (%s): no database%s%s, built-in defaults compiled on first use",
                  c->gpu, c->info.name, c->info.arch, path ? " at " : "", path ? path : "");
@@ -230,6 +242,21 @@ static fat_status open_db(fat_ctx *c, const char *path) {
     return FAT_OK;
 }
 
+/* Refuses a GPU fatune cannot build kernels for: before sm_80, or an arch NVRTC is not told about
+ * (then every call would fail; better to say so once, here). */
+static fat_status check_device(const gen_device *d, int gpu) {
+    if (d->cc < 80) {
+        fat_set_error("GPU %d (%s, %s): fatune's kernels need sm_80 or later", gpu, d->name, d->arch);
+        return FAT_ERR_UNSUPPORTED;
+    }
+    if (!rtc_arch_known(d->arch)) {
+        fat_set_error("GPU %d (%s, %s): fatune does not support the architecture %s (known: sm_80 sm_86 sm_89 "
+                      "sm_90 sm_90a)", gpu, d->name, d->arch, d->arch);
+        return FAT_ERR_UNSUPPORTED;
+    }
+    return FAT_OK;
+}
+
 static fat_status new_ctx(fat_ctx **out) {
     fat_ctx *c = calloc(1, sizeof *c);
     table *t = calloc(1, sizeof *t + FIRST_SLOTS * sizeof t->slot[0]);
@@ -253,11 +280,7 @@ fat_status fat_open(const char *db_path, int gpu, fat_ctx **out) {
     if (st != FAT_OK) return st;
     c->gpu = gpu;
     if ((st = cu_device_info(gpu, &c->info)) != FAT_OK) goto out;
-    if (c->info.cc < 80) {
-        fat_set_error("GPU %d (%s, %s): fatune's kernels need sm_80 or later", gpu, c->info.name, c->info.arch);
-        st = FAT_ERR_UNSUPPORTED;
-        goto out;
-    }
+    if ((st = check_device(&c->info, gpu)) != FAT_OK) goto out;
     CU_CHECK(DeviceGet(&c->dev, gpu));
     CU_CHECK(DevicePrimaryCtxRetain(&c->cuctx, c->dev));
     if ((st = open_db(c, db_path)) != FAT_OK) goto out;
@@ -277,14 +300,14 @@ fat_status ctx_open_offline(const char *db_path, const gen_device *dev, fat_ctx 
     if (st != FAT_OK) return st;
     c->offline = 1;
     c->info = *dev;
-    if ((st = open_db(c, db_path)) != FAT_OK) { fat_close(c); return st; }
+    if ((st = check_device(dev, 0)) != FAT_OK || (st = open_db(c, db_path)) != FAT_OK) { fat_close(c); return st; }
     say(c, "%s", c->summary);
     *out = c;
     return FAT_OK;
 }
 
-/* Frees the entries and tables, unloads the modules with the context current, releases the
- * primary context, closes the database and the generator. See fatune.h. */
+/* Frees the entries and tables, waits for the context's work and unloads the modules with the
+ * context current, releases the primary context, closes the database and the generator. See fatune.h. */
 void fat_close(fat_ctx *c) {
     if (!c) return;
     for (size_t i = 0; i < c->nentries; i++) { free(c->entries[i]->fail_msg); free(c->entries[i]); }
@@ -296,10 +319,19 @@ void fat_close(fat_ctx *c) {
         CUcontext prev = NULL;
         cu.CtxGetCurrent(&prev);
         if (prev != c->cuctx) cu.CtxSetCurrent(c->cuctx);
+        /* A kernel launched just before the close may still run: unloading its module under it
+         * is undefined. A failure here (a sticky error from some earlier kernel) changes nothing. */
+        CUresult r = cu.CtxSynchronize();
+        if (r != CUDA_SUCCESS) {
+            const char *name = NULL;
+            cu.GetErrorName(r, &name);
+            say(c, "fatune: fat_close: cuCtxSynchronize failed (%s); unloading the kernels anyway", name ? name : "?");
+        }
         for (int i = 0; i < c->nmods; i++) cu.ModuleUnload(c->mods[i].mod);
         if (prev != c->cuctx) cu.CtxSetCurrent(prev);
     }
     free(c->mods);
+    free(c->unbuildable);
     if (c->cuctx) cu.DevicePrimaryCtxRelease(c->dev);
     db_close(c->d);
     gen_close(c->g);
@@ -408,9 +440,17 @@ static fat_status find_module(fat_ctx *c, const gen_variant *v, const char *row_
     }
     rtc_kernel_hash(v->source, c->info.arch, rtc_version(), hash);
     if (c->tuned_nvrtc != rtc_version() && db_cubin(c, hash, &k)) {   /* compiled here before */
-        *origin = "database";
-        if ((st = load_module(c, key, k.cubin, "database", mod)) == FAT_OK) c->stats.from_db++;
-        goto out;
+        if ((st = load_module(c, key, k.cubin, "database", mod)) == FAT_OK) {
+            *origin = "database";
+            c->stats.from_db++;
+            goto out;
+        }
+        /* Refused by the driver (a damaged row, a driver downgrade): compile afresh; the new cubin
+         * replaces it in the database. */
+        say(c, "fatune: the database's cubin for %s %s does not load (%s): compiling it here", v->tmpl, v->canon,
+            fat_last_error());
+        db_kernel_free(&k);
+        st = FAT_OK;
     }
     if ((st = rtc_compile(v->source, v->tmpl, c->info.arch, 0, &r)) != FAT_OK) {
         if (st == FAT_ERR_NVRTC)
@@ -434,6 +474,22 @@ out:
 /* Whether a failure is a property of the shape (remembered) rather than of the moment (retried). */
 static int lasting(fat_status st) {
     return st == FAT_ERR_NVRTC || st == FAT_ERR_TEMPLATE || st == FAT_ERR_UNSUPPORTED || st == FAT_ERR_INVALID;
+}
+
+/* Whether the kernel of module key `key` is a tuned configuration that failed to compile before. */
+static int unbuildable(const fat_ctx *c, const char *key) {
+    for (int i = 0; i < c->nunbuildable; i++)
+        if (strcmp(c->unbuildable[i], key) == 0) return 1;
+    return 0;
+}
+
+/* Remembers that the kernel of key does not compile here, so that other shapes tuned with it go to
+ * the default at once instead of running NVRTC again. Out of memory: it is not remembered. */
+static void remember_unbuildable(fat_ctx *c, const char *key) {
+    char (*u)[33] = realloc(c->unbuildable, (size_t)(c->nunbuildable + 1) * sizeof *u);
+    if (!u) return;
+    c->unbuildable = u;
+    snprintf(u[c->nunbuildable++], sizeof u[0], "%s", key);
 }
 
 /* Emits the built-in default for p into *v (whatever it held is freed) and its parameters. */
@@ -508,7 +564,15 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
     const char *row_hash = row >= 0 && level != FAT_LEVEL_DEVICE && c->extra[row].current ? c->extra[row].kernel : NULL;
     CUmodule mod = NULL;
     const char *origin = "none";
-    st = find_module(c, &v, row_hash, &mod, &origin);
+    char key[33];
+    module_key(v.source, c->info.arch, key);
+    if (row >= 0 && unbuildable(c, key)) {
+        st = FAT_ERR_NVRTC;
+        fat_set_error("%s %s did not compile for another shape", family, v.canon);
+    } else {
+        st = find_module(c, &v, row_hash, &mod, &origin);
+        if (st == FAT_ERR_NVRTC && row >= 0) remember_unbuildable(c, key);
+    }
     if (st == FAT_ERR_NVRTC && row >= 0) {
         /* The tuned configuration does not build here (another NVRTC, say): the default will. */
         say(c, "fatune: %s: %s; using the default", name, fat_last_error());

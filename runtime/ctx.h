@@ -10,7 +10,8 @@
 /* Opens a context without a GPU for device *dev (its name and cc select the database rows, its
  * arch the cubins): fat_query resolves shapes all the way to the kernel's cubin hash and says
  * whether the database holds it ("database") or it would have to be compiled ("none"), but
- * nothing is loaded or compiled, and fat_attn_fwd returns FAT_ERR_NO_GPU. Same codes as fat_open. */
+ * nothing is loaded or compiled, and fat_attn_fwd returns FAT_ERR_NO_GPU. Same codes as fat_open
+ * (an architecture fatune does not know included). */
 fat_status ctx_open_offline(const char *db_path, const gen_device *dev, fat_ctx **out);
 
 /* The key a call is cached and dispatched under: its problem, with a variable-length call's

@@ -93,7 +93,10 @@ typedef struct fat_attn_args {
     int window_left, window_right;    /* -1: unbounded */
     float softcap;                    /* 0: off */
     const int32_t *cu_seqlens_q, *cu_seqlens_k;  /* both NULL unless varlen */
-    int total_q;                      /* varlen on the GPU with lse: cu_seqlens_q[batch] (the rows of q) */
+    int total_q;                      /* varlen: must equal cu_seqlens_q[batch], the rows of q; it is the
+                                         row stride of lse, so a wrong value writes lse out of place
+                                         (it cannot be checked: cu_seqlens live on the GPU). May be 0
+                                         when lse is NULL; ignored without varlen. */
 } fat_attn_args;
 
 /* Fills *a with the sizes, BSHD-contiguous strides, no mask, default scale, NULL pointers. */
@@ -155,13 +158,16 @@ const char *fat_level_name(fat_level level);
  * The device's primary context is retained (the one the CUDA runtime and PyTorch use) but not made
  * current on the calling thread. $FATUNE_LOG=1 logs to stderr until fat_set_log() says otherwise.
  * Returns FAT_OK, FAT_ERR_INVALID (ctx NULL), FAT_ERR_NO_GPU (no driver, no such GPU: the message
- * says which), FAT_ERR_UNSUPPORTED (a GPU older than sm_80), FAT_ERR_DB (not a fatune database:
- * the message says why), FAT_ERR_CUDA, FAT_ERR_NOMEM. On failure *ctx is NULL and fat_errmsg(NULL)
- * has the message. */
+ * says which), FAT_ERR_UNSUPPORTED (a GPU older than sm_80, or an architecture this build cannot
+ * compile for, such as sm_87, sm_100 or sm_120: the message names it), FAT_ERR_IO (db_path exists
+ * but cannot be read: the message names the file and the reason), FAT_ERR_DB (not a fatune
+ * database: the message says why), FAT_ERR_CUDA, FAT_ERR_NOMEM. On failure *ctx is NULL and
+ * fat_errmsg(NULL) has the message. */
 fat_status fat_open(const char *db_path, int gpu, fat_ctx **ctx);
 
-/* Releases everything; accepts NULL. No call may be running on ctx, and kernels it launched must
- * have finished (synchronise the streams first). */
+/* Releases everything; accepts NULL. No call may be running on ctx. Before unloading its kernels
+ * it synchronises the device's primary context (cuCtxSynchronize), so kernels still running are
+ * waited for; that waits for all other work in the primary context too (PyTorch's, say). */
 void fat_close(fat_ctx *ctx);
 
 /* The last detailed error message of a fatune call made by this thread (messages are per thread,
@@ -171,9 +177,14 @@ const char *fat_errmsg(const fat_ctx *ctx);
 
 /* Runs attention on the GPU: device pointers in args, launched on `stream` (a CUstream or
  * cudaStream_t of this GPU; NULL for the legacy default stream), asynchronous like any kernel
- * launch. Works from any thread, whatever context is current there (it is restored). Checks the
- * arguments first: FAT_ERR_INVALID names the field, and nothing is launched. FAT_ERR_NVRTC when a
- * kernel had to be compiled and could not be; FAT_ERR_CUDA when loading or launching failed. */
+ * launch. Works from any thread, whatever context is current there (it is restored). The kernel
+ * runs in the device's primary context, the one the CUDA runtime and PyTorch use: the pointers
+ * (q, k, v, o, lse, cu_seqlens) and the stream must belong to it (cudaMalloc, PyTorch, CuPy, or
+ * cuMemAlloc/cuStreamCreate with the primary context current). Memory or a stream of a context
+ * made with cuCtxCreate is not checked: the launch fails (FAT_ERR_CUDA) or the kernel faults.
+ * Checks the arguments first: FAT_ERR_INVALID names the field, and nothing is launched.
+ * FAT_ERR_NVRTC when a kernel had to be compiled and could not be; FAT_ERR_CUDA when loading or
+ * launching failed. */
 fat_status fat_attn_fwd(fat_ctx *ctx, const fat_attn_args *args, void *stream);
 
 /* What a call of some shape uses: the family, its parameters, the lookup level, and where its cubin

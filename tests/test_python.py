@@ -11,7 +11,10 @@ import ctypes
 import math
 import os
 import sys
+import threading
+import time
 import traceback
+import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
@@ -173,20 +176,65 @@ class FakeCAI:
 
 
 class FakeLib:
-    """Stands in for libfatune.so in a Context, keeping what the binding passes."""
+    """Stands in for libfatune.so in a Context, keeping what the binding passes. With `gate` set,
+    fat_attn_fwd waits for it, like a call that takes a while with the GIL released."""
 
     def __init__(self):
         self.args, self.stream = None, None
+        self.gate, self.entered, self.closed = None, threading.Event(), 0
 
     def fat_attn_fwd(self, ctx, args, stream):
         self.args, self.stream = fatune.AttnArgs.from_buffer_copy(args._obj), stream.value
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(10)
         return 0
 
+    def fat_close(self, ctx):
+        self.closed += 1
 
-def fake_context():
+
+def fake_context(gpu=0):
     c = fatune.Context.__new__(fatune.Context)
-    c._lib, c._ctx, c.db, c.gpu = FakeLib(), ctypes.c_void_p(1), None, 0
+    c._lib, c._ctx, c.db, c.gpu = FakeLib(), ctypes.c_void_p(1), None, gpu
+    c._calls, c._inflight = threading.Condition(), 0
     return c
+
+
+class FakeCupyArray(FakeCAI):
+    """What fatune reads of a CuPy array: __cuda_array_interface__, dtype, device.id."""
+
+    TYPESTR = {"float16": "<f2", "float32": "<f4", "bfloat16": "<V2"}
+
+    def __init__(self, shape, dtype="float16", device=0, ptr=0x7f0000000000):
+        super().__init__(shape, typestr=self.TYPESTR[dtype], ptr=ptr)
+        if dtype == "bfloat16":
+            self.__cuda_array_interface__["descr"] = [("bfloat16", "<V2")]
+        self.dtype, self.device = dtype, types.SimpleNamespace(id=device)
+
+
+def fake_cupy():
+    """A module standing in for CuPy: empty() allocates on the device of the innermost
+    cuda.Device block, and keeps the devices it was asked for."""
+    m = types.ModuleType("cupy")
+    m.ndarray, m.float16, m.float32, m.devices, m.current = FakeCupyArray, "float16", "float32", [], [0]
+
+    class Device:
+        def __init__(self, ordinal):
+            self.ordinal = ordinal
+
+        def __enter__(self):
+            m.current.append(self.ordinal)
+
+        def __exit__(self, *exc):
+            m.current.pop()
+
+    def empty(shape, dtype):
+        m.devices.append(m.current[-1])
+        return FakeCupyArray(shape, dtype=dtype, device=m.current[-1], ptr=0x90000)
+
+    m.empty, m.cuda = empty, types.SimpleNamespace(Device=Device)
+    return m
 
 
 def test_binding_arguments():
@@ -245,6 +293,31 @@ def test_binding_arguments():
             lambda: c.attention(q, k, v, out=out, return_lse=True, lse=FakeCAI((B, S, H), typestr="<f4")))
     invalid("int64 cu_seqlens are refused", "int32",
             lambda: c.attention_varlen(qv, kv, kv, FakeCAI((4,), typestr="<i8"), ck, 6, 9, out=FakeCAI((11, H, D))))
+
+    # Streams: an int, torch's .cuda_stream, CuPy's .ptr; anything else is named.
+    for descr, stream, want in (("an int stream", 77, 77), ("a stream with .cuda_stream (torch)", types.SimpleNamespace(cuda_stream=99), 99),
+                                ("a stream with .ptr (CuPy)", types.SimpleNamespace(ptr=4242), 4242),
+                                ("CuPy's null stream (.ptr 0): the legacy stream", types.SimpleNamespace(ptr=0), None)):
+        c.attention(q, k, v, out=out, stream=stream)
+        check("attention: %s is passed as the launch stream" % descr, c._lib.stream == want, str(c._lib.stream))
+    invalid("a stream that is no handle is refused naming stream", "stream:", lambda: c.attention(q, k, v, out=out, stream="s"))
+
+    # Tensors must be on the context's GPU, where they say which.
+    on1 = FakeCupyArray((B, Sk, Hk, D), device=1, ptr=0x20000)
+    invalid("k on another GPU is refused naming k", "k: on GPU 1, but this context is for GPU 0", lambda: c.attention(q, on1, v, out=out))
+    invalid("out on another GPU is refused naming out", "out: on GPU 1",
+            lambda: c.attention(q, k, v, out=FakeCupyArray((B, S, H, D), device=1, ptr=0x40000)))
+    lse1 = FakeCupyArray((B, H, S), dtype="float32", device=1, ptr=0x50000)
+    invalid("lse on another GPU is refused naming lse", "lse: on GPU 1", lambda: c.attention(q, k, v, out=out, return_lse=True, lse=lse1))
+    cq1 = FakeCupyArray((4,), device=1, ptr=0x60000)
+    cq1.__cuda_array_interface__["typestr"] = "<i4"
+    invalid("cu_seqlens_q on another GPU is refused naming it", "cu_seqlens_q: on GPU 1",
+            lambda: c.attention_varlen(qv, kv, kv, cq1, ck, 6, 9, out=FakeCAI((11, H, D), ptr=0x40000)))
+    c.attention(q, FakeCupyArray((B, Sk, Hk, D), device=0, ptr=0x20000), v, out=out)
+    check("a tensor on the context's GPU is accepted", c._lib.args.k == 0x20000)
+    check("fatune's shared context is chosen by a CuPy array's device", fatune._gpu_of(on1, None) == 1 and
+          fatune._gpu_of(q, None) == 0 and fatune._gpu_of(on1, 3) == 3)
+
     try:
         import cupy  # noqa: F401
         skip("CAI tensors without out=", "CuPy is here and allocates it")
@@ -257,9 +330,66 @@ def test_binding_arguments():
     except TypeError as e:
         check("CAI tensors without out= and without CuPy: TypeError", "out=" in str(e), str(e))
 
+    # With CuPy (a stand-in here): out in q's dtype, out and lse on q's GPU.
+    sys.modules["cupy"] = cupy = fake_cupy()
+    try:
+        c1 = fake_context(gpu=1)
+        qb, kb = FakeCupyArray((B, S, H, D), "bfloat16", 1, 0x10000), FakeCupyArray((B, Sk, Hk, D), "bfloat16", 1, 0x20000)
+        o, l = c1.attention(qb, kb, kb, return_lse=True)
+        check("CuPy bf16 without out=: a bf16 output", o.dtype == "bfloat16" and c1._lib.args.dtype == fatune.BF16, str(o.dtype))
+        check("  and an fp32 lse", l.dtype == "float32" and l.__cuda_array_interface__["shape"] == (B, H, S))
+        check("  both allocated on q's GPU, not CuPy's current one", cupy.devices == [1, 1], str(cupy.devices))
+        o = c.attention(q, k, v)
+        check("a CAI fp16 q that is not CuPy's: an fp16 CuPy output", o.dtype == "float16")
+        bf = []
+        for shape, ptr in (((B, S, H, D), 0x10000), ((B, Sk, Hk, D), 0x20000)):
+            t = FakeCAI(shape, typestr="<V2", ptr=ptr)
+            t.__cuda_array_interface__["descr"] = [("bfloat16", "<V2")]
+            bf.append(t)
+        try:
+            c.attention(bf[0], bf[1], bf[1])
+            check("a bf16 CAI q that is not CuPy's, without out=: TypeError asking for out=", False, "no exception")
+        except TypeError as e:
+            check("a bf16 CAI q that is not CuPy's, without out=: TypeError asking for out=",
+                  "bf16" in str(e) and "pass out=" in str(e), str(e))
+    finally:
+        del sys.modules["cupy"]
+
+
+def test_close():
+    """close() waits for the calls other threads have in progress; later calls raise."""
+    B, S, H, D = 1, 4, 2, 8
+    c = fake_context()
+    q, out = FakeCAI((B, S, H, D), ptr=0x10000), FakeCAI((B, S, H, D), ptr=0x40000)
+    c._lib.gate = threading.Event()
+    caller = threading.Thread(target=lambda: c.attention(q, q, q, out=out))
+    caller.start()
+    c._lib.entered.wait(10)
+    closer = threading.Thread(target=c.close)
+    closer.start()
+    time.sleep(0.2)
+    check("close() waits while a call is in progress", closer.is_alive() and c._lib.closed == 0)
+    try:
+        c.attention(q, q, q, out=out)
+        check("a call after close() began raises", False, "no exception")
+    except fatune.FatuneError as e:
+        check("a call after close() began raises 'the context is closed'", "closed" in str(e), str(e))
+    c._lib.gate.set()
+    caller.join(10)
+    closer.join(10)
+    check("  and closes once the call has returned", not closer.is_alive() and c._lib.closed == 1)
+    c.close()
+    check("a second close() does nothing", c._lib.closed == 1)
+    try:
+        c.stats()
+        check("stats() after close() raises", False, "no exception")
+    except fatune.FatuneError as e:
+        check("stats() after close() raises 'the context is closed'", "closed" in str(e), str(e))
+
 test_layout()
 test_messages()
 test_binding_arguments()
+test_close()
 
 try:
     import torch

@@ -4,7 +4,8 @@
  * default); the whole lookup through a tuned database in a context opened offline (rows of other
  * GPUs ignored, cubins of another architecture refused, neighbours' configurations that do not
  * apply, workspace families skipped, flash_v2's built-in defaults); fat_open on a machine without
- * a GPU; the argument checks a caller sees, with nothing resolved or launched.
+ * a GPU; opening refused for an unknown architecture or an unreadable database; the argument checks
+ * a caller sees, with nothing resolved or launched.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -17,10 +18,12 @@
 #include "test.h"
 #include "tuned_db.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define A_CFG "block_m=128,block_n=64,q_in_regs=0,stages=2,warps=4"
@@ -410,6 +413,50 @@ static void test_tuned_db(void) {
     gen_close(g);
 }
 
+/* Opening fails at once, saying why, where every call would otherwise fail or run untuned. */
+static void test_open_errors(void) {
+    gen_device dev;
+    fat_ctx *ctx;
+    char path[512], want[600];
+    static const struct { const char *arch; int cc; } unknown[] = { { "sm_87", 87 }, { "sm_100", 100 }, { "sm_120", 120 } };
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        gen_device_for_arch("sm_90", &dev);
+        snprintf(dev.arch, sizeof dev.arch, "%s", unknown[i].arch);
+        dev.cc = unknown[i].cc;
+        ctx = (fat_ctx *)1;
+        CHECK_INT("an architecture NVRTC is not told about: FAT_ERR_UNSUPPORTED at open",
+                  ctx_open_offline(NULL, &dev, &ctx), FAT_ERR_UNSUPPORTED);
+        CHECK(  "  and no context", ctx == NULL);
+        snprintf(want, sizeof want, "does not support the architecture %s", unknown[i].arch);
+        CHECK_STR_HAS("  the message names the arch", fat_errmsg(NULL), want);
+    }
+    gen_device_for_arch("sm_90", &dev);
+
+    /* A database path that exists but cannot be read is an error, not "no database". */
+    ctx = (fat_ctx *)1;
+    CHECK_INT("a directory as the database: FAT_ERR_IO", ctx_open_offline(tmpdir, &dev, &ctx), FAT_ERR_IO);
+    CHECK(  "  and no context", ctx == NULL);
+    CHECK_STR_HAS("  the message names the file", fat_errmsg(NULL), tmpdir);
+    CHECK_STR_HAS("  and the reason", fat_errmsg(NULL), strerror(EISDIR));
+    snprintf(path, sizeof path, "%s/locked.db", tmpdir);
+    FILE *f = fopen(path, "w");
+    if (f) fclose(f);
+    if (geteuid() != 0 && chmod(path, 0) == 0) {
+        ctx = (fat_ctx *)1;
+        CHECK_INT("an unreadable database: FAT_ERR_IO", ctx_open_offline(path, &dev, &ctx), FAT_ERR_IO);
+        CHECK(  "  and no context", ctx == NULL);
+        CHECK_STR_HAS("  the message says why", fat_errmsg(NULL), strerror(EACCES));
+    } else {
+        SKIP("an unreadable database: FAT_ERR_IO", "root reads every file");
+        SKIP("  and no context", "root");
+        SKIP("  the message says why", "root");
+    }
+    snprintf(path, sizeof path, "%s/no-such-dir/absent.db", tmpdir);
+    ctx = NULL;
+    CHECK_INT("an absent database (ENOENT) still opens with the defaults", ctx_open_offline(path, &dev, &ctx), FAT_OK);
+    fat_close(ctx);
+}
+
 /* flash_v2's default(): valid on every architecture, head_dim and sequence length. */
 static void test_defaults(void) {
     static const char *const arches[] = { "sm_80", "sm_86", "sm_89", "sm_90" };
@@ -521,6 +568,7 @@ int main(int argc, char **argv) {
     test_call_problem();
     test_no_gpu();
     test_tuned_db();
+    test_open_errors();
     test_defaults();
     test_threads();
     char cmd[600];
