@@ -71,6 +71,10 @@ fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_prob
                     const gen_device *d, gen_variant *out);
 void gen_variant_free(gen_variant *v);          /* frees the strings, not v; accepts NULL */
 
+/* The family whose default() the runtime launches where nothing was tuned; the tuner measures
+ * that default first, and the report sets the best beside it. */
+#define GEN_DEFAULT_FAMILY "flash_v2"
+
 /* The built-in default parameters of tmpl for p on d (the template's default(), else its first
  * valid choice) into out. FAT_ERR_NOT_FOUND when no choice is valid. */
 fat_status gen_default(gen *g, const char *tmpl, const fat_problem *p, const gen_device *d, char *out, size_t n);

@@ -32,7 +32,7 @@
 #include <string.h>
 
 #define FIRST_SLOTS 1024       /* the table starts here and doubles at half full */
-#define DEFAULT_FAMILY "flash_v2"
+#define DEFAULT_FAMILY GEN_DEFAULT_FAMILY
 
 /* One resolved shape. fn is NULL for a failure worth remembering (a kernel that does not compile:
  * trying again on every call would run NVRTC every time) and in an offline context. */

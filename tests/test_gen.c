@@ -161,6 +161,40 @@ static void test_sandbox_templates(void) {
     rmdir(dir);
 }
 
+/* The built-in default of every default-suite problem, on sm_80 and sm_90, is one of the valid
+ * variants its family enumerates: the tuner measures it first and the runtime launches it. */
+static void test_defaults(void) {
+    fat_problem *p;
+    int n = 0;
+    if (gen_shapes_file(g, NULL, &p, &n) != FAT_OK) { CHECK("the default suite loads", 0); return; }
+    const char *archs[] = { "sm_80", "sm_90" };
+    for (int a = 0; a < 2; a++) {
+        gen_device d;
+        gen_device_for_arch(archs[a], &d);
+        int found = 0;
+        for (int i = 0; i < n; i++) {
+            char params[256], what[512];
+            gen_choice *ch;
+            int nch, hit = 0;
+            if (gen_default(g, GEN_DEFAULT_FAMILY, &p[i], &d, params, sizeof params) != FAT_OK) continue;
+            if (gen_enumerate(g, GEN_DEFAULT_FAMILY, &p[i], &d, &ch, &nch) != FAT_OK) continue;
+            for (int c = 0; c < nch; c++) hit |= ch[c].ok && strcmp(ch[c].canon, params) == 0;
+            gen_choices_free(ch, nch);
+            found += hit;
+            if (!hit) {
+                char name[160];
+                gen_problem_name(&p[i], name, sizeof name);
+                snprintf(what, sizeof what, "%s %s: the default %s is a valid enumerated variant", archs[a], name, params);
+                CHECK(what, 0);
+            }
+        }
+        char what[96];
+        snprintf(what, sizeof what, "%s: every problem of the default suite has its default (%d of %d)", archs[a], found, n);
+        CHECK_INT(what, found, n);
+    }
+    free(p);
+}
+
 int main(int argc, char **argv) {
     test_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
     gen_device_for_arch("sm_90", &dev);
@@ -168,6 +202,7 @@ int main(int argc, char **argv) {
     test_shapes();
     test_templates();
     test_sandbox_templates();
+    test_defaults();
     gen_close(g);
     return test_done("gen");
 }

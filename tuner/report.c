@@ -20,7 +20,7 @@
 
 /* The family of the built-in default, the config the runtime launches for a problem nothing was
  * tuned for (runtime/ctx.c): the baseline every best config is shown against. */
-#define REPORT_DEFAULT_FAMILY "flash_v2"
+#define REPORT_DEFAULT_FAMILY GEN_DEFAULT_FAMILY
 
 #define PEERS_MAX_BYTES (64L << 20)
 #define HEAT_MAX 16        /* distinct block_m (and block_n) values a heat map shows */
