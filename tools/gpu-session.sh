@@ -3,7 +3,7 @@
 # (carried). Builds nothing. Logs go to $OUT (or /tmp/fatune-out); a short summary is last.
 #   B=DIR       the carried build (default build)
 #   STATE=DIR   databases that live across calls (default .gpustate; carry it to resume a tune)
-#   steps: devices gputest gputune peers prefill v1 default default-warm default-again
+#   steps: devices gputest gputune peers prefill v1 default default-warm default-again export
 #   env:   GPUTEST_ARGS (gpu_test), TUNE_ARGS (every tune), PREFILL_ARGS (the prefill tune)
 out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
 b=${B:-build}; st=${STATE:-.gpustate}; mkdir -p "$st"
@@ -31,8 +31,13 @@ for step in "$@"; do
              add "prefill flash_v2: rc=$? $(tail -1 "$out/prefill.log")"; slim "$st/prefill.db" prefill.db;;
     v1)      timeout 300 $b/fatune --gpu 0 --shapes bench/prefill-4k.lua --db "$st/prefill.db" --only flash_v1,flash_v2 --quiet $TUNE_ARGS > "$out/v1.log" 2>&1
              add "prefill flash_v1: rc=$? $(tail -1 "$out/v1.log")"; slim "$st/prefill.db" prefill.db;;
-    default) rm -f "$st/default.db"*; timeout 560 $b/fatune --gpu 0 --db "$st/default.db" --quiet $TUNE_ARGS > "$out/default.log" 2>&1
-             add "default suite, empty db: rc=$? $(tail -1 "$out/default.log")"; slim "$st/default.db" default-cold.db;;
+    default) rm -f "$st/default.db"*; timeout ${DEFAULT_TIMEOUT:-420} $b/fatune --gpu 0 --db "$st/default.db" --quiet $TUNE_ARGS > "$out/default.log" 2>&1
+             add "default suite, empty db: rc=$? $(grep -c TFLOPS "$out/default.log") problems"; slim "$st/default.db" default-cold.db;;
+    default-again) rm -f "$st/default2.db"*; timeout ${DEFAULT_TIMEOUT:-420} $b/fatune --gpu 0 --db "$st/default2.db" --quiet $TUNE_ARGS > "$out/default2.log" 2>&1
+             add "default suite again, empty db: rc=$? $(grep -c TFLOPS "$out/default2.log") problems"
+             add "  $(python3 bench/same_choice.py "$st/default.db" "$st/default2.db" 2>&1 | tail -1)"; slim "$st/default2.db" default-again.db;;
+    export)  rm -f "$out/deploy.db"; $b/fatune export --device all --db "$st/default.db" -o "$out/deploy.db" > "$out/export.log" 2>&1
+             add "export: rc=$? $(ls -la "$out/deploy.db" 2>&1 | awk '{print $5}') bytes";;
     default-warm) sh -c "python3 - \"$st/default.db\" <<'P'
 import sqlite3,sys
 c=sqlite3.connect(sys.argv[1]); c.execute('delete from best'); c.execute('delete from trial'); c.commit()
