@@ -46,10 +46,10 @@ LUA_FILES = $(sort $(wildcard templates/*.lua templates/lib/*.lua)) generator/ho
 LIB_SRC = runtime/status.c runtime/args.c runtime/half.c runtime/cpu_attn.c runtime/cu.c runtime/rtc.c \
           runtime/kernel.c runtime/dispatch.c runtime/ctx.c generator/gen.c db/db.c
 TUNER_SRC = tuner/pool.c tuner/check.c tuner/bench.c tuner/worker.c tuner/tune.c \
-            tuner/inspect.c tuner/ship.c tuner/report.c
+            tuner/inspect.c tuner/ship.c tuner/report.c tuner/choose.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/embedded.o
 TUNER_OBJ = $(TUNER_SRC:%.c=$(BUILD)/%.o)
-TESTS = test_gen test_db test_cpu_attn test_rtc test_ship test_runtime
+TESTS = test_gen test_db test_cpu_attn test_rtc test_ship test_runtime test_choose
 
 .PHONY: all lib examples install test gpu-test run deps clean
 all: $(BUILD)/fatune lib
