@@ -396,16 +396,25 @@ static int bool_field(lua_State *L, int idx, const char *k) {
 /* ---------------------------------------------------------------------------------------------
  * The public calls. */
 
+/* Calls H[fn](tmpl, [params,] problem, device) in the sandbox with nres results left on the stack
+ * (params is pushed when not NULL). */
+static fat_status call_family(gen *g, const char *fn, const char *tmpl, const char *params,
+                              const fat_problem *p, const gen_device *d, int nres) {
+    lua_State *L = g->L;
+    host_fn(g, fn);
+    lua_pushstring(L, tmpl);
+    if (params) lua_pushstring(L, params);
+    push_problem(L, p);
+    push_device(L, d);
+    return pcall(g, params ? 4 : 3, nres);
+}
+
 fat_status gen_enumerate(gen *g, const char *tmpl, const fat_problem *p, const gen_device *d,
                          gen_choice **out, int *n) {
     *out = NULL;
     *n = 0;
     lua_State *L = g->L;
-    host_fn(g, "enumerate");
-    lua_pushstring(L, tmpl);
-    push_problem(L, p);
-    push_device(L, d);
-    fat_status st = pcall(g, 3, 1);
+    fat_status st = call_family(g, "enumerate", tmpl, NULL, p, d, 1);
     if (st != FAT_OK) return st;
     int cnt = (int)lua_rawlen(L, -1);
     gen_choice *c = calloc(cnt ? (size_t)cnt : 1, sizeof *c);
@@ -434,12 +443,7 @@ fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_prob
                     const gen_device *d, gen_variant *out) {
     memset(out, 0, sizeof *out);
     lua_State *L = g->L;
-    host_fn(g, "emit");
-    lua_pushstring(L, tmpl);
-    lua_pushstring(L, params ? params : "");
-    push_problem(L, p);
-    push_device(L, d);
-    fat_status st = pcall(g, 4, 8);
+    fat_status st = call_family(g, "emit", tmpl, params ? params : "", p, d, 8);
     if (st != FAT_OK) return st;
     /* canon, source, entry, grid, block, smem, workspace, version */
     out->tmpl = strdup(tmpl);
@@ -460,11 +464,7 @@ fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_prob
 
 fat_status gen_default(gen *g, const char *tmpl, const fat_problem *p, const gen_device *d, char *out, size_t n) {
     lua_State *L = g->L;
-    host_fn(g, "default");
-    lua_pushstring(L, tmpl);
-    push_problem(L, p);
-    push_device(L, d);
-    fat_status st = pcall(g, 3, 1);
+    fat_status st = call_family(g, "default", tmpl, NULL, p, d, 1);
     if (st != FAT_OK) return st;
     const char *s = lua_tostring(L, -1);
     if (!s) {

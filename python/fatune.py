@@ -419,26 +419,34 @@ class Context:
             args.o = tq.ptr
             args.o_stride[:] = args.q_stride[:]
             return self._run(args, None, True)
+        out, to, lse = self._outputs(args, q, tq, out, lse, return_lse, (b, hq, sq))
+        args.o_stride[:] = [to.strides[0], to.strides[1], to.strides[2]]
+        self._run(args, _stream_handle(stream, [tq], tq.device), False)
+        return (out, lse) if return_lse else out
+
+    def _outputs(self, args, q, tq, out, lse, return_lse, lse_shape):
+        """Allocates (like q) or checks out and, with return_lse, the contiguous fp32 lse of
+        lse_shape; sets args.o and args.lse. Returns (out, its view, lse)."""
         if out is None:
             out = _empty_like(q, tq)
         to = _tensor(out, "out")
         self._check_gpu(((to, "out"),))
-        _check_layout(to, "out", 4, "like q")
+        _check_layout(to, "out", len(tq.shape), "like q")
         if to.shape != tq.shape or to.dtype != tq.dtype:
             raise FatuneInvalid(ERR_INVALID, "fatune: out: shape %s %s, want q's %s %s" % (
                 to.shape, _dtype_name(to.dtype), tq.shape, _dtype_name(tq.dtype)))
         args.o = to.ptr
-        args.o_stride[:] = [to.strides[0], to.strides[1], to.strides[2]]
         if return_lse:
             if lse is None:
-                lse = _empty_like(q, tq, (b, hq, sq))
+                lse = _empty_like(q, tq, lse_shape)
             tl = _tensor(lse, "lse")
             self._check_gpu(((tl, "lse"),))
-            if tl.dtype != FP32 or tl.shape != (b, hq, sq) or tl.strides != (hq * sq, sq, 1):
-                raise FatuneInvalid(ERR_INVALID, "fatune: lse: want a contiguous fp32 tensor [%d, %d, %d]" % (b, hq, sq))
+            contiguous = tuple(int(_prod(lse_shape[i + 1:])) for i in range(len(lse_shape)))
+            if tl.dtype != FP32 or tuple(tl.shape) != tuple(lse_shape) or tuple(tl.strides) != contiguous:
+                raise FatuneInvalid(ERR_INVALID, "fatune: lse: want a contiguous fp32 tensor [%s]" %
+                                    ", ".join(str(x) for x in lse_shape))
             args.lse = tl.ptr
-        self._run(args, _stream_handle(stream, [tq], tq.device), False)
-        return (out, lse) if return_lse else out
+        return out, to, lse
 
     def attention_varlen(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=False,
                          softmax_scale=None, window=(-1, -1), softcap=0.0, return_lse=False, out=None, lse=None,
@@ -475,25 +483,17 @@ class Context:
             args.o = tq.ptr
             args.o_stride[:] = args.q_stride[:]
             return self._run(args, None, True)
-        if out is None:
-            out = _empty_like(q, tq)
-        to = _tensor(out, "out")
-        self._check_gpu(((to, "out"),))
-        _check_layout(to, "out", 3, "like q")
-        if to.shape != tq.shape or to.dtype != tq.dtype:
-            raise FatuneInvalid(ERR_INVALID, "fatune: out: shape %s, want q's %s" % (to.shape, tq.shape))
-        args.o = to.ptr
+        out, to, lse = self._outputs(args, q, tq, out, lse, return_lse, (hq, total_q))
         args.o_stride[:] = [0, to.strides[0], to.strides[1]]
-        if return_lse:
-            if lse is None:
-                lse = _empty_like(q, tq, (hq, total_q))
-            tl = _tensor(lse, "lse")
-            self._check_gpu(((tl, "lse"),))
-            if tl.dtype != FP32 or tl.shape != (hq, total_q) or tl.strides != (total_q, 1):
-                raise FatuneInvalid(ERR_INVALID, "fatune: lse: want a contiguous fp32 tensor [%d, %d]" % (hq, total_q))
-            args.lse = tl.ptr
         self._run(args, _stream_handle(stream, [tq], tq.device), False)
         return (out, lse) if return_lse else out
+
+
+def _prod(xs):
+    p = 1
+    for x in xs:
+        p *= x
+    return p
 
 
 def _same(tq, tk, tv):

@@ -9,6 +9,7 @@
 #define FAT_TEST_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int test_passed, test_failed, test_skipped;
@@ -45,6 +46,25 @@ static int test_verbose;
 #define SKIP(descr, why) do { \
     test_skipped++; if (test_verbose) printf("skip %s: %s\n", descr, why); \
 } while (0)
+
+/* The whole file in a malloc'ed, NUL-terminated buffer (its length in *len); NULL when unreadable. */
+static inline char *test_slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    }
+    fclose(f);
+    return buf;
+}
 
 static inline int test_done(const char *suite) {
     printf("%s: %d passed, %d failed, %d skipped\n", suite, test_passed, test_failed, test_skipped);

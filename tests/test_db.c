@@ -44,31 +44,11 @@ static void remove_db(const char *path)
     }
 }
 
-/* The whole file in a malloc'ed buffer; NULL when unreadable. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        *len = (size_t)n;
-    fclose(f);
-    return buf;
-}
-
 /* 1 when the file holds exactly want[0..n). */
 static int same_bytes(const char *path, const char *want, size_t n)
 {
     size_t len = 0;
-    char *got = slurp(path, &len);
+    char *got = test_slurp(path, &len);
     int same = got && len == n && memcmp(got, want, n) == 0;
 
     free(got);
@@ -106,7 +86,7 @@ static long long raw_int(const char *path, const char *sql)
 static int file_is_wal(const char *path)
 {
     size_t n = 0;
-    char *h = slurp(path, &n);
+    char *h = test_slurp(path, &n);
     int wal = h && n >= 100 && h[18] == 2 && h[19] == 2;
 
     free(h);
@@ -350,7 +330,7 @@ static void test_migration(void)
 
     path_of(path, sizeof path, "v0.db");
     CHECK_INT("make a version 0 file", raw_exec(path, "PRAGMA application_id = 0x46415455"), SQLITE_OK);
-    before = slurp(path, &n);
+    before = test_slurp(path, &n);
     CHECK_INT("read-only open of version 0", db_open(path, DB_READONLY, &d, err, sizeof err), FAT_ERR_DB);
     CHECK_STR_HAS("...asks for a writable open", err, "database version 0 is older than this fatune");
     CHECK("...and leaves the file alone", before && same_bytes(path, before, n));
@@ -377,7 +357,7 @@ static void check_refused(const char *name, const char *path, const char *want)
     size_t n = 0;
     db *d = NULL;
 
-    before = slurp(path, &n);
+    before = test_slurp(path, &n);
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         err[0] = '\0';
         snprintf(descr, sizeof descr, "%s refused (flags %u)", name, flags[i]);

@@ -45,28 +45,6 @@ static void path_of(char *buf, size_t n, const char *name)
     snprintf(buf, n, "%s/%s", dir, name);
 }
 
-/* The whole file in a malloc'ed, NUL-terminated buffer; NULL when unreadable. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    fclose(f);
-    return buf;
-}
-
 static int exists(const char *path)
 {
     struct stat st;
@@ -471,7 +449,7 @@ static int trial_status(const char *path)
 static int spoil(const char *path)
 {
     size_t n = 0;
-    char *buf = slurp(path, &n);
+    char *buf = test_slurp(path, &n);
     FILE *f;
     int changed = 0;
 
@@ -784,9 +762,9 @@ static void test_export(const char *src)
     db_close(ks.src);
     db_close(d);
 
-    before = slurp(out_db, &n1);
+    before = test_slurp(out_db, &n1);
     r = RUN(ship_export_to, "export", "--device", h100.name, "-o", out_db, "--db", src);
-    after = slurp(out_db, &n2);
+    after = test_slurp(out_db, &n2);
     CHECK_INT("export refuses to overwrite", r.rc, 1);
     CHECK_STR_HAS("...saying how to", r.err, "exists (--force replaces it)");
     CHECK("...leaving the file as it was", before && after && n1 == n2 && !memcmp(before, after, n1));
@@ -871,9 +849,9 @@ static void test_merge(void)
 
     path_of(text, sizeof text, "notes.txt");
     write_file(text, "hello, this is not a database\n");
-    before = slurp(t1, &n1);
+    before = test_slurp(t1, &n1);
     r = RUN(ship_merge_to, "merge", text, "--db", t1);
-    after = slurp(t1, &n2);
+    after = test_slurp(t1, &n2);
     CHECK_INT("merging a file that is not a fatune database fails", r.rc, 1);
     CHECK_STR_HAS("...with its message", r.err, "notes.txt: not a fatune database");
     CHECK("...leaving the target byte for byte", before && after && n1 == n2 && !memcmp(before, after, n1));
@@ -947,9 +925,9 @@ static void test_merge_failures(const char *a)
     r = RUN(inspect_list_to, "list", "--db", t);
     list_before = strdup(r.out ? r.out : "");
     run_free(&r);
-    before = slurp(t, &n1);
+    before = test_slurp(t, &n1);
     r = RUN(ship_merge_to, "merge", spoilt, "--db", t);
-    after = slurp(t, &n2);
+    after = test_slurp(t, &n2);
     CHECK_INT("merging a file with a bad row fails", r.rc, 1);
     CHECK_STR_HAS("...naming the row's trouble", r.err, "unknown dtype \"xp16\"");
     CHECK_STR_HAS("...and that nothing was merged", r.err, "spoilt.db: nothing merged");
@@ -1009,7 +987,7 @@ static void test_report(const char *src)
     CHECK_INT("report succeeds", r.rc, 0);
     CHECK_STR_HAS("...saying what it wrote", r.out, ": 3 best configs");
     run_free(&r);
-    page = slurp(html, &n);
+    page = test_slurp(html, &n);
     CHECK("the page is written", page != NULL);
     if (!page)
         page = strdup("");
@@ -1039,7 +1017,7 @@ static void test_report(const char *src)
     r = RUN(report_main_to, "report", "-o", html, "--db", src);
     CHECK_INT("report without peers succeeds", r.rc, 0);
     run_free(&r);
-    page = slurp(html, &n);
+    page = test_slurp(html, &n);
     CHECK_STR_HAS("...saying peers were not recorded", page, "not recorded");
     free(page);
     unlink(html);
