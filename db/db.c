@@ -1333,6 +1333,50 @@ fat_status db_problem_get(db *d, int64_t id, fat_problem *out)
     return s;
 }
 
+struct siblings {
+    int64_t device_id;
+    const fat_problem *like;
+    db_sibling_fn *fn;
+    void *ud;
+};
+
+static void bind_siblings(sqlite3_stmt *st, const void *arg, int *rc)
+{
+    const struct siblings *s = arg;
+
+    bind_int(st, 1, s->device_id, rc);
+    bind_text(st, 2, dtype_text(s->like->dtype), rc);
+    bind_int(st, 3, s->like->head_dim, rc);
+    bind_int(st, 4, s->like->causal, rc);
+    bind_int(st, 5, s->like->features, rc);
+}
+
+static fat_status sibling_row(db *d, sqlite3_stmt *st, void *arg)
+{
+    struct siblings *s = arg;
+    fat_problem p;
+    fat_status r = read_problem(d, st, 1, &p);
+
+    return r != FAT_OK ? r : s->fn(s->ud, sqlite3_column_int64(st, 0), &p, sqlite3_column_int(st, 10));
+}
+
+/* Problems of the same specialisation with trials. See db.h. */
+fat_status db_siblings(db *d, int64_t device_id, const fat_problem *like, db_sibling_fn *fn, void *ud)
+{
+    struct siblings s = {device_id, like, fn, ud};
+
+    if (!d || !like || !fn)
+        return fail(d, FAT_ERR_INVALID, "siblings: like and fn must be given");
+    if (!dtype_text(like->dtype))
+        return fail(d, FAT_ERR_INVALID, "siblings: dtype must be fp16 or bf16");
+    return walk(d, "SELECT p.id, p.dtype, p.head_dim, p.causal, p.features, p.batch, p.heads_q,"
+                   " p.heads_kv, p.seqlen_q, p.seqlen_k, count(*) FROM problem p"
+                   " JOIN trial t ON t.problem_id = p.id AND t.device_id = ?1"
+                   " WHERE p.dtype = ?2 AND p.head_dim = ?3 AND p.causal = ?4 AND p.features = ?5"
+                   " GROUP BY p.id ORDER BY p.id",
+                bind_siblings, &s, sibling_row, &s, "siblings");
+}
+
 /* ---- The runtime's reads ---- */
 
 struct device_find {

@@ -228,6 +228,13 @@ fat_status db_kernel_each(db *d, db_kernel_fn *fn, void *arg);
  * FAT_ERR_DB. */
 fat_status db_problem_get(db *d, int64_t id, fat_problem *out);
 
+/* The problems with trials of device_id that share like's kernel specialisation (dtype, head_dim,
+ * causal, features): the same candidate kernels, other sizes. like itself is among them when it has
+ * trials. fn gets each one's id, sizes and number of trials, in problem id order. Walk rules above.
+ * FAT_OK, fn's status, FAT_ERR_INVALID, FAT_ERR_DB or FAT_ERR_NOMEM. */
+typedef fat_status db_sibling_fn(void *ud, int64_t problem_id, const fat_problem *p, int trials);
+fat_status db_siblings(db *d, int64_t device_id, const fat_problem *like, db_sibling_fn *fn, void *ud);
+
 /* ---- The runtime's reads ---- */
 
 /* The id of the device (name, cc) and the NVRTC version its rows were tuned with, without adding

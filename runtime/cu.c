@@ -53,6 +53,7 @@ static void load_once(void) {
         { (void **)&cu.MemFree, "cuMemFree", "cuMemFree_v2" },
         { (void **)&cu.MemcpyHtoD, "cuMemcpyHtoD", "cuMemcpyHtoD_v2" },
         { (void **)&cu.MemcpyDtoH, "cuMemcpyDtoH", "cuMemcpyDtoH_v2" },
+        { (void **)&cu.MemcpyDtoD, "cuMemcpyDtoD", "cuMemcpyDtoD_v2" },
         { (void **)&cu.MemsetD8, "cuMemsetD8", "cuMemsetD8_v2" },
         { (void **)&cu.MemsetD8Async, "cuMemsetD8Async", NULL },
         { (void **)&cu.StreamCreate, "cuStreamCreate", NULL },

@@ -704,6 +704,87 @@ static void test_invalid(void)
     remove_db(path);
 }
 
+struct seen {
+    int n;
+    int64_t id[8];
+    fat_problem p[8];
+    int trials[8];
+};
+
+static fat_status note_sibling(void *ud, int64_t id, const fat_problem *p, int trials)
+{
+    struct seen *s = ud;
+
+    if (s->n < 8) {
+        s->id[s->n] = id;
+        s->p[s->n] = *p;
+        s->trials[s->n] = trials;
+    }
+    s->n++;
+    return FAT_OK;
+}
+
+/* The guided tuner's question: which problems of this device, same kernel specialisation, have
+ * trials. Other sizes count; another dtype, head_dim, causal flag, feature set or device does not. */
+static void test_siblings(void)
+{
+    char path[256], err[512] = "";
+    db *d = NULL;
+    struct ids ids;
+    struct seen s = {0};
+    int64_t big, other_dt, other_d, causal, feat, empty, dev2, cfg2;
+    fat_problem p = prob_a;
+    db_device b200 = h100;
+    db_trial t;
+
+    path_of(path, sizeof path, "siblings.db");
+    CHECK_INT("create", db_open(path, DB_CREATE, &d, err, sizeof err), FAT_OK);
+    if (!d)
+        return;
+    CHECK_INT("ids", make_ids(d, &ids), FAT_OK);
+    CHECK_INT("another config", db_config_id(d, ids.tmpl, "block_m=128,block_n=64,warps=8", &cfg2), FAT_OK);
+    p.seqlen_q = p.seqlen_k = 8192;
+    p.batch = 1;
+    db_problem_id(d, &p, &big);
+    p = prob_a; p.dtype = FAT_BF16; db_problem_id(d, &p, &other_dt);
+    p = prob_a; p.head_dim = 64; db_problem_id(d, &p, &other_d);
+    p = prob_a; p.causal = 0; db_problem_id(d, &p, &causal);
+    p = prob_a; p.features = FAT_FEAT_WINDOW; db_problem_id(d, &p, &feat);
+    p = prob_a; p.seqlen_k = 100; db_problem_id(d, &p, &empty);      /* same kind, no trials */
+    b200.name = "NVIDIA B200";
+    b200.cc = 100;
+    db_device_id(d, &b200, &dev2);
+    int64_t with_trials[] = {ids.prob, big, other_dt, other_d, causal, feat};
+    for (size_t i = 0; i < sizeof with_trials / sizeof with_trials[0]; i++) {
+        struct ids x = ids;
+        x.prob = with_trials[i];
+        t = trial_of(&x, ids.cfg, DB_TRIAL_OK, 1.0);
+        CHECK_INT("trial put", db_trial_put(d, &t), FAT_OK);
+    }
+    t = trial_of(&ids, cfg2, DB_TRIAL_WRONG_RESULT, 0);
+    CHECK_INT("a failed trial counts as tried", db_trial_put(d, &t), FAT_OK);
+    struct ids other_dev = ids;
+    other_dev.dev = dev2;
+    other_dev.prob = empty;
+    t = trial_of(&other_dev, ids.cfg, DB_TRIAL_OK, 1.0);
+    CHECK_INT("another device's trial", db_trial_put(d, &t), FAT_OK);
+
+    CHECK_INT("siblings", db_siblings(d, ids.dev, &prob_a, note_sibling, &s), FAT_OK);
+    CHECK_INT("two problems of the same specialisation with trials on this device", s.n, 2);
+    CHECK("...in id order: the problem itself, then the 8k one", s.id[0] == ids.prob && s.id[1] == big);
+    CHECK_INT("...with their trial counts", s.trials[0] * 10 + s.trials[1], 21);
+    CHECK_INT("...and their sizes", s.p[1].seqlen_k, 8192);
+    memset(&s, 0, sizeof s);
+    CHECK_INT("siblings on the other device", db_siblings(d, dev2, &prob_a, note_sibling, &s), FAT_OK);
+    CHECK("...only its own trials count", s.n == 1 && s.id[0] == empty);
+    CHECK_INT("siblings: NULL fn", db_siblings(d, ids.dev, &prob_a, NULL, NULL), FAT_ERR_INVALID);
+    p = prob_a;
+    p.dtype = (fat_dtype)9;
+    CHECK_INT("siblings: unknown dtype", db_siblings(d, ids.dev, &p, note_sibling, &s), FAT_ERR_INVALID);
+    db_close(d);
+    remove_db(path);
+}
+
 int main(int argc, char **argv)
 {
     test_verbose = argc > 1 && !strcmp(argv[1], "-v");
@@ -717,6 +798,7 @@ int main(int argc, char **argv)
     test_readonly();
     test_two_writers();
     test_invalid();
+    test_siblings();
     CHECK_INT("every test removed its files", rmdir(dir), 0);
     return test_done("db");
 }

@@ -1,14 +1,16 @@
 #!/bin/sh
 # test_gpu_tune.sh BUILD: the tuner on a GPU, as a user sees it. A family that writes out of bounds
 # and one that hangs do not stop a run; a rerun measures nothing twice; a run killed with -9
-# resumes; an unknown GPU is refused (read-only databases: tests/test_db.c). Skips without a GPU.
+# resumes; the guided strategy screens the cheapest problem of a kind and tries a few on the rest,
+# exhaustive tries all; an unknown GPU is refused (read-only databases: tests/test_db.c). Skips
+# without a GPU.
 fatune="$1/fatune"
 pass=0; fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 if ! "$fatune" devices >/dev/null 2>&1; then
-    echo "gpu_tune: no GPU here"; echo "gpu_tune: 0 passed, 0 failed, 9 skipped"; exit 0
+    echo "gpu_tune: no GPU here"; echo "gpu_tune: 0 passed, 0 failed, 15 skipped"; exit 0
 fi
 # sql DB QUERY: one value from the database (python's sqlite3: the GPU machine has no sqlite3 CLI).
 sql() { python3 -c "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone(); print(r[0] if r else '')" "$1" "$2"; }
@@ -34,6 +36,24 @@ pid=$!; sleep 2; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 "$fatune" --gpu 0 --shapes tests/shapes/tiny.lua --db "$tmp/k.db" --only naive >/dev/null 2>&1
 n=$(sql "$tmp/k.db" "select count(*) from trial"); d=$(sql "$tmp/k.db" "select count(distinct problem_id || '-' || config_id) from trial")
 [ "$n" = 6 ] && [ "$d" = 6 ] && ok || bad "killed and resumed: 6 trials, each once (got $n, $d distinct)"
+
+# guided (the default): the cheapest problem (seqlen 1024) tries the whole space; the two others
+# try fewer, the built-in default among them; all three get a best row; exhaustive tries all.
+out=$("$fatune" --gpu 0 --shapes tests/shapes/guided.lua --db "$tmp/g.db" --only flash_v2 2>&1); rc=$?
+[ $rc -eq 0 ] && ok || bad "guided run exits 0 (got $rc): $out"
+first=$(echo "$out" | grep -m1 TFLOPS)
+echo "$first" | grep -q "s1024/1024" && ! echo "$first" | grep -q "tried" && ok || bad "the cheapest problem comes first and tries every variant: $first"
+space=$(sql "$tmp/g.db" "select count(*) from trial tr join problem p on p.id=tr.problem_id where p.seqlen_q=1024")
+few=$(sql "$tmp/g.db" "select max(n) from (select count(*) n from trial tr join problem p on p.id=tr.problem_id where p.seqlen_q<>1024 group by p.id)")
+[ "$space" -gt 20 ] && [ "$few" -ge 2 ] && [ "$few" -le 17 ] && [ $(echo "$out" | grep -c "guided\]") = 2 ] && ok || bad "the other two try a guided few ($few of $space): $out"
+c=$(sql "$tmp/g.db" "select count(*) from best b join problem p on p.id=b.problem_id where b.complete = 1 and p.seqlen_q = 1024")
+n=$(sql "$tmp/g.db" "select count(*) from best where effort like 'guided, %'")
+[ "$n" = 3 ] && [ "$c" = 1 ] && ok || bad "three best rows, effort guided, only the screened one complete (got $n, $c)"
+out=$("$fatune" --gpu 0 --shapes tests/shapes/guided.lua --db "$tmp/e.db" --only flash_v2 --strategy exhaustive 2>&1); rc=$?
+n=$(sql "$tmp/e.db" "select count(*) from best where complete = 1 and effort like 'exhaustive, %'")
+[ $rc -eq 0 ] && [ "$n" = 3 ] && ! echo "$out" | grep -q "tried" && ok || bad "exhaustive: every problem tries every variant (rc $rc, $n complete): $out"
+sum=$(echo "$out" | grep -c "^time: compiling")
+[ "$sum" = 1 ] && ok || bad "the summary says where the time went: $out"
 
 out=$("$fatune" --gpu 99 --shapes tests/shapes/tiny.lua --db "$tmp/u.db" 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$out" | grep -q "no GPU 99" && [ ! -e "$tmp/u.db" ] && ok || bad "an unknown GPU is refused (exit $rc): $out"

@@ -512,7 +512,7 @@ static void test_list(const char *src)
           make_entry(text, P_SMALL, 0.8, 1, 0, 0.797) == 0 && set_margin(text, -0.004) == 0);
     r = RUN(inspect_list_to, "list", "--db", text);
     CHECK_INT("list of it succeeds", r.rc, 0);
-    CHECK_STR_HAS("...showing a runner-up up to 1% faster and the tie-break", r.out,
+    CHECK_STR_HAS("...showing a runner-up faster by less than the tie band and the tie-break", r.out,
                   "-0.4%  tie-break");
     run_free(&r);
     inspect_remove_db(text);

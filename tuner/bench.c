@@ -38,6 +38,26 @@ static void fill_random(fat_dtype dt, void *dst, size_t n, uint64_t *seed) {
     free(tmp);
 }
 
+/* n random values at dst on the device: one block of 2^20 made on the host, then doubled in place
+ * on the device (copies of what is already there) until n are written. */
+static fat_status fill_repeated(fat_dtype dt, CUdeviceptr dst, size_t n, uint64_t *seed) {
+    enum { BLOCK = 1 << 20 };
+    fat_status st = FAT_OK;
+    size_t first = n < BLOCK ? n : BLOCK;
+    void *h = malloc(first * 2);
+    if (!h) return FAT_ERR_NOMEM;
+    fill_random(dt, h, first, seed);
+    CU_CHECK(MemcpyHtoD(dst, h, first * 2));
+    for (size_t done = first; done < n;) {
+        size_t m = done < n - done ? done : n - done;
+        CU_CHECK(MemcpyDtoD(dst + done * 2, dst, m * 2));
+        done += m;
+    }
+out:
+    free(h);
+    return st;
+}
+
 /* Strides for rows of `heads` heads over `seq` positions, in the layout asked for. */
 static void strides(const bench_layout *lay, int seq, int heads, int d, int64_t st[3]) {
     int64_t row = d + lay->pad;
@@ -90,23 +110,31 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
     c->k_elems = (size_t)nb * rows_k * p->heads_kv * (size_t)(d + lay->pad);
     c->o_elems = c->q_elems;
     c->lse_elems = (size_t)c->total_q * p->heads_q;
-    c->hq = malloc(c->q_elems * 2);
-    c->hk = malloc(c->k_elems * 2);
-    c->hv = malloc(c->k_elems * 2);
-    if (!c->hq || !c->hk || !c->hv) { st = FAT_ERR_NOMEM; goto out; }
-    fill_random(p->dtype, c->hq, c->q_elems, &seed);
-    fill_random(p->dtype, c->hk, c->k_elems, &seed);
-    fill_random(p->dtype, c->hv, c->k_elems, &seed);
-    a->q = c->hq; a->k = c->hk; a->v = c->hv;
-
     CU_CHECK(MemAlloc(&c->mem_q, c->q_elems * 2));
     CU_CHECK(MemAlloc(&c->mem_k, c->k_elems * 2));
     CU_CHECK(MemAlloc(&c->mem_v, c->k_elems * 2));
     CU_CHECK(MemAlloc(&c->mem_o, c->o_elems * 2 + 2 * BENCH_GUARD));
     CU_CHECK(MemAlloc(&c->mem_lse, c->lse_elems * 4 + 2 * BENCH_GUARD));
-    CU_CHECK(MemcpyHtoD(c->mem_q, c->hq, c->q_elems * 2));
-    CU_CHECK(MemcpyHtoD(c->mem_k, c->hk, c->k_elems * 2));
-    CU_CHECK(MemcpyHtoD(c->mem_v, c->hv, c->k_elems * 2));
+    if (lay->timing_only) {
+        /* Filling a large problem on the host (hundreds of millions of values) took seconds per
+         * problem; timing needs values of the right distribution, not unique ones. */
+        if ((st = fill_repeated(p->dtype, c->mem_q, c->q_elems, &seed)) != FAT_OK ||
+            (st = fill_repeated(p->dtype, c->mem_k, c->k_elems, &seed)) != FAT_OK ||
+            (st = fill_repeated(p->dtype, c->mem_v, c->k_elems, &seed)) != FAT_OK) goto out;
+        a->q = a->k = a->v = NULL;
+    } else {
+        c->hq = malloc(c->q_elems * 2);
+        c->hk = malloc(c->k_elems * 2);
+        c->hv = malloc(c->k_elems * 2);
+        if (!c->hq || !c->hk || !c->hv) { st = FAT_ERR_NOMEM; goto out; }
+        fill_random(p->dtype, c->hq, c->q_elems, &seed);
+        fill_random(p->dtype, c->hk, c->k_elems, &seed);
+        fill_random(p->dtype, c->hv, c->k_elems, &seed);
+        a->q = c->hq; a->k = c->hk; a->v = c->hv;
+        CU_CHECK(MemcpyHtoD(c->mem_q, c->hq, c->q_elems * 2));
+        CU_CHECK(MemcpyHtoD(c->mem_k, c->hk, c->k_elems * 2));
+        CU_CHECK(MemcpyHtoD(c->mem_v, c->hv, c->k_elems * 2));
+    }
     c->dev = *a;
     c->dev.q = (void *)c->mem_q;
     c->dev.k = (void *)c->mem_k;
@@ -178,6 +206,10 @@ out:
 }
 
 fat_status bench_cpu_reference(bench_case *c, float *o, float *lse) {
+    if (!c->hq) {
+        fat_set_error("bench: a timing-only case has no host inputs for the CPU attention");
+        return FAT_ERR_INVALID;
+    }
     void *ho = malloc(c->o_elems * 2);
     if (!ho) return FAT_ERR_NOMEM;
     memset(ho, 0xFF, c->o_elems * 2);
@@ -228,42 +260,29 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUdeviceptr flush,
-                      size_t flush_bytes, CUstream s, double budget_ms, double cut_ms, bench_timing *t) {
-    enum { MAX_SAMPLES = 200, MIN_SAMPLES = 10 };
+                      size_t flush_bytes, CUstream s, double budget_ms, int min_samples, double cut_ms,
+                      bench_timing *t) {
+    enum { MAX_SAMPLES = 200 };
     fat_status st = FAT_OK;
     CUevent e0 = NULL, e1 = NULL;
     double ms[MAX_SAMPLES], sorted[MAX_SAMPLES], spent = 0;
     int n = 0;
     memset(t, 0, sizeof *t);
+    if (min_samples < 1) min_samples = 1;
+    if (min_samples > MAX_SAMPLES) min_samples = MAX_SAMPLES;
     CU_CHECK(EventCreate(&e0, CU_EVENT_DEFAULT));
     CU_CHECK(EventCreate(&e1, CU_EVENT_DEFAULT));
-    /* One launch loads the module and touches the inputs; three timed ones decide whether a
-     * variant that is far behind the best so far is worth the full measurement. */
-    for (int w = 0; w < 4; w++) {
-        float f;
-        if (flush) CU_CHECK(MemsetD8Async(flush, (unsigned char)w, flush_bytes, s));
-        CU_CHECK(EventRecord(e0, s));
-        if ((st = bench_launch(c, k, v, s)) != FAT_OK) goto out;
-        CU_CHECK(EventRecord(e1, s));
-        CU_CHECK(EventSynchronize(e1));
-        CU_CHECK(EventElapsedTime(&f, e0, e1));
-        if (w > 0) ms[n++] = f;
-    }
-    if (cut_ms > 0 && ms[0] > cut_ms && ms[1] > cut_ms && ms[2] > cut_ms) {
-        t->cut = 1;
-        goto stats;
-    }
-    /* Warm-up by time, so clocks settle before the samples that count. */
-    for (int w = 0; w < 1000 && spent < 20.0; w++) {
+    /* One launch loads the module and touches the inputs; more, until 5 ms have passed, let the
+     * clocks settle (a long kernel needs no more than the first). */
+    for (int w = 0; w < 1000 && (w == 0 || spent < 5.0); w++) {
         float f;
         CU_CHECK(EventRecord(e0, s));
         if ((st = bench_launch(c, k, v, s)) != FAT_OK) goto out;
         CU_CHECK(EventRecord(e1, s));
         CU_CHECK(EventSynchronize(e1));
         CU_CHECK(EventElapsedTime(&f, e0, e1));
-        spent += f;
+        if (w > 0) spent += f;
     }
-    n = 0;
     spent = 0;
     while (n < MAX_SAMPLES) {
         float f;
@@ -276,14 +295,20 @@ fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUde
         CU_CHECK(EventElapsedTime(&f, e0, e1));
         ms[n++] = f;
         spent += f;
-        if (n >= MIN_SAMPLES) {
+        /* A variant far behind the best so far cannot win: one sample at twice the cut, or three
+         * above it, end its timing. A long slow kernel then costs two launches, not a dozen. */
+        if (cut_ms > 0 && ((n == 1 && ms[0] > 2 * cut_ms) ||
+                           (n == 3 && ms[0] > cut_ms && ms[1] > cut_ms && ms[2] > cut_ms))) {
+            t->cut = 1;
+            break;
+        }
+        if (n >= min_samples) {
             memcpy(sorted, ms, (size_t)n * sizeof *ms);
             qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
-            double med = sorted[n / 2], spread = sorted[(n * 4) / 5] - sorted[n / 5];
+            double med = sorted[n / 2], spread = sorted[(n * 4) / 5 < n ? (n * 4) / 5 : n - 1] - sorted[n / 5];
             if (spread < 0.01 * med || spent > budget_ms) break;
         }
     }
-stats:
     memcpy(sorted, ms, (size_t)n * sizeof *ms);
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
     t->samples = n;

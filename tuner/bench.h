@@ -16,6 +16,9 @@ typedef struct bench_layout {
     float softcap;              /* used when the problem has FAT_FEAT_SOFTCAP */
     int with_lse;
     const int *lens_q, *lens_k; /* varlen: batch lengths (problem has FAT_FEAT_VARLEN) */
+    int timing_only;            /* 1: inputs are one random block repeated on the device, made in
+                                   milliseconds whatever the size; no host copies, so no CPU
+                                   reference (the tuner's timed problem) */
 } bench_layout;
 
 typedef struct bench_case {
@@ -55,12 +58,15 @@ typedef struct bench_err { double rel_l2, max_abs; long nonfinite, lse_bad; } be
 void bench_compare(const bench_case *c, const float *o, const float *ref, const float *lse,
                    const float *lse_ref, bench_err *e);
 
-/* Times a variant: L2 flushed before each sample, samples until the spread (p80 - p20) is under
- * 1% of the median, the budget is spent or 200 samples are taken. cut_ms > 0: when the first three
- * samples are all slower than cut_ms the variant cannot win, so timing stops there (t->cut = 1). */
+/* Times a variant: one launch to load it, launches until 5 ms have passed (clocks settle), then
+ * samples, the L2 flushed before each, until there are at least min_samples and either the spread
+ * (p80 - p20) is under 1% of the median or the budget is spent; 200 at most. cut_ms > 0: the variant
+ * cannot win, so timing stops (t->cut = 1), when its first sample is slower than 2 * cut_ms or its
+ * first three all slower than cut_ms. */
 typedef struct bench_timing { double median_ms, p20_ms, p80_ms, min_ms; int samples, cut; } bench_timing;
 fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUdeviceptr flush,
-                      size_t flush_bytes, CUstream s, double budget_ms, double cut_ms, bench_timing *t);
+                      size_t flush_bytes, CUstream s, double budget_ms, int min_samples, double cut_ms,
+                      bench_timing *t);
 
 /* The current SM clock of GPU dev in MHz, read through NVML (libnvidia-ml.so.1, opened with dlopen
  * and resolved once per process; the GPU is found by its PCI address, so CUDA_VISIBLE_DEVICES does

@@ -6,6 +6,7 @@
 #include "inspect.h"
 
 #include "bench.h"
+#include "choose.h"
 #include "gen.h"
 
 #include <errno.h>
@@ -19,7 +20,7 @@
 #define SHOW_TOP_DEFAULT 10
 #define REASON_LINES 3     /* lines of a failed trial's reason `show` prints */
 #define REASON_WIDTH 160   /* characters of each */
-#define LIST_TIE 0.01      /* tune.c's tie: variants within 1% of the fastest */
+#define LIST_TIE CHOOSE_TIE_BAND     /* tune.c's tie */
 
 /* ---- Shared by the database commands ---- */
 
@@ -207,8 +208,8 @@ static const char list_usage[] =
     "  --device NAME  only the device of this name, exactly as printed\n"
     "One line per best config: the problem's id and name (either is a PROBLEM for `fatune show`),\n"
     "the config, its median time and TFLOPS, its margin over the runner-up (the runner-up's median\n"
-    "over the winner's), how it was chosen (fastest: ahead by more than the 1% a tie allows;\n"
-    "tie-break: within 1%, the first by family and parameters; alone: no other variant verified),\n"
+    "over the winner's), how it was chosen (fastest: ahead by more than the 2% a tie allows;\n"
+    "tie-break: within 2%, the first by family and parameters; alone: no other variant verified),\n"
     "the search (complete: every valid variant was tried; partial: a budget or a sample) and its\n"
     "effort, and the problem's trials by status.\n";
 

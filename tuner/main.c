@@ -27,7 +27,7 @@
 
 static const char usage_text[] =
     "usage: fatune [tune] --gpu N[,M...] [--shapes FILE] [--db FILE] [--only FAMILY] [--budget 10m]\n"
-    "                     [--strategy exhaustive|random] [--effort quick|full] [--json] [--quiet] [--or-check]\n"
+    "                     [--strategy guided|exhaustive|random] [--effort quick|full] [--json] [--quiet] [--or-check]\n"
     "       fatune check [--shapes FILE] [--arch ARCH] [--only FAMILY] [-j N]\n"
     "       fatune gen --template T [--param NAME=VALUE]... [--dtype fp16|bf16] [--head-dim D]\n"
     "                  [--causal] [--window] [--softcap] [--varlen] [--arch ARCH] [--ptx]\n"
@@ -38,7 +38,7 @@ static const char usage_text[] =
     "       fatune merge [--db FILE] FILE...\n"
     "       fatune report -o FILE.html [--db FILE] [--peers FILE.json]\n"
     "\n"
-    "  tune      compile, verify and time every valid variant; store the trials and the best\n"
+    "  tune      compile, verify and time the variants (--strategy); store the trials and the best\n"
     "  check     compile-only check of a suite, without a GPU\n"
     "  gen       print one variant's CUDA (or PTX)\n"
     "  devices   the GPUs: name, compute capability, SMs, memory\n"
@@ -53,7 +53,10 @@ static const char usage_text[] =
     "tune:\n"
     "  --gpu N[,M...]   GPUs to tune on (several: problems are shared out between them)\n"
     "  --budget T       stop starting trials after T (90s, 10m, 1h); unfinished problems are partial\n"
-    "  --strategy S     exhaustive (every valid variant, in order) or random (shuffled)\n"
+    "  --strategy S     guided (default: every valid variant on the first problem of each kernel\n"
+    "                   specialisation, then the fastest few of the nearest tuned problems and the\n"
+    "                   built-in default), exhaustive (every valid variant of every problem) or\n"
+    "                   random (every variant, shuffled: with --budget, a random sample)\n"
     "  --effort E       full, or quick (a sample of 12 variants per family, shorter timing)\n"
     "  --json           one JSON object per tuned problem on stdout\n"
     "  --quiet          no progress line, only failures and the summary\n"
@@ -304,9 +307,10 @@ static int cmd_tune(int argc, char **argv) {
             if ((o.budget_s = parse_duration(optarg)) < 0) return usage("--budget wants a duration like 90s, 10m or 1h");
             break;
         case 'S':
-            if (strcmp(optarg, "exhaustive") == 0) o.random = 0;
-            else if (strcmp(optarg, "random") == 0) o.random = 1;
-            else return usage("--strategy wants exhaustive or random");
+            if (strcmp(optarg, "guided") == 0) o.strategy = TUNE_GUIDED;
+            else if (strcmp(optarg, "exhaustive") == 0) o.strategy = TUNE_EXHAUSTIVE;
+            else if (strcmp(optarg, "random") == 0) o.strategy = TUNE_RANDOM;
+            else return usage("--strategy wants guided, exhaustive or random");
             break;
         case 'e':
             if (strcmp(optarg, "full") == 0) o.quick = 0;

@@ -38,6 +38,9 @@ typedef struct cand {
     char hash[33];
     int job;                /* index into the compile jobs, -1 when the cubin is in the database */
     int have_trial;         /* measured by an earlier run */
+    int planned;            /* to be tried by this run's strategy (guided: not every candidate) */
+    int done;               /* tried by this run */
+    int is_default;         /* the built-in default (GEN_DEFAULT_FAMILY's default()): wins its ties */
     int status;             /* db_trial_status */
     double median_ms;
 } cand;
@@ -52,6 +55,7 @@ typedef struct tuner {
     int64_t device_id;
     double t0, deadline;    /* CLOCK_MONOTONIC seconds; deadline 0: none */
     int problems_done, problems_total, failures;
+    double s_setup, s_compile, s_trials, s_retime;   /* seconds spent per phase, for the summary */
     int compiled, verified, timed;
     int tty;
 } tuner;
@@ -60,6 +64,11 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* FLOPs of one call: 4 B H Sq Sk D, halved when causal. */
+static double flops(const fat_problem *p) {
+    return 4.0 * p->batch * p->heads_q * (double)p->seqlen_q * p->seqlen_k * p->head_dim / (p->causal ? 2 : 1);
 }
 
 /* A smaller problem with the same kernel specialisation: same dtype, head_dim, causal and
@@ -180,10 +189,10 @@ static fat_status collect(tuner *t, const fat_problem *p, const fat_problem *cp,
             }
         }
         gen_choices_free(ch, nch);
-        if (t->o->random) shuffle(cs + first, taken, 0x5eed + (uint64_t)problem_id);
+        if (t->o->strategy == TUNE_RANDOM) shuffle(cs + first, taken, 0x5eed + (uint64_t)problem_id);
         /* quick effort: a sample of the family's space (all of it when small). */
         if (t->o->quick && taken > 12) {
-            if (!t->o->random) shuffle(cs + first, taken, 0x5eed + (uint64_t)problem_id);
+            if (t->o->strategy != TUNE_RANDOM) shuffle(cs + first, taken, 0x5eed + (uint64_t)problem_id);
             for (int i = first + 12; i < nc; i++) { gen_variant_free(&cs[i].v); gen_variant_free(&cs[i].vc); }
             nc = first + 12;
         }
@@ -202,26 +211,33 @@ out:
 
 /* What the worker needs to verify and time candidate c from its cubin. */
 static worker_req trial_req(const tuner *t, const cand *c, const void *cubin, size_t size, double cut_ms,
-                            double budget_ms) {
+                            double budget_ms, int min_samples, int verify) {
     worker_req q = { cubin, size, c->v.entry,
                      { c->vc.grid[0], c->vc.grid[1], c->vc.grid[2] }, { c->v.grid[0], c->v.grid[1], c->v.grid[2] },
                      { c->v.block[0], c->v.block[1], c->v.block[2] }, c->v.smem, c->vc.workspace, c->v.workspace,
-                     cut_ms, budget_ms, t->o->trial_timeout_s };
+                     cut_ms, budget_ms, min_samples, !verify, t->o->trial_timeout_s };
     return q;
 }
 
+/* Timing per trial: the first pass ranks (a cut ends the hopeless early), the finalists are then
+ * timed again (remeasure), so the first pass needs only a few samples. */
+#define FIRST_BUDGET_MS(t) ((t)->o->quick ? 20.0 : 50.0)
+#define FIRST_MIN_SAMPLES 5
+#define AGAIN_BUDGET_MS(t) ((t)->o->quick ? 10.0 : 20.0)
+#define AGAIN_MIN_SAMPLES 3
+
 enum { FINALISTS = 4, ROUNDS = 3 };
 #define FINAL_BAND 0.03     /* finalists: within 3% of the fastest */
-#define TIE_BAND 0.01       /* below the noise of one median here: a tie whatever was measured */
+#define TIE_BAND CHOOSE_TIE_BAND
 
 /* Times the finalists again, ROUNDS times, interleaved (A B C A B C ...), so that drift of clock
  * and temperature falls on all of them alike, and names the winner from those times: it must beat
- * the rest by more than the spread of the rounds (choose_winner). fin[0..nf-1] are indices into
+ * each other one by more than TIE_BAND and in every round (choose_paired). fin[0..nf-1] are indices into
  * cs, fastest first. *best, *best_ms and *margin are updated; a finalist that fails now (a fault,
  * a wrong result: a flaky kernel) gets that status recorded and drops out. */
 static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t problem_id, const char *name,
                             int *best, double *best_ms, double *margin) {
-    double ms[FINALISTS][ROUNDS];
+    double ms[FINALISTS][ROUNDS] = { { 0 } };
     int alive[FINALISTS];
     for (int f = 0; f < nf; f++) alive[f] = 1;
     for (int r = 0; r < ROUNDS; r++) {
@@ -236,7 +252,8 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
                 fprintf(stderr, "  %s: not timed again: the cubin %s cannot be read: %s\n", name, c->hash, db_errmsg(t->d));
                 return FAT_OK;
             }
-            worker_req q = trial_req(t, c, kr.cubin, kr.cubin_size, 0, t->o->quick ? 30.0 : 60.0);
+            /* verified again in the first round (a flaky kernel must not be deployed), then only timed */
+            worker_req q = trial_req(t, c, kr.cubin, kr.cubin_size, 0, AGAIN_BUDGET_MS(t), AGAIN_MIN_SAMPLES, r == 0);
             worker_res res;
             fat_status st = worker_trial(t->w, &q, &res);
             db_kernel_free(&kr);
@@ -261,14 +278,17 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
         }
     }
     choose_in in[FINALISTS];
+    double paired[FINALISTS * ROUNDS];
     for (int f = 0; f < nf; f++) {
         const cand *c = &cs[fin[f]];
         in[f].family = c->v.tmpl;
         in[f].params = c->v.canon;
+        in[f].preferred = c->is_default;
+        memcpy(paired + f * ROUNDS, ms[f], sizeof ms[f]);
         in[f].median_ms = alive[f] ? choose_median(ms[f], ROUNDS, &in[f].noise) : 0;
         if (!alive[f]) in[f].noise = 0;
     }
-    int second, w = choose_winner(in, nf, TIE_BAND, &second);
+    int second, w = choose_paired(in, paired, nf, ROUNDS, TIE_BAND, &second);
     if (w < 0) return FAT_OK;           /* every finalist failed: the caller chooses again as measured */
     *best = fin[w];
     *best_ms = in[w].median_ms;
@@ -281,16 +301,130 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
  * families measured before the default family (flash_v1 sorts first) are cut only against each
  * other, and a slow family is timed in full, variant after variant. The order changes nothing
  * else: the best is chosen over all of them, ties by name. */
-static void default_first(tuner *t, const fat_problem *p, cand *cs, int nc) {
+static int default_first(tuner *t, const fat_problem *p, cand *cs, int nc) {
     char params[256];
-    if (gen_default(t->g, GEN_DEFAULT_FAMILY, p, &t->dev, params, sizeof params) != FAT_OK) return;
-    for (int i = 1; i < nc; i++) {
+    if (gen_default(t->g, GEN_DEFAULT_FAMILY, p, &t->dev, params, sizeof params) != FAT_OK) return 0;
+    for (int i = 0; i < nc; i++) {
         if (strcmp(cs[i].v.tmpl, GEN_DEFAULT_FAMILY) != 0 || strcmp(cs[i].v.canon, params) != 0) continue;
         cand d = cs[i];
         memmove(cs + 1, cs, (size_t)i * sizeof *cs);
         cs[0] = d;
-        return;
+        cs[0].is_default = 1;
+        return 1;
     }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The guided strategy. Problems of one kernel specialisation (dtype, head_dim, causal, features)
+ * have the same candidates, and their ranking changes slowly with the sizes: the tiles that win at
+ * 4k keys are the ones that win at 8k. So the first problem of a specialisation (the cheapest, as
+ * the run goes cheapest first) tries every candidate, and each later one tries only the built-in
+ * default, the GUIDE_SCREENED fastest of the nearest such screened problem and the GUIDE_NEAR
+ * fastest of each of the GUIDE_NEIGHBOURS nearest tuned problems (which catch what changes with
+ * size). Near: in log space over seqlen_q, seqlen_k, batch x heads and the GQA group. */
+
+enum { GUIDE_SCREENED = 8, GUIDE_NEAR = 4, GUIDE_NEIGHBOURS = 2, GUIDE_MAX_SIBLINGS = 256 };
+
+typedef struct sibling { int64_t id; double dist; } sibling;
+
+typedef struct siblings {
+    int64_t self;
+    const fat_problem *p;
+    sibling s[GUIDE_MAX_SIBLINGS];
+    int n;
+} siblings;
+
+static double lg(double x) { return log2(x > 0 ? x : 1); }
+
+static double problem_distance(const fat_problem *a, const fat_problem *b) {
+    return fabs(lg(a->seqlen_q) - lg(b->seqlen_q)) + fabs(lg(a->seqlen_k) - lg(b->seqlen_k)) +
+           fabs(lg((double)a->batch * a->heads_q) - lg((double)b->batch * b->heads_q)) +
+           fabs(lg((double)a->heads_q / a->heads_kv) - lg((double)b->heads_q / b->heads_kv));
+}
+
+static fat_status sibling_seen(void *ud, int64_t id, const fat_problem *p, int trials) {
+    siblings *s = ud;
+    (void)trials;
+    if (id == s->self || s->n == GUIDE_MAX_SIBLINGS) return FAT_OK;
+    s->s[s->n].id = id;
+    s->s[s->n].dist = problem_distance(s->p, p);
+    s->n++;
+    return FAT_OK;
+}
+
+static int by_distance(const void *a, const void *b) {
+    const sibling *x = a, *y = b;
+    if (x->dist != y->dist) return x->dist < y->dist ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Marks the k fastest of sibling id's ok trials among cs as planned and every candidate with a
+ * trial there (any status) as seen. FAT_OK, FAT_ERR_NOMEM. */
+static fat_status plan_from(tuner *t, int64_t id, cand *cs, int nc, int k, unsigned char *seen) {
+    double *ms = calloc(nc ? (size_t)nc : 1, sizeof *ms);
+    if (!ms) return FAT_ERR_NOMEM;
+    for (int i = 0; i < nc; i++) {
+        db_trial tr;
+        if (db_trial_get(t->d, t->device_id, id, cs[i].config_id, &tr) != FAT_OK) continue;
+        seen[i] = 1;
+        if (tr.status == DB_TRIAL_OK && tr.median_ms > 0) ms[i] = tr.median_ms;
+        db_trial_free(&tr);
+    }
+    for (int n = 0; n < k; n++) {
+        int pick = -1;
+        for (int i = 0; i < nc; i++)
+            if (ms[i] > 0 && (pick < 0 || ms[i] < ms[pick])) pick = i;
+        if (pick < 0) break;
+        cs[pick].planned = 1;
+        ms[pick] = 0;
+    }
+    free(ms);
+    return FAT_OK;
+}
+
+/* Sets cs[].planned for the strategy; *guides receives how many tuned problems guided the plan (0:
+ * every candidate is planned). has_default: cs[0] is the built-in default. Guided: the GUIDE_SCREENED
+ * fastest of the nearest screened sibling (its best row complete: it tried its whole space), the
+ * GUIDE_NEAR fastest of each of the GUIDE_NEIGHBOURS nearest siblings, the default, and every
+ * candidate no sibling has tried (the space grows with the sequence lengths: a tile pruned as
+ * oversized for 512 keys is valid for 4096), so that each candidate of a kind is measured once. */
+static fat_status plan(tuner *t, const fat_problem *p, int64_t problem_id, cand *cs, int nc, int has_default,
+                       int *guides) {
+    fat_status st = FAT_OK;
+    siblings *sb = NULL;
+    unsigned char *seen = NULL;
+    *guides = 0;
+    for (int i = 0; i < nc; i++) cs[i].planned = 1;
+    if (t->o->strategy != TUNE_GUIDED || nc == 0) return FAT_OK;
+    if (!(sb = calloc(1, sizeof *sb)) || !(seen = calloc((size_t)nc, 1))) { st = FAT_ERR_NOMEM; goto out; }
+    sb->self = problem_id;
+    sb->p = p;
+    if (db_siblings(t->d, t->device_id, p, sibling_seen, sb) != FAT_OK) {
+        fat_set_error("%s", db_errmsg(t->d));
+        st = FAT_ERR_DB;
+        goto out;
+    }
+    qsort(sb->s, (size_t)sb->n, sizeof *sb->s, by_distance);
+    int screened = -1;
+    for (int j = 0; j < sb->n && screened < 0; j++) {
+        db_best b;
+        if (db_best_get(t->d, t->device_id, sb->s[j].id, &b) == FAT_OK && b.complete) screened = j;
+    }
+    if (screened < 0) goto out;                     /* this problem screens the space */
+    for (int i = 0; i < nc; i++) cs[i].planned = 0;
+    int k1 = t->o->quick ? GUIDE_SCREENED / 2 : GUIDE_SCREENED, k2 = t->o->quick ? GUIDE_NEAR / 2 : GUIDE_NEAR;
+    for (int j = 0; j < sb->n; j++) {
+        int k = j == screened ? k1 : j < GUIDE_NEIGHBOURS ? k2 : 0;
+        if ((st = plan_from(t, sb->s[j].id, cs, nc, k, seen)) != FAT_OK) goto out;
+        *guides += k > 0;
+    }
+    for (int i = 0; i < nc; i++) cs[i].planned |= !seen[i];
+    if (has_default) cs[0].planned = 1;
+out:
+    free(sb);
+    free(seen);
+    return st;
 }
 
 /* Tunes one problem: FAT_OK unless fatune itself failed (database, worker that cannot start). */
@@ -307,14 +441,16 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
     if (db_problem_id(t->d, p, &problem_id) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); return FAT_ERR_DB; }
     progress(t, name);
     if ((st = collect(t, p, &cp, problem_id, &cs, &nc)) != FAT_OK) goto out;
-    default_first(t, p, cs, nc);
+    int has_default = default_first(t, p, cs, nc), guides = 0;
+    if ((st = plan(t, p, problem_id, cs, nc, has_default, &guides)) != FAT_OK) goto out;
 
     /* Compile what the database does not hold yet, all at once. */
     jobs = calloc(nc ? (size_t)nc : 1, sizeof *jobs);
     if (!jobs) { st = FAT_ERR_NOMEM; goto out; }
+    double ts = now_s();
     for (int i = 0; i < nc; i++) {
         int yes = 0;
-        if (cs[i].have_trial) continue;
+        if (cs[i].have_trial || !cs[i].planned) continue;
         pending++;
         if (db_kernel_exists(t->d, cs[i].hash, &yes) == FAT_OK && yes) continue;
         jobs[nj].source = cs[i].v.source;
@@ -324,7 +460,11 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
     }
     pool_compile(jobs, nj, 0);
     t->compiled += nj;
+    t->s_compile += now_s() - ts;
+    ts = now_s();
     if (pending && (st = worker_problem(t->w, p, &cp, 0x5eed0000u + (uint64_t)problem_id)) != FAT_OK) goto out;
+    t->s_setup += now_s() - ts;
+    ts = now_s();
 
     double best_ms = 0;          /* the fastest full measurement so far, for cutting early */
     int timed_here = 0;          /* variants this run timed */
@@ -333,7 +473,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
             (best_ms <= 0 || cs[i].median_ms < best_ms)) best_ms = cs[i].median_ms;
     for (int i = 0; i < nc; i++) {
         cand *c = &cs[i];
-        if (c->have_trial) continue;
+        if (c->have_trial || !c->planned) continue;
         if (t->deadline > 0 && now_s() > t->deadline) { complete = 0; break; }
         char reason[1024] = "";
         db_trial tr;
@@ -370,7 +510,8 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         }
         if (cubin) {
             snprintf(tr.kernel_hash, sizeof tr.kernel_hash, "%s", c->hash);
-            worker_req q = trial_req(t, c, cubin, cubin_size, best_ms > 0 ? 1.25 * best_ms : 0, t->o->quick ? 100.0 : 300.0);
+            worker_req q = trial_req(t, c, cubin, cubin_size, best_ms > 0 ? 1.25 * best_ms : 0, FIRST_BUDGET_MS(t),
+                                     FIRST_MIN_SAMPLES, 1);
             worker_res r;
             st = worker_trial(t->w, &q, &r);
             db_kernel_free(&kr);
@@ -392,6 +533,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         c->status = tr.status;
         c->median_ms = tr.median_ms;
         if (db_trial_put(t->d, &tr) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
+        c->done = 1;
         if (tr.status != DB_TRIAL_OK) {
             clear_progress(t);
             fprintf(stderr, "  %s %s on %s: %s: %.300s\n", c->v.tmpl, c->v.canon, name,
@@ -400,6 +542,8 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         progress(t, name);
     }
 
+    t->s_trials += now_s() - ts;
+    ts = now_s();
     /* The best: over every verified variant, the fastest, variants within TIE_BAND of it being a tie
      * that the first by family and parameter text wins, so that two tunes agree. When this run
      * timed something, the finalists within FINAL_BAND are then timed again, interleaved, and
@@ -411,6 +555,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
     for (int i = 0; i < nc; i++) {
         in[i].family = cs[i].v.tmpl;
         in[i].params = cs[i].v.canon;
+        in[i].preferred = cs[i].is_default;
         in[i].median_ms = cs[i].status == DB_TRIAL_OK ? cs[i].median_ms : 0;
     }
     best = choose_winner(in, nc, TIE_BAND, &second);
@@ -452,37 +597,46 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         }
     }
     free(in);
+    t->s_retime += now_s() - ts;
     clear_progress(t);
     if (best < 0) {
         if (!t->o->json) printf("%-44s no verified variant%s\n", name, complete ? "" : " (budget spent)");
         if (complete) t->failures++;
         goto out;
     }
-    char effort[64];
-    if (t->o->budget_s > 0) snprintf(effort, sizeof effort, "%s%s, budget %.0fs", t->o->random ? "random" : "exhaustive", t->o->quick ? " quick" : "", t->o->budget_s);
-    else snprintf(effort, sizeof effort, "%s%s", t->o->random ? "random" : "exhaustive", t->o->quick ? " quick" : "");
-    db_best b = { t->device_id, problem_id, cs[best].config_id, won_ms, won_margin, "", complete && !t->o->quick };
+    /* complete: every valid variant has a trial (in this run or an earlier one) */
+    int tried = 0;
+    for (int i = 0; i < nc; i++) tried += cs[i].have_trial || cs[i].done;
+    char effort[64], budget[32] = "";
+    static const char *const strategy[] = { "guided", "exhaustive", "random" };
+    if (t->o->budget_s > 0) snprintf(budget, sizeof budget, ", budget %.0fs", t->o->budget_s);
+    snprintf(effort, sizeof effort, "%s%s, %d of %d%s", strategy[t->o->strategy], t->o->quick ? " quick" : "",
+             tried, nc, budget);
+    db_best b = { t->device_id, problem_id, cs[best].config_id, won_ms, won_margin, "", complete && !t->o->quick && tried == nc };
     snprintf(b.effort, sizeof b.effort, "%s", effort);
     db_best old;
     /* A complete entry is never replaced by a partial one. */
     if (!(db_best_get(t->d, t->device_id, problem_id, &old) == FAT_OK && old.complete && !b.complete)) {
         if (db_best_put(t->d, &b) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
     }
-    double tflops = 4.0 * p->batch * p->heads_q * (double)p->seqlen_q * p->seqlen_k * p->head_dim / (p->causal ? 2 : 1)
-                    / won_ms / 1e9;
+    double tflops = flops(p) / won_ms / 1e9;
     if (t->o->json)
         printf("{\"problem\": \"%s\", \"family\": \"%s\", \"params\": \"%s\", \"median_ms\": %.5f, \"tflops\": %.2f, "
-               "\"margin\": %.4f, \"complete\": %s, \"gpu\": %d}\n", name, cs[best].v.tmpl, cs[best].v.canon,
-               won_ms, tflops, b.margin, b.complete ? "true" : "false", t->gpu);
+               "\"margin\": %.4f, \"complete\": %s, \"tried\": %d, \"space\": %d, \"gpu\": %d}\n", name,
+               cs[best].v.tmpl, cs[best].v.canon, won_ms, tflops, b.margin, b.complete ? "true" : "false", tried, nc,
+               t->gpu);
     else {
         /* The margin over the runner-up; within the 1% noise band the winner is a deterministic
          * tie-break and may be the slower of the two by a little. */
         char margin[48];
         if (second == -1) snprintf(margin, sizeof margin, "(alone)");
-        else if (b.margin >= 0.01) snprintf(margin, sizeof margin, "(+%.1f%% over next)", 100 * b.margin);
-        else snprintf(margin, sizeof margin, "(tie-break within 1%%)");
-        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS %s%s\n", name, cs[best].v.tmpl, cs[best].v.canon,
-               won_ms, tflops, margin, complete ? "" : " partial");
+        else if (b.margin >= TIE_BAND) snprintf(margin, sizeof margin, "(+%.1f%% over next)", 100 * b.margin);
+        else snprintf(margin, sizeof margin, "(tie-break within %.0f%%%s)", 100 * TIE_BAND,
+                      cs[best].is_default ? ": the default" : "");
+        char how[64] = "";
+        if (tried < nc) snprintf(how, sizeof how, " [%d of %d tried%s]", tried, nc, guides ? ", guided" : "");
+        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS %s%s%s\n", name, cs[best].v.tmpl, cs[best].v.canon,
+               won_ms, tflops, margin, how, complete ? "" : " partial");
     }
     fflush(stdout);
 out:
@@ -491,6 +645,27 @@ out:
     free(jobs);
     free(cs);
     return st;
+}
+
+static int by_cost(const fat_problem *a, const fat_problem *b) {
+    double x = flops(a), y = flops(b);
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts problems by FLOPs, ties in file order (a merge sort: qsort is not stable). */
+static void order_by_cost(fat_problem *p, int n) {
+    for (int w = 1; w < n; w *= 2) {
+        fat_problem *tmp = malloc((size_t)n * sizeof *tmp);
+        if (!tmp) return;                  /* file order: slower, not wrong */
+        for (int lo = 0; lo < n; lo += 2 * w) {
+            int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) tmp[k++] = by_cost(&p[j], &p[i]) < 0 ? p[j++] : p[i++];
+            while (i < mid) tmp[k++] = p[i++];
+            while (j < hi) tmp[k++] = p[j++];
+        }
+        memcpy(p, tmp, (size_t)n * sizeof *p);
+        free(tmp);
+    }
 }
 
 /* One GPU's share of the problems: those with index % nshard == shard. */
@@ -518,6 +693,8 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
         goto out;
     }
     if (db_device_id(t.d, &dd, &t.device_id) != FAT_OK) { fprintf(stderr, "fatune: %s\n", db_errmsg(t.d)); goto out; }
+    /* guided: cheapest first, so each specialisation's space is screened on its cheapest problem */
+    if (o->strategy == TUNE_GUIDED) order_by_cost(probs, n);
     for (int i = shard; i < n; i += nshard) t.problems_total++;
     if (!o->quiet && !o->json)
         printf("tuning %d problems on GPU %d (%s, %s) into %s\n", t.problems_total, gpu, t.dev.name, t.dev.arch, o->db);
@@ -527,9 +704,11 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
         if (st != FAT_OK) { clear_progress(&t); fprintf(stderr, "fatune: %s\n", fat_last_error()); goto out; }
         t.problems_done++;
     }
-    if (!o->quiet && !o->json)
-        printf("done: %d problems in %.1f s (%d compiled, %d verified, %d timed), %d without a verified variant\n",
-               t.problems_done, now_s() - t.t0, t.compiled, t.verified, t.timed, t.failures);
+    if (!o->json)
+        printf("done: %d problems in %.1f s (%d compiled, %d verified, %d timed), %d without a verified variant\n"
+               "time: compiling %.1f s, inputs and reference %.1f s, trials %.1f s, finalists again %.1f s\n",
+               t.problems_done, now_s() - t.t0, t.compiled, t.verified, t.timed, t.failures, t.s_compile, t.s_setup,
+               t.s_trials, t.s_retime);
     rc = t.failures ? 1 : 0;
 out:
     worker_stop(t.w);

@@ -10,6 +10,15 @@
 
 #define TUNE_MAX_GPUS 64
 
+/* How a problem's candidates are chosen (--strategy):
+ *   guided      problems cheapest first; a problem with no tuned problem of the same kernel
+ *               specialisation in the database tries every valid variant (it screens the space);
+ *               the others try the built-in default, the GUIDE_SCREENED fastest of the nearest
+ *               screened problem and the GUIDE_NEAR fastest of each of the two nearest tuned ones
+ *   exhaustive  every valid variant of every problem, in order
+ *   random      every valid variant, shuffled (with --budget: a random sample) */
+enum { TUNE_GUIDED = 0, TUNE_EXHAUSTIVE = 1, TUNE_RANDOM = 2 };
+
 typedef struct tune_opts {
     int gpus[TUNE_MAX_GPUS];
     int ngpus;
@@ -17,7 +26,7 @@ typedef struct tune_opts {
     const char *db;
     const char *only;       /* one family, or NULL */
     double budget_s;        /* 0: none; else stop starting trials after this long */
-    int random;             /* strategy: 0 exhaustive, 1 random order (sampling under a budget) */
+    int strategy;           /* TUNE_GUIDED (the default), TUNE_EXHAUSTIVE or TUNE_RANDOM */
     int quick;              /* effort: at most 12 variants per family and problem, shorter timing */
     int json;               /* one JSON object per problem on stdout */
     int quiet;              /* no progress, only failures and the summary */

@@ -22,6 +22,8 @@ typedef struct worker_req {
     size_t smem, ws_check, ws_full;
     double cut_ms;          /* > 0: stop timing when the first samples are all slower */
     double budget_ms;       /* time for the samples */
+    int min_samples;        /* at least this many, unless cut */
+    int no_verify;          /* 1: time only (a variant verified earlier in this run, timed again) */
     double timeout_s;       /* the whole trial, after which the worker is killed */
 } worker_req;
 
