@@ -462,59 +462,110 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Host time of one call after warm-up: the median over rounds of 100 back-to-back calls (synchronised
- * between rounds so the launch queue never fills), next to a bare cuLaunchKernel of an empty kernel
- * with the same parameter block. */
-static void test_overhead(fat_ctx *ctx) {
-    enum { ROUNDS = 200, PER = 100 };
-    live l;
-    double fwd[ROUNDS], raw[ROUNDS];
-    rtc_result r;
-    CUmodule mod = NULL;
-    CUfunction fn = NULL;
-    if (live_new(&lv_tiny, 5, &l) != FAT_OK) { CHECK("overhead: set up", 0); live_free(&l); return; }
-    for (int i = 0; i < 200; i++) fat_attn_fwd(ctx, &l.c->dev, NULL);
+/* Median host time of one cuLaunchKernel of fn (PER back-to-back, synchronised between rounds). */
+static double time_launch(CUfunction fn, void **params, CUstream s) {
+    enum { ROUNDS = 100, PER = 100 };
+    double t[ROUNDS];
+    for (int i = 0; i < 200; i++) cu.LaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, s, params, NULL);
     cu.CtxSynchronize();
     for (int k = 0; k < ROUNDS; k++) {
         double t0 = now_ms();
-        for (int i = 0; i < PER; i++) fat_attn_fwd(ctx, &l.c->dev, NULL);
-        fwd[k] = (now_ms() - t0) * 1e3 / PER;
+        for (int i = 0; i < PER; i++) cu.LaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, s, params, NULL);
+        t[k] = (now_ms() - t0) * 1e3 / PER;
         cu.CtxSynchronize();
     }
-    qsort(fwd, ROUNDS, sizeof *fwd, cmp_double);
-    static const char empty[] = "struct p224 { long long x[28]; };\n"
-                                "extern \"C\" __global__ void fat_empty(const p224 p) { (void)p; }\n";
-    double raw_med = -1;
-    gen_device dev;
-    cu_device_info(0, &dev);
-    if (rtc_compile(empty, "empty", dev.arch, 0, &r) == FAT_OK && cu.ModuleLoadData(&mod, r.image) == CUDA_SUCCESS &&
-        cu.ModuleGetFunction(&fn, mod, "fat_empty") == CUDA_SUCCESS) {
-        fat_kparams kp;
-        memset(&kp, 0, sizeof kp);
-        void *params[] = { &kp };
-        for (int i = 0; i < 200; i++) cu.LaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, NULL, params, NULL);
+    qsort(t, ROUNDS, sizeof *t, cmp_double);
+    return t[ROUNDS / 2];
+}
+
+/* The driver's own floor on this machine: an empty kernel with no parameters, 64 bytes and 224 bytes
+ * (fatune's block), on the legacy stream and on a stream of its own. Printed, not checked: it is
+ * what the host-time target is up against. */
+static void launch_floor(const char *arch) {
+    static const char src[] = "struct p64 { long long x[8]; };\n"
+                              "struct p224 { long long x[28]; };\n"
+                              "extern \"C\" __global__ void e0() {}\n"
+                              "extern \"C\" __global__ void e64(const p64 p) { (void)p; }\n"
+                              "extern \"C\" __global__ void e224(const p224 p) { (void)p; }\n";
+    rtc_result r;
+    CUmodule mod = NULL;
+    CUfunction f[3];
+    CUstream s = NULL;
+    long long blk[28] = { 0 };
+    void *params[] = { blk };
+    if (rtc_compile(src, "floor", arch, 0, &r) != FAT_OK) return;
+    if (cu.ModuleLoadData(&mod, r.image) == CUDA_SUCCESS && cu.ModuleGetFunction(&f[0], mod, "e0") == CUDA_SUCCESS &&
+        cu.ModuleGetFunction(&f[1], mod, "e64") == CUDA_SUCCESS &&
+        cu.ModuleGetFunction(&f[2], mod, "e224") == CUDA_SUCCESS && cu.StreamCreate(&s, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS) {
+        printf("launch floor (empty kernel, median us per cuLaunchKernel): params 0 B: legacy stream %.2f, own stream %.2f;"
+               " 64 B: %.2f, %.2f; 224 B: %.2f, %.2f\n",
+               time_launch(f[0], NULL, NULL), time_launch(f[0], NULL, s), time_launch(f[1], params, NULL),
+               time_launch(f[1], params, s), time_launch(f[2], params, NULL), time_launch(f[2], params, s));
+    }
+    if (s) cu.StreamDestroy(s);
+    if (mod) cu.ModuleUnload(mod);
+    rtc_result_free(&r);
+}
+
+/* Host time of one call after warm-up, and fatune's own share of it. Rounds of PER back-to-back
+ * fat_attn_fwd calls alternate with rounds of PER bare cuLaunchKernel calls of the very kernel
+ * fat_attn_fwd launches (same function, grid, block, shared memory and parameter block), each round
+ * synchronised so the launch queue never fills. Alternating makes the host's drift fall on both;
+ * the share is the median over rounds of the difference. */
+static void test_overhead(fat_ctx *ctx, gen *g, const gen_device *dev) {
+    enum { ROUNDS = 200, PER = 100 };
+    live l;
+    double fwd[ROUNDS], raw[ROUNDS], diff[ROUNDS];
+    rtc_result r;
+    gen_variant v;
+    kernel k;
+    fat_choice ch;
+    memset(&r, 0, sizeof r);
+    memset(&v, 0, sizeof v);
+    memset(&k, 0, sizeof k);
+    if (live_new(&lv_tiny, 5, &l) != FAT_OK) { CHECK("overhead: set up", 0); live_free(&l); return; }
+    for (int i = 0; i < 200; i++) fat_attn_fwd(ctx, &l.c->dev, NULL);
+    cu.CtxSynchronize();
+    /* the kernel fat_attn_fwd launches, built and loaded here */
+    int have_raw = fat_query(ctx, &l.c->dev, &ch) == FAT_OK &&
+                   gen_emit(g, ch.family, ch.params, &lv_tiny.p, dev, &v) == FAT_OK &&
+                   rtc_compile(v.source, ch.family, dev->arch, 0, &r) == FAT_OK &&
+                   kernel_load(r.image, v.entry, v.smem, &k) == FAT_OK && v.workspace == 0;
+    CHECK("overhead: the same kernel built for the bare launch", have_raw);
+    fat_kparams kp;
+    kernel_params(&l.c->dev, NULL, l.c->total_q, &kp);
+    for (int i = 0; have_raw && i < 200; i++) kernel_launch(&k, v.grid, v.block, &kp, NULL);
+    cu.CtxSynchronize();
+    for (int round = 0; round < ROUNDS; round++) {
+        double t0 = now_ms();
+        for (int i = 0; i < PER; i++) fat_attn_fwd(ctx, &l.c->dev, NULL);
+        fwd[round] = (now_ms() - t0) * 1e3 / PER;
         cu.CtxSynchronize();
-        for (int k = 0; k < ROUNDS; k++) {
-            double t0 = now_ms();
-            for (int i = 0; i < PER; i++) cu.LaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, NULL, params, NULL);
-            raw[k] = (now_ms() - t0) * 1e3 / PER;
+        raw[round] = 0;
+        if (have_raw) {
+            t0 = now_ms();
+            for (int i = 0; i < PER; i++) kernel_launch(&k, v.grid, v.block, &kp, NULL);
+            raw[round] = (now_ms() - t0) * 1e3 / PER;
             cu.CtxSynchronize();
         }
-        qsort(raw, ROUNDS, sizeof *raw, cmp_double);
-        raw_med = raw[ROUNDS / 2];
+        diff[round] = fwd[round] - raw[round];
     }
-    rtc_result_free(&r);
-    if (mod) cu.ModuleUnload(mod);
+    qsort(fwd, ROUNDS, sizeof *fwd, cmp_double);
+    qsort(raw, ROUNDS, sizeof *raw, cmp_double);
+    qsort(diff, ROUNDS, sizeof *diff, cmp_double);
     printf("host time per call after warm-up: fat_attn_fwd %.2f us (p20 %.2f, p80 %.2f; target <= 2 us), "
-           "bare cuLaunchKernel %.2f us, fatune's own share %.2f us\n", fwd[ROUNDS / 2], fwd[ROUNDS / 5],
-           fwd[4 * ROUNDS / 5], raw_med, fwd[ROUNDS / 2] - raw_med);
+           "bare cuLaunchKernel of the same kernel %.2f us, fatune's own share %.2f us (p20 %.2f, p80 %.2f)\n",
+           fwd[ROUNDS / 2], fwd[ROUNDS / 5], fwd[4 * ROUNDS / 5], raw[ROUNDS / 2], diff[ROUNDS / 2], diff[ROUNDS / 5],
+           diff[4 * ROUNDS / 5]);
+    launch_floor(dev->arch);
     /* The issue's target (<= 2 us around fat_attn_fwd) is a benchmark, reported above and in
-     * docs/performance.md: on the H200 the driver's cuLaunchKernel alone takes about 4 us. What this
+     * docs/performance.md: on the H200 the driver's cuLaunchKernel alone takes over 3 us. What this
      * test holds fatune to is its own share, the lookup and argument packing around the launch. */
-    if (raw_med > 0)
-        CHECK_LE("fatune's own host time per call beyond a bare cuLaunchKernel (us)", fwd[ROUNDS / 2] - raw_med, 1.0);
-    else
-        CHECK_LE("host time per call after warm-up (us; the bare launch could not be timed)", fwd[ROUNDS / 2], 2.0);
+    if (have_raw)
+        CHECK_LE("fatune's own host time per call beyond a bare cuLaunchKernel (us)", diff[ROUNDS / 2], 1.0);
+    kernel_unload(&k);
+    rtc_result_free(&r);
+    gen_variant_free(&v);
     live_check(&l, "tiny case still right after the timing loop", NULL);
     live_free(&l);
 }
@@ -552,7 +603,7 @@ int main(int argc, char **argv) {
         fat_ctx_stats(ctx, &s);
         printf("JIT: %d kernels compiled for %d shapes in %.0f ms of NVRTC (built-in defaults, no database)\n",
                s.compiled, s.shapes, s.compile_ms);
-        test_overhead(ctx);
+        test_overhead(ctx, g, &dev);
         fat_close(ctx);
     } else fprintf(stderr, "  %s\n", fat_errmsg(NULL));
 
