@@ -3,7 +3,8 @@
 # (carried). Builds nothing. Logs go to $OUT (or /tmp/fatune-out); a short summary is last.
 #   B=DIR       the carried build (default build)
 #   STATE=DIR   databases that live across calls (default .gpustate; carry it to resume a tune)
-#   steps: devices gputest gputune peers prefill v1 default default-warm default-again export
+#   steps: devices gputest gputune peers prefill v1 default default-warm default-warm-again
+#          default-again export
 #   env:   GPUTEST_ARGS (gpu_test), TUNE_ARGS (every tune), PREFILL_ARGS (the prefill tune)
 out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
 b=${B:-build}; st=${STATE:-.gpustate}; mkdir -p "$st"
@@ -32,17 +33,20 @@ for step in "$@"; do
     v1)      timeout 300 $b/fatune --gpu 0 --shapes bench/prefill-4k.lua --db "$st/prefill.db" --only flash_v1,flash_v2 --quiet $TUNE_ARGS > "$out/v1.log" 2>&1
              add "prefill flash_v1: rc=$? $(tail -1 "$out/v1.log")"; slim "$st/prefill.db" prefill.db;;
     default) rm -f "$st/default.db"*; timeout ${DEFAULT_TIMEOUT:-420} $b/fatune --gpu 0 --db "$st/default.db" --quiet $TUNE_ARGS > "$out/default.log" 2>&1
-             add "default suite, empty db: rc=$? $(grep -c TFLOPS "$out/default.log") problems"; slim "$st/default.db" default-cold.db;;
+             add "default suite, empty db: rc=$? $(grep -c TFLOPS "$out/default.log") problems, $(grep '^done' "$out/default.log")"
+             slim "$st/default.db" default-cold.db;;
     default-again) rm -f "$st/default2.db"*; timeout ${DEFAULT_TIMEOUT:-420} $b/fatune --gpu 0 --db "$st/default2.db" --quiet $TUNE_ARGS > "$out/default2.log" 2>&1
              add "default suite again, empty db: rc=$? $(grep -c TFLOPS "$out/default2.log") problems"
              add "  $(python3 bench/same_choice.py "$st/default.db" "$st/default2.db" 2>&1 | tail -1)"; slim "$st/default2.db" default-again.db;;
     export)  rm -f "$out/deploy.db"; $b/fatune export --device all --db "$st/default.db" -o "$out/deploy.db" > "$out/export.log" 2>&1
              add "export: rc=$? $(ls -la "$out/deploy.db" 2>&1 | awk '{print $5}') bytes";;
-    default-warm) sh -c "python3 - \"$st/default.db\" <<'P'
-import sqlite3,sys
-c=sqlite3.connect(sys.argv[1]); c.execute('delete from best'); c.execute('delete from trial'); c.commit()
-P" ; timeout 300 $b/fatune --gpu 0 --db "$st/default.db" --quiet $TUNE_ARGS > "$out/default-warm.log" 2>&1
-             add "default suite, cubins cached: rc=$? $(tail -1 "$out/default-warm.log")"; slim "$st/default.db" default-warm.db;;
+    default-warm|default-warm-again)
+             # the same suite again from a database that keeps only the compiled kernels
+             python3 -c "import sqlite3,sys
+c=sqlite3.connect(sys.argv[1]); c.execute('delete from best'); c.execute('delete from trial'); c.commit()" "$st/default.db"
+             timeout 300 $b/fatune --gpu 0 --db "$st/default.db" --quiet $TUNE_ARGS > "$out/$step.log" 2>&1
+             add "default suite, cubins cached: rc=$? $(grep '^done' "$out/$step.log")"; slim "$st/default.db" $step.db
+             add "  $(python3 bench/same_choice.py "$out/default-cold.db" "$out/$step.db" 2>&1 | tail -1)";;
     esac
     add "  ($step: $(( $(date +%s) - t0 )) s)"
 done
