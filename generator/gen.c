@@ -439,16 +439,18 @@ void gen_choices_free(gen_choice *c, int n) {
     free(c);
 }
 
-fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_problem *p,
-                    const gen_device *d, gen_variant *out) {
+/* H.emit or H.launch (fn) into out; launch leaves out->source NULL. */
+static fat_status variant(gen *g, const char *fn, const char *tmpl, const char *params, const fat_problem *p,
+                          const gen_device *d, gen_variant *out) {
     memset(out, 0, sizeof *out);
     lua_State *L = g->L;
-    fat_status st = call_family(g, "emit", tmpl, params ? params : "", p, d, 8);
+    fat_status st = call_family(g, fn, tmpl, params ? params : "", p, d, 8);
     if (st != FAT_OK) return st;
-    /* canon, source, entry, grid, block, smem, workspace, version */
+    /* canon, source (nil from launch), entry, grid, block, smem, workspace, version */
+    int with_source = !lua_isnil(L, -7);
     out->tmpl = strdup(tmpl);
     out->canon = strdup(lua_tostring(L, -8));
-    out->source = strdup(lua_tostring(L, -7));
+    out->source = with_source ? strdup(lua_tostring(L, -7)) : NULL;
     out->entry = strdup(lua_tostring(L, -6));
     for (int i = 0; i < 3; i++) {
         lua_rawgeti(L, -5, i + 1); out->grid[i] = (unsigned)lua_tointeger(L, -1); lua_pop(L, 1);
@@ -458,8 +460,21 @@ fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_prob
     out->workspace = (size_t)lua_tointeger(L, -2);
     out->version = (int)lua_tointeger(L, -1);
     lua_pop(L, 8);
-    if (!out->tmpl || !out->canon || !out->source || !out->entry) { gen_variant_free(out); return FAT_ERR_NOMEM; }
+    if (!out->tmpl || !out->canon || (with_source && !out->source) || !out->entry) {
+        gen_variant_free(out);
+        return FAT_ERR_NOMEM;
+    }
     return FAT_OK;
+}
+
+fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_problem *p,
+                    const gen_device *d, gen_variant *out) {
+    return variant(g, "emit", tmpl, params, p, d, out);
+}
+
+fat_status gen_launch(gen *g, const char *tmpl, const char *params, const fat_problem *p,
+                      const gen_device *d, gen_variant *out) {
+    return variant(g, "launch", tmpl, params, p, d, out);
 }
 
 fat_status gen_default(gen *g, const char *tmpl, const fat_problem *p, const gen_device *d, char *out, size_t n) {

@@ -71,6 +71,13 @@ fat_status gen_emit(gen *g, const char *tmpl, const char *params, const fat_prob
                     const gen_device *d, gen_variant *out);
 void gen_variant_free(gen_variant *v);          /* frees the strings, not v; accepts NULL */
 
+/* Like gen_emit, without the source (out->source stays NULL): the variant is checked with valid()
+ * and its entry, grid, block, shared memory and workspace for p come from the template's launch(),
+ * which costs a small part of emit() (emit() itself for a template without launch()). For a kernel
+ * already built, meeting a new shape: the source depends on the specialisation only. */
+fat_status gen_launch(gen *g, const char *tmpl, const char *params, const fat_problem *p,
+                      const gen_device *d, gen_variant *out);
+
 /* The family whose default() the runtime launches where nothing was tuned; the tuner measures
  * that default first, and the report sets the best beside it. */
 #define GEN_DEFAULT_FAMILY "flash_v2"

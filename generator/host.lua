@@ -79,21 +79,30 @@ end
 
 -- Emits one variant: returns canon, source, entry, grid, block, smem, workspace. A variant that
 -- valid() rejects is an error here (the caller asked for it by name).
-function H.emit(name, params_text, shape, dev)
+local function variant(name, params_text, shape, dev, with_source)
   local t = H.template(name)
   local p = parse_params(t, params_text)
   local ok, reason = t.valid(p, shape, dev)
   if not ok then error(name .. " " .. params_text .. " is not valid here: " .. tostring(reason), 0) end
-  local e = t.emit(p, shape, dev)
-  if type(e) ~= "table" or type(e.source) ~= "string" or type(e.entry) ~= "string" then
+  local e = (with_source or not t.launch) and t.emit(p, shape, dev) or t.launch(p, shape, dev)
+  if type(e) ~= "table" or type(e.entry) ~= "string" or (with_source and type(e.source) ~= "string") then
     error(name .. ": emit() must return { source = string, entry = string, ... }", 0)
   end
   local keys = sorted_keys(t.params)
   local canon = {}
   for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k]) end
-  return table.concat(canon, ","), e.source, e.entry, check_dim3(name, e.grid, "grid"),
+  return table.concat(canon, ","), with_source and e.source or nil, e.entry, check_dim3(name, e.grid, "grid"),
          check_dim3(name, e.block, "block"), math.tointeger(e.smem or 0) or 0,
          math.tointeger(e.workspace or 0) or 0, t.version
+end
+
+function H.emit(name, params_text, shape, dev)
+  return variant(name, params_text, shape, dev, true)
+end
+
+-- The same without the source (nil in its place): the template's launch() when it has one.
+function H.launch(name, params_text, shape, dev)
+  return variant(name, params_text, shape, dev, false)
 end
 
 -- The built-in default of a family for a shape: the template's default(shape, dev) when it has

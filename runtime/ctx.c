@@ -57,6 +57,17 @@ typedef struct module_ref {
     const char *origin;             /* "database" or "compiled" */
 } module_ref;
 
+/* A kernel this context has resolved, by what its source depends on: family, parameters and the
+ * problem's specialisation (dtype, head_dim, causal, features; the sizes zeroed). A new shape of
+ * the same kernel takes only its launch from the template (gen_launch), and this function. */
+typedef struct built {
+    char family[32], params[160];
+    fat_problem kind;
+    CUfunction fn;                  /* NULL offline */
+    const char *origin;
+    unsigned smem_set;              /* the dynamic shared memory fn is allowed (0: the 48 KiB default) */
+} built;
+
 /* One tuned row as read at open, with what is needed to find its cubin. */
 typedef struct row_extra {
     char kernel[33];                /* the winning trial's kernel hash, "" if none */
@@ -81,6 +92,8 @@ struct fat_ctx {
     gen *g;
     module_ref *mods;
     int nmods;
+    built *built;
+    int nbuilt;
     char excluded[8][32];           /* families that turned out to need a workspace */
     int nexcluded;
     char (*unbuildable)[33];        /* module keys of tuned configurations that did not compile */
@@ -331,6 +344,7 @@ void fat_close(fat_ctx *c) {
         if (prev != c->cuctx) cu.CtxSetCurrent(prev);
     }
     free(c->mods);
+    free(c->built);
     free(c->unbuildable);
     if (c->cuctx) cu.DevicePrimaryCtxRelease(c->dev);
     db_close(c->d);
@@ -492,13 +506,59 @@ static void remember_unbuildable(fat_ctx *c, const char *key) {
     snprintf(u[c->nunbuildable++], sizeof u[0], "%s", key);
 }
 
-/* Emits the built-in default for p into *v (whatever it held is freed) and its parameters. */
+static fat_problem kind_of(const fat_problem *p) {
+    fat_problem k;
+    memset(&k, 0, sizeof k);
+    k.dtype = p->dtype;
+    k.head_dim = p->head_dim;
+    k.causal = p->causal;
+    k.features = p->features;
+    return k;
+}
+
+static built *find_built(fat_ctx *c, const char *family, const char *params, const fat_problem *p) {
+    fat_problem k = kind_of(p);
+    for (int i = 0; i < c->nbuilt; i++)
+        if (!strcmp(c->built[i].family, family) && !strcmp(c->built[i].params, params) &&
+            !memcmp(&c->built[i].kind, &k, sizeof k)) return &c->built[i];
+    return NULL;
+}
+
+/* Remembers a resolved kernel; out of memory only means the next shape takes the long way. */
+static void keep_built(fat_ctx *c, const char *family, const char *params, const fat_problem *p, CUfunction fn,
+                       const char *origin, unsigned smem_set) {
+    if (find_built(c, family, params, p) || strlen(family) >= sizeof c->built->family ||
+        strlen(params) >= sizeof c->built->params) return;
+    built *b = realloc(c->built, (size_t)(c->nbuilt + 1) * sizeof *b);
+    if (!b) return;
+    c->built = b;
+    b = &c->built[c->nbuilt++];
+    snprintf(b->family, sizeof b->family, "%s", family);
+    snprintf(b->params, sizeof b->params, "%s", params);
+    b->kind = kind_of(p);
+    b->fn = fn;
+    b->origin = origin;
+    b->smem_set = smem_set;
+}
+
+/* Variant params of family for p into *v: only its launch when the kernel is built already (*known
+ * set), else emitted with its source (*known NULL). */
+static fat_status emit_or_launch(fat_ctx *c, const char *family, const char *params, const fat_problem *p,
+                                 gen_variant *v, built **known) {
+    *known = find_built(c, family, params, p);
+    return *known ? gen_launch(c->g, family, params, p, &c->info, v) : gen_emit(c->g, family, params, p, &c->info, v);
+}
+
+/* Emits the built-in default for p into *v (whatever it held is freed) and its parameters;
+ * *known as emit_or_launch (NULL: may be NULL, then always emitted in full). */
 static fat_status emit_default(fat_ctx *c, const fat_problem *p, const char *name, char *params, size_t n,
-                               gen_variant *v) {
+                               gen_variant *v, built **known) {
     gen_variant_free(v);
     memset(v, 0, sizeof *v);
     fat_status st = gen_default(c->g, DEFAULT_FAMILY, p, &c->info, params, n);
-    if (st == FAT_OK) st = gen_emit(c->g, DEFAULT_FAMILY, params, p, &c->info, v);
+    if (st == FAT_OK)
+        st = known ? emit_or_launch(c, DEFAULT_FAMILY, params, p, v, known)
+                   : gen_emit(c->g, DEFAULT_FAMILY, params, p, &c->info, v);
     if (st != FAT_OK) {
         fat_set_error("%s: no built-in default of %s: %s", name, DEFAULT_FAMILY, gen_errmsg(c->g));
         if (st == FAT_ERR_NOT_FOUND) st = FAT_ERR_UNSUPPORTED;
@@ -522,17 +582,18 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
     int row = -1;
     fat_level level;
     const char *family;
+    built *known = NULL;            /* the kernel is loaded already: v has its launch, no source */
     for (;;) {
         level = dispatch_choose(c->rows, c->nrows, p, deployable, c, &row);
         family = DEFAULT_FAMILY;
         if (row < 0) {
-            if ((st = emit_default(c, p, name, params, sizeof params, &v)) != FAT_OK) goto out;
+            if ((st = emit_default(c, p, name, params, sizeof params, &v, &known)) != FAT_OK) goto out;
         } else {
             family = c->rows[row].family;
             snprintf(params, sizeof params, "%s", c->rows[row].params);
             gen_variant_free(&v);
             memset(&v, 0, sizeof v);
-            if (gen_emit(c->g, family, params, p, &c->info, &v) != FAT_OK) {
+            if (emit_or_launch(c, family, params, p, &v, &known) != FAT_OK) {
                 /* A neighbour's configuration need not be valid here (shared memory, tiles larger
                  * than the sequences, a family this build lacks); the default adapts to the shape. */
                 say(c, "fatune: %s: %s %s from the %s row does not apply (%s); using the default", name, family,
@@ -540,7 +601,7 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
                 level = FAT_LEVEL_DEFAULT;
                 row = -1;
                 family = DEFAULT_FAMILY;
-                if ((st = emit_default(c, p, name, params, sizeof params, &v)) != FAT_OK) goto out;
+                if ((st = emit_default(c, p, name, params, sizeof params, &v, &known)) != FAT_OK) goto out;
             }
         }
         if (!v.workspace) break;
@@ -559,33 +620,48 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
         st = FAT_ERR_INVALID;
         goto out;
     }
-    /* The row's own kernel is this source exactly when the row is of the same kind (the source
-     * depends only on the specialisation and the parameters) and the template is unchanged. */
-    const char *row_hash = row >= 0 && level != FAT_LEVEL_DEVICE && c->extra[row].current ? c->extra[row].kernel : NULL;
-    CUmodule mod = NULL;
     const char *origin = "none";
-    char key[33];
-    module_key(v.source, c->info.arch, key);
-    if (row >= 0 && unbuildable(c, key)) {
-        st = FAT_ERR_NVRTC;
-        fat_set_error("%s %s did not compile for another shape", family, v.canon);
+    if (known) {
+        /* A new shape of a kernel this context holds: the same function, its launch for p. */
+        e->fn = known->fn;
+        origin = known->origin;
+        if (e->fn && v.smem > 48 * 1024 && v.smem > known->smem_set) {
+            CU_CHECK(FuncSetAttribute(e->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)v.smem));
+            known->smem_set = (unsigned)v.smem;
+        }
     } else {
-        st = find_module(c, &v, row_hash, &mod, &origin);
-        if (st == FAT_ERR_NVRTC && row >= 0) remember_unbuildable(c, key);
-    }
-    if (st == FAT_ERR_NVRTC && row >= 0) {
-        /* The tuned configuration does not build here (another NVRTC, say): the default will. */
-        say(c, "fatune: %s: %s; using the default", name, fat_last_error());
-        level = FAT_LEVEL_DEFAULT;
-        row = -1;
-        family = DEFAULT_FAMILY;
-        if ((st = emit_default(c, p, name, params, sizeof params, &v)) != FAT_OK) goto out;
-        st = find_module(c, &v, NULL, &mod, &origin);
-    }
-    if (st != FAT_OK) goto out;
-    if (mod) {
-        CU_CHECK(ModuleGetFunction(&e->fn, mod, v.entry));
-        if (v.smem > 48 * 1024) CU_CHECK(FuncSetAttribute(e->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)v.smem));
+        /* The row's own kernel is this source exactly when the row is of the same kind (the source
+         * depends only on the specialisation and the parameters) and the template is unchanged. */
+        const char *row_hash = row >= 0 && level != FAT_LEVEL_DEVICE && c->extra[row].current ? c->extra[row].kernel : NULL;
+        CUmodule mod = NULL;
+        char key[33];
+        module_key(v.source, c->info.arch, key);
+        if (row >= 0 && unbuildable(c, key)) {
+            st = FAT_ERR_NVRTC;
+            fat_set_error("%s %s did not compile for another shape", family, v.canon);
+        } else {
+            st = find_module(c, &v, row_hash, &mod, &origin);
+            if (st == FAT_ERR_NVRTC && row >= 0) remember_unbuildable(c, key);
+        }
+        if (st == FAT_ERR_NVRTC && row >= 0) {
+            /* The tuned configuration does not build here (another NVRTC, say): the default will. */
+            say(c, "fatune: %s: %s; using the default", name, fat_last_error());
+            level = FAT_LEVEL_DEFAULT;
+            row = -1;
+            family = DEFAULT_FAMILY;
+            if ((st = emit_default(c, p, name, params, sizeof params, &v, NULL)) != FAT_OK) goto out;
+            st = find_module(c, &v, NULL, &mod, &origin);
+        }
+        if (st != FAT_OK) goto out;
+        unsigned smem_set = 0;
+        if (mod) {
+            CU_CHECK(ModuleGetFunction(&e->fn, mod, v.entry));
+            if (v.smem > 48 * 1024) {
+                CU_CHECK(FuncSetAttribute(e->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)v.smem));
+                smem_set = (unsigned)v.smem;
+            }
+        }
+        keep_built(c, family, v.canon, p, e->fn, origin, smem_set);
     }
     memcpy(e->grid, v.grid, sizeof e->grid);
     memcpy(e->block, v.block, sizeof e->block);
@@ -756,6 +832,18 @@ fat_status fat_query(fat_ctx *c, const fat_attn_args *a, fat_choice *out) {
     fat_status st = prepare(c, a, &p, &e);
     if (st == FAT_OK) *out = e->choice;
     return st;
+}
+
+/* The launch fat_attn_fwd would make for a. See ctx.h. */
+fat_status ctx_launch_of(fat_ctx *c, const fat_attn_args *a, unsigned grid[3], unsigned block[3], unsigned *smem) {
+    entry *e;
+    fat_problem p;
+    fat_status st = prepare(c, a, &p, &e);
+    if (st != FAT_OK) return st;
+    memcpy(grid, e->grid, sizeof e->grid);
+    memcpy(block, e->block, sizeof e->block);
+    *smem = e->smem;
+    return FAT_OK;
 }
 
 /* Checks, looks up (resolving a new shape), launches on stream with the primary context current,

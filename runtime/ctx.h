@@ -19,4 +19,8 @@ fat_status ctx_open_offline(const char *db_path, const gen_device *dev, fat_ctx 
  * number of distinct shapes small in serving). */
 void ctx_call_problem(const fat_attn_args *a, fat_problem *p);
 
+/* The grid, block and dynamic shared memory fat_attn_fwd would launch a with (resolving it as
+ * fat_query does). Same codes as fat_query. */
+fat_status ctx_launch_of(fat_ctx *c, const fat_attn_args *a, unsigned grid[3], unsigned block[3], unsigned *smem);
+
 #endif

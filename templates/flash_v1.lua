@@ -441,6 +441,18 @@ extern "C" __global__ void __launch_bounds__(THREADS) fat_flash_v1(const fat_kpa
 }
 ]]
 
+-- Where the kernel runs for a shape, without its source (see flash_v2.lua's launch()).
+function t.launch(p, shape, dev)
+  local g = geometry(p, shape)
+  return {
+    entry = "fat_flash_v1",
+    grid = { splits(p, shape, dev, g), shape.heads_q, shape.batch },
+    block = { g.threads, 1, 1 },
+    smem = g.smem,
+    workspace = ws_bytes(p, shape, g),
+  }
+end
+
 function t.emit(p, shape, dev)
   local ok, why = t.valid(p, shape, dev)
   assert(ok, why)
@@ -467,14 +479,9 @@ function t.emit(p, shape, dev)
     "#define LD_RS " .. g.ld_rs .. "            /* rows between a lane's copies */",
     "#define LD_NJ " .. g.ld_nj .. "            /* chunks per lane per row */",
   }
-  return {
-    source = tile.source(P.common(t, src_params, shape), g, defs, KERNEL),
-    entry = "fat_flash_v1",
-    grid = { splits(p, shape, dev, g), shape.heads_q, shape.batch },
-    block = { g.threads, 1, 1 },
-    smem = g.smem,
-    workspace = ws_bytes(p, shape, g),
-  }
+  local e = t.launch(p, shape, dev)
+  e.source = tile.source(P.common(t, src_params, shape), g, defs, KERNEL)
+  return e
 end
 
 return t

@@ -390,6 +390,19 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
 }
 ]]
 
+-- Where the kernel runs for a shape, without its source: what the runtime asks for when a kernel it
+-- has loaded meets a new shape (gen_launch), and what emit() returns beside the source.
+function t.launch(p, shape, dev)
+  local g = geometry(p, shape)
+  return {
+    entry = "fat_flash_v2",
+    grid = { P.ceil_div(shape.seqlen_q, p.block_m), shape.heads_q, shape.batch },
+    block = { g.threads, 1, 1 },
+    smem = g.smem,
+    workspace = 0,
+  }
+end
+
 function t.emit(p, shape, dev)
   local ok, why = t.valid(p, shape, dev)
   assert(ok, why)
@@ -420,14 +433,9 @@ function t.emit(p, shape, dev)
     def("LD_RS", g.ld_rs, "rows between a lane's copies"),
     def("LD_NJ", g.ld_nj, "chunks per lane per row"),
   }
-  return {
-    source = tile.source(P.common(t, p, shape), g, defs, KERNEL),
-    entry = "fat_flash_v2",
-    grid = { P.ceil_div(shape.seqlen_q, p.block_m), shape.heads_q, shape.batch },
-    block = { g.threads, 1, 1 },
-    smem = g.smem,
-    workspace = 0,
-  }
+  local e = t.launch(p, shape, dev)
+  e.source = tile.source(P.common(t, p, shape), g, defs, KERNEL)
+  return e
 end
 
 return t

@@ -26,6 +26,13 @@ function T.valid(p, shape, dev)
   return true
 end
 
+-- Where the kernel runs for a shape, without its source (see flash_v2.lua's launch()): one CTA per
+-- query row; the workspace holds each row's scores.
+function T.launch(p, shape, dev)
+  return { entry = "fat_naive", grid = { shape.seqlen_q, shape.heads_q, shape.batch }, block = { p.threads, 1, 1 },
+           smem = 0, workspace = s_bytes(shape) }
+end
+
 function T.emit(p, shape, dev)
   local src = P.common(T, p, shape) .. string.format([[
 #define NTHREADS %d
@@ -108,11 +115,9 @@ extern "C" __global__ void __launch_bounds__(NTHREADS) fat_naive(const fat_kpara
     if (p.lse && threadIdx.x == 0) p.lse[LSE_OFF(p, b, h, q0, i)] = l > 0.f ? mx + __logf(l) : -FAT_INF;
 }
 ]], p.threads, shape.head_dim)
-  return {
-    source = src, entry = "fat_naive",
-    grid = { shape.seqlen_q, shape.heads_q, shape.batch }, block = { p.threads, 1, 1 },
-    smem = 0, workspace = s_bytes(shape),
-  }
+  local e = T.launch(p, shape, dev)
+  e.source = src
+  return e
 end
 
 return T

@@ -5,6 +5,9 @@
 --   params                         name -> list of candidate values
 --   valid(p, shape, dev)           true, or false and a reason
 --   emit(p, shape, dev)            { source, entry, grid = {x,y,z}, block = {x,y,z}, smem, workspace }
+--   launch(p, shape, dev)          optional: emit()'s table without the source, cheaply (the runtime
+--                                  asks it when a loaded kernel meets a new shape); must agree with
+--                                  emit() field for field (tests/test_gen.c checks every variant)
 -- shape: dtype ("fp16"|"bf16"), head_dim, causal, window, softcap, varlen (booleans), batch,
 --        heads_q, heads_kv, seqlen_q, seqlen_k.  dev: name, cc (e.g. 90), arch ("sm_90"), sms,
 --        smem_optin (bytes one block may use), smem_per_sm, regs_per_sm, l2, max_threads.

@@ -195,6 +195,56 @@ static void test_defaults(void) {
     free(p);
 }
 
+/* launch() agrees with emit() field for field, for every valid variant of every family on shapes
+ * that move every size-dependent rule (short and long sequences, Sq != Sk, GQA, varlen, d 40 to
+ * 256): the runtime takes a loaded kernel's launch for a new shape from gen_launch alone. */
+static void test_launch(void) {
+    static const fat_problem probs[] = {
+        { FAT_BF16, 128, 1, 0, 2, 16, 4, 4096, 4096 },
+        { FAT_FP16, 64, 0, 0, 3, 8, 8, 17, 1000 },
+        { FAT_BF16, 40, 1, FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 1, 8, 1, 129, 77 },
+        { FAT_FP16, 256, 0, FAT_FEAT_VARLEN, 5, 4, 2, 300, 700 },
+        { FAT_BF16, 96, 1, 0, 1, 32, 8, 1, 5000 },
+    };
+    int nfam;
+    const char *const *fams = gen_families(&nfam);
+    for (int f = 0; f < nfam; f++) {
+        int variants = 0, bad = 0, nosrc = 1;
+        for (size_t i = 0; i < sizeof probs / sizeof probs[0]; i++) {
+            gen_choice *ch;
+            int nch;
+            if (gen_enumerate(g, fams[f], &probs[i], &dev, &ch, &nch) != FAT_OK) { bad++; continue; }
+            for (int c = 0; c < nch; c++) {
+                gen_variant e, l;
+                if (!ch[c].ok) continue;
+                variants++;
+                if (gen_emit(g, fams[f], ch[c].canon, &probs[i], &dev, &e) != FAT_OK) { bad++; continue; }
+                if (gen_launch(g, fams[f], ch[c].canon, &probs[i], &dev, &l) != FAT_OK) { bad++; gen_variant_free(&e); continue; }
+                nosrc &= l.source == NULL;
+                if (strcmp(e.canon, l.canon) || strcmp(e.entry, l.entry) || memcmp(e.grid, l.grid, sizeof e.grid) ||
+                    memcmp(e.block, l.block, sizeof e.block) || e.smem != l.smem || e.workspace != l.workspace ||
+                    e.version != l.version) {
+                    bad++;
+                    if (bad < 4) fprintf(stderr, "  %s %s: launch() differs from emit()\n", fams[f], ch[c].canon);
+                }
+                gen_variant_free(&e);
+                gen_variant_free(&l);
+            }
+            gen_choices_free(ch, nch);
+        }
+        char what[160];
+        snprintf(what, sizeof what, "%s: launch() and emit() agree on every valid variant (%d)", fams[f], variants);
+        CHECK(what, variants > 0 && bad == 0);
+        snprintf(what, sizeof what, "%s: gen_launch gives no source", fams[f]);
+        CHECK(what, nosrc);
+    }
+    fat_problem p = probs[0];
+    gen_variant v;
+    CHECK_INT("gen_launch refuses an invalid choice as gen_emit does",
+              gen_launch(g, "naive", "threads=4096", &p, &dev, &v), FAT_ERR_TEMPLATE);
+    CHECK_STR_HAS("...naming it", gen_errmsg(g), "not valid");
+}
+
 int main(int argc, char **argv) {
     test_verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
     gen_device_for_arch("sm_90", &dev);
@@ -203,6 +253,7 @@ int main(int argc, char **argv) {
     test_templates();
     test_sandbox_templates();
     test_defaults();
+    test_launch();
     gen_close(g);
     return test_done("gen");
 }
