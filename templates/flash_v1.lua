@@ -40,11 +40,12 @@ end
 
 -- Registers per thread the variant certainly needs: the O tile of the pair (read from the
 -- workspace into mma accumulators), the S tile, one 16-deep step of Q and P fragments, overhead.
+-- Returns the total and a function giving its parts as text (for a reason, made only when needed).
 local function regs_estimate(p, g)
   local o, s = tile.acc_regs(p, g)
   local frag = g.m_tiles * 4 * 2
   local total = o + s + frag + REG_OVERHEAD
-  return total, string.format("O %d + S %d + Q/P fragments %d + overhead %d", o, s, frag, REG_OVERHEAD)
+  return total, function() return string.format("O %d + S %d + Q/P fragments %d + overhead %d", o, s, frag, REG_OVERHEAD) end
 end
 
 -- Workspace rows per (sequence, head): seqlen_q rounded up to a whole Q tile, so that the padded
@@ -79,8 +80,9 @@ function t.valid(p, shape, dev)
   if p.num_splits < 0 then return false, string.format("num_splits=%d: 0 (auto) or a count", p.num_splits) end
   local g = geometry(p, shape)
   local regs, regs_parts = regs_estimate(p, g)
-  local smem_parts = string.format("%d x Q %d + K %d + V %d", p.stages, g.smem_q, g.smem_kv, g.smem_kv)
-  ok, why = tile.check_budget(g, dev, smem_parts, regs, MAX_REGS, regs_parts)
+  ok, why = tile.check_budget(g, dev, regs, MAX_REGS, function()
+    return string.format("%d x Q %d + K %d + V %d", p.stages, g.smem_q, g.smem_kv, g.smem_kv), regs_parts()
+  end)
   if not ok then return false, why end
   local sq = shape.seqlen_q or 0
   if sq > 0 and shape.batch then

@@ -38,13 +38,14 @@ local function geometry(p, shape)
 end
 
 -- Registers per thread the variant certainly needs: O and S accumulators, Q fragments when held,
--- P fragments of one 16-key step, and REG_OVERHEAD. Returns the total and its parts as text.
+-- P fragments of one 16-key step, and REG_OVERHEAD. Returns the total and a function giving its
+-- parts as text (for a reason, made only when needed).
 local function regs_estimate(p, g)
   local o, s = tile.acc_regs(p, g)
   local q = p.q_in_regs == 1 and g.m_tiles * (g.dpad // 16) * 4 or 0
   local pf = g.m_tiles * 4
   local total = o + s + q + pf + REG_OVERHEAD
-  return total, string.format("O %d + S %d + Q %d + P %d + overhead %d", o, s, q, pf, REG_OVERHEAD)
+  return total, function() return string.format("O %d + S %d + Q %d + P %d + overhead %d", o, s, q, pf, REG_OVERHEAD) end
 end
 
 function t.valid(p, shape, dev)
@@ -53,8 +54,9 @@ function t.valid(p, shape, dev)
   if not ok then return false, why end
   local g = geometry(p, shape)
   local regs, regs_parts = regs_estimate(p, g)
-  local smem_parts = string.format("Q %d + %d stages x (K %d + V %d)", g.smem_q, p.stages, g.smem_kv, g.smem_kv)
-  ok, why = tile.check_budget(g, dev, smem_parts, regs, MAX_REGS, regs_parts)
+  ok, why = tile.check_budget(g, dev, regs, MAX_REGS, function()
+    return string.format("Q %d + %d stages x (K %d + V %d)", g.smem_q, p.stages, g.smem_kv, g.smem_kv), regs_parts()
+  end)
   if not ok then return false, why end
   -- Pruning by shape: tiles far larger than the sequences only add masked work.
   ok, why = tile.prune_oversized(p, shape, 64, 32)
