@@ -466,7 +466,8 @@ static int cmp_double(const void *a, const void *b) {
 static double time_launch(CUfunction fn, void **params, CUstream s) {
     enum { ROUNDS = 100, PER = 100 };
     double t[ROUNDS];
-    for (int i = 0; i < 200; i++) cu.LaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, s, params, NULL);
+    for (int i = 0; i < 200; i++)
+        if (cu.LaunchKernel(fn, 1, 1, 1, 32, 1, 1, 0, s, params, NULL) != CUDA_SUCCESS) return -1;   /* printed as -1 */
     cu.CtxSynchronize();
     for (int k = 0; k < ROUNDS; k++) {
         double t0 = now_ms();
@@ -493,7 +494,7 @@ static void launch_floor(const char *arch) {
     CUstream s = NULL;
     long long blk[28] = { 0 };
     void *params[] = { blk };
-    if (rtc_compile(src, "floor", arch, 0, &r) != FAT_OK) return;
+    if (rtc_compile(src, "floor", arch, 0, &r) != FAT_OK) { rtc_result_free(&r); return; }
     if (cu.ModuleLoadData(&mod, r.image) == CUDA_SUCCESS && cu.ModuleGetFunction(&f[0], mod, "e0") == CUDA_SUCCESS &&
         cu.ModuleGetFunction(&f[1], mod, "e64") == CUDA_SUCCESS &&
         cu.ModuleGetFunction(&f[2], mod, "e224") == CUDA_SUCCESS && cu.StreamCreate(&s, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS) {
@@ -534,11 +535,13 @@ static void test_overhead(fat_ctx *ctx, gen *g, const gen_device *dev) {
     CHECK("overhead: the same kernel built for the bare launch", have_raw);
     fat_kparams kp;
     kernel_params(&l.c->dev, NULL, l.c->total_q, &kp);
-    for (int i = 0; have_raw && i < 200; i++) kernel_launch(&k, v.grid, v.block, &kp, NULL);
+    for (int i = 0; have_raw && i < 200; i++) have_raw = kernel_launch(&k, v.grid, v.block, &kp, NULL) == FAT_OK;
     cu.CtxSynchronize();
+    CHECK("overhead: the bare launch of that kernel works", have_raw);
+    int fwd_fail = 0;
     for (int round = 0; round < ROUNDS; round++) {
         double t0 = now_ms();
-        for (int i = 0; i < PER; i++) fat_attn_fwd(ctx, &l.c->dev, NULL);
+        for (int i = 0; i < PER; i++) fwd_fail |= fat_attn_fwd(ctx, &l.c->dev, NULL) != FAT_OK;
         fwd[round] = (now_ms() - t0) * 1e3 / PER;
         cu.CtxSynchronize();
         raw[round] = 0;
@@ -563,9 +566,13 @@ static void test_overhead(fat_ctx *ctx, gen *g, const gen_device *dev) {
      * test holds fatune to is its own share, the lookup and argument packing around the launch. */
     if (have_raw)
         CHECK_LE("fatune's own host time per call beyond a bare cuLaunchKernel (us)", diff[ROUNDS / 2], 1.0);
+    CHECK_INT("overhead: every fat_attn_fwd of the timing loop succeeded", fwd_fail, 0);
+    cu.CtxSynchronize();
     kernel_unload(&k);
     rtc_result_free(&r);
     gen_variant_free(&v);
+    /* the rounds ended with the bare launches: one more call through fatune, on poisoned output */
+    if (bench_poison(l.c) == FAT_OK && fat_attn_fwd(ctx, &l.c->dev, NULL) == FAT_OK) cu.CtxSynchronize();
     live_check(&l, "tiny case still right after the timing loop", NULL);
     live_free(&l);
 }

@@ -743,17 +743,19 @@ static void test_siblings(void)
         return;
     CHECK_INT("ids", make_ids(d, &ids), FAT_OK);
     CHECK_INT("another config", db_config_id(d, ids.tmpl, "block_m=128,block_n=64,warps=8", &cfg2), FAT_OK);
+    fat_status s0;
     p.seqlen_q = p.seqlen_k = 8192;
     p.batch = 1;
-    db_problem_id(d, &p, &big);
-    p = prob_a; p.dtype = FAT_BF16; db_problem_id(d, &p, &other_dt);
-    p = prob_a; p.head_dim = 64; db_problem_id(d, &p, &other_d);
-    p = prob_a; p.causal = 0; db_problem_id(d, &p, &causal);
-    p = prob_a; p.features = FAT_FEAT_WINDOW; db_problem_id(d, &p, &feat);
-    p = prob_a; p.seqlen_k = 100; db_problem_id(d, &p, &empty);      /* same kind, no trials */
+    s0 = db_problem_id(d, &p, &big);
+    p = prob_a; p.dtype = FAT_BF16; s0 |= db_problem_id(d, &p, &other_dt);
+    p = prob_a; p.head_dim = 64; s0 |= db_problem_id(d, &p, &other_d);
+    p = prob_a; p.causal = 0; s0 |= db_problem_id(d, &p, &causal);
+    p = prob_a; p.features = FAT_FEAT_WINDOW; s0 |= db_problem_id(d, &p, &feat);
+    p = prob_a; p.seqlen_k = 100; s0 |= db_problem_id(d, &p, &empty);      /* same kind, no trials */
     b200.name = "NVIDIA B200";
     b200.cc = 100;
-    db_device_id(d, &b200, &dev2);
+    s0 |= db_device_id(d, &b200, &dev2);
+    CHECK_INT("set up: problems and a second device", s0, FAT_OK);
     int64_t with_trials[] = {ids.prob, big, other_dt, other_d, causal, feat};
     for (size_t i = 0; i < sizeof with_trials / sizeof with_trials[0]; i++) {
         struct ids x = ids;

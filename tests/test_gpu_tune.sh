@@ -10,7 +10,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 if ! "$fatune" devices >/dev/null 2>&1; then
-    echo "gpu_tune: no GPU here"; echo "gpu_tune: 0 passed, 0 failed, 15 skipped"; exit 0
+    echo "gpu_tune: no GPU here"; echo "gpu_tune: 0 passed, 0 failed, 16 skipped"; exit 0
 fi
 # sql DB QUERY: one value from the database (python's sqlite3: the GPU machine has no sqlite3 CLI).
 sql() { python3 -c "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone(); print(r[0] if r else '')" "$1" "$2"; }
@@ -46,9 +46,11 @@ echo "$first" | grep -q "s1024/1024" && ! echo "$first" | grep -q "tried" && ok 
 space=$(sql "$tmp/g.db" "select count(*) from trial tr join problem p on p.id=tr.problem_id where p.seqlen_q=1024")
 few=$(sql "$tmp/g.db" "select max(n) from (select count(*) n from trial tr join problem p on p.id=tr.problem_id where p.seqlen_q<>1024 group by p.id)")
 [ "$space" -gt 20 ] && [ "$few" -ge 2 ] && [ "$few" -le 17 ] && [ $(echo "$out" | grep -c "guided\]") = 2 ] && ok || bad "the other two try a guided few ($few of $space): $out"
-c=$(sql "$tmp/g.db" "select count(*) from best b join problem p on p.id=b.problem_id where b.complete = 1 and p.seqlen_q = 1024")
+c=$(sql "$tmp/g.db" "select count(*) || '/' || sum(p.seqlen_q = 1024) from best b join problem p on p.id=b.problem_id where b.complete = 1")
 n=$(sql "$tmp/g.db" "select count(*) from best where effort like 'guided, %'")
-[ "$n" = 3 ] && [ "$c" = 1 ] && ok || bad "three best rows, effort guided, only the screened one complete (got $n, $c)"
+[ "$n" = 3 ] && [ "$c" = 1/1 ] && ok || bad "three best rows, effort guided, only the screened one complete (got $n, $c)"
+out=$("$fatune" --gpu 0 --shapes tests/shapes/guided.lua --db "$tmp/g.db" --only flash_v2 2>&1)
+echo "$out" | grep -q "0 compiled, 0 verified, 0 timed" && ok || bad "a finished guided run, run again, measures nothing: $out"
 out=$("$fatune" --gpu 0 --shapes tests/shapes/guided.lua --db "$tmp/e.db" --only flash_v2 --strategy exhaustive 2>&1); rc=$?
 n=$(sql "$tmp/e.db" "select count(*) from best where complete = 1 and effort like 'exhaustive, %'")
 [ $rc -eq 0 ] && [ "$n" = 3 ] && ! echo "$out" | grep -q "tried" && ok || bad "exhaustive: every problem tries every variant (rc $rc, $n complete): $out"

@@ -53,6 +53,8 @@ static fat_status fill_repeated(fat_dtype dt, CUdeviceptr dst, size_t n, uint64_
         CU_CHECK(MemcpyDtoD(dst + done * 2, dst, m * 2));
         done += m;
     }
+    /* the copies run on the legacy stream; the timing runs on the worker's own non-blocking one */
+    CU_CHECK(CtxSynchronize());
 out:
     free(h);
     return st;

@@ -6,10 +6,12 @@
  * This process never touches CUDA: compilation is NVRTC in a thread pool, and everything that runs
  * on the GPU happens in the worker (worker.c), which may crash or hang without taking the run down.
  * Every trial is committed as it finishes, so a killed run resumes where it stopped: a trial
- * already in the database for this device, problem and config is not measured again. The winner
- * is named by tuner/choose.c: the variants within 3% of the fastest are timed again, interleaved,
- * and one wins only by more than the spread of those rounds, else by name. With several
- * GPUs, one supervisor process per GPU takes every n-th problem, all writing to one database (WAL).
+ * already in the database for this device, problem and config is not measured again. Which
+ * variants a problem tries is the strategy's (guided by default: see plan()). The winner is named
+ * by tuner/choose.c: up to four variants within 3% of the fastest are timed again, interleaved, and
+ * one wins only by more than 2% and in every round; a tie goes to the built-in default, else to
+ * the first by name. With several GPUs, one supervisor process per GPU takes every n-th problem,
+ * all writing to one database (WAL).
  */
 #include "tune.h"
 #include "choose.h"
@@ -232,11 +234,13 @@ enum { FINALISTS = 4, ROUNDS = 3 };
 
 /* Times the finalists again, ROUNDS times, interleaved (A B C A B C ...), so that drift of clock
  * and temperature falls on all of them alike, and names the winner from those times: it must beat
- * each other one by more than TIE_BAND and in every round (choose_paired). fin[0..nf-1] are indices into
- * cs, fastest first. *best, *best_ms and *margin are updated; a finalist that fails now (a fault,
- * a wrong result: a flaky kernel) gets that status recorded and drops out. */
+ * each other one by more than TIE_BAND and in every round, else the tie goes to the built-in
+ * default or the first by name (choose_paired). fin[0..nf-1] are indices into cs. When a winner
+ * comes out, *best, *runner (the runner-up, -1 when none is left), *best_ms and *margin are set; a
+ * finalist that fails now (a fault, a wrong result: a flaky kernel) gets that status recorded and
+ * drops out. */
 static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t problem_id, const char *name,
-                            int *best, double *best_ms, double *margin) {
+                            int *best, int *runner, double *best_ms, double *margin) {
     double ms[FINALISTS][ROUNDS] = { { 0 } };
     int alive[FINALISTS];
     for (int f = 0; f < nf; f++) alive[f] = 1;
@@ -292,7 +296,8 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
     if (w < 0) return FAT_OK;           /* every finalist failed: the caller chooses again as measured */
     *best = fin[w];
     *best_ms = in[w].median_ms;
-    if (second >= 0) *margin = in[second].median_ms / in[w].median_ms - 1;
+    *runner = second >= 0 ? fin[second] : -1;
+    *margin = second >= 0 ? in[second].median_ms / in[w].median_ms - 1 : 0;
     return FAT_OK;
 }
 
@@ -300,7 +305,7 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
  * their order. Measured first, it sets the time every other variant is cut against: without it the
  * families measured before the default family (flash_v1 sorts first) are cut only against each
  * other, and a slow family is timed in full, variant after variant. The order changes nothing
- * else: the best is chosen over all of them, ties by name. */
+ * else: the best is chosen over all of them, ties to the default, else by name. */
 static int default_first(tuner *t, const fat_problem *p, cand *cs, int nc) {
     char params[256];
     if (gen_default(t->g, GEN_DEFAULT_FAMILY, p, &t->dev, params, sizeof params) != FAT_OK) return 0;
@@ -320,18 +325,34 @@ static int default_first(tuner *t, const fat_problem *p, cand *cs, int nc) {
  * have the same candidates, and their ranking changes slowly with the sizes: the tiles that win at
  * 4k keys are the ones that win at 8k. So the first problem of a specialisation (the cheapest, as
  * the run goes cheapest first) tries every candidate, and each later one tries only the built-in
- * default, the GUIDE_SCREENED fastest of the nearest such screened problem and the GUIDE_NEAR
- * fastest of each of the GUIDE_NEIGHBOURS nearest tuned problems (which catch what changes with
- * size). Near: in log space over seqlen_q, seqlen_k, batch x heads and the GQA group. */
+ * default, the GUIDE_SCREENED fastest of the nearest screened problem and the GUIDE_NEAR fastest of
+ * each of the GUIDE_NEIGHBOURS nearest tuned problems (which catch what changes with size). Near:
+ * in log space over seqlen_q, seqlen_k, batch x heads and the GQA group. Only problems that come
+ * before this one in the run's order (cost_cmp) guide it, so that its plan depends on the suite and
+ * not on what else the database holds: a finished run run again measures nothing. Quick effort
+ * samples instead (collect) and is not guided. */
 
 enum { GUIDE_SCREENED = 8, GUIDE_NEAR = 4, GUIDE_NEIGHBOURS = 2, GUIDE_MAX_SIBLINGS = 256 };
+
+/* The run's order: FLOPs, then the sizes and the specialisation, so that any two problems compare
+ * the same way whatever file they came from. */
+static int cost_cmp(const fat_problem *a, const fat_problem *b) {
+    double x = flops(a), y = flops(b);
+    if (x != y) return x < y ? -1 : 1;
+    const int ka[] = { a->seqlen_q, a->seqlen_k, a->batch, a->heads_q, a->heads_kv, a->head_dim, a->causal,
+                       (int)a->features, (int)a->dtype };
+    const int kb[] = { b->seqlen_q, b->seqlen_k, b->batch, b->heads_q, b->heads_kv, b->head_dim, b->causal,
+                       (int)b->features, (int)b->dtype };
+    for (size_t i = 0; i < sizeof ka / sizeof ka[0]; i++)
+        if (ka[i] != kb[i]) return ka[i] < kb[i] ? -1 : 1;
+    return 0;
+}
 
 typedef struct sibling { int64_t id; double dist; } sibling;
 
 typedef struct siblings {
-    int64_t self;
     const fat_problem *p;
-    sibling s[GUIDE_MAX_SIBLINGS];
+    sibling s[GUIDE_MAX_SIBLINGS];  /* the nearest ones, when there are more */
     int n;
 } siblings;
 
@@ -343,30 +364,34 @@ static double problem_distance(const fat_problem *a, const fat_problem *b) {
            fabs(lg((double)a->heads_q / a->heads_kv) - lg((double)b->heads_q / b->heads_kv));
 }
 
-static fat_status sibling_seen(void *ud, int64_t id, const fat_problem *p, int trials) {
-    siblings *s = ud;
-    (void)trials;
-    if (id == s->self || s->n == GUIDE_MAX_SIBLINGS) return FAT_OK;
-    s->s[s->n].id = id;
-    s->s[s->n].dist = problem_distance(s->p, p);
-    s->n++;
-    return FAT_OK;
-}
-
 static int by_distance(const void *a, const void *b) {
     const sibling *x = a, *y = b;
     if (x->dist != y->dist) return x->dist < y->dist ? -1 : 1;
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+static fat_status sibling_seen(void *ud, int64_t id, const fat_problem *p, int trials) {
+    siblings *s = ud;
+    (void)trials;
+    if (cost_cmp(p, s->p) >= 0) return FAT_OK;         /* not before this problem (or itself) */
+    sibling x = { id, problem_distance(s->p, p) };
+    if (s->n < GUIDE_MAX_SIBLINGS) { s->s[s->n++] = x; return FAT_OK; }
+    int far = 0;                                        /* full: replace the farthest if nearer */
+    for (int i = 1; i < s->n; i++) if (by_distance(&s->s[i], &s->s[far]) > 0) far = i;
+    if (by_distance(&x, &s->s[far]) < 0) s->s[far] = x;
+    return FAT_OK;
+}
+
 /* Marks the k fastest of sibling id's ok trials among cs as planned and every candidate with a
- * trial there (any status) as seen. FAT_OK, FAT_ERR_NOMEM. */
+ * trial there (any status) as seen. FAT_OK, FAT_ERR_NOMEM or FAT_ERR_DB. */
 static fat_status plan_from(tuner *t, int64_t id, cand *cs, int nc, int k, unsigned char *seen) {
     double *ms = calloc(nc ? (size_t)nc : 1, sizeof *ms);
     if (!ms) return FAT_ERR_NOMEM;
     for (int i = 0; i < nc; i++) {
         db_trial tr;
-        if (db_trial_get(t->d, t->device_id, id, cs[i].config_id, &tr) != FAT_OK) continue;
+        fat_status st = db_trial_get(t->d, t->device_id, id, cs[i].config_id, &tr);
+        if (st == FAT_ERR_NOT_FOUND) continue;
+        if (st != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); free(ms); return FAT_ERR_DB; }
         seen[i] = 1;
         if (tr.status == DB_TRIAL_OK && tr.median_ms > 0) ms[i] = tr.median_ms;
         db_trial_free(&tr);
@@ -389,16 +414,14 @@ static fat_status plan_from(tuner *t, int64_t id, cand *cs, int nc, int k, unsig
  * GUIDE_NEAR fastest of each of the GUIDE_NEIGHBOURS nearest siblings, the default, and every
  * candidate no sibling has tried (the space grows with the sequence lengths: a tile pruned as
  * oversized for 512 keys is valid for 4096), so that each candidate of a kind is measured once. */
-static fat_status plan(tuner *t, const fat_problem *p, int64_t problem_id, cand *cs, int nc, int has_default,
-                       int *guides) {
+static fat_status plan(tuner *t, const fat_problem *p, cand *cs, int nc, int has_default, int *guides) {
     fat_status st = FAT_OK;
     siblings *sb = NULL;
     unsigned char *seen = NULL;
     *guides = 0;
     for (int i = 0; i < nc; i++) cs[i].planned = 1;
-    if (t->o->strategy != TUNE_GUIDED || nc == 0) return FAT_OK;
+    if (t->o->strategy != TUNE_GUIDED || t->o->quick || nc == 0) return FAT_OK;
     if (!(sb = calloc(1, sizeof *sb)) || !(seen = calloc((size_t)nc, 1))) { st = FAT_ERR_NOMEM; goto out; }
-    sb->self = problem_id;
     sb->p = p;
     if (db_siblings(t->d, t->device_id, p, sibling_seen, sb) != FAT_OK) {
         fat_set_error("%s", db_errmsg(t->d));
@@ -409,13 +432,14 @@ static fat_status plan(tuner *t, const fat_problem *p, int64_t problem_id, cand 
     int screened = -1;
     for (int j = 0; j < sb->n && screened < 0; j++) {
         db_best b;
-        if (db_best_get(t->d, t->device_id, sb->s[j].id, &b) == FAT_OK && b.complete) screened = j;
+        fat_status bs = db_best_get(t->d, t->device_id, sb->s[j].id, &b);
+        if (bs == FAT_OK && b.complete) screened = j;
+        else if (bs != FAT_OK && bs != FAT_ERR_NOT_FOUND) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
     }
     if (screened < 0) goto out;                     /* this problem screens the space */
     for (int i = 0; i < nc; i++) cs[i].planned = 0;
-    int k1 = t->o->quick ? GUIDE_SCREENED / 2 : GUIDE_SCREENED, k2 = t->o->quick ? GUIDE_NEAR / 2 : GUIDE_NEAR;
     for (int j = 0; j < sb->n; j++) {
-        int k = j == screened ? k1 : j < GUIDE_NEIGHBOURS ? k2 : 0;
+        int k = j == screened ? GUIDE_SCREENED : j < GUIDE_NEIGHBOURS ? GUIDE_NEAR : 0;
         if ((st = plan_from(t, sb->s[j].id, cs, nc, k, seen)) != FAT_OK) goto out;
         *guides += k > 0;
     }
@@ -442,110 +466,131 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
     progress(t, name);
     if ((st = collect(t, p, &cp, problem_id, &cs, &nc)) != FAT_OK) goto out;
     int has_default = default_first(t, p, cs, nc), guides = 0;
-    if ((st = plan(t, p, problem_id, cs, nc, has_default, &guides)) != FAT_OK) goto out;
+    if ((st = plan(t, p, cs, nc, has_default, &guides)) != FAT_OK) goto out;
 
-    /* Compile what the database does not hold yet, all at once. */
     jobs = calloc(nc ? (size_t)nc : 1, sizeof *jobs);
     if (!jobs) { st = FAT_ERR_NOMEM; goto out; }
-    double ts = now_s();
-    for (int i = 0; i < nc; i++) {
-        int yes = 0;
-        if (cs[i].have_trial || !cs[i].planned) continue;
-        pending++;
-        if (db_kernel_exists(t->d, cs[i].hash, &yes) == FAT_OK && yes) continue;
-        jobs[nj].source = cs[i].v.source;
-        jobs[nj].name = cs[i].v.tmpl;
-        jobs[nj].arch = t->dev.arch;
-        cs[i].job = nj++;
-    }
-    pool_compile(jobs, nj, 0);
-    t->compiled += nj;
-    t->s_compile += now_s() - ts;
-    ts = now_s();
-    if (pending && (st = worker_problem(t->w, p, &cp, 0x5eed0000u + (uint64_t)problem_id)) != FAT_OK) goto out;
-    t->s_setup += now_s() - ts;
-    ts = now_s();
-
-    double best_ms = 0;          /* the fastest full measurement so far, for cutting early */
-    int timed_here = 0;          /* variants this run timed */
+    double ts = 0, best_ms = 0;  /* best_ms: the fastest full measurement so far, for cutting early */
+    int timed_here = 0, sent = 0;/* variants this run timed; the problem is set up in the worker */
     for (int i = 0; i < nc; i++)
         if (cs[i].have_trial && cs[i].status == DB_TRIAL_OK && cs[i].median_ms > 0 &&
             (best_ms <= 0 || cs[i].median_ms < best_ms)) best_ms = cs[i].median_ms;
-    for (int i = 0; i < nc; i++) {
-        cand *c = &cs[i];
-        if (c->have_trial || !c->planned) continue;
-        if (t->deadline > 0 && now_s() > t->deadline) { complete = 0; break; }
-        char reason[1024] = "";
-        db_trial tr;
-        memset(&tr, 0, sizeof tr);
-        tr.device_id = t->device_id;
-        tr.problem_id = problem_id;
-        tr.config_id = c->config_id;
-        tr.status = DB_TRIAL_OK;
-        db_kernel kr;
-        memset(&kr, 0, sizeof kr);
-        const void *cubin = NULL;
-        size_t cubin_size = 0;
-        if (c->job >= 0) {
-            pool_job *j = &jobs[c->job];
-            if (j->st != FAT_OK) {
-                tr.status = DB_TRIAL_COMPILE_ERROR;
-                snprintf(reason, sizeof reason, "%.200s\n%.800s", j->err, j->res.log);
+    /* Pass 0 tries the plan. Should none of it verify where the plan left candidates out (guided:
+     * a neighbour's tiles may fail at this size), pass 1 tries the rest. */
+    for (int pass = 0; pass < 2; pass++) {
+        /* Compile what the database does not hold yet, all at once. */
+        ts = now_s();
+        pending = 0;
+        int first_job = nj;
+        for (int i = 0; i < nc; i++) {
+            int yes = 0;
+            if (cs[i].have_trial || !cs[i].planned || cs[i].done || cs[i].job >= 0) continue;
+            pending++;
+            if (db_kernel_exists(t->d, cs[i].hash, &yes) == FAT_OK && yes) continue;
+            jobs[nj].source = cs[i].v.source;
+            jobs[nj].name = cs[i].v.tmpl;
+            jobs[nj].arch = t->dev.arch;
+            cs[i].job = nj++;
+        }
+        pool_compile(jobs + first_job, nj - first_job, 0);
+        t->compiled += nj - first_job;
+        t->s_compile += now_s() - ts;
+        ts = now_s();
+        if (pending && !sent) {
+            if ((st = worker_problem(t->w, p, &cp, 0x5eed0000u + (uint64_t)problem_id)) != FAT_OK) goto out;
+            sent = 1;
+        }
+        t->s_setup += now_s() - ts;
+        ts = now_s();
+
+        for (int i = 0; i < nc; i++) {
+            cand *c = &cs[i];
+            if (c->have_trial || !c->planned || c->done) continue;
+            if (t->deadline > 0 && now_s() > t->deadline) { complete = 0; break; }
+            char reason[1024] = "";
+            db_trial tr;
+            memset(&tr, 0, sizeof tr);
+            tr.device_id = t->device_id;
+            tr.problem_id = problem_id;
+            tr.config_id = c->config_id;
+            tr.status = DB_TRIAL_OK;
+            db_kernel kr;
+            memset(&kr, 0, sizeof kr);
+            const void *cubin = NULL;
+            size_t cubin_size = 0;
+            if (c->job >= 0) {
+                pool_job *j = &jobs[c->job];
+                if (j->st != FAT_OK) {
+                    tr.status = DB_TRIAL_COMPILE_ERROR;
+                    snprintf(reason, sizeof reason, "%.200s\n%.800s", j->err, j->res.log);
+                } else {
+                    db_kernel put = { .cubin = j->res.image, .cubin_size = j->res.size, .compile_ms = j->res.ms,
+                                      .registers = j->res.registers, .spills = j->res.spill_bytes,
+                                      .smem_static = j->res.smem_static };
+                    snprintf(put.hash, sizeof put.hash, "%s", c->hash);
+                    snprintf(put.arch, sizeof put.arch, "%s", t->dev.arch);
+                    if (db_kernel_put(t->d, &put) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
+                    cubin = j->res.image;
+                    cubin_size = j->res.size;
+                }
+            } else if (db_kernel_get(t->d, c->hash, &kr) == FAT_OK) {
+                cubin = kr.cubin;
+                cubin_size = kr.cubin_size;
             } else {
-                db_kernel put = { .cubin = j->res.image, .cubin_size = j->res.size, .compile_ms = j->res.ms,
-                                  .registers = j->res.registers, .spills = j->res.spill_bytes,
-                                  .smem_static = j->res.smem_static };
-                snprintf(put.hash, sizeof put.hash, "%s", c->hash);
-                snprintf(put.arch, sizeof put.arch, "%s", t->dev.arch);
-                if (db_kernel_put(t->d, &put) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
-                cubin = j->res.image;
-                cubin_size = j->res.size;
+                tr.status = DB_TRIAL_COMPILE_ERROR;
+                snprintf(reason, sizeof reason, "the cached cubin %s cannot be read: %s", c->hash, db_errmsg(t->d));
             }
-        } else if (db_kernel_get(t->d, c->hash, &kr) == FAT_OK) {
-            cubin = kr.cubin;
-            cubin_size = kr.cubin_size;
-        } else {
-            tr.status = DB_TRIAL_COMPILE_ERROR;
-            snprintf(reason, sizeof reason, "the cached cubin %s cannot be read: %s", c->hash, db_errmsg(t->d));
-        }
-        if (cubin) {
-            snprintf(tr.kernel_hash, sizeof tr.kernel_hash, "%s", c->hash);
-            worker_req q = trial_req(t, c, cubin, cubin_size, best_ms > 0 ? 1.25 * best_ms : 0, FIRST_BUDGET_MS(t),
-                                     FIRST_MIN_SAMPLES, 1);
-            worker_res r;
-            st = worker_trial(t->w, &q, &r);
-            db_kernel_free(&kr);
-            if (st != FAT_OK) goto out;
-            tr.status = r.status;
-            tr.median_ms = r.median_ms; tr.p20_ms = r.p20_ms; tr.p80_ms = r.p80_ms; tr.min_ms = r.min_ms;
-            tr.samples = r.samples;
-            tr.max_err = r.max_err;
-            tr.sm_clock_mhz = r.sm_clock_mhz;
-            snprintf(reason, sizeof reason, "%s", r.reason);
-            if (r.status != DB_TRIAL_RESOURCE && r.status != DB_TRIAL_FAULT && r.status != DB_TRIAL_TIMEOUT) t->verified++;
-            if (r.status == DB_TRIAL_OK) {
-                t->timed++;
-                timed_here++;
-                if (!r.cut && (best_ms <= 0 || r.median_ms < best_ms)) best_ms = r.median_ms;
+            if (cubin) {
+                snprintf(tr.kernel_hash, sizeof tr.kernel_hash, "%s", c->hash);
+                worker_req q = trial_req(t, c, cubin, cubin_size, best_ms > 0 ? 1.25 * best_ms : 0, FIRST_BUDGET_MS(t),
+                                         FIRST_MIN_SAMPLES, 1);
+                worker_res r;
+                st = worker_trial(t->w, &q, &r);
+                db_kernel_free(&kr);
+                if (st != FAT_OK) goto out;
+                tr.status = r.status;
+                tr.median_ms = r.median_ms; tr.p20_ms = r.p20_ms; tr.p80_ms = r.p80_ms; tr.min_ms = r.min_ms;
+                tr.samples = r.samples;
+                tr.max_err = r.max_err;
+                tr.sm_clock_mhz = r.sm_clock_mhz;
+                snprintf(reason, sizeof reason, "%s", r.reason);
+                if (r.status != DB_TRIAL_RESOURCE && r.status != DB_TRIAL_FAULT && r.status != DB_TRIAL_TIMEOUT) t->verified++;
+                if (r.status == DB_TRIAL_OK) {
+                    t->timed++;
+                    timed_here++;
+                    if (!r.cut && (best_ms <= 0 || r.median_ms < best_ms)) best_ms = r.median_ms;
+                }
             }
+            tr.reason = *reason ? reason : NULL;
+            c->status = tr.status;
+            c->median_ms = tr.median_ms;
+            if (db_trial_put(t->d, &tr) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
+            c->done = 1;
+            if (tr.status != DB_TRIAL_OK) {
+                clear_progress(t);
+                fprintf(stderr, "  %s %s on %s: %s: %.300s\n", c->v.tmpl, c->v.canon, name,
+                        db_trial_status_name(tr.status), reason);
+            }
+            progress(t, name);
         }
-        tr.reason = *reason ? reason : NULL;
-        c->status = tr.status;
-        c->median_ms = tr.median_ms;
-        if (db_trial_put(t->d, &tr) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
-        c->done = 1;
-        if (tr.status != DB_TRIAL_OK) {
-            clear_progress(t);
-            fprintf(stderr, "  %s %s on %s: %s: %.300s\n", c->v.tmpl, c->v.canon, name,
-                    db_trial_status_name(tr.status), reason);
+        t->s_trials += now_s() - ts;
+        if (pass > 0 || !complete || t->o->strategy != TUNE_GUIDED) break;
+        int verified = 0, left = 0;
+        for (int i = 0; i < nc; i++) {
+            verified |= cs[i].status == DB_TRIAL_OK && cs[i].median_ms > 0 && (cs[i].have_trial || cs[i].done);
+            left |= !cs[i].planned && !cs[i].have_trial;
         }
-        progress(t, name);
+        if (verified || !left) break;
+        clear_progress(t);
+        fprintf(stderr, "  %s: none of the guided plan verified; trying the rest of the space\n", name);
+        for (int i = 0; i < nc; i++) cs[i].planned = 1;
+        guides = 0;
     }
 
-    t->s_trials += now_s() - ts;
     ts = now_s();
     /* The best: over every verified variant, the fastest, variants within TIE_BAND of it being a tie
-     * that the first by family and parameter text wins, so that two tunes agree. When this run
+     * that the built-in default, else the first by family and parameter text, wins, so that two
+     * tunes agree. When this run
      * timed something, the finalists within FINAL_BAND are then timed again, interleaved, and
      * the winner taken from those times (remeasure). */
     choose_in *in = calloc(nc ? (size_t)nc : 1, sizeof *in);
@@ -563,11 +608,32 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         won_ms = cs[best].median_ms;
         won_margin = second >= 0 ? cs[second].median_ms / won_ms - 1 : 0;
     }
+    if (best >= 0 && !timed_here) {
+        /* Nothing new was measured: the stored winner stands (it may have come from timing the
+         * finalists again, which the first-pass medians above do not show). */
+        db_best old;
+        if (db_best_get(t->d, t->device_id, problem_id, &old) == FAT_OK)
+            for (int i = 0; i < nc; i++)
+                if (cs[i].config_id == old.config_id && in[i].median_ms > 0) {
+                    best = i;
+                    won_ms = old.median_ms;
+                    won_margin = old.margin;
+                    second = -1;
+                    for (int j = 0; j < nc; j++)
+                        if (j != i && in[j].median_ms > 0 && (second < 0 || in[j].median_ms < in[second].median_ms)) second = j;
+                }
+    }
     if (best >= 0 && timed_here && !(t->deadline > 0 && now_s() > t->deadline)) {
-        /* the finalists, fastest first */
+        /* the finalists: the first pass's winner, the built-in default when it is within
+         * FINAL_BAND (it wins any tie it is in, so it must be timed again to be in one), then the
+         * fastest of the rest within FINAL_BAND */
         int fin[FINALISTS], nf = 0;
         double fastest = cs[best].median_ms;
         for (int i = 0; i < nc; i++) if (in[i].median_ms > 0 && in[i].median_ms < fastest) fastest = in[i].median_ms;
+        fin[nf++] = best;
+        for (int i = 0; i < nc; i++)
+            if (i != best && cs[i].is_default && in[i].median_ms > 0 && in[i].median_ms <= (1 + FINAL_BAND) * fastest)
+                fin[nf++] = i;
         while (nf < FINALISTS) {
             int pick = -1;
             for (int i = 0; i < nc; i++) {
@@ -582,7 +648,10 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         if (nf >= 2) {
             int w = -1;
             progress(t, name);
-            if ((st = remeasure(t, cs, fin, nf, problem_id, name, &w, &won_ms, &won_margin)) != FAT_OK) { free(in); goto out; }
+            if ((st = remeasure(t, cs, fin, nf, problem_id, name, &w, &second, &won_ms, &won_margin)) != FAT_OK) {
+                free(in);
+                goto out;
+            }
             if (w >= 0) {
                 best = w;
             } else {
@@ -626,7 +695,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
                cs[best].v.tmpl, cs[best].v.canon, won_ms, tflops, b.margin, b.complete ? "true" : "false", tried, nc,
                t->gpu);
     else {
-        /* The margin over the runner-up; within the 1% noise band the winner is a deterministic
+        /* The margin over the runner-up; within the TIE_BAND noise band the winner is a deterministic
          * tie-break and may be the slower of the two by a little. */
         char margin[48];
         if (second == -1) snprintf(margin, sizeof margin, "(alone)");
@@ -647,26 +716,7 @@ out:
     return st;
 }
 
-static int by_cost(const fat_problem *a, const fat_problem *b) {
-    double x = flops(a), y = flops(b);
-    return x < y ? -1 : x > y;
-}
-
-/* Sorts problems by FLOPs, ties in file order (a merge sort: qsort is not stable). */
-static void order_by_cost(fat_problem *p, int n) {
-    for (int w = 1; w < n; w *= 2) {
-        fat_problem *tmp = malloc((size_t)n * sizeof *tmp);
-        if (!tmp) return;                  /* file order: slower, not wrong */
-        for (int lo = 0; lo < n; lo += 2 * w) {
-            int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) tmp[k++] = by_cost(&p[j], &p[i]) < 0 ? p[j++] : p[i++];
-            while (i < mid) tmp[k++] = p[i++];
-            while (j < hi) tmp[k++] = p[j++];
-        }
-        memcpy(p, tmp, (size_t)n * sizeof *p);
-        free(tmp);
-    }
-}
+static int by_cost(const void *a, const void *b) { return cost_cmp(a, b); }
 
 /* One GPU's share of the problems: those with index % nshard == shard. */
 static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
@@ -694,7 +744,7 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
     }
     if (db_device_id(t.d, &dd, &t.device_id) != FAT_OK) { fprintf(stderr, "fatune: %s\n", db_errmsg(t.d)); goto out; }
     /* guided: cheapest first, so each specialisation's space is screened on its cheapest problem */
-    if (o->strategy == TUNE_GUIDED) order_by_cost(probs, n);
+    if (o->strategy == TUNE_GUIDED) qsort(probs, (size_t)n, sizeof *probs, by_cost);
     for (int i = shard; i < n; i += nshard) t.problems_total++;
     if (!o->quiet && !o->json)
         printf("tuning %d problems on GPU %d (%s, %s) into %s\n", t.problems_total, gpu, t.dev.name, t.dev.arch, o->db);

@@ -11,10 +11,12 @@
 #define TUNE_MAX_GPUS 64
 
 /* How a problem's candidates are chosen (--strategy):
- *   guided      problems cheapest first; a problem with no tuned problem of the same kernel
- *               specialisation in the database tries every valid variant (it screens the space);
- *               the others try the built-in default, the GUIDE_SCREENED fastest of the nearest
- *               screened problem and the GUIDE_NEAR fastest of each of the two nearest tuned ones
+ *   guided      problems cheapest first; a problem of a kernel specialisation with no cheaper
+ *               problem in the database whose search was complete tries every valid variant (it
+ *               screens the space); the others try the built-in default, the 8 fastest of the
+ *               nearest screened problem, the 4 fastest of each of the two nearest cheaper tuned
+ *               ones and every variant no problem of the kind has tried; should none of that
+ *               verify, the rest. Quick effort samples instead (12 variants per family).
  *   exhaustive  every valid variant of every problem, in order
  *   random      every valid variant, shuffled (with --budget: a random sample) */
 enum { TUNE_GUIDED = 0, TUNE_EXHAUSTIVE = 1, TUNE_RANDOM = 2 };
