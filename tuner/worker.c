@@ -209,7 +209,81 @@ out:
     return broken;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The simulated worker (FATUNE_SIMULATE_GPU set; for the CPU tests of the tuner's own logic, never
+ * for measurements). It touches no GPU: every trial is "verified" and "timed" at
+ *   FLOPs / 200 TFLOPS x (1 + f),  f in [0, 1) from a hash of the cubin,
+ * so a variant ranks the same on every problem of its kind, and one run's answers are the next
+ * one's. FATUNE_SIMULATE_FAIL_ABOVE=S: on problems with seqlen_k > S the faster half (f < 0.5)
+ * fails (wrong_result), as a neighbour's tiles may fail at a size. */
+
+static double sim_factor(const void *cubin, size_t n) {
+    uint64_t h = 1469598103934665603ull;                /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)cubin)[i]) * 1099511628211ull;
+    return (double)(h >> 11) / 9007199254740992.0;
+}
+
+static int sim_main(int gpu) {
+    hello_msg h;
+    memset(&h, 0, sizeof h);
+    if (gpu != 0) {
+        h.status = FAT_ERR_NO_GPU;
+        snprintf(h.err, sizeof h.err, "no GPU %d: the simulation has one", gpu);
+    } else {
+        gen_device_for_arch("sm_90", &h.dev);
+        snprintf(h.dev.name, sizeof h.dev.name, "simulated GPU (sm_90)");
+    }
+    if (send_msg(1, MSG_HELLO, &h, sizeof h, NULL, 0) || h.status != FAT_OK) return 1;
+    const char *fail = getenv("FATUNE_SIMULATE_FAIL_ABOVE");
+    long fail_above = fail && *fail ? atol(fail) : -1;
+    problem_msg pm;
+    int have = 0;
+    for (;;) {
+        msg_hdr mh;
+        if (read_all(0, &mh, sizeof mh, 0)) return 0;
+        if (mh.type == MSG_PROBLEM && mh.len == sizeof(problem_msg)) {
+            ack_msg a;
+            memset(&a, 0, sizeof a);
+            if (read_all(0, &pm, sizeof pm, 0)) return 1;
+            have = 1;
+            if (send_msg(1, MSG_ACK, &a, sizeof a, NULL, 0)) return 1;
+        } else if (mh.type == MSG_TRIAL && mh.len >= sizeof(trial_msg)) {
+            trial_msg tm;
+            worker_res r;
+            if (read_all(0, &tm, sizeof tm, 0) || tm.cubin_size != mh.len - sizeof tm) return 1;
+            void *cubin = malloc(tm.cubin_size ? tm.cubin_size : 1);
+            if (!cubin || read_all(0, cubin, tm.cubin_size, 0)) return 1;
+            memset(&r, 0, sizeof r);
+            double f = sim_factor(cubin, tm.cubin_size);
+            free(cubin);
+            if (!have) {
+                r.status = DB_TRIAL_FAULT;
+                snprintf(r.reason, sizeof r.reason, "no problem set");
+            } else if (fail_above >= 0 && pm.full.seqlen_k > fail_above && f < 0.5 && tm.verify) {
+                r.status = DB_TRIAL_WRONG_RESULT;
+                snprintf(r.reason, sizeof r.reason, "simulated: the faster half fails above seqlen_k %ld", fail_above);
+            } else {
+                r.status = DB_TRIAL_OK;
+                r.median_ms = bench_flops(&pm.full) / 200e12 * 1e3 * (1 + f);
+                r.p20_ms = r.median_ms * 0.999;
+                r.p80_ms = r.median_ms * 1.001;
+                r.min_ms = r.median_ms * 0.998;
+                r.samples = 5;
+                if (tm.cut_ms > 0 && r.median_ms > 2 * tm.cut_ms) {
+                    r.cut = 1;
+                    r.samples = 1;
+                    snprintf(r.reason, sizeof r.reason, "cut early: 1 sample above %.3f ms", 2 * tm.cut_ms);
+                }
+            }
+            if (send_msg(1, MSG_RESULT, &r, sizeof r, NULL, 0)) return 1;
+        } else {
+            return 1;
+        }
+    }
+}
+
 int worker_main(int gpu) {
+    if (getenv("FATUNE_SIMULATE_GPU")) return sim_main(gpu);
     hello_msg h;
     memset(&h, 0, sizeof h);
     wstate s;

@@ -1,0 +1,66 @@
+#!/bin/sh
+# test_tune_sim.sh BUILD: the tuner's own logic without a GPU. FATUNE_SIMULATE_GPU runs a simulated
+# worker (tuner/worker.c) that times every variant by a hash of its cubin, the same on every
+# problem of a kind; the test-only family toy (tests/templates/toy.lua) gives 36 variants below 256
+# keys and 48 from there on. What a user sees: the guided search screens the cheapest problem and
+# tries a few on the rest, the exhaustive one everything, both choose alike; a finished run run again
+# measures nothing and keeps its choices; a plan that fails to verify falls back to the rest; the
+# compiled cubins are reused. Needs NVRTC (compiling is real); skips, with a count, without it.
+fatune="$1/fatune"
+pass=0; fail=0
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+sql() { python3 -c "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone(); print(r[0] if r else '')" "$1" "$2"; }
+# the problems' chosen configs, cheapest first, one line
+choices() { sql "$1" "select group_concat(x, ' ') from (select p.seqlen_q || 'x' || p.batch || ':' || c.params x from best b join problem p on p.id = b.problem_id join config c on c.id = b.config_id order by p.seqlen_q, p.batch)"; }
+# a copy of DB with its compiled kernels only
+kernels_only() { cp "$1" "$2"; python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('delete from best'); c.execute('delete from trial'); c.commit()" "$2"; }
+export FATUNE_SIMULATE_GPU=1 FATUNE_TEMPLATES=tests/templates
+tune() { db=$1; shift; "$fatune" --gpu 0 --shapes tests/shapes/sim.lua --db "$db" --only toy "$@" 2>&1; }
+
+out=$(tune "$tmp/g.db"); rc=$?
+if [ $rc -ne 0 ] && echo "$out" | grep -qi "nvrtc"; then
+    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 11 skipped"; exit 0
+fi
+[ $rc -eq 0 ] && [ "$(sql "$tmp/g.db" "select count(*) from best")" = 4 ] && ok || bad "a guided run tunes the four problems (exit $rc): $out"
+first=$(echo "$out" | grep -m1 TFLOPS)
+echo "$first" | grep -q "s128/128" && ! echo "$first" | grep -q tried &&
+    [ "$(sql "$tmp/g.db" "select effort || '/' || complete from best b join problem p on p.id = b.problem_id where p.seqlen_q = 128")" = "guided, 36 of 36/1" ] &&
+    ok || bad "the cheapest problem comes first and screens its 36 variants: $first"
+echo "$out" | grep "b1 h4/4 s512/512" | grep -q "\[20 of 48 tried, guided\]" && ok ||
+    bad "the next one tries the screen's 8 fastest and the 12 variants no problem had tried: $out"
+most=$(sql "$tmp/g.db" "select max(n) from (select count(*) n from trial t join problem p on p.id = t.problem_id where p.seqlen_q * p.batch > 512 group by p.id)")
+[ "$most" -ge 8 ] && [ "$most" -le 16 ] && ok || bad "the two dearest try 8 to 16 (got $most)"
+want=$(choices "$tmp/g.db")
+
+out=$(tune "$tmp/g.db")
+echo "$out" | grep -q "0 compiled, 0 verified, 0 timed" && [ "$(choices "$tmp/g.db")" = "$want" ] && ok ||
+    bad "a finished guided run, run again, measures nothing and keeps its choices: $out"
+
+kernels_only "$tmp/g.db" "$tmp/e.db"
+out=$(tune "$tmp/e.db" --strategy exhaustive); rc=$?
+echo "$out" | grep -q "^done: 4 problems .*(0 compiled, " && ok || bad "the cubins in the database are reused, nothing compiled: $out"
+[ $rc -eq 0 ] && [ "$(sql "$tmp/e.db" "select count(*) from best where complete = 1")" = 4 ] &&
+    [ "$(sql "$tmp/e.db" "select count(*) from trial")" = $((36 + 3 * 48)) ] && ok || bad "exhaustive: every variant of every problem (exit $rc): $out"
+[ "$(choices "$tmp/e.db")" = "$want" ] && ok || bad "guided and exhaustive choose alike: $want vs $(choices "$tmp/e.db")"
+
+kernels_only "$tmp/g.db" "$tmp/f.db"
+out=$(FATUNE_SIMULATE_FAIL_ABOVE=1000 tune "$tmp/f.db"); rc=$?
+n=$(sql "$tmp/f.db" "select count(*) from trial t join problem p on p.id = t.problem_id where p.seqlen_q = 2048")
+s=$(sql "$tmp/f.db" "select t.status from best b join problem p on p.id = b.problem_id join trial t on t.problem_id = b.problem_id and t.config_id = b.config_id where p.seqlen_q = 2048")
+[ $rc -eq 0 ] && echo "$out" | grep -q "bf16 b1 h4/4 s2048/2048 d64: none of the guided plan verified; trying the rest of the space" &&
+    [ "$n" = 48 ] && [ "$s" = ok ] && ok || bad "a plan that fails at a size falls back to the rest of the space (exit $rc, $n trials, best $s): $out"
+
+# only cheaper problems guide: a dearer one tuned before (screened) does not make the cheap one's
+# plan, so a suite's plans do not depend on what else the database holds
+echo 'return { shape{batch=1, heads_q=4, seqlen=2048, head_dim=64, dtype="bf16"} }' > "$tmp/dear.lua"
+"$fatune" --gpu 0 --shapes "$tmp/dear.lua" --db "$tmp/o.db" --only toy >/dev/null 2>&1
+out=$(tune "$tmp/o.db")
+[ "$(sql "$tmp/o.db" "select effort from best b join problem p on p.id = b.problem_id where p.seqlen_q = 128")" = "guided, 36 of 36" ] &&
+    ok || bad "a dearer problem tuned earlier does not guide a cheaper one: $out"
+
+out=$("$fatune" --gpu 1 --shapes tests/shapes/sim.lua --db "$tmp/u.db" --only toy 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$out" | grep -q "no GPU 1" && ok || bad "a GPU that is not there is refused (exit $rc): $out"
+echo "tune_sim: $pass passed, $fail failed, 0 skipped"
+[ $fail -eq 0 ]
