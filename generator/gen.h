@@ -73,8 +73,9 @@ void gen_variant_free(gen_variant *v);          /* frees the strings, not v; acc
 
 /* Like gen_emit, without the source (out->source stays NULL): the variant is checked with valid()
  * and its entry, grid, block, shared memory and workspace for p come from the template's launch(),
- * which costs a small part of emit() (emit() itself for a template without launch()). For a kernel
- * already built, meeting a new shape: the source depends on the specialisation only. */
+ * which costs a small part of emit(). A template without launch() is emitted in full, and then
+ * out->source is set. For a kernel already built, meeting a new shape: the source depends on the
+ * specialisation only. */
 fat_status gen_launch(gen *g, const char *tmpl, const char *params, const fat_problem *p,
                       const gen_device *d, gen_variant *out);
 

@@ -64,13 +64,13 @@ local function parse_params(t, text)
   return p
 end
 
-local function check_dim3(name, v, what)
-  if type(v) ~= "table" then error(name .. ": emit(): " .. what .. " must be a table {x, y, z}", 0) end
+local function check_dim3(name, fn, v, what)
+  if type(v) ~= "table" then error(name .. ": " .. fn .. "(): " .. what .. " must be a table {x, y, z}", 0) end
   local r = {}
   for i = 1, 3 do
     local x = v[i] or v[({ "x", "y", "z" })[i]] or 1
     if math.type(x) ~= "integer" or x < 1 then
-      error(name .. ": emit(): " .. what .. "[" .. i .. "] must be a positive integer, got " .. tostring(x), 0)
+      error(name .. ": " .. fn .. "(): " .. what .. "[" .. i .. "] must be a positive integer, got " .. tostring(x), 0)
     end
     r[i] = x
   end
@@ -79,20 +79,25 @@ end
 
 -- Emits one variant: returns canon, source, entry, grid, block, smem, workspace. A variant that
 -- valid() rejects is an error here (the caller asked for it by name).
+-- emit() (with_source, or a template without launch(): then the source comes back all the same, for
+-- the caller to check) or launch().
 local function variant(name, params_text, shape, dev, with_source)
   local t = H.template(name)
   local p = parse_params(t, params_text)
   local ok, reason = t.valid(p, shape, dev)
   if not ok then error(name .. " " .. params_text .. " is not valid here: " .. tostring(reason), 0) end
-  local e = (with_source or not t.launch) and t.emit(p, shape, dev) or t.launch(p, shape, dev)
-  if type(e) ~= "table" or type(e.entry) ~= "string" or (with_source and type(e.source) ~= "string") then
-    error(name .. ": emit() must return { source = string, entry = string, ... }", 0)
+  local fn = "emit"
+  if not with_source and t.launch then fn = "launch" end
+  local e = t[fn](p, shape, dev)
+  if type(e) ~= "table" or type(e.entry) ~= "string" or (fn == "emit" and type(e.source) ~= "string") then
+    error(name .. ": " .. fn .. "() must return { " .. (fn == "emit" and "source = string, " or "") ..
+          "entry = string, ... }", 0)
   end
   local keys = sorted_keys(t.params)
   local canon = {}
   for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k]) end
-  return table.concat(canon, ","), with_source and e.source or nil, e.entry, check_dim3(name, e.grid, "grid"),
-         check_dim3(name, e.block, "block"), math.tointeger(e.smem or 0) or 0,
+  return table.concat(canon, ","), fn == "emit" and e.source or nil, e.entry, check_dim3(name, fn, e.grid, "grid"),
+         check_dim3(name, fn, e.block, "block"), math.tointeger(e.smem or 0) or 0,
          math.tointeger(e.workspace or 0) or 0, t.version
 end
 
@@ -100,7 +105,8 @@ function H.emit(name, params_text, shape, dev)
   return variant(name, params_text, shape, dev, true)
 end
 
--- The same without the source (nil in its place): the template's launch() when it has one.
+-- The same without the source (nil in its place) from the template's launch() when it has one; from
+-- emit(), source included, when it has not.
 function H.launch(name, params_text, shape, dev)
   return variant(name, params_text, shape, dev, false)
 end

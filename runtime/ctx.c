@@ -38,6 +38,8 @@
  * trying again on every call would run NVRTC every time) and in an offline context. */
 typedef struct entry {
     fat_problem key;
+    int kernel;                     /* index into ctx->built: the kernel it launches (-1: none) */
+    int launch_only;                /* resolved from a kernel already built (gen_launch) */
     CUfunction fn;
     unsigned grid[3], block[3], smem;
     fat_status fail;
@@ -61,12 +63,15 @@ typedef struct module_ref {
  * problem's specialisation (dtype, head_dim, causal, features; the sizes zeroed). A new shape of
  * the same kernel takes only its launch from the template (gen_launch), and this function. */
 typedef struct built {
-    char family[32], params[160];
+    char family[32], params[160], entry[64];
     fat_problem kind;
     CUfunction fn;                  /* NULL offline */
     const char *origin;
-    unsigned smem_set;              /* the dynamic shared memory fn is allowed (0: the 48 KiB default) */
 } built;
+
+/* The dynamic shared memory a function has been allowed: only ever raised, since entries already
+ * published launch it with what they were resolved with. */
+typedef struct fn_smem { CUfunction fn; unsigned smem; } fn_smem;
 
 /* One tuned row as read at open, with what is needed to find its cubin. */
 typedef struct row_extra {
@@ -94,6 +99,8 @@ struct fat_ctx {
     int nmods;
     built *built;
     int nbuilt;
+    fn_smem *smem_allowed;
+    int nsmem_allowed;
     char excluded[8][32];           /* families that turned out to need a workspace */
     int nexcluded;
     char (*unbuildable)[33];        /* module keys of tuned configurations that did not compile */
@@ -345,6 +352,7 @@ void fat_close(fat_ctx *c) {
     }
     free(c->mods);
     free(c->built);
+    free(c->smem_allowed);
     free(c->unbuildable);
     if (c->cuctx) cu.DevicePrimaryCtxRelease(c->dev);
     db_close(c->d);
@@ -516,43 +524,70 @@ static fat_problem kind_of(const fat_problem *p) {
     return k;
 }
 
-static built *find_built(fat_ctx *c, const char *family, const char *params, const fat_problem *p) {
+static int find_built(fat_ctx *c, const char *family, const char *params, const fat_problem *p) {
     fat_problem k = kind_of(p);
     for (int i = 0; i < c->nbuilt; i++)
         if (!strcmp(c->built[i].family, family) && !strcmp(c->built[i].params, params) &&
-            !memcmp(&c->built[i].kind, &k, sizeof k)) return &c->built[i];
-    return NULL;
+            !memcmp(&c->built[i].kind, &k, sizeof k)) return i;
+    return -1;
 }
 
-/* Remembers a resolved kernel; out of memory only means the next shape takes the long way. */
-static void keep_built(fat_ctx *c, const char *family, const char *params, const fat_problem *p, CUfunction fn,
-                       const char *origin, unsigned smem_set) {
-    if (find_built(c, family, params, p) || strlen(family) >= sizeof c->built->family ||
-        strlen(params) >= sizeof c->built->params) return;
+/* Remembers a resolved kernel under the parameter text it was asked for; returns its index, -1 when
+ * it cannot (out of memory, names too long: the next shape then takes the long way). */
+static int keep_built(fat_ctx *c, const char *family, const char *params, const fat_problem *p, const char *entry_name,
+                      CUfunction fn, const char *origin) {
+    int i = find_built(c, family, params, p);
+    if (i >= 0) return i;
+    if (strlen(family) >= sizeof c->built->family || strlen(params) >= sizeof c->built->params ||
+        strlen(entry_name) >= sizeof c->built->entry) return -1;
     built *b = realloc(c->built, (size_t)(c->nbuilt + 1) * sizeof *b);
-    if (!b) return;
+    if (!b) return -1;
     c->built = b;
-    b = &c->built[c->nbuilt++];
+    b = &c->built[c->nbuilt];
     snprintf(b->family, sizeof b->family, "%s", family);
     snprintf(b->params, sizeof b->params, "%s", params);
+    snprintf(b->entry, sizeof b->entry, "%s", entry_name);
     b->kind = kind_of(p);
     b->fn = fn;
     b->origin = origin;
-    b->smem_set = smem_set;
+    return c->nbuilt++;
+}
+
+/* Lets fn use smem bytes of dynamic shared memory, raising what it was allowed, never lowering it. */
+static fat_status allow_smem(fat_ctx *c, CUfunction fn, size_t smem) {
+    fat_status st = FAT_OK;
+    if (!fn || smem <= 48 * 1024) return FAT_OK;
+    int i = 0;
+    while (i < c->nsmem_allowed && c->smem_allowed[i].fn != fn) i++;
+    if (i < c->nsmem_allowed && c->smem_allowed[i].smem >= smem) return FAT_OK;
+    if (i == c->nsmem_allowed) {
+        fn_smem *m = realloc(c->smem_allowed, (size_t)(c->nsmem_allowed + 1) * sizeof *m);
+        if (!m) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
+        c->smem_allowed = m;
+        m[i].fn = fn;
+        m[i].smem = 0;
+        c->nsmem_allowed++;
+    }
+    CU_CHECK(FuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)smem));
+    c->smem_allowed[i].smem = (unsigned)smem;
+out:
+    return st;
 }
 
 /* Variant params of family for p into *v: only its launch when the kernel is built already (*known
- * set), else emitted with its source (*known NULL). */
+ * its index), else emitted with its source (*known -1). */
 static fat_status emit_or_launch(fat_ctx *c, const char *family, const char *params, const fat_problem *p,
-                                 gen_variant *v, built **known) {
-    *known = find_built(c, family, params, p);
-    return *known ? gen_launch(c->g, family, params, p, &c->info, v) : gen_emit(c->g, family, params, p, &c->info, v);
+                                 gen_variant *v, int *known) {
+    int k = find_built(c, family, params, p);
+    fat_status st = k >= 0 ? gen_launch(c->g, family, params, p, &c->info, v) : gen_emit(c->g, family, params, p, &c->info, v);
+    *known = st == FAT_OK ? k : -1;
+    return st;
 }
 
 /* Emits the built-in default for p into *v (whatever it held is freed) and its parameters;
  * *known as emit_or_launch (NULL: may be NULL, then always emitted in full). */
 static fat_status emit_default(fat_ctx *c, const fat_problem *p, const char *name, char *params, size_t n,
-                               gen_variant *v, built **known) {
+                               gen_variant *v, int *known) {
     gen_variant_free(v);
     memset(v, 0, sizeof *v);
     fat_status st = gen_default(c->g, DEFAULT_FAMILY, p, &c->info, params, n);
@@ -569,6 +604,7 @@ static fat_status emit_default(fat_ctx *c, const fat_problem *p, const char *nam
 /* Chooses, emits and loads the kernel of problem p into e. */
 static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
     fat_status st = FAT_OK;
+    e->kernel = -1;
     gen_variant v;
     memset(&v, 0, sizeof v);
     char name[160], params[160];
@@ -582,7 +618,7 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
     int row = -1;
     fat_level level;
     const char *family;
-    built *known = NULL;            /* the kernel is loaded already: v has its launch, no source */
+    int known = -1;                 /* the kernel is built already: v has its launch (c->built[known]) */
     for (;;) {
         level = dispatch_choose(c->rows, c->nrows, p, deployable, c, &row);
         family = DEFAULT_FAMILY;
@@ -621,14 +657,28 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
         goto out;
     }
     const char *origin = "none";
-    if (known) {
-        /* A new shape of a kernel this context holds: the same function, its launch for p. */
-        e->fn = known->fn;
-        origin = known->origin;
-        if (e->fn && v.smem > 48 * 1024 && v.smem > known->smem_set) {
-            CU_CHECK(FuncSetAttribute(e->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)v.smem));
-            known->smem_set = (unsigned)v.smem;
+    if (known >= 0 && (v.source || strcmp(v.entry, c->built[known].entry) != 0)) {
+        /* Not the kernel built for another shape after all: a template without launch() (whose
+         * source is then checked the long way, by its hash) or one whose entry point depends on
+         * the sizes. */
+        known = -1;
+        if (!v.source) {
+            gen_variant_free(&v);
+            memset(&v, 0, sizeof v);
+            if (gen_emit(c->g, family, params, p, &c->info, &v) != FAT_OK) {
+                fat_set_error("%s: %s %s: %s", name, family, params, gen_errmsg(c->g));
+                st = FAT_ERR_TEMPLATE;
+                goto out;
+            }
         }
+    }
+    e->kernel = known;
+    if (known >= 0) {
+        /* A new shape of a kernel this context holds: the same function, its launch for p. */
+        e->fn = c->built[known].fn;
+        e->launch_only = 1;
+        origin = c->built[known].origin;
+        if ((st = allow_smem(c, e->fn, v.smem)) != FAT_OK) goto out;
     } else {
         /* The row's own kernel is this source exactly when the row is of the same kind (the source
          * depends only on the specialisation and the parameters) and the template is unchanged. */
@@ -653,15 +703,13 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
             st = find_module(c, &v, NULL, &mod, &origin);
         }
         if (st != FAT_OK) goto out;
-        unsigned smem_set = 0;
         if (mod) {
             CU_CHECK(ModuleGetFunction(&e->fn, mod, v.entry));
-            if (v.smem > 48 * 1024) {
-                CU_CHECK(FuncSetAttribute(e->fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)v.smem));
-                smem_set = (unsigned)v.smem;
-            }
+            if ((st = allow_smem(c, e->fn, v.smem)) != FAT_OK) goto out;
         }
-        keep_built(c, family, v.canon, p, e->fn, origin, smem_set);
+        /* under the text it was asked for (a row's, the default's) and its canonical one */
+        e->kernel = keep_built(c, family, params, p, v.entry, e->fn, origin);
+        if (strcmp(params, v.canon) != 0) keep_built(c, family, v.canon, p, v.entry, e->fn, origin);
     }
     memcpy(e->grid, v.grid, sizeof e->grid);
     memcpy(e->block, v.block, sizeof e->block);
@@ -835,14 +883,16 @@ fat_status fat_query(fat_ctx *c, const fat_attn_args *a, fat_choice *out) {
 }
 
 /* The launch fat_attn_fwd would make for a. See ctx.h. */
-fat_status ctx_launch_of(fat_ctx *c, const fat_attn_args *a, unsigned grid[3], unsigned block[3], unsigned *smem) {
+fat_status ctx_launch_of(fat_ctx *c, const fat_attn_args *a, ctx_launch *out) {
     entry *e;
     fat_problem p;
     fat_status st = prepare(c, a, &p, &e);
     if (st != FAT_OK) return st;
-    memcpy(grid, e->grid, sizeof e->grid);
-    memcpy(block, e->block, sizeof e->block);
-    *smem = e->smem;
+    memcpy(out->grid, e->grid, sizeof e->grid);
+    memcpy(out->block, e->block, sizeof e->block);
+    out->smem = e->smem;
+    out->kernel = e->kernel;
+    out->launch_only = e->launch_only;
     return FAT_OK;
 }
 

@@ -19,8 +19,14 @@ fat_status ctx_open_offline(const char *db_path, const gen_device *dev, fat_ctx 
  * number of distinct shapes small in serving). */
 void ctx_call_problem(const fat_attn_args *a, fat_problem *p);
 
-/* The grid, block and dynamic shared memory fat_attn_fwd would launch a with (resolving it as
- * fat_query does). Same codes as fat_query. */
-fat_status ctx_launch_of(fat_ctx *c, const fat_attn_args *a, unsigned grid[3], unsigned block[3], unsigned *smem);
+/* How fat_attn_fwd would launch a (resolving it as fat_query does). */
+typedef struct ctx_launch {
+    unsigned grid[3], block[3], smem;
+    int kernel;             /* which kernel the context built: equal for calls of one kernel, -1: none */
+    int launch_only;        /* resolved from a kernel built for another shape (only its launch asked) */
+} ctx_launch;
+
+/* Fills *out for call a. Same codes as fat_query. */
+fat_status ctx_launch_of(fat_ctx *c, const fat_attn_args *a, ctx_launch *out);
 
 #endif

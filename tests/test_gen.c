@@ -156,6 +156,34 @@ static void test_sandbox_templates(void) {
         if (st == FAT_OK) gen_variant_free(&v);
         gen_close(t);
     }
+    /* without launch(), gen_launch emits in full and hands the source back, for the runtime to
+     * check the long way; a launch() that returns a bad table is named as launch()'s fault */
+    static const char *const no_launch =
+        "return { name='naive', version=1, params={a={1}}, valid=function() return true end,"
+        " emit=function() return { source='extern \"C\" __global__ void e() {}', entry='e', grid={1,1,1}, block={32,1,1} } end }";
+    static const char *const bad_launch =
+        "return { name='naive', version=1, params={a={1}}, valid=function() return true end,"
+        " emit=function() return { source='s', entry='e', grid={1,1,1}, block={32,1,1} } end,"
+        " launch=function() return { entry='e', grid={1,1,1} } end }";
+    const char *const bodies[] = { no_launch, bad_launch };
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(bodies[i], f);
+        fclose(f);
+        gen *t;
+        gen_open(&t);
+        gen_variant v;
+        fat_status st = gen_launch(t, "naive", "", &p, &dev, &v);
+        if (i == 0) {
+            CHECK("gen_launch without launch(): emitted, with the source",
+                  st == FAT_OK && v.source && strstr(v.source, "void e()") && !strcmp(v.entry, "e"));
+        } else {
+            CHECK("gen_launch with a launch() that leaves out block fails", st == FAT_ERR_TEMPLATE);
+            CHECK_STR_HAS("...naming launch()", gen_errmsg(t), "launch(): block must be a table");
+        }
+        if (st == FAT_OK) gen_variant_free(&v);
+        gen_close(t);
+    }
     unsetenv("FATUNE_TEMPLATES");
     remove(path);
     rmdir(dir);
@@ -198,6 +226,30 @@ static void test_defaults(void) {
 /* launch() agrees with emit() field for field, for every valid variant of every family on shapes
  * that move every size-dependent rule (short and long sequences, Sq != Sk, GQA, varlen, d 40 to
  * 256): the runtime takes a loaded kernel's launch for a new shape from gen_launch alone. */
+/* The value of parameter name in canonical text, -1 when absent. */
+static int param_of(const char *canon, const char *name) {
+    size_t n = strlen(name);
+    for (const char *s = canon; s && *s; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
+        if (!strncmp(s, name, n) && s[n] == '=') return atoi(s + n + 1);
+    return -1;
+}
+
+/* What a family's launch must be, from its documented geometry (grid.x of flash_v1 is its split
+ * count, which depends on the device: not checked here). 1 when v agrees. */
+static int geometry_ok(const char *fam, const char *canon, const fat_problem *p, const gen_variant *v) {
+    unsigned b = (unsigned)p->batch, h = (unsigned)p->heads_q;
+    if (!strcmp(fam, "naive"))
+        return v->grid[0] == (unsigned)p->seqlen_q && v->grid[1] == h && v->grid[2] == b &&
+               v->block[0] == (unsigned)param_of(canon, "threads");
+    int bm = param_of(canon, "block_m"), warps = param_of(canon, "warps");
+    if (!strcmp(fam, "flash_v2"))
+        return v->grid[0] == (unsigned)((p->seqlen_q + bm - 1) / bm) && v->grid[1] == h && v->grid[2] == b &&
+               v->block[0] == 32u * (unsigned)warps && v->smem > 0 && v->workspace == 0;
+    if (!strcmp(fam, "flash_v1"))
+        return v->grid[1] == h && v->grid[2] == b && v->block[0] == 32u * (unsigned)warps && v->workspace > 0;
+    return 1;
+}
+
 static void test_launch(void) {
     static const fat_problem probs[] = {
         { FAT_BF16, 128, 1, 0, 2, 16, 4, 4096, 4096 },
@@ -209,7 +261,7 @@ static void test_launch(void) {
     int nfam;
     const char *const *fams = gen_families(&nfam);
     for (int f = 0; f < nfam; f++) {
-        int variants = 0, bad = 0, nosrc = 1;
+        int variants = 0, bad = 0, nosrc = 1, geom = 0, same_src = 0, compared = 0;
         for (size_t i = 0; i < sizeof probs / sizeof probs[0]; i++) {
             gen_choice *ch;
             int nch;
@@ -221,6 +273,20 @@ static void test_launch(void) {
                 if (gen_emit(g, fams[f], ch[c].canon, &probs[i], &dev, &e) != FAT_OK) { bad++; continue; }
                 if (gen_launch(g, fams[f], ch[c].canon, &probs[i], &dev, &l) != FAT_OK) { bad++; gen_variant_free(&e); continue; }
                 nosrc &= l.source == NULL;
+                geom += geometry_ok(fams[f], ch[c].canon, &probs[i], &l);
+                /* the contract the runtime's reuse rests on: other sizes, the same source */
+                fat_problem q = probs[i];
+                q.batch += 1;
+                q.heads_q *= 2;
+                q.heads_kv *= 2;
+                q.seqlen_q = 3 * q.seqlen_q + 5;
+                q.seqlen_k = 2 * q.seqlen_k + 7;
+                gen_variant o;
+                if (gen_emit(g, fams[f], ch[c].canon, &q, &dev, &o) == FAT_OK) {
+                    compared++;
+                    same_src += strcmp(o.source, e.source) == 0;
+                    gen_variant_free(&o);
+                }
                 if (strcmp(e.canon, l.canon) || strcmp(e.entry, l.entry) || memcmp(e.grid, l.grid, sizeof e.grid) ||
                     memcmp(e.block, l.block, sizeof e.block) || e.smem != l.smem || e.workspace != l.workspace ||
                     e.version != l.version) {
@@ -237,6 +303,10 @@ static void test_launch(void) {
         CHECK(what, variants > 0 && bad == 0);
         snprintf(what, sizeof what, "%s: gen_launch gives no source", fams[f]);
         CHECK(what, nosrc);
+        snprintf(what, sizeof what, "%s: launch() gives the family's geometry (%d variants)", fams[f], variants);
+        CHECK_INT(what, geom, variants);
+        snprintf(what, sizeof what, "%s: a variant's source is the same at other sizes (%d compared)", fams[f], compared);
+        CHECK(what, compared > 0 && same_src == compared);
     }
     fat_problem p = probs[0];
     gen_variant v;

@@ -506,9 +506,19 @@ static void test_defaults(void) {
     gen_close(g);
 }
 
+/* The value of parameter name in canonical text ("block_m=128,warps=4"), -1 when absent. */
+static int param_of(const char *canon, const char *name) {
+    size_t n = strlen(name);
+    for (const char *s = canon; s && *s; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
+        if (!strncmp(s, name, n) && s[n] == '=') return atoi(s + n + 1);
+    return -1;
+}
+
 /* A new shape of a kernel the context holds takes its launch from gen_launch (the template's
- * launch()), not from a full emit: every launch must be the one a full emit of the chosen variant
- * gives, over a decode loop (one query, a growing key length) and mixed prefill shapes. */
+ * launch()), not from a full emit: over a decode loop (one query, a growing key length) and mixed
+ * prefill shapes, every launch must be the one a full emit of the chosen variant gives and the one
+ * flash_v2's geometry says, most must come from a kernel built before, and two calls share a kernel
+ * exactly when family, parameters and specialisation (dtype, head_dim, causal, features) agree. */
 static void test_new_shapes(void) {
     static const int dims[] = { 64, 128, 256 };
     gen_device dev;
@@ -521,31 +531,72 @@ static void test_new_shapes(void) {
         gen_close(g);
         return;
     }
-    int n = 0, bad = 0;
+    int n = 0, bad = 0, geometry = 0, reused = 0;
     for (int i = 0; i < 700; i++) {
         fat_problem p = i < 400 ? prob(FAT_BF16, 128, 1, 0, 1, 32, 8, 1, 1 + i)
                                 : prob(i % 2 ? FAT_FP16 : FAT_BF16, dims[i % 3], i % 5 == 0, i % 7 == 0 ? FAT_FEAT_WINDOW : 0,
                                        1 + i % 3, 16, 4, 50 + (i * 37) % 3000, 70 + (i * 53) % 5000);
         fat_attn_args a = args_of(&p);
         fat_choice c;
-        unsigned grid[3], block[3], smem;
+        ctx_launch l;
         gen_variant v;
         memset(&v, 0, sizeof v);
-        if (fat_query(ctx, &a, &c) != FAT_OK || ctx_launch_of(ctx, &a, grid, block, &smem) != FAT_OK ||
+        if (fat_query(ctx, &a, &c) != FAT_OK || ctx_launch_of(ctx, &a, &l) != FAT_OK ||
             gen_emit(g, c.family, c.params, &p, &dev, &v) != FAT_OK) {
             if (bad++ < 3) fprintf(stderr, "  shape %d: %s / %s\n", i, fat_errmsg(ctx), gen_errmsg(g));
             continue;
         }
         n++;
-        if (memcmp(grid, v.grid, sizeof grid) || memcmp(block, v.block, sizeof block) || smem != v.smem) {
+        reused += l.launch_only;
+        if (memcmp(l.grid, v.grid, sizeof l.grid) || memcmp(l.block, v.block, sizeof l.block) || l.smem != v.smem) {
             if (bad++ < 3)
                 fprintf(stderr, "  shape %d (%s %s): grid %ux%ux%u block %u smem %u, emit says %ux%ux%u block %u smem %zu\n",
-                        i, c.family, c.params, grid[0], grid[1], grid[2], block[0], smem, v.grid[0], v.grid[1],
+                        i, c.family, c.params, l.grid[0], l.grid[1], l.grid[2], l.block[0], l.smem, v.grid[0], v.grid[1],
                         v.grid[2], v.block[0], v.smem);
         }
+        int bm = param_of(c.params, "block_m"), warps = param_of(c.params, "warps");
+        geometry += strcmp(c.family, "flash_v2") != 0 || bm <= 0 ||
+                    (l.grid[0] == (unsigned)((p.seqlen_q + bm - 1) / bm) && l.grid[1] == (unsigned)p.heads_q &&
+                     l.grid[2] == (unsigned)p.batch && l.block[0] == 32u * (unsigned)warps);
         gen_variant_free(&v);
     }
     CHECK_INT("every new shape launches as a full emit of its variant would (700 shapes)", n * 1000 + bad, 700 * 1000);
+    CHECK_INT("...and as flash_v2's geometry says: ceil(seqlen_q / block_m) x heads x batch, 32 x warps threads",
+              geometry, n);
+    CHECK("most new shapes reuse a kernel built for an earlier one", reused >= 600 && reused < n);
+
+    /* one kernel per (family, parameters, specialisation); sizes alone never make another */
+    const fat_problem base = prob(FAT_BF16, 128, 0, 0, 2, 16, 4, 4096, 4096);
+    fat_problem other[7];
+    for (int k = 0; k < 7; k++) other[k] = base;
+    other[0].dtype = FAT_FP16;
+    other[1].head_dim = 96;
+    other[2].causal = 1;
+    other[3].features = FAT_FEAT_WINDOW;
+    other[4].features = FAT_FEAT_SOFTCAP;
+    other[5].features = FAT_FEAT_VARLEN;
+    other[6].features = FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP;
+    fat_attn_args ab = args_of(&base);
+    ctx_launch lb, lo;
+    fat_choice cb, co;
+    int distinct = 0, same = 0;
+    if (ctx_launch_of(ctx, &ab, &lb) == FAT_OK && fat_query(ctx, &ab, &cb) == FAT_OK) {
+        for (int k = 0; k < 7; k++) {
+            fat_attn_args ao = args_of(&other[k]);
+            distinct += ctx_launch_of(ctx, &ao, &lo) == FAT_OK && lo.kernel >= 0 && lo.kernel != lb.kernel;
+        }
+        fat_problem sizes = base;
+        sizes.batch = 3;
+        sizes.heads_q = 8;
+        sizes.heads_kv = 8;
+        sizes.seqlen_q = 3000;
+        sizes.seqlen_k = 5000;
+        fat_attn_args as = args_of(&sizes);
+        same = ctx_launch_of(ctx, &as, &lo) == FAT_OK && fat_query(ctx, &as, &co) == FAT_OK &&
+               strcmp(co.params, cb.params) == 0 && lo.kernel == lb.kernel && lo.launch_only;
+    }
+    CHECK_INT("a call differing in dtype, head_dim, causal or a feature gets a kernel of its own", distinct, 7);
+    CHECK("a call differing only in sizes (same parameters) reuses the kernel", same);
     fat_close(ctx);
     gen_close(g);
 
