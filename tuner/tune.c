@@ -58,6 +58,7 @@ typedef struct tuner {
     double t0, deadline;    /* CLOCK_MONOTONIC seconds; deadline 0: none */
     int problems_done, problems_total, failures;
     double s_setup, s_compile, s_trials, s_retime;   /* seconds spent per phase, for the summary */
+    double cur_best_ms, cur_flops;                    /* the problem being tuned: its best so far */
     int compiled, verified, timed;
     int tty;
 } tuner;
@@ -102,8 +103,11 @@ static void progress(tuner *t, const char *name) {
     if (!t->tty || t->o->quiet) return;
     double el = now_s() - t->t0;
     double eta = t->problems_done ? el / t->problems_done * (t->problems_total - t->problems_done) : 0;
-    fprintf(stderr, "\r\033[K[%d/%d] %s  compiled %d, verified %d, timed %d  %.0fs elapsed, ETA %.0fs",
-            t->problems_done + 1, t->problems_total, name, t->compiled, t->verified, t->timed, el, eta);
+    char best[64] = "";
+    if (t->cur_best_ms > 0)
+        snprintf(best, sizeof best, ", best %.3f ms %.0f TFLOPS", t->cur_best_ms, t->cur_flops / t->cur_best_ms / 1e9);
+    fprintf(stderr, "\r\033[K[%d/%d] %s  compiled %d, verified %d, timed %d%s  %.0fs elapsed, ETA %.0fs",
+            t->problems_done + 1, t->problems_total, name, t->compiled, t->verified, t->timed, best, el, eta);
 }
 
 static void clear_progress(const tuner *t) {
@@ -463,6 +467,8 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
     pool_job *jobs = NULL;
 
     if (db_problem_id(t->d, p, &problem_id) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); return FAT_ERR_DB; }
+    t->cur_best_ms = 0;
+    t->cur_flops = flops(p);
     progress(t, name);
     if ((st = collect(t, p, &cp, problem_id, &cs, &nc)) != FAT_OK) goto out;
     int has_default = default_first(t, p, cs, nc), guides = 0;
@@ -571,6 +577,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
                 fprintf(stderr, "  %s %s on %s: %s: %.300s\n", c->v.tmpl, c->v.canon, name,
                         db_trial_status_name(tr.status), reason);
             }
+            t->cur_best_ms = best_ms;
             progress(t, name);
         }
         t->s_trials += now_s() - ts;
