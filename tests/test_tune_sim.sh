@@ -21,7 +21,7 @@ tune() { db=$1; shift; "$fatune" --gpu 0 --shapes tests/shapes/sim.lua --db "$db
 
 out=$(tune "$tmp/g.db"); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nvrtc"; then
-    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 11 skipped"; exit 0
+    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 13 skipped"; exit 0
 fi
 [ $rc -eq 0 ] && [ "$(sql "$tmp/g.db" "select count(*) from best")" = 4 ] && ok || bad "a guided run tunes the four problems (exit $rc): $out"
 first=$(echo "$out" | grep -m1 TFLOPS)
@@ -59,6 +59,19 @@ echo 'return { shape{batch=1, heads_q=4, seqlen=2048, head_dim=64, dtype="bf16"}
 out=$(tune "$tmp/o.db")
 [ "$(sql "$tmp/o.db" "select effort from best b join problem p on p.id = b.problem_id where p.seqlen_q = 128")" = "guided, 36 of 36" ] &&
     ok || bad "a dearer problem tuned earlier does not guide a cheaper one: $out"
+
+# several GPUs share a suite out (here two simulated ones), and two tuners write one database
+kernels_only "$tmp/g.db" "$tmp/two.db"
+kernels_only "$tmp/g.db" "$tmp/race.db"
+out=$(FATUNE_SIMULATE_GPU=2 tune "$tmp/two.db" --gpu 0,1); rc=$?
+[ $rc -eq 0 ] && echo "$out" | grep -q "tuning 2 problems on GPU 0" && echo "$out" | grep -q "tuning 2 problems on GPU 1" &&
+    [ "$(sql "$tmp/two.db" "select count(*) from best")" = 4 ] && ok || bad "--gpu 0,1 shares the four problems out, two each (exit $rc): $out"
+tune "$tmp/race.db" --strategy exhaustive > "$tmp/r1.log" 2>&1 & p1=$!
+tune "$tmp/race.db" --strategy exhaustive > "$tmp/r2.log" 2>&1 & p2=$!
+wait $p1; r1=$?; wait $p2; r2=$?
+[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "$(sql "$tmp/race.db" "select count(*) from best")" = 4 ] &&
+    [ "$(sql "$tmp/race.db" "select count(*) from trial")" = $((36 + 3 * 48)) ] && ok ||
+    bad "two tuners on one database both finish, every trial once (exit $r1, $r2): $(cat "$tmp/r1.log" "$tmp/r2.log")"
 
 out=$("$fatune" --gpu 1 --shapes tests/shapes/sim.lua --db "$tmp/u.db" --only toy 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$out" | grep -q "no GPU 1" && ok || bad "a GPU that is not there is refused (exit $rc): $out"

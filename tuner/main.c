@@ -330,8 +330,10 @@ static int cmd_tune(int argc, char **argv) {
     if (o.ngpus == 0) return usage("tune needs --gpu N");
     if (o.only && !known_family(o.only)) { fprintf(stderr, "fatune: unknown family '%s'\n", o.only); return 2; }
     int n = 0;
-    /* FATUNE_SIMULATE_GPU: one simulated GPU (tuner/worker.c), for the CPU tests of the tuner */
-    int have_gpu = getenv("FATUNE_SIMULATE_GPU") ? (n = 1) : cu_device_count(&n) == FAT_OK && n > 0;
+    /* FATUNE_SIMULATE_GPU=N: N simulated GPUs (tuner/worker.c; 1 unless N is a count), for the
+     * CPU tests of the tuner */
+    const char *sim = getenv("FATUNE_SIMULATE_GPU");
+    int have_gpu = sim ? (n = atoi(sim) > 0 ? atoi(sim) : 1) : cu_device_count(&n) == FAT_OK && n > 0;
     char why[512] = "";
     if (!have_gpu)
         snprintf(why, sizeof why, "%s", n == 0 && cu_load() == FAT_OK ? "no GPU: the driver reports no CUDA device"

@@ -210,8 +210,8 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------------
- * The simulated worker (FATUNE_SIMULATE_GPU set; for the CPU tests of the tuner's own logic, never
- * for measurements). It touches no GPU: every trial is "verified" and "timed" at
+ * The simulated worker (FATUNE_SIMULATE_GPU set, to a GPU count or 1; for the CPU tests of the
+ * tuner's own logic, never for measurements). It touches no GPU: every trial is "verified" and "timed" at
  *   FLOPs / 200 TFLOPS x (1 + f),  f in [0, 1) from a hash of the cubin,
  * so a variant ranks the same on every problem of its kind, and one run's answers are the next
  * one's. FATUNE_SIMULATE_FAIL_ABOVE=S: on problems with seqlen_k > S the faster half (f < 0.5)
@@ -226,9 +226,11 @@ static double sim_factor(const void *cubin, size_t n) {
 static int sim_main(int gpu) {
     hello_msg h;
     memset(&h, 0, sizeof h);
-    if (gpu != 0) {
+    int n = atoi(getenv("FATUNE_SIMULATE_GPU"));
+    if (n < 1) n = 1;
+    if (gpu < 0 || gpu >= n) {
         h.status = FAT_ERR_NO_GPU;
-        snprintf(h.err, sizeof h.err, "no GPU %d: the simulation has one", gpu);
+        snprintf(h.err, sizeof h.err, "no GPU %d: the simulation has %d", gpu, n);
     } else {
         gen_device_for_arch("sm_90", &h.dev);
         snprintf(h.dev.name, sizeof h.dev.name, "simulated GPU (sm_90)");
