@@ -66,6 +66,15 @@ static inline char *test_slurp(const char *path, size_t *len) {
     return buf;
 }
 
+/* The value of parameter name in a variant's canonical text ("block_m=128,warps=4"), -1 when
+ * absent. */
+static inline int test_param(const char *canon, const char *name) {
+    size_t n = strlen(name);
+    for (const char *s = canon; s && *s; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
+        if (!strncmp(s, name, n) && s[n] == '=') return atoi(s + n + 1);
+    return -1;
+}
+
 static inline int test_done(const char *suite) {
     printf("%s: %d passed, %d failed, %d skipped\n", suite, test_passed, test_failed, test_skipped);
     return test_failed ? 1 : 0;

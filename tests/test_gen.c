@@ -226,22 +226,14 @@ static void test_defaults(void) {
 /* launch() agrees with emit() field for field, for every valid variant of every family on shapes
  * that move every size-dependent rule (short and long sequences, Sq != Sk, GQA, varlen, d 40 to
  * 256): the runtime takes a loaded kernel's launch for a new shape from gen_launch alone. */
-/* The value of parameter name in canonical text, -1 when absent. */
-static int param_of(const char *canon, const char *name) {
-    size_t n = strlen(name);
-    for (const char *s = canon; s && *s; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
-        if (!strncmp(s, name, n) && s[n] == '=') return atoi(s + n + 1);
-    return -1;
-}
-
 /* What a family's launch must be, from its documented geometry (grid.x of flash_v1 is its split
  * count, which depends on the device: not checked here). 1 when v agrees. */
 static int geometry_ok(const char *fam, const char *canon, const fat_problem *p, const gen_variant *v) {
     unsigned b = (unsigned)p->batch, h = (unsigned)p->heads_q;
     if (!strcmp(fam, "naive"))
         return v->grid[0] == (unsigned)p->seqlen_q && v->grid[1] == h && v->grid[2] == b &&
-               v->block[0] == (unsigned)param_of(canon, "threads");
-    int bm = param_of(canon, "block_m"), warps = param_of(canon, "warps");
+               v->block[0] == (unsigned)test_param(canon, "threads");
+    int bm = test_param(canon, "block_m"), warps = test_param(canon, "warps");
     if (!strcmp(fam, "flash_v2"))
         return v->grid[0] == (unsigned)((p->seqlen_q + bm - 1) / bm) && v->grid[1] == h && v->grid[2] == b &&
                v->block[0] == 32u * (unsigned)warps && v->smem > 0 && v->workspace == 0;

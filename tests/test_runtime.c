@@ -506,14 +506,6 @@ static void test_defaults(void) {
     gen_close(g);
 }
 
-/* The value of parameter name in canonical text ("block_m=128,warps=4"), -1 when absent. */
-static int param_of(const char *canon, const char *name) {
-    size_t n = strlen(name);
-    for (const char *s = canon; s && *s; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
-        if (!strncmp(s, name, n) && s[n] == '=') return atoi(s + n + 1);
-    return -1;
-}
-
 /* A new shape of a kernel the context holds takes its launch from gen_launch (the template's
  * launch()), not from a full emit: over a decode loop (one query, a growing key length) and mixed
  * prefill shapes, every launch must be the one a full emit of the chosen variant gives and the one
@@ -554,7 +546,7 @@ static void test_new_shapes(void) {
                         i, c.family, c.params, l.grid[0], l.grid[1], l.grid[2], l.block[0], l.smem, v.grid[0], v.grid[1],
                         v.grid[2], v.block[0], v.smem);
         }
-        int bm = param_of(c.params, "block_m"), warps = param_of(c.params, "warps");
+        int bm = test_param(c.params, "block_m"), warps = test_param(c.params, "warps");
         geometry += strcmp(c.family, "flash_v2") != 0 || bm <= 0 ||
                     (l.grid[0] == (unsigned)((p.seqlen_q + bm - 1) / bm) && l.grid[1] == (unsigned)p.heads_q &&
                      l.grid[2] == (unsigned)p.batch && l.block[0] == 32u * (unsigned)warps);

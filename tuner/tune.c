@@ -14,6 +14,7 @@
  * all writing to one database (WAL).
  */
 #include "tune.h"
+#include "bench.h"
 #include "choose.h"
 #include "db.h"
 #include "gen.h"
@@ -67,11 +68,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* FLOPs of one call: 4 B H Sq Sk D, halved when causal. */
-static double flops(const fat_problem *p) {
-    return 4.0 * p->batch * p->heads_q * (double)p->seqlen_q * p->seqlen_k * p->head_dim / (p->causal ? 2 : 1);
 }
 
 /* A smaller problem with the same kernel specialisation: same dtype, head_dim, causal and
@@ -341,7 +337,7 @@ enum { GUIDE_SCREENED = 8, GUIDE_NEAR = 4, GUIDE_NEIGHBOURS = 2, GUIDE_MAX_SIBLI
 /* The run's order: FLOPs, then the sizes and the specialisation, so that any two problems compare
  * the same way whatever file they came from. */
 static int cost_cmp(const fat_problem *a, const fat_problem *b) {
-    double x = flops(a), y = flops(b);
+    double x = bench_flops(a), y = bench_flops(b);
     if (x != y) return x < y ? -1 : 1;
     const int ka[] = { a->seqlen_q, a->seqlen_k, a->batch, a->heads_q, a->heads_kv, a->head_dim, a->causal,
                        (int)a->features, (int)a->dtype };
@@ -468,7 +464,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
 
     if (db_problem_id(t->d, p, &problem_id) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); return FAT_ERR_DB; }
     t->cur_best_ms = 0;
-    t->cur_flops = flops(p);
+    t->cur_flops = bench_flops(p);
     progress(t, name);
     if ((st = collect(t, p, &cp, problem_id, &cs, &nc)) != FAT_OK) goto out;
     int has_default = default_first(t, p, cs, nc), guides = 0;
@@ -695,7 +691,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
     if (!(db_best_get(t->d, t->device_id, problem_id, &old) == FAT_OK && old.complete && !b.complete)) {
         if (db_best_put(t->d, &b) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
     }
-    double tflops = flops(p) / won_ms / 1e9;
+    double tflops = bench_flops(p) / won_ms / 1e9;
     if (t->o->json)
         printf("{\"problem\": \"%s\", \"family\": \"%s\", \"params\": \"%s\", \"median_ms\": %.5f, \"tflops\": %.2f, "
                "\"margin\": %.4f, \"complete\": %s, \"tried\": %d, \"space\": %d, \"gpu\": %d}\n", name,
