@@ -81,8 +81,8 @@ function t.valid(p, shape, dev)
   local g = geometry(p, shape)
   local regs, regs_parts = regs_estimate(p, g)
   ok, why = tile.check_budget(g, dev, regs, MAX_REGS, function()
-    return string.format("%d x Q %d + K %d + V %d", p.stages, g.smem_q, g.smem_kv, g.smem_kv), regs_parts()
-  end)
+    return string.format("%d x Q %d + K %d + V %d", p.stages, g.smem_q, g.smem_kv, g.smem_kv)
+  end, regs_parts)
   if not ok then return false, why end
   local sq = shape.seqlen_q or 0
   if sq > 0 and shape.batch then

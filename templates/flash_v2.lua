@@ -55,8 +55,8 @@ function t.valid(p, shape, dev)
   local g = geometry(p, shape)
   local regs, regs_parts = regs_estimate(p, g)
   ok, why = tile.check_budget(g, dev, regs, MAX_REGS, function()
-    return string.format("Q %d + %d stages x (K %d + V %d)", g.smem_q, p.stages, g.smem_kv, g.smem_kv), regs_parts()
-  end)
+    return string.format("Q %d + %d stages x (K %d + V %d)", g.smem_q, p.stages, g.smem_kv, g.smem_kv)
+  end, regs_parts)
   if not ok then return false, why end
   -- Pruning by shape: tiles far larger than the sequences only add masked work.
   ok, why = tile.prune_oversized(p, shape, 64, 32)

@@ -217,6 +217,16 @@ out:
  * one's. FATUNE_SIMULATE_FAIL_ABOVE=S: on problems with seqlen_k > S the faster half (f < 0.5)
  * fails (wrong_result), as a neighbour's tiles may fail at a size. */
 
+/* The rest of a trial message whose header is mh: *tm and the cubin after it (malloc'ed); NULL when
+ * the pipe broke or the message does not add up. */
+static void *read_trial(const msg_hdr *mh, trial_msg *tm) {
+    if (read_all(0, tm, sizeof *tm, 0) || tm->cubin_size != mh->len - sizeof *tm) return NULL;
+    tm->entry[sizeof tm->entry - 1] = 0;
+    void *cubin = malloc(tm->cubin_size ? tm->cubin_size : 1);
+    if (cubin && read_all(0, cubin, tm->cubin_size, 0)) { free(cubin); return NULL; }
+    return cubin;
+}
+
 static double sim_factor(const void *cubin, size_t n) {
     uint64_t h = 1469598103934665603ull;                /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)cubin)[i]) * 1099511628211ull;
@@ -252,9 +262,8 @@ static int sim_main(int gpu) {
         } else if (mh.type == MSG_TRIAL && mh.len >= sizeof(trial_msg)) {
             trial_msg tm;
             worker_res r;
-            if (read_all(0, &tm, sizeof tm, 0) || tm.cubin_size != mh.len - sizeof tm) return 1;
-            void *cubin = malloc(tm.cubin_size ? tm.cubin_size : 1);
-            if (!cubin || read_all(0, cubin, tm.cubin_size, 0)) return 1;
+            void *cubin = read_trial(&mh, &tm);
+            if (!cubin) return 1;
             memset(&r, 0, sizeof r);
             double f = sim_factor(cubin, tm.cubin_size);
             free(cubin);
@@ -320,11 +329,8 @@ int worker_main(int gpu) {
             if (a.status == FAT_ERR_CUDA) return 3;
         } else if (mh.type == MSG_TRIAL && mh.len >= sizeof(trial_msg)) {
             trial_msg tm;
-            if (read_all(0, &tm, sizeof tm, 0)) return 1;
-            if (tm.cubin_size != mh.len - sizeof tm) return 1;
-            void *cubin = malloc(tm.cubin_size);
-            if (!cubin || read_all(0, cubin, tm.cubin_size, 0)) return 1;
-            tm.entry[sizeof tm.entry - 1] = 0;
+            void *cubin = read_trial(&mh, &tm);
+            if (!cubin) return 1;
             worker_res r;
             int broken = run_trial(&s, &tm, cubin, &r);
             free(cubin);

@@ -91,16 +91,16 @@ end
 
 -- The resource rules of valid(): the family's shared memory per CTA (g.smem) within what one block
 -- may opt in to, and its register estimate `regs` per thread within max_regs (beyond it the
--- variant would spill). parts() returns the text of the two totals' parts (shared memory, registers)
--- for the reasons; it is called only when one is given (valid() runs for every variant and every
+-- variant would spill). smem_parts() and regs_parts() return the text of the totals' parts for the
+-- reasons; each is called only when its reason is given (valid() runs for every variant and every
 -- new shape the runtime meets, so it formats nothing on success). Returns true, or false and the
 -- reason.
-function M.check_budget(g, dev, regs, max_regs, parts)
+function M.check_budget(g, dev, regs, max_regs, smem_parts, regs_parts)
   if g.smem > dev.smem_optin then
-    return false, string.format("shared memory %d B (%s) > smem_optin %d B", g.smem, (parts()), dev.smem_optin)
+    return false, string.format("shared memory %d B (%s) > smem_optin %d B", g.smem, smem_parts(), dev.smem_optin)
   end
   if regs > max_regs then
-    return false, string.format("estimated %d registers/thread > %d (%s): would spill", regs, max_regs, select(2, parts()))
+    return false, string.format("estimated %d registers/thread > %d (%s): would spill", regs, max_regs, regs_parts())
   end
   return true
 end
