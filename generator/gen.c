@@ -492,6 +492,23 @@ fat_status gen_default(gen *g, const char *tmpl, const fat_problem *p, const gen
     return FAT_OK;
 }
 
+fat_status gen_builtin_default(gen *g, const fat_problem *p, const gen_device *d, const char **family, char *out,
+                               size_t n) {
+    static const char *const order[] = GEN_DEFAULT_FAMILIES;
+    fat_status st = FAT_ERR_NOT_FOUND;
+    int nf;
+    const char *const *fams = gen_families(&nf);
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        int have = 0;
+        for (int f = 0; f < nf; f++) have |= strcmp(fams[f], order[i]) == 0;
+        if (!have) continue;                       /* a build without the family */
+        st = gen_default(g, order[i], p, d, out, n);
+        if (st == FAT_OK) { *family = order[i]; return FAT_OK; }
+        if (st != FAT_ERR_NOT_FOUND) return st;
+    }
+    return st;
+}
+
 void gen_variant_free(gen_variant *v) {
     if (!v) return;
     free(v->tmpl); free(v->canon); free(v->source); free(v->entry);

@@ -79,9 +79,17 @@ void gen_variant_free(gen_variant *v);          /* frees the strings, not v; acc
 fat_status gen_launch(gen *g, const char *tmpl, const char *params, const fat_problem *p,
                       const gen_device *d, gen_variant *out);
 
-/* The family whose default() the runtime launches where nothing was tuned; the tuner measures
- * that default first, and the report sets the best beside it. */
+/* The families whose default() the runtime launches where nothing was tuned, in order: decode
+ * for a few query rows per KV head (a decoding step), where it is valid; flash_v2 otherwise. The
+ * tuner measures that default first, and the report sets the best beside it. */
 #define GEN_DEFAULT_FAMILY "flash_v2"
+#define GEN_DEFAULT_FAMILIES { "decode", GEN_DEFAULT_FAMILY }
+
+/* The built-in default for p on d: the first of GEN_DEFAULT_FAMILIES with a valid default
+ * (gen_default). *family is that family's name (a static string), out its parameters.
+ * FAT_ERR_NOT_FOUND when none has one; another error as gen_default's. */
+fat_status gen_builtin_default(gen *g, const fat_problem *p, const gen_device *d, const char **family, char *out,
+                               size_t n);
 
 /* The built-in default parameters of tmpl for p on d (the template's default(), else its first
  * valid choice) into out. FAT_ERR_NOT_FOUND when no choice is valid. */

@@ -586,16 +586,17 @@ static fat_status emit_or_launch(fat_ctx *c, const char *family, const char *par
 
 /* Emits the built-in default for p into *v (whatever it held is freed) and its parameters;
  * *known as emit_or_launch (NULL: may be NULL, then always emitted in full). */
-static fat_status emit_default(fat_ctx *c, const fat_problem *p, const char *name, char *params, size_t n,
-                               gen_variant *v, int *known) {
+static fat_status emit_default(fat_ctx *c, const fat_problem *p, const char *name, const char **family, char *params,
+                               size_t n, gen_variant *v, int *known) {
     gen_variant_free(v);
     memset(v, 0, sizeof *v);
-    fat_status st = gen_default(c->g, DEFAULT_FAMILY, p, &c->info, params, n);
+    *family = DEFAULT_FAMILY;
+    fat_status st = gen_builtin_default(c->g, p, &c->info, family, params, n);
     if (st == FAT_OK)
-        st = known ? emit_or_launch(c, DEFAULT_FAMILY, params, p, v, known)
-                   : gen_emit(c->g, DEFAULT_FAMILY, params, p, &c->info, v);
+        st = known ? emit_or_launch(c, *family, params, p, v, known)
+                   : gen_emit(c->g, *family, params, p, &c->info, v);
     if (st != FAT_OK) {
-        fat_set_error("%s: no built-in default of %s: %s", name, DEFAULT_FAMILY, gen_errmsg(c->g));
+        fat_set_error("%s: no built-in default (%s): %s", name, *family, gen_errmsg(c->g));
         if (st == FAT_ERR_NOT_FOUND) st = FAT_ERR_UNSUPPORTED;
     }
     return st;
@@ -623,7 +624,7 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
         level = dispatch_choose(c->rows, c->nrows, p, deployable, c, &row);
         family = DEFAULT_FAMILY;
         if (row < 0) {
-            if ((st = emit_default(c, p, name, params, sizeof params, &v, &known)) != FAT_OK) goto out;
+            if ((st = emit_default(c, p, name, &family, params, sizeof params, &v, &known)) != FAT_OK) goto out;
         } else {
             family = c->rows[row].family;
             snprintf(params, sizeof params, "%s", c->rows[row].params);
@@ -636,8 +637,7 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
                     params, fat_level_name(level), gen_errmsg(c->g));
                 level = FAT_LEVEL_DEFAULT;
                 row = -1;
-                family = DEFAULT_FAMILY;
-                if ((st = emit_default(c, p, name, params, sizeof params, &v, &known)) != FAT_OK) goto out;
+                if ((st = emit_default(c, p, name, &family, params, sizeof params, &v, &known)) != FAT_OK) goto out;
             }
         }
         if (!v.workspace) break;
@@ -698,8 +698,7 @@ static fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
             say(c, "fatune: %s: %s; using the default", name, fat_last_error());
             level = FAT_LEVEL_DEFAULT;
             row = -1;
-            family = DEFAULT_FAMILY;
-            if ((st = emit_default(c, p, name, params, sizeof params, &v, NULL)) != FAT_OK) goto out;
+            if ((st = emit_default(c, p, name, &family, params, sizeof params, &v, NULL)) != FAT_OK) goto out;
             st = find_module(c, &v, NULL, &mod, &origin);
         }
         if (st != FAT_OK) goto out;

@@ -28,6 +28,8 @@ typedef struct tcase {
 } tcase;
 
 static const int lens_q5[] = { 1, 130, 77, 0, 300 }, lens_k5[] = { 1, 200, 64, 50, 300 };
+/* decoding steps: one or two new tokens per sequence (none in one), caches of 1 to 4097 tokens */
+static const int lens_qd[] = { 1, 1, 2, 0, 1 }, lens_kd[] = { 1000, 17, 1, 300, 4097 };
 
 #define P(dt, d, c, f, b, hq, hk, sq, sk) { dt, d, c, f, b, hq, hk, sq, sk }
 static const tcase cases[] = {
@@ -57,6 +59,16 @@ static const tcase cases[] = {
     { "varlen 5 sequences", P(FAT_BF16, 64, 1, FAT_FEAT_VARLEN, 5, 4, 2, 300, 300), { .lens_q = lens_q5, .lens_k = lens_k5, .with_lse = 1 } },
     { "varlen window softcap", P(FAT_FP16, 128, 0, FAT_FEAT_VARLEN | FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 5, 4, 4, 300, 300),
       { .lens_q = lens_q5, .lens_k = lens_k5, .window_left = 50, .window_right = 50, .softcap = 20.f, .with_lse = 1 } },
+    /* decoding shapes (the decode family's: at most 16 query rows per KV head; every family runs them) */
+    { "decode GQA 4:1 Sk 4097", P(FAT_BF16, 128, 0, 0, 3, 16, 4, 1, 4097), { .with_lse = 1 } },
+    { "decode causal Sq 3 GQA 4:1", P(FAT_FP16, 128, 1, 0, 2, 8, 2, 3, 1000), { .with_lse = 1 } },
+    { "decode causal Sq > Sk (masked rows)", P(FAT_BF16, 64, 1, 0, 2, 4, 2, 5, 3), { .with_lse = 1 } },
+    { "decode MQA window softcap", P(FAT_BF16, 64, 0, FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 2, 8, 1, 1, 777),
+      { .window_left = 300, .window_right = -1, .softcap = 30.f, .with_lse = 1 } },
+    { "decode BHSD head_dim 256", P(FAT_BF16, 256, 0, 0, 2, 4, 1, 1, 1500), { .bhsd = 1, .with_lse = 1 } },
+    { "decode head_dim 40 padded rows", P(FAT_FP16, 40, 1, 0, 2, 8, 8, 2, 333), { .pad = 16 } },
+    { "decode varlen 5 sequences", P(FAT_BF16, 128, 1, FAT_FEAT_VARLEN, 5, 8, 2, 2, 4097),
+      { .lens_q = lens_qd, .lens_k = lens_kd, .with_lse = 1 } },
 };
 
 /* Kernels compiled in this run, by source hash. */

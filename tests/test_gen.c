@@ -92,14 +92,25 @@ static void test_templates(void) {
 
     int nf;
     const char *const *fams = gen_families(&nf);
+    /* a prefill problem and a decoding step (one query row of 4 heads per KV head): each family
+     * has valid variants for one of them at least, and every pruned choice says why */
+    const fat_problem step = { FAT_BF16, 64, 1, 0, 2, 8, 2, 1, 130 };
     for (int f = 0; f < nf; f++) {
-        CHECK_INT(fams[f], gen_enumerate(g, fams[f], &p, &dev, &c1, &n1), FAT_OK);
         int valid = 0;
-        for (int i = 0; i < n1; i++) valid += c1[i].ok;
-        CHECK("every family has valid variants on sm_90", valid > 0);
-        for (int i = 0; i < n1; i++) if (!c1[i].ok) CHECK("a pruned choice says why", c1[i].reason && *c1[i].reason);
-        gen_choices_free(c1, n1);
+        for (int k = 0; k < 2; k++) {
+            CHECK_INT(fams[f], gen_enumerate(g, fams[f], k ? &step : &p, &dev, &c1, &n1), FAT_OK);
+            for (int i = 0; i < n1; i++) valid += c1[i].ok;
+            for (int i = 0; i < n1; i++) if (!c1[i].ok) CHECK("a pruned choice says why", c1[i].reason && *c1[i].reason);
+            gen_choices_free(c1, n1);
+        }
+        CHECK(fams[f], valid > 0);
     }
+    CHECK_INT("decode: no variant for 400 query rows per KV head", gen_enumerate(g, "decode", &p, &dev, &c1, &n1), FAT_OK);
+    int dvalid = 0;
+    for (int i = 0; i < n1; i++) dvalid += c1[i].ok;
+    CHECK_INT("decode: no variant for 400 query rows per KV head (valid)", dvalid, 0);
+    CHECK_STR_HAS("decode: the reason names the rows", n1 ? c1[0].reason : "", "400 query rows per KV head");
+    gen_choices_free(c1, n1);
 
     gen_variant v, w;
     CHECK_INT("naive emits", gen_emit(g, "naive", "threads=128", &p, &dev, &v), FAT_OK);
@@ -204,8 +215,9 @@ static void test_defaults(void) {
             char params[256], what[512];
             gen_choice *ch;
             int nch, hit = 0;
-            if (gen_default(g, GEN_DEFAULT_FAMILY, &p[i], &d, params, sizeof params) != FAT_OK) continue;
-            if (gen_enumerate(g, GEN_DEFAULT_FAMILY, &p[i], &d, &ch, &nch) != FAT_OK) continue;
+            const char *fam;
+            if (gen_builtin_default(g, &p[i], &d, &fam, params, sizeof params) != FAT_OK) continue;
+            if (gen_enumerate(g, fam, &p[i], &d, &ch, &nch) != FAT_OK) continue;
             for (int c = 0; c < nch; c++) hit |= ch[c].ok && strcmp(ch[c].canon, params) == 0;
             gen_choices_free(ch, nch);
             found += hit;
@@ -223,6 +235,33 @@ static void test_defaults(void) {
     free(p);
 }
 
+/* The built-in default of a decoding step is decode's, spread over the SMs on sm_90 when the batch
+ * is small (clusters of up to 8 CTAs per KV head), one CTA per KV head on sm_80 (no clusters) and
+ * for a large batch; a prefill problem's is flash_v2's. */
+static void test_builtin_default(void) {
+    static const struct { fat_problem p; const char *arch, *family, *has; } cases[] = {
+        { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=8" },
+        { { FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=4" },
+        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 4096 }, "sm_90", "decode", "splits=1" },
+        { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_80", "decode", "splits=1" },
+        { { FAT_FP16, 64, 1, 0, 1, 8, 8, 1, 200 }, "sm_90", "decode", "splits=1" },       /* 7 tiles: 1 split */
+        { { FAT_BF16, 128, 1, 0, 1, 32, 8, 4, 4096 }, "sm_90", "decode", "warps=4" },     /* 16 rows */
+        { { FAT_BF16, 128, 1, 0, 1, 32, 8, 5, 4096 }, "sm_90", "flash_v2", "block_m" },   /* 20 rows */
+        { { FAT_BF16, 128, 1, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_v2", "block_m" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gen_device d;
+        char params[256], name[160], what[320];
+        const char *fam = "";
+        gen_device_for_arch(cases[i].arch, &d);
+        gen_problem_name(&cases[i].p, name, sizeof name);
+        fat_status st = gen_builtin_default(g, &cases[i].p, &d, &fam, params, sizeof params);
+        snprintf(what, sizeof what, "%s %s: the built-in default is %s's (%s)", cases[i].arch, name, cases[i].family,
+                 st == FAT_OK ? params : gen_errmsg(g));
+        CHECK(what, st == FAT_OK && strcmp(fam, cases[i].family) == 0 && strstr(params, cases[i].has));
+    }
+}
+
 /* launch() agrees with emit() field for field, for every valid variant of every family on shapes
  * that move every size-dependent rule (short and long sequences, Sq != Sk, GQA, varlen, d 40 to
  * 256): the runtime takes a loaded kernel's launch for a new shape from gen_launch alone. */
@@ -237,6 +276,9 @@ static int geometry_ok(const char *fam, const char *canon, const fat_problem *p,
     if (!strcmp(fam, "flash_v2"))
         return v->grid[0] == (unsigned)((p->seqlen_q + bm - 1) / bm) && v->grid[1] == h && v->grid[2] == b &&
                v->block[0] == 32u * (unsigned)warps && v->smem > 0 && v->workspace == 0;
+    if (!strcmp(fam, "decode"))
+        return v->grid[0] == (unsigned)test_param(canon, "splits") && v->grid[1] == (unsigned)p->heads_kv &&
+               v->grid[2] == b && v->block[0] == 32u * (unsigned)warps && v->smem > 0 && v->workspace == 0;
     if (!strcmp(fam, "flash_v1"))
         return v->grid[1] == h && v->grid[2] == b && v->block[0] == 32u * (unsigned)warps && v->workspace > 0;
     return 1;
@@ -249,6 +291,7 @@ static void test_launch(void) {
         { FAT_BF16, 40, 1, FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 1, 8, 1, 129, 77 },
         { FAT_FP16, 256, 0, FAT_FEAT_VARLEN, 5, 4, 2, 300, 700 },
         { FAT_BF16, 96, 1, 0, 1, 32, 8, 1, 5000 },
+        { FAT_FP16, 128, 0, FAT_FEAT_VARLEN | FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 3, 8, 2, 2, 900 },
     };
     int nfam;
     const char *const *fams = gen_families(&nfam);
@@ -274,7 +317,14 @@ static void test_launch(void) {
                 q.seqlen_q = 3 * q.seqlen_q + 5;
                 q.seqlen_k = 2 * q.seqlen_k + 7;
                 gen_variant o;
-                if (gen_emit(g, fams[f], ch[c].canon, &q, &dev, &o) == FAT_OK) {
+                /* decode takes at most 16 query rows per KV head: other sizes within that */
+                fat_problem q2 = probs[i];
+                q2.batch += 2;
+                q2.heads_q *= 3;
+                q2.heads_kv *= 3;
+                q2.seqlen_k = 3 * q2.seqlen_k + 1;
+                if (gen_emit(g, fams[f], ch[c].canon, &q, &dev, &o) == FAT_OK ||
+                    gen_emit(g, fams[f], ch[c].canon, &q2, &dev, &o) == FAT_OK) {
                     compared++;
                     same_src += strcmp(o.source, e.source) == 0;
                     gen_variant_free(&o);
@@ -315,6 +365,7 @@ int main(int argc, char **argv) {
     test_templates();
     test_sandbox_templates();
     test_defaults();
+    test_builtin_default();
     test_launch();
     gen_close(g);
     return test_done("gen");

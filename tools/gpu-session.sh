@@ -3,9 +3,10 @@
 # (carried). Builds nothing. Logs go to $OUT (or /tmp/fatune-out); a short summary is last.
 #   B=DIR       the carried build (default build)
 #   STATE=DIR   databases that live across calls (default .gpustate; carry it to resume a tune)
-#   steps: devices gputest gputune peers prefill v1 default default-warm default-warm-again
-#          default-again export
-#   env:   GPUTEST_ARGS (gpu_test), TUNE_ARGS (every tune), PREFILL_ARGS (the prefill tune)
+#   steps: devices gputest gputune peers peers-decode prefill v1 decode default default-warm
+#          default-warm-again default-again export
+#   env:   GPUTEST_ARGS (gpu_test), TUNE_ARGS (every tune), PREFILL_ARGS (the prefill tune),
+#          DECODE_ONLY (the families the decode tune tries, default flash_v2,decode)
 out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
 b=${B:-build}; st=${STATE:-.gpustate}; mkdir -p "$st"
 summary=""
@@ -28,6 +29,11 @@ for step in "$@"; do
                  timeout 300 python3 .shared/peers.py --suite prefill --dtype $dt --json "$out/peers-$dt.json" > "$out/peers-$dt.log" 2>&1
                  add "peers $dt: rc=$?"
              done;;
+    peers-decode)
+             timeout 200 python3 .shared/peers.py --suite decode --dtype bf16 --json "$out/peers-decode.json" > "$out/peers-decode.log" 2>&1
+             add "peers decode bf16: rc=$?";;
+    decode)  timeout 300 $b/fatune --gpu 0 --shapes bench/decode.lua --db "$st/decode.db" --only ${DECODE_ONLY:-flash_v2,decode} --quiet $TUNE_ARGS > "$out/decode.log" 2>&1
+             add "decode: rc=$? $(tail -1 "$out/decode.log")"; slim "$st/decode.db" decode.db;;
     prefill) timeout 560 $b/fatune --gpu 0 --shapes bench/prefill.lua --db "$st/prefill.db" --only flash_v2 --quiet $TUNE_ARGS $PREFILL_ARGS > "$out/prefill.log" 2>&1
              add "prefill flash_v2: rc=$? $(tail -1 "$out/prefill.log")"; slim "$st/prefill.db" prefill.db;;
     v1)      timeout 300 $b/fatune --gpu 0 --shapes bench/prefill-4k.lua --db "$st/prefill.db" --only flash_v1,flash_v2 --quiet $TUNE_ARGS > "$out/v1.log" 2>&1

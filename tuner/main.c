@@ -30,7 +30,8 @@ static const char usage_text[] =
     "                     [--strategy guided|exhaustive|random] [--effort quick|full] [--json] [--quiet] [--or-check]\n"
     "       fatune check [--shapes FILE] [--arch ARCH] [--only FAMILY] [-j N]\n"
     "       fatune gen --template T [--param NAME=VALUE]... [--dtype fp16|bf16] [--head-dim D]\n"
-    "                  [--causal] [--window] [--softcap] [--varlen] [--arch ARCH] [--ptx]\n"
+    "                  [--causal] [--window] [--softcap] [--varlen] [--seqlen-q N] [--seqlen-k N]\n"
+    "                  [--arch ARCH] [--ptx]\n"
     "       fatune devices\n"
     "       fatune list [--db FILE] [--device NAME]\n"
     "       fatune show PROBLEM [--db FILE] [--top K] [--logs]\n"
@@ -193,7 +194,7 @@ static int cmd_gen(int argc, char **argv) {
     static const struct option lo[] = { { "template", 1, 0, 't' }, { "param", 1, 0, 'p' }, { "ptx", 0, 0, 'x' },
         { "dtype", 1, 0, 'd' }, { "head-dim", 1, 0, 'D' }, { "causal", 0, 0, 'c' }, { "window", 0, 0, 'w' },
         { "softcap", 0, 0, 'S' }, { "varlen", 0, 0, 'v' }, { "arch", 1, 0, 'a' }, { "help", 0, 0, 'h' },
-        { 0, 0, 0, 0 } };
+        { "seqlen-q", 1, 0, 'Q' }, { "seqlen-k", 1, 0, 'K' }, { 0, 0, 0, 0 } };
     const char *tmpl = NULL, *arch = NULL;
     char params[1024] = "";
     int ptx = 0, c;
@@ -222,6 +223,15 @@ static int cmd_gen(int argc, char **argv) {
         case 'S': p.features |= FAT_FEAT_SOFTCAP; break;
         case 'v': p.features |= FAT_FEAT_VARLEN; break;
         case 'a': arch = optarg; break;
+        case 'Q':
+        case 'K': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end || n < 1 || n > INT32_MAX)
+                return usage(c == 'Q' ? "--seqlen-q wants a positive integer" : "--seqlen-k wants a positive integer");
+            *(c == 'Q' ? &p.seqlen_q : &p.seqlen_k) = (int)n;
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage(NULL);
         }

@@ -20,7 +20,6 @@
 
 /* The family of the built-in default, the config the runtime launches for a problem nothing was
  * tuned for (runtime/ctx.c): the baseline every best config is shown against. */
-#define REPORT_DEFAULT_FAMILY GEN_DEFAULT_FAMILY
 
 #define PEERS_MAX_BYTES (64L << 20)
 #define HEAT_MAX 16        /* distinct block_m (and block_n) values a heat map shows */
@@ -603,8 +602,9 @@ static void default_config(struct report *r, const struct entry *e, char *buf, s
     dev.sms = e->dev.sms;
     dev.l2 = e->dev.l2_bytes;
     dev.smem_optin = e->dev.smem_optin;
-    if (gen_default(r->g, REPORT_DEFAULT_FAMILY, &e->problem, &dev, params, sizeof params) == FAT_OK)
-        snprintf(buf, n, "%s %s", REPORT_DEFAULT_FAMILY, params);
+    const char *family;
+    if (gen_builtin_default(r->g, &e->problem, &dev, &family, params, sizeof params) == FAT_OK)
+        snprintf(buf, n, "%s %s", family, params);
 }
 
 /* One device's part: rows[first .. end) are its best rows. */
@@ -710,8 +710,8 @@ static const char page_foot[] =
     "&middot; seqlen_k &middot; head_dim (halved when causal), over the median time. Margin: how "
     "much slower the runner-up's median is. Search: complete when every valid config was "
     "tried.</p>\n"
-    "<p>Built-in default: the " REPORT_DEFAULT_FAMILY " config the runtime launches for a problem "
-    "nothing was tuned for, worked out by the template for the problem and the device's stored "
+    "<p>Built-in default: the config the runtime launches for a problem nothing was tuned for (decode's "
+    "for at most 16 query rows per KV head, else flash_v2's), worked out by the template for the problem and the device's stored "
     "limits; its time is its trial's, where it was measured (n/a otherwise, with its status when "
     "it failed). Default / best: how many times longer the default takes.</p>\n"
     "<p>Heat maps: for each block_m (rows) and block_n (columns), the TFLOPS of the fastest ok "

@@ -43,7 +43,7 @@ typedef struct cand {
     int have_trial;         /* measured by an earlier run */
     int planned;            /* to be tried by this run's strategy (guided: not every candidate) */
     int done;               /* tried by this run */
-    int is_default;         /* the built-in default (GEN_DEFAULT_FAMILY's default()): wins its ties */
+    int is_default;         /* the built-in default (gen_builtin_default): wins its ties */
     int status;             /* db_trial_status */
     double median_ms;
 } cand;
@@ -301,16 +301,17 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
     return FAT_OK;
 }
 
-/* Moves the built-in default (GEN_DEFAULT_FAMILY's default() for p) to the front, the rest keeping
+/* Moves the built-in default (gen_builtin_default for p) to the front, the rest keeping
  * their order. Measured first, it sets the time every other variant is cut against: without it the
  * families measured before the default family (flash_v1 sorts first) are cut only against each
  * other, and a slow family is timed in full, variant after variant. The order changes nothing
  * else: the best is chosen over all of them, ties to the default, else by name. */
 static int default_first(tuner *t, const fat_problem *p, cand *cs, int nc) {
     char params[256];
-    if (gen_default(t->g, GEN_DEFAULT_FAMILY, p, &t->dev, params, sizeof params) != FAT_OK) return 0;
+    const char *family;
+    if (gen_builtin_default(t->g, p, &t->dev, &family, params, sizeof params) != FAT_OK) return 0;
     for (int i = 0; i < nc; i++) {
-        if (strcmp(cs[i].v.tmpl, GEN_DEFAULT_FAMILY) != 0 || strcmp(cs[i].v.canon, params) != 0) continue;
+        if (strcmp(cs[i].v.tmpl, family) != 0 || strcmp(cs[i].v.canon, params) != 0) continue;
         cand d = cs[i];
         memmove(cs + 1, cs, (size_t)i * sizeof *cs);
         cs[0] = d;

@@ -94,7 +94,36 @@ static __device__ __forceinline__ void fat_st_global_v4(void *ptr, const unsigne
 }
 ]]
 
--- All of the above, in dependency order.
+-- Thread-block clusters (sm_90): a barrier over every thread of every CTA of the cluster, and
+-- loads from another CTA's shared memory (distributed shared memory). Not part of M.defs: a family
+-- includes it only in kernels that run as clusters (the PTX does not assemble for sm_80).
+M.cluster = [[
+/* ---- lib/ptx: thread-block clusters (sm_90): barrier, distributed shared memory ---- */
+/* Every thread of every CTA of the cluster arrives, then waits for all the others: the release and
+ * acquire make each CTA's shared-memory writes before the barrier visible to every CTA's loads
+ * after it. */
+static __device__ __forceinline__ void fat_cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n"
+                 "barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+/* The shared::cluster address of shared-memory address addr (this CTA's view) in CTA `rank`. */
+static __device__ __forceinline__ unsigned fat_cluster_map(unsigned addr, unsigned rank) {
+    unsigned r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(rank));
+    return r;
+}
+static __device__ __forceinline__ float fat_ld_cluster_f32(unsigned addr) {
+    float v;
+    asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr) : "memory");
+    return v;
+}
+static __device__ __forceinline__ void fat_ld_cluster_v4f(float (&v)[4], unsigned addr) {
+    asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3]) : "r"(addr) : "memory");
+}
+]]
+
+-- All of the above but the clusters, in dependency order.
 M.defs = M.mma .. M.cp_async .. M.misc
 
 -- Statement text for code generated from Lua: wait until at most n groups are in flight.

@@ -1,0 +1,493 @@
+-- decode.lua: attention for a few query rows against a long KV cache (a decoding step, speculative
+-- decoding), with the keys split over warps and, on sm_90, over the CTAs of a cluster.
+--
+-- In a decoding step each sequence brings one new query token (or a few). flash_v2's grid, one CTA
+-- per 64 or more query rows of one head, would leave 63 of every 64 mma rows empty and start only
+-- batch x heads_q CTAs, each streaming its head's whole KV cache. Here one CTA takes every query row
+-- of one KV head: the heads_q / heads_kv heads that share it, times seqlen_q, at most 16 rows (one
+-- mma row tile), so each key and value is read once for the whole group. The keys are split among
+-- `splits` x `warps` workers: each warp streams its own key tiles through its own cp.async pipeline
+-- (no barrier inside the loop), and with splits > 1 the CTAs of a thread-block cluster share the
+-- keys of the head. Each worker keeps an online softmax (O unnormalised, row max m, row sum l); at
+-- the end the partials meet in shared memory, the CTAs read each other's through distributed shared
+-- memory, and the rows are combined and written. No workspace, no second kernel. docs/decode.md
+-- explains the steps and the parameter space.
+local P = require("prelude")
+local softmax = require("lib.softmax")
+local tile = require("lib.tile")
+local ptx = require("lib.ptx")
+
+local t = {
+  name = "decode",
+  version = 1,
+  params = {
+    splits = { 1, 2, 4, 8 },   -- CTAs of a cluster sharing one KV head's keys (> 1: sm_90 clusters)
+    warps = { 2, 4, 8 },       -- warps per CTA, each a worker with its own key tiles
+    block_n = { 16, 32, 64 },  -- keys per tile of one worker
+    stages = { 2, 3, 4 },      -- K/V buffers per warp: stages - 1 tiles in flight while one is computed
+  },
+}
+
+local ROWS = 16          -- query rows of one CTA: one mma row tile
+local MAX_REGS = 255
+local REG_OVERHEAD = 40  -- as flash_v2: addresses, loop state, temporaries beyond the fragments
+local RESCALE_SKIP = true
+
+-- Sizes from the parameters and the head_dim: lib/tile's row geometry for 16 rows, then this
+-- family's shared memory: the Q tile, and per warp `stages` K and V buffers, which at the end hold
+-- the warp's partial result (O in f32 with rows of part_ld floats, then m and l of the 16 rows).
+local function geometry(p, shape)
+  local g = tile.geometry({ block_m = ROWS, block_n = p.block_n, warps = 1 }, shape)
+  g.threads = 32 * p.warps
+  local cw = 1                                 -- copy lanes per row (warp_load_tile): a power of two
+  while cw * 2 <= g.chunks and cw < 32 do cw = cw * 2 end
+  g.ld_cw, g.ld_rs, g.ld_nj = cw, 32 // cw, (g.chunks + cw - 1) // cw
+  g.warp_smem = 2 * p.stages * g.smem_kv
+  g.part_ld = g.dpad + 4                       -- floats per partial row: 16-byte aligned, staggered banks
+  g.part = ROWS * g.part_ld * 4 + 2 * ROWS * 4
+  g.smem = g.smem_q + p.warps * g.warp_smem
+  return g
+end
+
+-- Registers per thread: O (16 x dpad f32 over the warp), S of one tile, P of one tile, Q fragments
+-- when held, and the overhead. Q is held in registers when that fits (Q_IN_REGS), else re-read from
+-- shared memory at every tile. Returns the total without Q, with Q, and a function giving the parts.
+local function regs_estimate(p, g)
+  local o = (g.dpad // 8) * 4
+  local s = (p.block_n // 8) * 4
+  local pf = (p.block_n // 8) * 2
+  local q = (g.dpad // 16) * 4
+  local base = o + s + pf + REG_OVERHEAD
+  return base, base + q, function()
+    return string.format("O %d + S %d + P %d + overhead %d", o, s, pf, REG_OVERHEAD)
+  end
+end
+
+function t.valid(p, shape, dev)
+  local cc = dev.cc or 0
+  if cc < 80 then return false, "needs sm_80 (mma.sync bf16, cp.async)" end
+  if p.splits > 1 and cc < 90 then
+    return false, string.format("splits=%d needs sm_90 (thread-block clusters)", p.splits)
+  end
+  local ok, why = tile.check_shape({ block_m = ROWS, warps = 1 }, shape)
+  if not ok then return false, why end
+  local hq, hkv, sq = shape.heads_q or 1, shape.heads_kv or 1, shape.seqlen_q or 1
+  local group = hq // hkv
+  if group * sq > ROWS then
+    return false, string.format("%d query rows per KV head (heads_q/heads_kv %d x seqlen_q %d) > %d: one mma row tile (flash_v2's case)",
+                                group * sq, group, sq, ROWS)
+  end
+  local g = geometry(p, shape)
+  local regs, _, regs_parts = regs_estimate(p, g)
+  return tile.check_budget(g, dev, regs, MAX_REGS, function()
+    return string.format("Q %d + %d warps x %d stages x (K %d + V %d)", g.smem_q, p.warps, p.stages, g.smem_kv, g.smem_kv)
+  end, regs_parts)
+end
+
+-- The built-in default: 4 warps, 32-key tiles, two stages (among the fastest at every length of
+-- the decode suite on the H200, 2026-11-30: docs/performance.md), then smaller tiles until one
+-- fits. splits: on sm_90, the CTAs per KV head double (up to 8) while batch x heads_kv x splits
+-- is under half the SMs and every worker still gets a tile, so that a small batch still spreads
+-- over the GPU. nil when no choice is valid (more than 16 query rows per KV head).
+local DEFAULTS = { { 4, 32, 2 }, { 4, 16, 2 }, { 2, 16, 2 } }
+
+function t.default(shape, dev)
+  local splits = 1
+  if (dev.cc or 0) >= 90 then
+    local ctas, half = (shape.batch or 1) * (shape.heads_kv or 1), (dev.sms or 0) // 2
+    local sk = shape.seqlen_k or 0
+    while splits < 8 and ctas * splits < half and 2 * splits * 4 * 32 <= sk do splits = splits * 2 end
+  end
+  for _, c in ipairs(DEFAULTS) do
+    local p = { splits = splits, warps = c[1], block_n = c[2], stages = c[3] }
+    if t.valid(p, shape, dev) then return p end
+  end
+  return nil
+end
+
+local KERNEL = [[
+/* ======================================================================================
+ * Split-KV decoding attention. CTA (rank, kvh, b) of a cluster of SPLITS along x: KV head kvh of
+ * sequence b; rank picks its share of the keys. Its 16 rows: row r = j * seqlen_q + i (r < group *
+ * seqlen_q) is query i of head kvh * group + j, group = heads_q / heads_kv; other rows are zero.
+ * Worker w = rank * WARPS + warp takes key tiles n_begin + w, + WORKERS, ...
+ * Per thread: rows lane/4 and lane/4 + 8 of the mma fragments, as in flash_v2.
+ * ====================================================================================== */
+#define ROWS 16
+#define ROW_BYTES (CHUNKS * 16)
+#define SMEM_Q (ROWS * ROW_BYTES)
+#define SMEM_KV (BLOCK_N * ROW_BYTES)
+#define WARP_SMEM (2 * STAGES * SMEM_KV)   /* one warp's K buffers, then its V buffers */
+#define M_TILES 1
+#define N_TILES (BLOCK_N / 8)              /* 8-key column tiles of S */
+#define D_TILES (DPAD / 8)                 /* 8-wide column tiles of O */
+#define K_STEPS (DPAD / 16)                /* 16-deep steps of Q Kᵀ */
+#define PAIR_OFF(k) (((k) / SW_VARIANTS) * (16 << SW_BITS))
+#define PART_M (ROWS * PART_LD * 4)        /* byte offsets in a partial: O rows, then m, then l */
+#define PART_L (PART_M + ROWS * 4)
+
+/* Step 1 (loads): one warp copies a TROWS x DPAD tile global -> shared with cp.async (16 bytes a
+ * copy) into the swizzled layout. Lane l copies chunks c + j*LD_CW of rows r + i*LD_RS (r = l /
+ * LD_CW, c = l % LD_CW): LD_CW lanes walk one row, so every instruction reads whole rows' stretches
+ * (coalesced). Rows past the sequence and columns past head_dim are zero-filled (src-size 0,
+ * nothing read). The lane comes from a fresh %tid at every call, so that its addresses are
+ * recomputed per tile instead of held in registers across the key loop. */
+template <int TROWS>
+static __device__ __forceinline__ void warp_load_tile(unsigned s_tile, const char *g_tile, long long ss, int rows_valid) {
+    const int lane = fat_tid_fresh() & 31;
+    const int r = lane / LD_CW, c = lane % LD_CW;
+    const char *g = g_tile + 2 * (r * ss) + c * 16;
+    const unsigned s = s_tile + r * ROW_BYTES;
+    const int rows_left = rows_valid - r;
+#pragma unroll
+    for (int i = 0; i < (TROWS + LD_RS - 1) / LD_RS; ++i) {
+        if (TROWS % LD_RS != 0 && r + i * LD_RS >= TROWS) break;
+        const bool row_ok = i * LD_RS < rows_left;
+#pragma unroll
+        for (int j = 0; j < LD_NJ; ++j) {
+            const int cj = c + j * LD_CW;
+            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
+            const bool ok = row_ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
+            fat_cp_async16(s + i * LD_RS * ROW_BYTES + (fat_swz(r + i * LD_RS, cj) << 4),
+                           g + 2 * (i * LD_RS) * ss + j * LD_CW * 16, ok ? 16 : 0);
+        }
+    }
+}
+
+/* Step 3: S = Q Kᵀ for one key tile: per 16-deep head-dim step one ldmatrix.x4 of K gives the B
+ * fragments of two 8-key tiles; Q's A fragment comes from registers or from the Q tile. */
+static __device__ __forceinline__ void gemm_qk(float (&s)[1][N_TILES][4],
+#if Q_IN_REGS
+                                               const unsigned (&qf)[K_STEPS][4],
+#else
+                                               unsigned q_base,
+#endif
+                                               const unsigned (&off)[SW_VARIANTS],
+                                               const unsigned (&k_off)[SW_VARIANTS], unsigned k_base) {
+#pragma unroll
+    for (int kk = 0; kk < K_STEPS; ++kk) {
+#if Q_IN_REGS
+        const unsigned (&qa)[4] = qf[kk];
+#else
+        unsigned qa[4];
+        fat_ldsm_x4(qa, q_base + off[kk % SW_VARIANTS] + PAIR_OFF(kk));
+#endif
+#pragma unroll
+        for (int np = 0; np < N_TILES / 2; ++np) {
+            unsigned kb[4];
+            fat_ldsm_x4(kb, k_base + k_off[kk % SW_VARIANTS] + PAIR_OFF(kk) + np * 16 * ROW_BYTES);
+            fat_mma16816(s[0][2 * np], qa, kb[0], kb[1]);
+            fat_mma16816(s[0][2 * np + 1], qa, kb[2], kb[3]);
+        }
+    }
+}
+
+/* Step 4b: the mask of a tile that straddles a bound: key col0 + 8n + e is kept for this thread's
+ * row r (lane/4 + 8r) only from lo[r] to hi[r]. */
+static __device__ __forceinline__ void mask_rows(float (&s)[1][N_TILES][4], const int (&lo)[2], const int (&hi)[2],
+                                                 int col0) {
+#pragma unroll
+    for (int n = 0; n < N_TILES; ++n)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int j = col0 + n * 8 + e;
+                if (j > hi[r] || j < lo[r]) s[0][n][2 * r + e] = -FAT_INF;
+            }
+}
+
+/* Step 6: O += P V on the fragments (lib/tile), P straight from the softmax's registers. */
+]] .. tile.gemm_pv() .. [[
+
+/* Row r of the CTA is query i of head j of the group: r = j * sq + i. r < 16, so a few subtractions
+ * instead of an integer division by a run-time value (which ptxas makes a call, with a stack). */
+static __device__ __forceinline__ void split_row(int r, int sq, int *j, int *i) {
+    int jj = 0;
+    while (r >= sq) { r -= sq; ++jj; }
+    *j = jj;
+    *i = r;
+}
+
+/* Step 8 reads the partials of the cluster: worker w's lives in the K buffers of warp w % WARPS of
+ * CTA w / WARPS. */
+static __device__ __forceinline__ unsigned part_addr(unsigned s_parts, int w) {
+#if SPLITS > 1
+    return fat_cluster_map(s_parts + (w % WARPS) * WARP_SMEM, w / WARPS);
+#else
+    return s_parts + w * WARP_SMEM;
+#endif
+}
+static __device__ __forceinline__ float part_f32(unsigned a) {
+#if SPLITS > 1
+    return fat_ld_cluster_f32(a);
+#else
+    float v;
+    asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(a) : "memory");
+    return v;
+#endif
+}
+static __device__ __forceinline__ void part_v4(float (&v)[4], unsigned a) {
+#if SPLITS > 1
+    fat_ld_cluster_v4f(v, a);
+#else
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3]) : "r"(a) : "memory");
+#endif
+}
+
+extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(const fat_kparams p)
+{
+    extern __shared__ __align__(128) unsigned char smem[];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+    /* ---- Step 0: this CTA's KV head and sequence, its rows, and the key tiles any row sees ---- */
+    const int rank = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    const int group = p.heads_q / p.heads_kv;
+    long long q0, k0;
+    int sq, sk;
+    seq_bounds(p, b, &q0, &k0, &sq, &sk);
+    const int rows = min(group * sq, ROWS);
+    /* Keys visible to some row: [lo(query 0), hi(query sq-1)] (both bounds grow with the query);
+     * keys in [lo(sq-1), hi(0)] are visible to every row, and a tile inside them skips the mask. */
+    int n_begin = 0, n_end = 0, lo_last = 0, hi_first = -1;
+    if (sq > 0) {
+        int lo_first, hi_last;
+        visible_keys(p, 0, sq, sk, &lo_first, &hi_first);
+        visible_keys(p, sq - 1, sq, sk, &lo_last, &hi_last);
+        n_begin = lo_first / BLOCK_N;
+        n_end = hi_last < 0 ? 0 : hi_last / BLOCK_N + 1;
+    }
+    int lo[2], hi[2];                     /* this thread's two rows' bounds; zero rows see every key */
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = (lane >> 2) + 8 * r;
+        lo[r] = 0;
+        hi[r] = sk - 1;
+        if (row < rows) {
+            int j, i;
+            split_row(row, sq, &j, &i);
+            visible_keys(p, i, sq, sk, &lo[r], &hi[r]);
+        }
+    }
+
+    /* ---- Shared memory: [Q tile][warp 0: K x STAGES, V x STAGES][warp 1 ...], swizzled ---- */
+    const unsigned s_q = fat_smem_u32(smem);
+    const unsigned s_parts = s_q + SMEM_Q;
+    const unsigned s_k = s_parts + warp * WARP_SMEM, s_v = s_k + STAGES * SMEM_KV;
+#define K_TILE(n) ((const char *)p.k + 2 * ROW_OFF(p.k_sb, p.k_ss, p.k_sh, b, k0 + (long long)(n) * BLOCK_N, kvh))
+#define V_TILE(n) ((const char *)p.v + 2 * ROW_OFF(p.v_sb, p.v_ss, p.v_sh, b, k0 + (long long)(n) * BLOCK_N, kvh))
+
+    /* ---- Step 1: Q's rows (every thread, one group), then this warp's first STAGES-1 tiles ---- */
+    for (int idx = tid; idx < ROWS * CHUNKS; idx += THREADS) {
+        const int r = idx / CHUNKS, c = idx % CHUNKS;
+        const char *src = (const char *)p.q;
+        int bytes = 0;
+        if (r < rows && (VALID_CHUNKS == CHUNKS || c < VALID_CHUNKS)) {
+            int j, i;
+            split_row(r, sq, &j, &i);
+            src += 2 * ROW_OFF(p.q_sb, p.q_ss, p.q_sh, b, q0 + i, kvh * group + j) + c * 16;
+            bytes = 16;
+        }
+        fat_cp_async16(s_q + r * ROW_BYTES + (fat_swz(r, c) << 4), src, bytes);
+    }
+    fat_cp_async_commit();
+    const int worker = rank * WARPS + warp;
+    int n_load = n_begin + worker;        /* this warp's next tile to copy */
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+        if (n_load < n_end) {
+            warp_load_tile<BLOCK_N>(s_k + st * SMEM_KV, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
+            warp_load_tile<BLOCK_N>(s_v + st * SMEM_KV, V_TILE(n_load), p.v_ss, sk - n_load * BLOCK_N);
+            n_load += WORKERS;
+        }
+        fat_cp_async_commit();
+    }
+    fat_cp_async_wait<STAGES - 1>();      /* Q landed (this thread's part) */
+    __syncthreads();                      /* ... everyone's */
+
+    /* ldmatrix offsets of this lane, one per swizzle variant (flash_v2's step 3): Q and V read
+     * row lane%16, chunk 2k + lane/16; K reads key lane%8 + 8*(lane/16), chunk 2k + (lane/8)%2. */
+    unsigned frag_off[SW_VARIANTS], k_off[SW_VARIANTS];
+    {
+        const int fr = lane & 15, fb = lane >> 4;
+        const int kr = (lane & 7) + ((lane >> 4) << 3), kb = (lane >> 3) & 1;
+#pragma unroll
+        for (int v = 0; v < SW_VARIANTS; ++v) {
+            frag_off[v] = fr * ROW_BYTES + (fat_swz(fr, 2 * v + fb) << 4);
+            k_off[v] = kr * ROW_BYTES + (fat_swz(kr, 2 * v + kb) << 4);
+        }
+    }
+#if Q_IN_REGS
+    unsigned qf[K_STEPS][4];
+#pragma unroll
+    for (int kk = 0; kk < K_STEPS; ++kk) fat_ldsm_x4(qf[kk], s_q + frag_off[kk % SW_VARIANTS] + PAIR_OFF(kk));
+#endif
+]] .. softmax.log2_scale .. [[
+
+    float acc[1][D_TILES][4];
+    float m[1][2] = { { -FAT_INF, -FAT_INF } }, l[1][2] = { { 0.f, 0.f } };
+#pragma unroll
+    for (int d = 0; d < D_TILES; ++d) acc[0][d][0] = acc[0][d][1] = acc[0][d][2] = acc[0][d][3] = 0.f;
+
+    /* ---- Step 2: this warp's pipeline. Per tile: wait until it has landed (at most STAGES-2
+     * younger groups pending), __syncwarp (every lane's copies visible; every lane done with the
+     * previous tile, whose buffer is refilled next), issue the tile STAGES-1 ahead, compute. One
+     * group per tile, committed even when empty, so the count stays exact. ---- */
+    int rd = 0, wr = STAGES - 1;
+    for (int n = n_begin + worker; n < n_end; n += WORKERS) {
+        fat_cp_async_wait<STAGES - 2>();
+        __syncwarp();
+        if (n_load < n_end) {
+            warp_load_tile<BLOCK_N>(s_k + wr * SMEM_KV, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
+            warp_load_tile<BLOCK_N>(s_v + wr * SMEM_KV, V_TILE(n_load), p.v_ss, sk - n_load * BLOCK_N);
+            n_load += WORKERS;
+        }
+        fat_cp_async_commit();
+        wr = wr + 1 == STAGES ? 0 : wr + 1;
+        const unsigned k_base = s_k + rd * SMEM_KV, v_base = s_v + rd * SMEM_KV;
+        rd = rd + 1 == STAGES ? 0 : rd + 1;
+        const int n0 = n * BLOCK_N;
+
+        /* ---- Step 3: S = Q Kᵀ ---- */
+        float s[1][N_TILES][4];
+#pragma unroll
+        for (int j = 0; j < N_TILES; ++j) s[0][j][0] = s[0][j][1] = s[0][j][2] = s[0][j][3] = 0.f;
+#if Q_IN_REGS
+        gemm_qk(s, qf, frag_off, k_off, k_base);
+#else
+        gemm_qk(s, s_q, frag_off, k_off, k_base);
+#endif
+#if FAT_SOFTCAP
+        /* ---- Step 4a: softcap, in log2 units ---- */
+        fat_softcap_scores(s, cap_in, cap_out);
+#endif
+        /* ---- Step 4b: mask, only on tiles not visible to every row ---- */
+        if (n0 < lo_last || n0 + BLOCK_N - 1 > hi_first) mask_rows(s, lo, hi, n0 + 2 * (lane & 3));
+
+        /* ---- Step 5: online softmax (lib/softmax); Step 6: O += P V ---- */
+        unsigned pk[1][N_TILES][2];
+        fat_softmax_update<RESCALE_SKIP>(s, pk, acc, m, l, sl2);
+        gemm_pv(acc, pk, frag_off, v_base);
+    }
+    fat_cp_async_wait<0>();               /* only empty groups can be left */
+    __syncwarp();                         /* every lane is done with this warp's buffers */
+
+    /* ---- Step 7: the warp's partial into its own K buffers: O unnormalised (f32), then per row
+     * m (raw score units) and l (summed over the quad). ---- */
+    {
+        const unsigned part = s_k;
+        float lsum[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) lsum[r] = fat_quad_sum(l[0][r]);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = (lane >> 2) + 8 * r;
+#pragma unroll
+            for (int d = 0; d < D_TILES; ++d)
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n"
+                             :: "r"(part + (row * PART_LD + d * 8 + 2 * (lane & 3)) * 4),
+                                "f"(acc[0][d][2 * r]), "f"(acc[0][d][2 * r + 1]) : "memory");
+            if ((lane & 3) == 0) {
+                asm volatile("st.shared.f32 [%0], %1;\n" :: "r"(part + PART_M + row * 4), "f"(m[0][r]) : "memory");
+                asm volatile("st.shared.f32 [%0], %1;\n" :: "r"(part + PART_L + row * 4), "f"(lsum[r]) : "memory");
+            }
+        }
+    }
+#if SPLITS > 1
+    fat_cluster_sync();                   /* every partial of the cluster written and visible */
+#else
+    __syncthreads();
+#endif
+
+    /* ---- Step 8: combine. Item (row r, 8 columns c) goes to one thread of the cluster: with
+     * M = max_w m_w and f_w = 2^((m_w - M) * sl2), O = sum f_w O_w / sum f_w l_w and
+     * LSE = (M * sl2 + log2 sum f_w l_w) * ln 2; a row no worker saw a key of gets zeros, -inf. ---- */
+    for (int it = rank * THREADS + tid; it < rows * VALID_CHUNKS; it += SPLITS * THREADS) {
+        const int r = it / VALID_CHUNKS, c = it % VALID_CHUNKS;
+        float mx = -FAT_INF;
+        for (int w = 0; w < WORKERS; ++w) mx = fmaxf(mx, part_f32(part_addr(s_parts, w) + PART_M + r * 4));
+        float sum = 0.f, o[8] = { 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f };
+        for (int w = 0; w < WORKERS; ++w) {
+            const unsigned a = part_addr(s_parts, w);
+            const float mw = part_f32(a + PART_M + r * 4);
+            const float f = mw == -FAT_INF ? 0.f : fat_exp2((mw - mx) * sl2);
+            float x[4], y[4];
+            part_v4(x, a + (r * PART_LD + c * 8) * 4);
+            part_v4(y, a + (r * PART_LD + c * 8 + 4) * 4);
+            sum += f * part_f32(a + PART_L + r * 4);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                o[e] += f * x[e];
+                o[4 + e] += f * y[e];
+            }
+        }
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        int j, i;
+        split_row(r, sq, &j, &i);
+        const int h = kvh * group + j;
+        const unsigned v4[4] = { pack2(o[0] * inv, o[1] * inv), pack2(o[2] * inv, o[3] * inv),
+                                 pack2(o[4] * inv, o[5] * inv), pack2(o[6] * inv, o[7] * inv) };
+        fat_st_global_v4((char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, b, q0 + i, h) + c * 16, v4);
+        if (c == 0 && p.lse != nullptr)
+            p.lse[LSE_OFF(p, b, h, q0, i)] = sum > 0.f ? (mx * sl2 + log2f(sum)) * 0.6931471805599453f : -FAT_INF;
+    }
+#if SPLITS > 1
+    fat_cluster_sync();                   /* no CTA leaves while another still reads its partials */
+#endif
+}
+]]
+
+function t.launch(p, shape, dev)
+  local g = geometry(p, shape)
+  return {
+    entry = "fat_decode",
+    grid = { p.splits, shape.heads_kv, shape.batch },
+    block = { g.threads, 1, 1 },
+    smem = g.smem,
+    workspace = 0,
+  }
+end
+
+function t.emit(p, shape, dev)
+  local ok, why = t.valid(p, shape, dev)
+  assert(ok, why)
+  local g = geometry(p, shape)
+  local _, with_q = regs_estimate(p, g)
+  local q_in_regs = with_q <= MAX_REGS
+  local function def(name, value, note)
+    local line = string.format("#define %-13s %s", name, tostring(value))
+    if note then line = string.format("%-28s /* %s */", line, note) end
+    return line
+  end
+  local defs = {
+    string.format("/* ---- decode constants: %d CTA(s) per KV head, %d warps, %d-key tiles, %d stage(s), Q in %s ---- */",
+                  p.splits, p.warps, p.block_n, p.stages, q_in_regs and "registers" or "shared memory"),
+    def("SPLITS", p.splits, "CTAs of a cluster sharing one KV head's keys"),
+    def("WARPS", p.warps),
+    def("THREADS", g.threads),
+    def("WORKERS", p.splits * p.warps, "warps splitting the keys"),
+    def("BLOCK_N", p.block_n, "keys per tile"),
+    def("STAGES", p.stages, "K/V buffers per warp"),
+    def("Q_IN_REGS", q_in_regs and 1 or 0, "Q fragments held in registers (when they fit)"),
+    def("RESCALE_SKIP", RESCALE_SKIP and "true" or "false", "skip the O rescale when no row max moved"),
+    def("HEAD_DIM", shape.head_dim),
+    def("DPAD", g.dpad, "head_dim rounded up to 16; columns past HEAD_DIM are zero"),
+    def("CHUNKS", g.chunks, "16-byte chunks per shared-memory row"),
+    def("VALID_CHUNKS", g.valid_chunks, "chunks holding head_dim columns"),
+    def("SW_BITS", g.sw.bits, "swizzled low chunk bits (lib/swizzle)"),
+    def("SW_VARIANTS", g.sw.variants, "ldmatrix offsets kept per lane"),
+    def("LD_CW", g.ld_cw, "copy lanes per row"),
+    def("LD_RS", g.ld_rs, "rows between a lane's copies"),
+    def("LD_NJ", g.ld_nj, "chunks per lane per row"),
+    def("PART_LD", g.part_ld, "floats per row of a partial O"),
+    def("CLUSTER_DIMS", p.splits > 1 and string.format("__cluster_dims__(%d, 1, 1)", p.splits) or "",
+        "the CTAs of one KV head form a cluster"),
+  }
+  local kernel = (p.splits > 1 and ptx.cluster or "") .. KERNEL
+  local e = t.launch(p, shape, dev)
+  e.source = tile.source(P.common(t, p, shape), g, defs, kernel)
+  return e
+end
+
+return t
