@@ -84,12 +84,13 @@ function t.valid(p, shape, dev)
   end, regs_parts)
 end
 
--- The built-in default: 4 warps, 32-key tiles, two stages (among the fastest at every length of
--- the decode suite on the H200, 2026-11-30: docs/performance.md), then smaller tiles until one
--- fits. splits: on sm_90, the CTAs per KV head double (up to 8) while batch x heads_kv x splits
--- is under half the SMs and every worker still gets a tile, so that a small batch still spreads
--- over the GPU. nil when no choice is valid (more than 16 query rows per KV head).
-local DEFAULTS = { { 4, 32, 2 }, { 4, 16, 2 }, { 2, 16, 2 } }
+-- The built-in default, from the H200 measurements of 2026-11-30 (docs/decode.md): 4 warps and
+-- 32-key tiles; splits: on sm_90, the CTAs per KV head double (up to 8) while batch x heads_kv x
+-- splits is under half the SMs and every worker still gets a tile, so that a small batch still
+-- spreads over the GPU; three stages when the keys are split over CTAs (each CTA then has fewer
+-- warps' worth of copies in flight per SM), two otherwise. Then smaller tiles and fewer stages
+-- until one fits (head_dim 256). nil when no choice is valid (more than 16 query rows per KV head).
+local DEFAULTS = { { 4, 32 }, { 4, 16 }, { 2, 16 } }
 
 function t.default(shape, dev)
   local splits = 1
@@ -99,8 +100,10 @@ function t.default(shape, dev)
     while splits < 8 and ctas * splits < half and 2 * splits * 4 * 32 <= sk do splits = splits * 2 end
   end
   for _, c in ipairs(DEFAULTS) do
-    local p = { splits = splits, warps = c[1], block_n = c[2], stages = c[3] }
-    if t.valid(p, shape, dev) then return p end
+    for stages = splits > 1 and 3 or 2, 2, -1 do
+      local p = { splits = splits, warps = c[1], block_n = c[2], stages = stages }
+      if t.valid(p, shape, dev) then return p end
+    end
   end
   return nil
 end

@@ -240,18 +240,19 @@ static void test_defaults(void) {
  * for a large batch; a prefill problem's is flash_v2's. */
 static void test_builtin_default(void) {
     static const struct { fat_problem p; const char *arch, *family, *has; } cases[] = {
-        { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=8" },
+        { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=8,stages=3" },
         { { FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=4" },
-        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 4096 }, "sm_90", "decode", "splits=1" },
+        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 4096 }, "sm_90", "decode", "splits=1,stages=2" },
         { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_80", "decode", "splits=1" },
         { { FAT_FP16, 64, 1, 0, 1, 8, 8, 1, 200 }, "sm_90", "decode", "splits=1" },       /* 7 tiles: 1 split */
         { { FAT_BF16, 128, 1, 0, 1, 32, 8, 4, 4096 }, "sm_90", "decode", "warps=4" },     /* 16 rows */
+        { { FAT_BF16, 256, 0, 0, 1, 8, 1, 1, 32768 }, "sm_90", "decode", "block_n=16,splits=8,stages=3" },
         { { FAT_BF16, 128, 1, 0, 1, 32, 8, 5, 4096 }, "sm_90", "flash_v2", "block_m" },   /* 20 rows */
         { { FAT_BF16, 128, 1, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_v2", "block_m" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         gen_device d;
-        char params[256], name[160], what[320];
+        char params[256], name[160], what[1024];
         const char *fam = "";
         gen_device_for_arch(cases[i].arch, &d);
         gen_problem_name(&cases[i].p, name, sizeof name);

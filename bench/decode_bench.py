@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Decoding steps, timed the way shared/bench/peers.py times its decode suite (triton.testing.do_bench
+median, L2 cleared between repetitions), for every problem of a fatune database with at most 16
+query rows per KV head: PyTorch SDPA's flash and cuDNN backends, and fatune's runtime through the
+Python binding, once with its built-in defaults (no database) and once with the tuned database.
+All read the same tensors: q, k, v contiguous [batch, heads, seqlen, head_dim] as peers.py makes
+them (fatune gets the [batch, seqlen, heads, head_dim] views of them).
+
+  python3 bench/decode_bench.py --db decode.db [--json rows.json]
+
+TB/s: K and V bytes read (2 * batch * heads_kv * seqlen_k * head_dim * 2) per second, as peers.py
+counts them. Prints a markdown table last.
+"""
+import argparse, json, os, sqlite3, sys
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import sdpa_kernel, SDPBackend
+import triton
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import fatune  # noqa: E402
+
+BACKENDS = {"torch_flash": SDPBackend.FLASH_ATTENTION, "torch_cudnn": SDPBackend.CUDNN_ATTENTION}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+IMPLS = ("torch_flash", "torch_cudnn", "fatune_default", "fatune_tuned")
+
+def ms_of(fn):
+    fn()
+    torch.cuda.synchronize()
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", required=True)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    con = sqlite3.connect(f"file:{a.db}?mode=ro", uri=True)
+    probs = con.execute("""SELECT dtype, batch, heads_q, heads_kv, seqlen_q, seqlen_k, head_dim, causal FROM problem
+                           WHERE features = 0 AND (heads_q / heads_kv) * seqlen_q <= 16
+                           ORDER BY batch, heads_q, heads_kv, seqlen_q, seqlen_k""").fetchall()
+    con.close()
+    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__} cudnn {torch.backends.cudnn.version()}", flush=True)
+    rows, table = [], []
+    for dt, b, hq, hk, sq, sk, d, causal in probs:
+        t = DTYPES[dt]
+        q = torch.randn(b, hq, sq, d, device="cuda", dtype=t)
+        k = torch.randn(b, hk, sk, d, device="cuda", dtype=t)
+        v = torch.randn(b, hk, sk, d, device="cuda", dtype=t)
+        kv_bytes = 2 * b * hk * sk * d * q.element_size()
+        # SDPA's is_causal aligns top-left; fatune's causal is bottom-right (FlashAttention's): an
+        # explicit mask for SDPA (the flash backend takes none and is reported as refusing)
+        mask = None
+        if causal:
+            mask = torch.arange(sk, device="cuda")[None, :] <= torch.arange(sq, device="cuda")[:, None] + sk - sq
+        qf, kf, vf = (x.transpose(1, 2) for x in (q, k, v))
+        ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, enable_gqa=True)
+        fns = {}
+        for name, be in BACKENDS.items():
+            def run(be=be):
+                with sdpa_kernel([be]):
+                    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+            fns[name] = run
+        fns["fatune_default"] = lambda: fatune.attention(qf, kf, vf, causal=bool(causal), db=None)
+        fns["fatune_tuned"] = lambda: fatune.attention(qf, kf, vf, causal=bool(causal), db=a.db)
+        line = dict(shape=f"{dt} b{b} h{hq}/{hk} s{sq}/{sk} d{d}{' causal' if causal else ''}")
+        for name in IMPLS:
+            row = dict(suite="decode", impl=name, dtype=dt, batch=b, heads_q=hq, heads_kv=hk, seqlen_q=sq,
+                       seqlen_k=sk, head_dim=d, causal=bool(causal))
+            try:
+                out = fns[name]()
+                if name.startswith("fatune"):
+                    out = out.transpose(1, 2)
+                    row["config"] = str(fatune.query(qf, kf, vf, causal=bool(causal),
+                                                     db=None if name == "fatune_default" else a.db))
+                err = ((out.float() - ref).norm() / ref.norm()).item()
+                ms = ms_of(fns[name])
+                row.update(ms=ms, tbps=kv_bytes / ms / 1e9, rel_err=err)
+                line[name] = row["tbps"]
+            except Exception as e:  # a backend that refuses the shape is reported, not fatal
+                row.update(error=str(e).splitlines()[0][:120])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        table.append(line)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=0)
+    print("\n| shape | torch flash | cuDNN | fatune default | fatune tuned | tuned / best peer | tuned / default |")
+    print("|---|---|---|---|---|---|---|")
+    f = lambda x: f"{x:.2f}" if x else "n/a"
+    for l in table:
+        peer = max(l.get("torch_flash", 0), l.get("torch_cudnn", 0))
+        tu, de = l.get("fatune_tuned", 0), l.get("fatune_default", 0)
+        print(f"| {l['shape']} | {f(l.get('torch_flash'))} | {f(l.get('torch_cudnn'))} | {f(de)} | {f(tu)} | "
+              f"{f(tu / peer) if peer and tu else 'n/a'}x | {f(tu / de) if de and tu else 'n/a'}x |")
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+#!/bin/sh
+# gpu-decode.sh: the decode benchmark in one call to the lent GPU machine (builds nothing; needs the
+# carried build, .deb for the Python binding, python3 with torch and triton there).
+#   1. tunes flash_v2 and decode over bench/decode.lua (peers.py's decode suite) and
+#      bench/decode-small.lua (small batches, MHA, two new tokens) into $STATE/decode.db
+#   2. bench/decode_bench.py: torch SDPA flash and cuDNN, fatune's runtime with its built-in
+#      defaults and with that database, timed alike on the same tensors
+# Logs and the database (without cubins) go to $OUT; the table is printed last.
+out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
+b=${B:-build}; st=${STATE:-.gpustate}; mkdir -p "$st"
+root=$(pwd)
+deb="$root/.deb/usr/lib/x86_64-linux-gnu"
+if [ ! -e "$deb/liblua5.4.so.0" ] && ls .deb/liblua5.4-0_*.deb >/dev/null 2>&1; then dpkg -x .deb/liblua5.4-0_*.deb .deb; fi
+[ -d "$deb" ] && export LD_LIBRARY_PATH="$deb${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export FATUNE_LIB="$root/$b/libfatune.so"
+rm -f "$st/decode.db"*
+for s in decode decode-small; do
+    timeout 240 $b/fatune --gpu 0 --shapes bench/$s.lua --db "$st/decode.db" --only flash_v2,decode --quiet $TUNE_ARGS > "$out/tune-$s.log" 2>&1
+    echo "tune $s: rc=$? $(grep '^done' "$out/tune-$s.log")"
+done
+timeout 240 python3 bench/decode_bench.py --db "$st/decode.db" --json "$out/decode-bench.json" > "$out/decode-bench.log" 2>&1
+echo "decode_bench: rc=$?"
+python3 -c "import sqlite3,sys
+c=sqlite3.connect(sys.argv[1]); c.execute('vacuum into ?',(sys.argv[2],)); c.close()
+c=sqlite3.connect(sys.argv[2]); c.execute(\"update kernel set cubin=x''\"); c.commit(); c.execute('vacuum'); c.close()" "$st/decode.db" "$out/decode.db"
+cat "$out"/tune-*.log | grep -v '^time\|^done'
+sed -n '/^| shape/,$p' "$out/decode-bench.log"
