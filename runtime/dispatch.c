@@ -8,7 +8,7 @@
 
 static int same_kind(const fat_problem *a, const fat_problem *b) {
     return a->dtype == b->dtype && a->head_dim == b->head_dim && a->causal == b->causal &&
-           a->features == b->features;
+           a->features == b->features && dispatch_decoding(a) == dispatch_decoding(b);
 }
 
 static int same_problem(const fat_problem *a, const fat_problem *b) {
@@ -48,14 +48,18 @@ fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p,
     }
     if (bucket >= 0) { *row = bucket; return FAT_LEVEL_BUCKET; }
     if (nearest >= 0) { *row = nearest; return FAT_LEVEL_NEAREST; }
-    /* The configuration that won most often at this dtype and head_dim; ties to the earlier row. */
+    /* The configuration that won most often at this dtype, head_dim and regime; ties to the earlier
+     * row. */
+    const int dec = dispatch_decoding(p);
     int best = -1, best_count = 0;
     for (int i = 0; i < n; i++) {
         const dispatch_row *r = &rows[i];
-        if (r->prob.dtype != p->dtype || r->prob.head_dim != p->head_dim || (usable && !usable(r, ud))) continue;
+        if (r->prob.dtype != p->dtype || r->prob.head_dim != p->head_dim || dispatch_decoding(&r->prob) != dec ||
+            (usable && !usable(r, ud))) continue;
         int count = 0;
         for (int j = 0; j < n; j++)
             count += rows[j].prob.dtype == p->dtype && rows[j].prob.head_dim == p->head_dim &&
+                     dispatch_decoding(&rows[j].prob) == dec &&
                      strcmp(rows[j].family, r->family) == 0 && strcmp(rows[j].params, r->params) == 0;
         if (count > best_count) { best = i; best_count = count; }
     }

@@ -84,12 +84,13 @@ function t.valid(p, shape, dev)
   end, regs_parts)
 end
 
--- The built-in default, from the H200 measurements of 2026-11-30 (docs/decode.md): 4 warps and
--- 32-key tiles; splits: on sm_90, the CTAs per KV head double (up to 8) while batch x heads_kv x
--- splits is under half the SMs and every worker still gets a tile, so that a small batch still
--- spreads over the GPU; three stages when the keys are split over CTAs (each CTA then has fewer
--- warps' worth of copies in flight per SM), two otherwise. Then smaller tiles and fewer stages
--- until one fits (head_dim 256). nil when no choice is valid (more than 16 query rows per KV head).
+-- The built-in default, from exhaustive tunes on the H200 on 2026-11-30 (docs/decode.md): 4 warps
+-- and 32-key tiles; splits: on sm_90, the CTAs per KV head double (up to 8) while the doubled CTA
+-- count, batch x heads_kv x splits x 2, stays within half the SMs and every worker still gets a
+-- tile (the fastest there: 8 sequence-heads took 8 splits, 32 took 2, 128 took 1: about 64
+-- CTAs of 200 KB, one per SM, beat two waves of clusters); three stages when the keys are split
+-- over CTAs, two otherwise. Then smaller tiles and fewer stages until one fits (head_dim 256).
+-- nil when no choice is valid (more than 16 query rows per KV head).
 local DEFAULTS = { { 4, 32 }, { 4, 16 }, { 2, 16 } }
 
 function t.default(shape, dev)
@@ -97,7 +98,7 @@ function t.default(shape, dev)
   if (dev.cc or 0) >= 90 then
     local ctas, half = (shape.batch or 1) * (shape.heads_kv or 1), (dev.sms or 0) // 2
     local sk = shape.seqlen_k or 0
-    while splits < 8 and ctas * splits < half and 2 * splits * 4 * 32 <= sk do splits = splits * 2 end
+    while splits < 8 and ctas * splits * 2 <= half and 2 * splits * 4 * 32 <= sk do splits = splits * 2 end
   end
   for _, c in ipairs(DEFAULTS) do
     for stages = splits > 1 and 3 or 2, 2, -1 do

@@ -241,7 +241,7 @@ static void test_defaults(void) {
 static void test_builtin_default(void) {
     static const struct { fat_problem p; const char *arch, *family, *has; } cases[] = {
         { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=8,stages=3" },
-        { { FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=4" },
+        { { FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=2,stages=3" },
         { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 4096 }, "sm_90", "decode", "splits=1,stages=2" },
         { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_80", "decode", "splits=1" },
         { { FAT_FP16, 64, 1, 0, 1, 8, 8, 1, 200 }, "sm_90", "decode", "splits=1" },       /* 7 tiles: 1 split */

@@ -102,6 +102,21 @@ static void test_dispatch(void) {
     CHECK_INT("without a filter it is exact", dispatch_choose(rows, n, &p, NULL, NULL, &r), FAT_LEVEL_EXACT);
     CHECK_INT("no rows at all: the default", dispatch_choose(NULL, 0, &p, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
 
+    /* The decoding regime (at most 16 query rows per KV head) is never crossed: by distance alone
+     * the 16-row step below is nearer the 17-row prefill row (2.8) than the decode row (6.3). */
+    const dispatch_row regime[] = {
+        row(prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 17, 1000), "flash_v2", "P"),
+        row(prob(FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 65536), "decode", "D"),
+    };
+    p = prob(FAT_BF16, 128, 0, 0, 4, 32, 8, 4, 1000);
+    CHECK_INT("a decoding step (16 rows per KV head) takes the nearest decoding row", dispatch_choose(regime, 2, &p, NULL, NULL, &r), FAT_LEVEL_NEAREST);
+    CHECK_INT("  the decode row, not the nearer prefill row", r, 1);
+    CHECK_INT("  with only prefill rows: the default, not a prefill row", dispatch_choose(regime, 1, &p, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
+    p = prob(FAT_BF16, 128, 0, 0, 4, 32, 8, 5, 1000);
+    CHECK_INT("20 rows per KV head is prefill: the prefill row", dispatch_choose(regime, 2, &p, NULL, NULL, &r), FAT_LEVEL_NEAREST);
+    CHECK_INT("  row", r, 0);
+    CHECK_INT("  with only decoding rows: the default", dispatch_choose(regime + 1, 1, &p, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
+
     CHECK(  "level names", strcmp(fat_level_name(FAT_LEVEL_EXACT), "exact") == 0 &&
             strcmp(fat_level_name(FAT_LEVEL_NEAREST), "nearest") == 0 && strcmp(fat_level_name(FAT_LEVEL_DEFAULT), "default") == 0 &&
             strcmp(fat_level_name((fat_level)9), "?") == 0);

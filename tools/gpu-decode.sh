@@ -5,6 +5,8 @@
 #      bench/decode-small.lua (small batches, MHA, two new tokens) into $STATE/decode.db
 #   2. bench/decode_bench.py: torch SDPA flash and cuDNN, fatune's runtime with its built-in
 #      defaults and with that database, timed alike on the same tensors
+#   3. with EXHAUSTIVE=1: the same shapes tuned with --strategy exhaustive into $STATE/exh.db, and
+#      bench/choice_cost.py: each guided choice timed by the exhaustive tune's trials
 # Logs and the database (without cubins) go to $OUT; the table is printed last.
 out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
 b=${B:-build}; st=${STATE:-.gpustate}; mkdir -p "$st"
@@ -23,5 +25,14 @@ echo "decode_bench: rc=$?"
 python3 -c "import sqlite3,sys
 c=sqlite3.connect(sys.argv[1]); c.execute('vacuum into ?',(sys.argv[2],)); c.close()
 c=sqlite3.connect(sys.argv[2]); c.execute(\"update kernel set cubin=x''\"); c.commit(); c.execute('vacuum'); c.close()" "$st/decode.db" "$out/decode.db"
+if [ -n "$EXHAUSTIVE" ]; then
+    rm -f "$st/exh.db"*
+    for s in decode decode-small; do
+        timeout 200 $b/fatune --gpu 0 --shapes bench/$s.lua --db "$st/exh.db" --only flash_v2,decode --strategy exhaustive --quiet > "$out/exh-$s.log" 2>&1
+        echo "exhaustive $s: rc=$? $(grep '^done' "$out/exh-$s.log")"
+    done
+    python3 bench/choice_cost.py "$st/decode.db" "$st/exh.db" > "$out/choice_cost.txt" 2>&1
+fi
 cat "$out"/tune-*.log | grep -v '^time\|^done'
+[ -n "$EXHAUSTIVE" ] && cat "$out/choice_cost.txt"
 sed -n '/^| shape/,$p' "$out/decode-bench.log"

@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "choose.h"
 #include "db.h"
+#include "dispatch.h"
 #include "gen.h"
 #include "inspect.h"
 #include "pool.h"
@@ -375,6 +376,7 @@ static fat_status sibling_seen(void *ud, int64_t id, const fat_problem *p, int t
     siblings *s = ud;
     (void)trials;
     if (cost_cmp(p, s->p) >= 0) return FAT_OK;         /* not before this problem (or itself) */
+    if (dispatch_decoding(p) != dispatch_decoding(s->p)) return FAT_OK;   /* the other regime */
     sibling x = { id, problem_distance(s->p, p) };
     if (s->n < GUIDE_MAX_SIBLINGS) { s->s[s->n++] = x; return FAT_OK; }
     int far = 0;                                        /* full: replace the farthest if nearer */
