@@ -11,6 +11,10 @@ return {
   -- A chunked-prefill step: 512 new tokens against a 4k cache.
   shape{ batch = 4, heads_q = 32, heads_kv = 8, seqlen_q = 512, seqlen_k = 4608, head_dim = 128,
          dtype = "bf16", causal = true },
+  -- Decoding steps: one new token per sequence against its KV cache (the decode family's case: at
+  -- most 16 query rows per KV head), for the batch sizes a server runs.
+  sweep{ batch = { 1, 8, 32 }, heads_q = 32, heads_kv = 8, seqlen_q = 1, seqlen_k = { 4096, 32768 },
+         head_dim = 128, dtype = "bf16" },
   -- A sliding-window model (Mistral-style) with fp16 weights.
   shape{ batch = 2, heads_q = 32, heads_kv = 8, seqlen = 8192, head_dim = 128, dtype = "fp16",
          causal = true, window = true },

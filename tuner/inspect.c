@@ -208,8 +208,8 @@ static const char list_usage[] =
     "  --device NAME  only the device of this name, exactly as printed\n"
     "One line per best config: the problem's id and name (either is a PROBLEM for `fatune show`),\n"
     "the config, its median time and TFLOPS, its margin over the runner-up (the runner-up's median\n"
-    "over the winner's), how it was chosen (fastest: ahead by more than the 2% a tie allows;\n"
-    "tie-break: within 2%, the built-in default if it is one of them, else the first by family and\n"
+    "over the winner's), how it was chosen (fastest: ahead by more than the 3% a tie allows;\n"
+    "tie-break: within 3%, the built-in default if it is one of them, else the first by family and\n"
     "parameters; alone: no other variant verified), the search (complete: every valid variant was\n"
     "tried; partial: a budget, a sample or a guided search) and its effort (\"guided, 8 of 86\": the\n"
     "strategy and how many of the valid variants were tried), and the problem's trials by status.\n";
