@@ -135,7 +135,9 @@ local KERNEL = [[
  * LD_CW, c = l % LD_CW): LD_CW lanes walk one row, so every instruction reads whole rows' stretches
  * (coalesced). Rows past the sequence and columns past head_dim are zero-filled (src-size 0,
  * nothing read). The lane comes from a fresh %tid at every call, so that its addresses are
- * recomputed per tile instead of held in registers across the key loop. */
+ * recomputed per tile instead of held in registers across the key loop. Unlike lib/tile's
+ * load_tile for a whole CTA, a lane's rows here are 1 to 16 apart, not a multiple of 8, so the
+ * swizzle is worked out per copy. */
 template <int TROWS>
 static __device__ __forceinline__ void warp_load_tile(unsigned s_tile, const char *g_tile, long long ss, int rows_valid) {
     const int lane = fat_tid_fresh() & 31;
@@ -459,11 +461,7 @@ function t.emit(p, shape, dev)
   local g = geometry(p, shape)
   local _, with_q = regs_estimate(p, g)
   local q_in_regs = with_q <= MAX_REGS
-  local function def(name, value, note)
-    local line = string.format("#define %-13s %s", name, tostring(value))
-    if note then line = string.format("%-28s /* %s */", line, note) end
-    return line
-  end
+  local def = P.define
   local defs = {
     string.format("/* ---- decode constants: %d CTA(s) per KV head, %d warps, %d-key tiles, %d stage(s), Q in %s ---- */",
                   p.splits, p.warps, p.block_n, p.stages, q_in_regs and "registers" or "shared memory"),
@@ -475,19 +473,11 @@ function t.emit(p, shape, dev)
     def("STAGES", p.stages, "K/V buffers per warp"),
     def("Q_IN_REGS", q_in_regs and 1 or 0, "Q fragments held in registers (when they fit)"),
     def("RESCALE_SKIP", RESCALE_SKIP and "true" or "false", "skip the O rescale when no row max moved"),
-    def("HEAD_DIM", shape.head_dim),
-    def("DPAD", g.dpad, "head_dim rounded up to 16; columns past HEAD_DIM are zero"),
-    def("CHUNKS", g.chunks, "16-byte chunks per shared-memory row"),
-    def("VALID_CHUNKS", g.valid_chunks, "chunks holding head_dim columns"),
-    def("SW_BITS", g.sw.bits, "swizzled low chunk bits (lib/swizzle)"),
-    def("SW_VARIANTS", g.sw.variants, "ldmatrix offsets kept per lane"),
-    def("LD_CW", g.ld_cw, "copy lanes per row"),
-    def("LD_RS", g.ld_rs, "rows between a lane's copies"),
-    def("LD_NJ", g.ld_nj, "chunks per lane per row"),
     def("PART_LD", g.part_ld, "floats per row of a partial O"),
     def("CLUSTER_DIMS", p.splits > 1 and string.format("__cluster_dims__(%d, 1, 1)", p.splits) or "",
         "the CTAs of one KV head form a cluster"),
-  }
+  }  for _, line in ipairs(tile.geometry_defs(g, shape)) do defs[#defs + 1] = line end
+
   local kernel = (p.splits > 1 and ptx.cluster or "") .. KERNEL
   local e = t.launch(p, shape, dev)
   e.source = tile.source(P.common(t, p, shape), g, defs, kernel)

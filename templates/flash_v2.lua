@@ -409,11 +409,7 @@ function t.emit(p, shape, dev)
   local ok, why = t.valid(p, shape, dev)
   assert(ok, why)
   local g = geometry(p, shape)
-  local function def(name, value, why)
-    local line = string.format("#define %-13s %s", name, tostring(value))
-    if why then line = string.format("%-28s /* %s */", line, why) end
-    return line
-  end
+  local def = P.define
   local defs = {
     string.format("/* ---- flash_v2 constants: tile %dx%d, %d warps (%d rows each), %d stage(s), Q in %s ---- */",
                   p.block_m, p.block_n, p.warps, g.warp_m, p.stages, p.q_in_regs == 1 and "registers" or "shared memory"),
@@ -425,16 +421,8 @@ function t.emit(p, shape, dev)
     def("STAGES", p.stages, "K/V shared-memory buffers"),
     def("Q_IN_REGS", p.q_in_regs),
     def("RESCALE_SKIP", RESCALE_SKIP and "true" or "false", "skip the O rescale when no row max moved"),
-    def("HEAD_DIM", shape.head_dim),
-    def("DPAD", g.dpad, "head_dim rounded up to 16; columns past HEAD_DIM are zero"),
-    def("CHUNKS", g.chunks, "16-byte chunks per shared-memory row"),
-    def("VALID_CHUNKS", g.valid_chunks, "chunks holding head_dim columns"),
-    def("SW_BITS", g.sw.bits, "swizzled low chunk bits (lib/swizzle)"),
-    def("SW_VARIANTS", g.sw.variants, "ldmatrix offsets kept per lane"),
-    def("LD_CW", g.ld_cw, "copy lanes per row"),
-    def("LD_RS", g.ld_rs, "rows between a lane's copies"),
-    def("LD_NJ", g.ld_nj, "chunks per lane per row"),
-  }
+  }  for _, line in ipairs(tile.geometry_defs(g, shape)) do defs[#defs + 1] = line end
+
   local e = t.launch(p, shape, dev)
   e.source = tile.source(P.common(t, p, shape), g, defs, KERNEL)
   return e

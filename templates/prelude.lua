@@ -146,6 +146,14 @@ end
 
 function P.ceil_div(a, b) return (a + b - 1) // b end
 
+-- One line of a family's generated constants: "#define NAME value", with the note as a comment
+-- when given, aligned so that a kernel's constants read as a table.
+function P.define(name, value, note)
+  local line = string.format("#define %-13s %s", name, tostring(value))
+  if note then line = string.format("%-28s /* %s */", line, note) end
+  return line
+end
+
 -- The header comment of an emitted kernel, so a stored kernel explains itself.
 function P.banner(t, p, shape)
   return string.format("/* fatune kernel: template %s v%d\n * params: %s\n * specialised for: %s, head_dim %d, causal %s, window %s, softcap %s, varlen %s\n */\n",

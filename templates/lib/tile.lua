@@ -20,6 +20,7 @@
 --   local g = tile.geometry(p, shape)          -- then the family's own g.smem, ...
 --   KERNEL = [[ ...banner... ]] .. tile.defs .. [[ ...doc comment... ]] .. tile.load_tile .. ...
 --   source = tile.source(P.common(t, p, shape), g, defs, KERNEL)
+local P = require("prelude")
 local ptx = require("lib.ptx")
 local swizzle = require("lib.swizzle")
 local softmax = require("lib.softmax")
@@ -110,6 +111,24 @@ end
 -- of 4). Returns o, s.
 function M.acc_regs(p, g)
   return g.m_tiles * (g.dpad // 8) * 4, g.m_tiles * (p.block_n // 8) * 4
+end
+
+-- The constants of M.geometry every family of the scheme defines, as lines of P.define form: the
+-- head_dim and its padding, the row's chunks, the swizzle, and the copy geometry (g.ld_cw, ld_rs,
+-- ld_nj: M.geometry's for a whole CTA, or a family's own).
+function M.geometry_defs(g, shape)
+  local def = P.define
+  return {
+    def("HEAD_DIM", shape.head_dim),
+    def("DPAD", g.dpad, "head_dim rounded up to 16; columns past HEAD_DIM are zero"),
+    def("CHUNKS", g.chunks, "16-byte chunks per shared-memory row"),
+    def("VALID_CHUNKS", g.valid_chunks, "chunks holding head_dim columns"),
+    def("SW_BITS", g.sw.bits, "swizzled low chunk bits (lib/swizzle)"),
+    def("SW_VARIANTS", g.sw.variants, "ldmatrix offsets kept per lane"),
+    def("LD_CW", g.ld_cw, "copy lanes per row"),
+    def("LD_RS", g.ld_rs, "rows between a lane's copies"),
+    def("LD_NJ", g.ld_nj, "chunks per lane per row"),
+  }
 end
 
 -- The source of a family: the prelude's text (`common`, from P.common), the PTX wrappers, the
