@@ -4,7 +4,8 @@
 # problem of a kind; the test-only family toy (tests/templates/toy.lua) gives 36 variants below 256
 # keys and 48 from there on. What a user sees: the guided search screens the cheapest problem and
 # tries a few on the rest, the exhaustive one everything, both choose alike; a finished run run again
-# measures nothing and keeps its choices; a plan that fails to verify falls back to the rest; the
+# measures nothing and keeps its choices; a plan that fails to verify falls back to the rest; a
+# decoding step and a prefill problem do not guide each other; the
 # compiled cubins are reused. Needs NVRTC (compiling is real); skips, with a count, without it.
 fatune="$1/fatune"
 pass=0; fail=0
@@ -21,7 +22,7 @@ tune() { db=$1; shift; "$fatune" --gpu 0 --shapes tests/shapes/sim.lua --db "$db
 
 out=$(tune "$tmp/g.db"); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nvrtc"; then
-    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 13 skipped"; exit 0
+    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 14 skipped"; exit 0
 fi
 [ $rc -eq 0 ] && [ "$(sql "$tmp/g.db" "select count(*) from best")" = 4 ] && ok || bad "a guided run tunes the four problems (exit $rc): $out"
 first=$(echo "$out" | grep -m1 TFLOPS)
@@ -59,6 +60,14 @@ echo 'return { shape{batch=1, heads_q=4, seqlen=2048, head_dim=64, dtype="bf16"}
 out=$(tune "$tmp/o.db")
 [ "$(sql "$tmp/o.db" "select effort from best b join problem p on p.id = b.problem_id where p.seqlen_q = 128")" = "guided, 36 of 36" ] &&
     ok || bad "a dearer problem tuned earlier does not guide a cheaper one: $out"
+
+# a decoding step (4 query rows per KV head) and a prefill problem of the same kind guide neither
+# each other: the prefill problem, dearer, still screens its whole space
+echo 'return { shape{batch=1, heads_q=4, heads_kv=1, seqlen_q=1, seqlen_k=2048, head_dim=64, dtype="bf16"},
+               shape{batch=1, heads_q=4, heads_kv=1, seqlen=512, head_dim=64, dtype="bf16"} }' > "$tmp/regime.lua"
+out=$("$fatune" --gpu 0 --shapes "$tmp/regime.lua" --db "$tmp/rg.db" --only toy 2>&1)
+[ "$(sql "$tmp/rg.db" "select group_concat(effort, '; ') from (select effort from best b join problem p on p.id = b.problem_id order by p.seqlen_q)")" = "guided, 48 of 48; guided, 48 of 48" ] &&
+    ok || bad "a decoding step does not guide a prefill problem of its kind: $out"
 
 # several GPUs share a suite out (here two simulated ones), and two tuners write one database
 kernels_only "$tmp/g.db" "$tmp/two.db"
