@@ -22,7 +22,7 @@ tune() { db=$1; shift; "$fatune" --gpu 0 --shapes tests/shapes/sim.lua --db "$db
 
 out=$(tune "$tmp/g.db"); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nvrtc"; then
-    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 14 skipped"; exit 0
+    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 15 skipped"; exit 0
 fi
 [ $rc -eq 0 ] && [ "$(sql "$tmp/g.db" "select count(*) from best")" = 4 ] && ok || bad "a guided run tunes the four problems (exit $rc): $out"
 first=$(echo "$out" | grep -m1 TFLOPS)
@@ -68,6 +68,8 @@ echo 'return { shape{batch=1, heads_q=4, heads_kv=1, seqlen_q=1, seqlen_k=2048, 
 out=$("$fatune" --gpu 0 --shapes "$tmp/regime.lua" --db "$tmp/rg.db" --only toy 2>&1)
 [ "$(sql "$tmp/rg.db" "select group_concat(effort, '; ') from (select effort from best b join problem p on p.id = b.problem_id order by p.seqlen_q)")" = "guided, 48 of 48; guided, 48 of 48" ] &&
     ok || bad "a decoding step does not guide a prefill problem of its kind: $out"
+echo "$out" | grep "s1/2048" | grep -q "TFLOPS  *[0-9.]* TB/s" && ! echo "$out" | grep "s512/512" | grep -q "TB/s" &&
+    ok || bad "a decoding step's line gives its KV cache read per second, a prefill problem's does not: $out"
 
 # several GPUs share a suite out (here two simulated ones), and two tuners write one database
 kernels_only "$tmp/g.db" "$tmp/two.db"

@@ -329,6 +329,11 @@ double bench_flops(const fat_problem *p) {
     return p->causal ? f / 2 : f;
 }
 
+double bench_kv_bytes(const fat_problem *p) {
+    if (p->features & FAT_FEAT_VARLEN) return 0;
+    return 2.0 * p->batch * p->heads_kv * (double)p->seqlen_k * p->head_dim * 2;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The SM clock, through NVML. Its types are declared here rather than taken from nvml.h, which a
  * machine with the driver but without the CUDA toolkit lacks: the three calls use a status int

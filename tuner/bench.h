@@ -77,4 +77,9 @@ int bench_sm_clock_mhz(CUdevice dev);
 /* The model's FLOPs of a problem: 4 * B * H * Sq * Sk * D, halved when causal (square). */
 double bench_flops(const fat_problem *p);
 
+/* The bytes of K and V a problem reads once, 2 * B * Hkv * Sk * D * 2, what a decoding step's speed
+ * is counted in (as shared/bench/peers.py counts it); 0 for varlen, whose seqlen_k only bounds the
+ * sequences. */
+double bench_kv_bytes(const fat_problem *p);
+
 #endif

@@ -700,11 +700,15 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         if (db_best_put(t->d, &b) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
     }
     double tflops = bench_flops(p) / won_ms / 1e9;
+    /* a decoding step is memory-bound: its KV cache read per second says more than its FLOPs */
+    double tbps = dispatch_decoding(p) ? bench_kv_bytes(p) / won_ms / 1e9 : 0;
+    char kv[32] = "";
+    if (tbps > 0) snprintf(kv, sizeof kv, " %5.2f TB/s", tbps);
     if (t->o->json)
         printf("{\"problem\": \"%s\", \"family\": \"%s\", \"params\": \"%s\", \"median_ms\": %.5f, \"tflops\": %.2f, "
-               "\"margin\": %.4f, \"complete\": %s, \"tried\": %d, \"space\": %d, \"gpu\": %d}\n", name,
-               cs[best].v.tmpl, cs[best].v.canon, won_ms, tflops, b.margin, b.complete ? "true" : "false", tried, nc,
-               t->gpu);
+               "\"kv_tbps\": %.3f, \"margin\": %.4f, \"complete\": %s, \"tried\": %d, \"space\": %d, \"gpu\": %d}\n",
+               name, cs[best].v.tmpl, cs[best].v.canon, won_ms, tflops, tbps, b.margin, b.complete ? "true" : "false",
+               tried, nc, t->gpu);
     else {
         /* The margin over the runner-up; within the TIE_BAND noise band the winner is a deterministic
          * tie-break and may be the slower of the two by a little. */
@@ -715,8 +719,8 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
                       cs[best].is_default ? ": the default" : "");
         char how[64] = "";
         if (tried < nc) snprintf(how, sizeof how, " [%d of %d tried%s]", tried, nc, guides ? ", guided" : "");
-        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS %s%s%s\n", name, cs[best].v.tmpl, cs[best].v.canon,
-               won_ms, tflops, margin, how, complete ? "" : " partial");
+        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS%s %s%s%s\n", name, cs[best].v.tmpl, cs[best].v.canon,
+               won_ms, tflops, kv, margin, how, complete ? "" : " partial");
     }
     fflush(stdout);
 out:
