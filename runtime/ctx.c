@@ -840,8 +840,10 @@ static fat_status lookup(fat_ctx *c, const fat_problem *p, entry **out) {
 /* ---------------------------------------------------------------------------------------------
  * The calls. */
 
+/* From 1, not from a floor: a varlen decoding step's bound of 1 or 2 new tokens must stay a
+ * decoding step (runtime/dispatch.h), where the decode family serves it. */
 static unsigned round_pow2(int x) {
-    unsigned r = 16;
+    unsigned r = 1;
     while (r < (unsigned)x && r < (1u << 30)) r <<= 1;
     return r < (unsigned)x ? (unsigned)x : r;
 }

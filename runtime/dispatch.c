@@ -54,8 +54,9 @@ fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p,
     int best = -1, best_count = 0;
     for (int i = 0; i < n; i++) {
         const dispatch_row *r = &rows[i];
-        if (r->prob.dtype != p->dtype || r->prob.head_dim != p->head_dim || dispatch_decoding(&r->prob) != dec ||
-            (usable && !usable(r, ud))) continue;
+        if (r->prob.dtype != p->dtype || r->prob.head_dim != p->head_dim ||
+            dispatch_decoding(&r->prob) != dec || (usable && !usable(r, ud)))
+            continue;
         int count = 0;
         for (int j = 0; j < n; j++)
             count += rows[j].prob.dtype == p->dtype && rows[j].prob.head_dim == p->head_dim &&

@@ -41,6 +41,11 @@ void kernel_params(const fat_attn_args *a, void *workspace, int total_q, fat_kpa
     kp->window_left = a->window_left;
     kp->window_right = a->causal ? 0 : a->window_right;
     if (a->causal && a->window_right >= 0 && a->window_right < kp->window_right) kp->window_right = a->window_right;
+    /* A bound past seqlen_q + seqlen_k already reaches every key of every row; clamped to that, the
+     * kernels' int arithmetic on it (query + seqlen_k - seqlen_q + right) cannot overflow. */
+    const long long span = (long long)a->seqlen_q + a->seqlen_k;
+    if (kp->window_left > span) kp->window_left = (int)span;
+    if (kp->window_right > span) kp->window_right = (int)span;
     kp->scale = a->scale != 0.f ? a->scale : 1.f / sqrtf((float)a->head_dim);
     kp->scale_log2 = kp->scale * 1.4426950408889634f;
     kp->softcap = a->softcap;

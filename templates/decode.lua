@@ -46,6 +46,7 @@ local function geometry(p, shape)
   g.part_ld = g.dpad + 4                       -- floats per partial row: 16-byte aligned, staggered banks
   g.part = ROWS * g.part_ld * 4 + 2 * ROWS * 4
   g.smem = g.smem_q + p.warps * g.warp_smem
+  assert(g.part <= g.warp_smem, "decode: a warp's partial must fit in its K/V buffers")
   return g
 end
 
@@ -476,7 +477,8 @@ function t.emit(p, shape, dev)
     def("PART_LD", g.part_ld, "floats per row of a partial O"),
     def("CLUSTER_DIMS", p.splits > 1 and string.format("__cluster_dims__(%d, 1, 1)", p.splits) or "",
         "the CTAs of one KV head form a cluster"),
-  }  for _, line in ipairs(tile.geometry_defs(g, shape)) do defs[#defs + 1] = line end
+  }
+  for _, line in ipairs(tile.geometry_defs(g, shape)) do defs[#defs + 1] = line end
 
   local kernel = (p.splits > 1 and ptx.cluster or "") .. KERNEL
   local e = t.launch(p, shape, dev)

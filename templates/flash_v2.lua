@@ -421,7 +421,8 @@ function t.emit(p, shape, dev)
     def("STAGES", p.stages, "K/V shared-memory buffers"),
     def("Q_IN_REGS", p.q_in_regs),
     def("RESCALE_SKIP", RESCALE_SKIP and "true" or "false", "skip the O rescale when no row max moved"),
-  }  for _, line in ipairs(tile.geometry_defs(g, shape)) do defs[#defs + 1] = line end
+  }
+  for _, line in ipairs(tile.geometry_defs(g, shape)) do defs[#defs + 1] = line end
 
   local e = t.launch(p, shape, dev)
   e.source = tile.source(P.common(t, p, shape), g, defs, KERNEL)

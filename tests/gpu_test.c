@@ -69,6 +69,10 @@ static const tcase cases[] = {
     { "decode head_dim 40 padded rows", P(FAT_FP16, 40, 1, 0, 2, 8, 8, 2, 333), { .pad = 16 } },
     { "decode varlen 5 sequences", P(FAT_BF16, 128, 1, FAT_FEAT_VARLEN, 5, 8, 2, 2, 4097),
       { .lens_q = lens_qd, .lens_k = lens_kd, .with_lse = 1 } },
+    { "decode 16 rows window (100, 0)", P(FAT_BF16, 128, 0, FAT_FEAT_WINDOW, 2, 16, 2, 2, 2000),
+      { .window_left = 100, .window_right = 0, .with_lse = 1 } },
+    { "decode causal window left 200, Sq 4", P(FAT_FP16, 64, 1, FAT_FEAT_WINDOW, 3, 8, 2, 4, 1500),
+      { .window_left = 200, .window_right = -1, .with_lse = 1 } },
 };
 
 /* Kernels compiled in this run, by source hash. */

@@ -13,6 +13,7 @@
 #include "db.h"
 #include "dispatch.h"
 #include "gen.h"
+#include "kernel.h"
 #include "rtc.h"
 #include "cu.h"
 #include "test.h"
@@ -143,8 +144,30 @@ static void test_call_problem(void) {
     CHECK("softcap", p.features == FAT_FEAT_SOFTCAP);
     a.softcap = 0; a.cu_seqlens_q = offs; a.cu_seqlens_k = offs;
     ctx_call_problem(&a, &p);
-    CHECK("varlen: the bounds rounded up to powers of two (300 -> 512, 1 -> 16)",
-          p.features == FAT_FEAT_VARLEN && p.seqlen_q == 512 && p.seqlen_k == 16 && p.batch == 2);
+    CHECK("varlen: the bounds rounded up to powers of two (300 -> 512, 1 -> 1)",
+          p.features == FAT_FEAT_VARLEN && p.seqlen_q == 512 && p.seqlen_k == 1 && p.batch == 2);
+    /* a varlen decoding step (one new token per sequence, 4 query heads per KV head) stays one */
+    fat_attn_args_init(&a, FAT_BF16, 3, 8, 2, 1, 5000, 128);
+    a.cu_seqlens_q = offs; a.cu_seqlens_k = offs;
+    ctx_call_problem(&a, &p);
+    CHECK("varlen decoding step: seqlen_q 1 stays 1 (8192 keys)", p.seqlen_q == 1 && p.seqlen_k == 8192 && dispatch_decoding(&p));
+    a.seqlen_q = 3;
+    ctx_call_problem(&a, &p);
+    CHECK("  3 new tokens: 4, still a decoding step (16 rows)", p.seqlen_q == 4 && dispatch_decoding(&p));
+
+    /* window bounds past every key are clamped, so that the kernels' int arithmetic cannot wrap */
+    fat_kparams kp;
+    fat_attn_args_init(&a, FAT_BF16, 2, 8, 2, 300, 1000, 64);
+    a.window_left = INT32_MAX; a.window_right = INT32_MAX;
+    kernel_params(&a, NULL, 0, &kp);
+    CHECK_INT("a huge window_left is clamped to seqlen_q + seqlen_k", kp.window_left, 1300);
+    CHECK_INT("a huge window_right too", kp.window_right, 1300);
+    a.window_left = 64; a.window_right = -1;
+    kernel_params(&a, NULL, 0, &kp);
+    CHECK("a window inside the span is kept, -1 stays -1", kp.window_left == 64 && kp.window_right == -1);
+    a.causal = 1; a.window_right = INT32_MAX;
+    kernel_params(&a, NULL, 0, &kp);
+    CHECK_INT("causal keeps right = 0", kp.window_right, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------

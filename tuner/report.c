@@ -18,9 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The family of the built-in default, the config the runtime launches for a problem nothing was
- * tuned for (runtime/ctx.c): the baseline every best config is shown against. */
-
 #define PEERS_MAX_BYTES (64L << 20)
 #define HEAT_MAX 16        /* distinct block_m (and block_n) values a heat map shows */
 #define CELL_W 58

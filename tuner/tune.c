@@ -307,22 +307,24 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
     return FAT_OK;
 }
 
-/* Moves the built-in default (gen_builtin_default for p) to the front, the rest keeping
- * their order. Measured first, it sets the time every other variant is cut against: without it the
+/* Moves the built-in default (gen_builtin_default for p, or the next default family's when the run
+ * leaves that family out) to the front, the rest keeping their order. Measured first, it sets the time every other variant is cut against: without it the
  * families measured before the default family (flash_v1 sorts first) are cut only against each
  * other, and a slow family is timed in full, variant after variant. The order changes nothing
  * else: the best is chosen over all of them, ties to the default, else by name. */
 static int default_first(tuner *t, const fat_problem *p, cand *cs, int nc) {
+    static const char *const order[] = GEN_DEFAULT_FAMILIES;
     char params[256];
-    const char *family;
-    if (gen_builtin_default(t->g, p, &t->dev, &family, params, sizeof params) != FAT_OK) return 0;
-    for (int i = 0; i < nc; i++) {
-        if (strcmp(cs[i].v.tmpl, family) != 0 || strcmp(cs[i].v.canon, params) != 0) continue;
-        cand d = cs[i];
-        memmove(cs + 1, cs, (size_t)i * sizeof *cs);
-        cs[0] = d;
-        cs[0].is_default = 1;
-        return 1;
+    for (size_t f = 0; f < sizeof order / sizeof order[0]; f++) {
+        if (gen_default(t->g, order[f], p, &t->dev, params, sizeof params) != FAT_OK) continue;
+        for (int i = 0; i < nc; i++) {
+            if (strcmp(cs[i].v.tmpl, order[f]) != 0 || strcmp(cs[i].v.canon, params) != 0) continue;
+            cand d = cs[i];
+            memmove(cs + 1, cs, (size_t)i * sizeof *cs);
+            cs[0] = d;
+            cs[0].is_default = 1;
+            return 1;
+        }
     }
     return 0;
 }
