@@ -139,27 +139,7 @@ local KERNEL = [[
  * recomputed per tile instead of held in registers across the key loop. Unlike lib/tile's
  * load_tile for a whole CTA, a lane's rows here are 1 to 16 apart, not a multiple of 8, so the
  * swizzle is worked out per copy. */
-template <int TROWS>
-static __device__ __forceinline__ void warp_load_tile(unsigned s_tile, const char *g_tile, long long ss, int rows_valid) {
-    const int lane = fat_tid_fresh() & 31;
-    const int r = lane / LD_CW, c = lane % LD_CW;
-    const char *g = g_tile + 2 * (r * ss) + c * 16;
-    const unsigned s = s_tile + r * ROW_BYTES;
-    const int rows_left = rows_valid - r;
-#pragma unroll
-    for (int i = 0; i < (TROWS + LD_RS - 1) / LD_RS; ++i) {
-        if (TROWS % LD_RS != 0 && r + i * LD_RS >= TROWS) break;
-        const bool row_ok = i * LD_RS < rows_left;
-#pragma unroll
-        for (int j = 0; j < LD_NJ; ++j) {
-            const int cj = c + j * LD_CW;
-            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
-            const bool ok = row_ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
-            fat_cp_async16(s + i * LD_RS * ROW_BYTES + (fat_swz(r + i * LD_RS, cj) << 4),
-                           g + 2 * (i * LD_RS) * ss + j * LD_CW * 16, ok ? 16 : 0);
-        }
-    }
-}
+]] .. tile.loader("warp_load_tile", "TROWS", "fat_tid_fresh() & 31", true) .. [[
 
 /* Step 3: S = Q Kᵀ for one key tile: per 16-deep head-dim step one ldmatrix.x4 of K gives the B
  * fragments of two 8-key tiles; Q's A fragment comes from registers or from the Q tile. */

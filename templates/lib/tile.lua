@@ -172,12 +172,20 @@ M.defs = [[
 -- nothing read). The addresses come from a fresh threadIdx (fat_tid_fresh) at every call: a few
 -- integer ops per tile instead of registers held across the KV loop. Needs LD_CW, LD_RS, LD_NJ,
 -- CHUNKS, VALID_CHUNKS (M.geometry) and fat_swz.
-M.load_tile = [[
+-- The loader's text for a group of threads: fn, its name; rows, the name of its row-count template
+-- parameter; lanes, the expression giving the copying thread's index (from fat_tid_fresh);
+-- per_copy_swizzle: when a thread's rows are not all 8 apart (a warp copying alone: LD_RS < 8),
+-- the swizzle is worked out at every copy instead of once per thread.
+function M.loader(fn, rows, lanes, per_copy_swizzle)
+  local s_first = per_copy_swizzle and "s_tile + r * ROW_BYTES" or "s_tile + r * ROW_BYTES + (fat_swz(r, c) << 4)"
+  local s_copy = per_copy_swizzle and "s + i * LD_RS * ROW_BYTES + (fat_swz(r + i * LD_RS, cj) << 4),\n                          "
+                                   or "s + i * LD_RS * ROW_BYTES + j * LD_CW * 16,"
+  local text = [[
 template <int ROWS>
-static __device__ __forceinline__ void load_tile(unsigned s_tile, const char *g_tile, long long ss, int rows_valid) {
-    const int t = fat_tid_fresh();
+static __device__ __forceinline__ void FN(unsigned s_tile, const char *g_tile, long long ss, int rows_valid) {
+    const int t = LANES;
     const int r = t / LD_CW, c = t % LD_CW;
-    const unsigned s = s_tile + r * ROW_BYTES + (fat_swz(r, c) << 4);
+    const unsigned s = S_FIRST;
     const char *g = g_tile + 2 * (r * ss) + c * 16;
     const int rows_left = rows_valid - r;
 #pragma unroll
@@ -189,12 +197,17 @@ static __device__ __forceinline__ void load_tile(unsigned s_tile, const char *g_
             const int cj = c + j * LD_CW;
             if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
             const bool ok = row_ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
-            fat_cp_async16(s + i * LD_RS * ROW_BYTES + j * LD_CW * 16, g + 2 * (i * LD_RS) * ss + j * LD_CW * 16,
+            fat_cp_async16(S_COPY g + 2 * (i * LD_RS) * ss + j * LD_CW * 16,
                            ok ? 16 : 0);
         }
     }
 }
 ]]
+  text = text:gsub("ROWS", rows):gsub("FN", fn):gsub("LANES", lanes)
+  return (text:gsub("S_FIRST", s_first):gsub("S_COPY", s_copy))
+end
+
+M.load_tile = M.loader("load_tile", "ROWS", "fat_tid_fresh()", false)
 
 -- CUDA: gemm_pv(acc, pk, off, v_base), O += P V for one key tile on the fragments. P stays in
 -- registers: pk holds the f32 C fragments of S turned into p and packed to 16 bits in pairs (lib/
