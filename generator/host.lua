@@ -112,11 +112,14 @@ function H.launch(name, params_text, shape, dev)
 end
 
 -- The built-in default of a family for a shape: the template's default(shape, dev) when it has
--- one, else its first valid choice. Returns the canonical text, or nil when nothing is valid.
+-- one, else its first valid choice. default() may return false for a shape the family does not
+-- serve at all: then nothing is searched (the runtime asks this for every new untuned shape).
+-- Returns the canonical text, or nil when nothing is valid.
 function H.default(name, shape, dev)
   local t = H.template(name)
   if t.default then
     local p = t.default(shape, dev)
+    if p == false then return nil end
     if p then
       local keys, canon = sorted_keys(t.params), {}
       for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k] == nil and t.params[k][1] or p[k]) end

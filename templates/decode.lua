@@ -91,10 +91,12 @@ end
 -- tile (the fastest there: 8 sequence-heads took 8 splits, 32 took 2, 128 took 1: about 64
 -- CTAs of 200 KB, one per SM, beat two waves of clusters); three stages when the keys are split
 -- over CTAs, two otherwise. Then smaller tiles and fewer stages until one fits (head_dim 256).
--- nil when no choice is valid (more than 16 query rows per KV head).
+-- false for more than 16 query rows per KV head (no variant is valid: nothing to search).
 local DEFAULTS = { { 4, 32 }, { 4, 16 }, { 2, 16 } }
 
 function t.default(shape, dev)
+  local group = (shape.heads_q or 1) // (shape.heads_kv or 1)
+  if group * (shape.seqlen_q or 1) > ROWS then return false end   -- not a decoding step: search nothing
   local splits = 1
   if (dev.cc or 0) >= 90 then
     local ctas, half = (shape.batch or 1) * (shape.heads_kv or 1), (dev.sms or 0) // 2

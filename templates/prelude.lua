@@ -8,6 +8,9 @@
 --   launch(p, shape, dev)          optional: emit()'s table without the source, cheaply (the runtime
 --                                  asks it when a loaded kernel meets a new shape); must agree with
 --                                  emit() field for field (tests/test_gen.c checks every variant)
+--   default(shape, dev)            optional: the built-in choice (a params table), nil to have the
+--                                  first valid choice searched, false when the family serves no
+--                                  variant of this shape (nothing is searched)
 -- shape: dtype ("fp16"|"bf16"), head_dim, causal, window, softcap, varlen (booleans), batch,
 --        heads_q, heads_kv, seqlen_q, seqlen_k.  dev: name, cc (e.g. 90), arch ("sm_90"), sms,
 --        smem_optin (bytes one block may use), smem_per_sm, regs_per_sm, l2, max_threads.
