@@ -22,9 +22,7 @@ for s in decode decode-small; do
 done
 timeout 240 python3 bench/decode_bench.py --db "$st/decode.db" --json "$out/decode-bench.json" > "$out/decode-bench.log" 2>&1
 echo "decode_bench: rc=$?"
-python3 -c "import sqlite3,sys
-c=sqlite3.connect(sys.argv[1]); c.execute('vacuum into ?',(sys.argv[2],)); c.close()
-c=sqlite3.connect(sys.argv[2]); c.execute(\"update kernel set cubin=x''\"); c.commit(); c.execute('vacuum'); c.close()" "$st/decode.db" "$out/decode.db"
+python3 tools/slim_db.py "$st/decode.db" "$out/decode.db"
 if [ -n "$EXHAUSTIVE" ]; then
     rm -f "$st/exh.db"*
     for s in decode decode-small; do
@@ -32,6 +30,7 @@ if [ -n "$EXHAUSTIVE" ]; then
         echo "exhaustive $s: rc=$? $(grep '^done' "$out/exh-$s.log")"
     done
     python3 bench/choice_cost.py "$st/decode.db" "$st/exh.db" > "$out/choice_cost.txt" 2>&1
+    python3 tools/slim_db.py "$st/exh.db" "$out/exh.db"
 fi
 cat "$out"/tune-*.log | grep -v '^time\|^done'
 [ -n "$EXHAUSTIVE" ] && cat "$out/choice_cost.txt"

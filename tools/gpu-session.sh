@@ -3,19 +3,14 @@
 # (carried). Builds nothing. Logs go to $OUT (or /tmp/fatune-out); a short summary is last.
 #   B=DIR       the carried build (default build)
 #   STATE=DIR   databases that live across calls (default .gpustate; carry it to resume a tune)
-#   steps: devices gputest gputune peers peers-decode prefill v1 decode default default-warm
-#          default-warm-again default-again export
-#   env:   GPUTEST_ARGS (gpu_test), TUNE_ARGS (every tune), PREFILL_ARGS (the prefill tune),
-#          DECODE_ONLY (the families the decode tune tries, default flash_v2,decode)
+#   steps: devices gputest gputune peers peers-decode prefill v1 default default-warm
+#          default-warm-again default-again export   (decoding steps: tools/gpu-decode.sh)
+#   env:   GPUTEST_ARGS (gpu_test), TUNE_ARGS (every tune), PREFILL_ARGS (the prefill tune)
 out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
 b=${B:-build}; st=${STATE:-.gpustate}; mkdir -p "$st"
 summary=""
 # slim DB NAME: a copy of DB in $out without the cubins (they are what makes it too big to bring back).
-slim() { python3 -c "import sqlite3,sys,os
-d=sys.argv[2]
-os.path.exists(d) and os.remove(d)
-c=sqlite3.connect(sys.argv[1]); c.execute('vacuum into ?',(d,)); c.close()
-c=sqlite3.connect(d); c.execute(\"update kernel set cubin=x''\"); c.commit(); c.execute('vacuum'); c.close()" "$1" "$out/$2"; }
+slim() { python3 tools/slim_db.py "$1" "$out/$2"; }
 add() { summary="$summary\n$*"; }
 for step in "$@"; do
     t0=$(date +%s)
@@ -32,8 +27,6 @@ for step in "$@"; do
     peers-decode)
              timeout 200 python3 .shared/peers.py --suite decode --dtype bf16 --json "$out/peers-decode.json" > "$out/peers-decode.log" 2>&1
              add "peers decode bf16: rc=$?";;
-    decode)  timeout 300 $b/fatune --gpu 0 --shapes bench/decode.lua --db "$st/decode.db" --only ${DECODE_ONLY:-flash_v2,decode} --quiet $TUNE_ARGS > "$out/decode.log" 2>&1
-             add "decode: rc=$? $(tail -1 "$out/decode.log")"; slim "$st/decode.db" decode.db;;
     prefill) timeout 560 $b/fatune --gpu 0 --shapes bench/prefill.lua --db "$st/prefill.db" --only flash_v2 --quiet $TUNE_ARGS $PREFILL_ARGS > "$out/prefill.log" 2>&1
              add "prefill flash_v2: rc=$? $(tail -1 "$out/prefill.log")"; slim "$st/prefill.db" prefill.db;;
     v1)      timeout 300 $b/fatune --gpu 0 --shapes bench/prefill-4k.lua --db "$st/prefill.db" --only flash_v1,flash_v2 --quiet $TUNE_ARGS > "$out/v1.log" 2>&1
