@@ -8,10 +8,10 @@
  * Every trial is committed as it finishes, so a killed run resumes where it stopped: a trial
  * already in the database for this device, problem and config is not measured again. Which
  * variants a problem tries is the strategy's (guided by default: see plan()). The winner is named
- * by tuner/choose.c: up to four variants within 3% of the fastest are timed again, interleaved, and
- * one wins only by more than 3% (CHOOSE_TIE_BAND) and in every round; a tie goes to the built-in default, else to
- * the first by name. With several GPUs, one supervisor process per GPU takes every n-th problem,
- * all writing to one database (WAL).
+ * by tuner/choose.c: up to four variants within 3% of the fastest (the default within 8%) are
+ * timed again, interleaved, and one wins only by more than 3% (CHOOSE_TIE_BAND) and in every round;
+ * a tie goes to the built-in default, else to the first by name. With several GPUs, one supervisor
+ * process per GPU takes every n-th problem, all writing to one database (WAL).
  */
 #include "tune.h"
 #include "bench.h"
@@ -308,10 +308,11 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
 }
 
 /* Moves the built-in default (gen_builtin_default for p, or the next default family's when the run
- * leaves that family out) to the front, the rest keeping their order. Measured first, it sets the time every other variant is cut against: without it the
- * families measured before the default family (flash_v1 sorts first) are cut only against each
- * other, and a slow family is timed in full, variant after variant. The order changes nothing
- * else: the best is chosen over all of them, ties to the default, else by name. */
+ * leaves that family out) to the front, the rest keeping their order. Measured first, it sets the
+ * time every other variant is cut against: without it the families measured before the default
+ * family (flash_v1 sorts first) are cut only against each other, and a slow family is timed in
+ * full, variant after variant. The order changes nothing else: the best is chosen over all of
+ * them, ties to the default, else by name. */
 static int default_first(tuner *t, const fat_problem *p, cand *cs, int nc) {
     static const char *const order[] = GEN_DEFAULT_FAMILIES;
     char params[256];
@@ -645,7 +646,8 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
         for (int i = 0; i < nc; i++) if (in[i].median_ms > 0 && in[i].median_ms < fastest) fastest = in[i].median_ms;
         fin[nf++] = best;
         for (int i = 0; i < nc; i++)
-            if (i != best && cs[i].is_default && in[i].median_ms > 0 && in[i].median_ms <= (1 + DEFAULT_FINAL_BAND) * fastest)
+            if (i != best && cs[i].is_default && in[i].median_ms > 0 &&
+                in[i].median_ms <= (1 + DEFAULT_FINAL_BAND) * fastest)
                 fin[nf++] = i;
         while (nf < FINALISTS) {
             int pick = -1;
