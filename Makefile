@@ -44,7 +44,8 @@ endif
 LUA_FILES = $(sort $(wildcard templates/*.lua templates/lib/*.lua)) generator/host.lua generator/default_shapes.lua
 
 LIB_SRC = runtime/status.c runtime/args.c runtime/half.c runtime/cpu_attn.c runtime/cu.c runtime/rtc.c \
-          runtime/kernel.c runtime/dispatch.c runtime/ctx.c generator/gen.c db/db.c
+          runtime/launch.c runtime/dispatch.c runtime/ctx.c runtime/rows.c runtime/table.c runtime/resolve.c \
+          runtime/modules.c generator/gen.c db/db.c
 TUNER_SRC = tuner/pool.c tuner/check.c tuner/bench.c tuner/worker.c tuner/tune.c \
             tuner/inspect.c tuner/ship.c tuner/report.c tuner/choose.c
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/embedded.o

@@ -4,6 +4,7 @@
 -- template returns is checked here, so C only ever sees well-formed values. Errors are raised with
 -- a level that points at the user's file and line where there is one.
 local H = {}
+local P = require("prelude")
 
 local function sorted_keys(t)
   local ks = {}
@@ -16,7 +17,7 @@ end
 function H.template(name)
   local t = require(name)
   if type(t) ~= "table" then error(name .. ": a template must return a table", 0) end
-  for _, f in ipairs({ "name", "version", "params", "valid", "emit" }) do
+  for _, f in ipairs({ "name", "version", "params", "valid", "launch", "emit" }) do
     if t[f] == nil then error(name .. ": template lacks field '" .. f .. "'", 0) end
   end
   if t.name ~= name then error(name .. ": template names itself '" .. tostring(t.name) .. "'", 0) end
@@ -64,51 +65,71 @@ local function parse_params(t, text)
   return p
 end
 
-local function check_dim3(name, fn, v, what)
-  if type(v) ~= "table" then error(name .. ": " .. fn .. "(): " .. what .. " must be a table {x, y, z}", 0) end
-  local r = {}
-  for i = 1, 3 do
-    local x = v[i] or v[({ "x", "y", "z" })[i]] or 1
-    if math.type(x) ~= "integer" or x < 1 then
-      error(name .. ": " .. fn .. "(): " .. what .. "[" .. i .. "] must be a positive integer, got " .. tostring(x), 0)
-    end
-    r[i] = x
-  end
-  return r
-end
+-- Where this file's errors say they are.
+local HOST = "generator/host.lua:"
 
--- Emits one variant: returns canon, source, entry, grid, block, smem, workspace. A variant that
--- valid() rejects is an error here (the caller asked for it by name).
--- emit() (with_source, or a template without launch(): then the source comes back all the same, for
--- the caller to check) or launch().
+-- What launch() and emit() may return: P.launch's fields, and emit()'s source.
+local LAUNCH_FIELDS = { entry = true, grid = true, block = true, smem = true, target = true, cluster = true,
+                        nonportable_cluster = true, workspace = true, args = true }
+
+-- One variant for a shape: returns canon, source (nil from launch()), the launch table and the
+-- template's version. A variant that valid() rejects is an error here (the caller asked for it by
+-- name).
 local function variant(name, params_text, shape, dev, with_source)
   local t = H.template(name)
   local p = parse_params(t, params_text)
   local ok, reason = t.valid(p, shape, dev)
   if not ok then error(name .. " " .. params_text .. " is not valid here: " .. tostring(reason), 0) end
-  local fn = "emit"
-  if not with_source and t.launch then fn = "launch" end
-  local e = t[fn](p, shape, dev)
-  if type(e) ~= "table" or type(e.entry) ~= "string" or (fn == "emit" and type(e.source) ~= "string") then
-    error(name .. ": " .. fn .. "() must return { " .. (fn == "emit" and "source = string, " or "") ..
-          "entry = string, ... }", 0)
+  local fn = with_source and "emit" or "launch"
+  local ok, e = pcall(t[fn], p, shape, dev)
+  if not ok then
+    -- P.launch reports the line that called it; when the template tail-called it (return
+    -- P.launch(...)) that frame is gone and the message has no line, or this file's: name the
+    -- template's function instead.
+    if type(e) == "string" then
+      if string.sub(e, 1, #HOST) == HOST then e = string.gsub(string.sub(e, #HOST + 1), "^%d+: ", "", 1) end
+      if not string.match(e, "^[^\n:]+:%d+:") then e = H.where(t[fn]) .. ": " .. e end
+    end
+    error(e, 0)
+  end
+  if not P.is_launch(e) then
+    error(name .. ": " .. fn .. "() must return P.launch(dev, { ... }) (see templates/prelude.lua), got " ..
+          type(e), 0)
+  end
+  for k in pairs(e) do
+    if not LAUNCH_FIELDS[k] and not (fn == "emit" and k == "source") then
+      error(name .. ": " .. fn .. "() returned a launch table with an unknown field '" .. tostring(k) .. "'", 0)
+    end
+  end
+  if fn == "emit" and type(e.source) ~= "string" then
+    error(name .. ": emit() must set the source (a string) of the table launch() returns", 0)
   end
   local keys = sorted_keys(t.params)
   local canon = {}
   for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k]) end
-  return table.concat(canon, ","), fn == "emit" and e.source or nil, e.entry, check_dim3(name, fn, e.grid, "grid"),
-         check_dim3(name, fn, e.block, "block"), math.tointeger(e.smem or 0) or 0,
-         math.tointeger(e.workspace or 0) or 0, t.version
+  return table.concat(canon, ","), fn == "emit" and e.source or nil, e, t.version
 end
 
 function H.emit(name, params_text, shape, dev)
   return variant(name, params_text, shape, dev, true)
 end
 
--- The same without the source (nil in its place) from the template's launch() when it has one; from
--- emit(), source included, when it has not.
+-- The same without the source (nil in its place), from the template's launch().
 function H.launch(name, params_text, shape, dev)
   return variant(name, params_text, shape, dev, false)
+end
+
+-- What a family says of itself: tuned (boolean), default_rank and decoding_rows (0 when absent).
+function H.info(name)
+  local t = H.template(name)
+  local function int(k)
+    local v = t[k]
+    if v == nil then return 0 end
+    if math.type(v) ~= "integer" or v < 1 then error(name .. ": " .. k .. " must be a positive integer, got " .. tostring(v), 0) end
+    return v
+  end
+  if t.tuned ~= nil and type(t.tuned) ~= "boolean" then error(name .. ": tuned must be a boolean", 0) end
+  return t.tuned ~= false, int("default_rank"), int("decoding_rows")
 end
 
 -- The built-in default of a family for a shape: the template's default(shape, dev) when it has

@@ -21,7 +21,7 @@ void ctx_call_problem(const fat_attn_args *a, fat_problem *p);
 
 /* How fat_attn_fwd would launch a (resolving it as fat_query does). */
 typedef struct ctx_launch {
-    unsigned grid[3], block[3], smem;
+    gen_launch launch;      /* what the template's launch() said for the call's shape */
     int kernel;             /* which kernel the context built: equal for calls of one kernel, -1: none */
     int launch_only;        /* resolved from a kernel built for another shape (only its launch asked) */
 } ctx_launch;

@@ -5,6 +5,7 @@
  * ones that do need it get FAT_ERR_NO_GPU with a one-line reason instead of a loader error.
  */
 #include "cu.h"
+#include "rtc.h"
 #include "status.h"
 
 #include <dlfcn.h>
@@ -74,6 +75,10 @@ static void load_once(void) {
             return;
         }
     }
+    /* From driver 12.0: without them, no cluster launches and no tensor maps (the launcher says so). */
+    *(void **)&cu.LaunchKernelEx = dlsym(h, "cuLaunchKernelEx");
+    *(void **)&cu.TensorMapEncodeTiled = dlsym(h, "cuTensorMapEncodeTiled");
+    *(void **)&cu.TensorMapReplaceAddress = dlsym(h, "cuTensorMapReplaceAddress");
     CUresult r = cu.Init(0);
     if (r != CUDA_SUCCESS) {
         const char *name = "?";
@@ -123,7 +128,6 @@ fat_status cu_device_info(int ordinal, gen_device *d) {
     CU_CHECK(DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev));
     CU_CHECK(DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev));
     d->cc = major * 10 + minor;
-    snprintf(d->arch, sizeof d->arch, "sm_%d", d->cc);
     CU_CHECK(DeviceGetAttribute(&d->sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
     CU_CHECK(DeviceGetAttribute(&d->max_threads, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, dev));
     CU_CHECK(DeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev));
@@ -136,6 +140,14 @@ fat_status cu_device_info(int ordinal, gen_device *d) {
     d->l2 = v;
     CU_CHECK(DeviceTotalMem(&mem, dev));
     d->mem = (long long)mem;
+    /* Clusters (sm_90): 8 CTAs portably, 16 with the non-portable size allowed (the H100's and
+     * H200's limit; the CUDA guide's figures: no device attribute tells it). */
+    CU_CHECK(DeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH, dev));
+    d->max_cluster = v && cu.LaunchKernelEx ? 8 : 1;
+    d->max_cluster_np = v && cu.LaunchKernelEx ? 16 : 1;
+    CU_CHECK(DriverGetVersion(&d->driver_version));
+    d->nvrtc_version = rtc_version();
+    gen_device_targets(d);
 out:
     return st;
 }

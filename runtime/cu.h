@@ -33,6 +33,12 @@ typedef struct cu_api {
     CUresult (*FuncSetAttribute)(CUfunction, CUfunction_attribute, int);
     CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                              unsigned, CUstream, void **, void **);
+    /* From driver 12.0; NULL on an older one (then no cluster launches and no tensor maps). */
+    CUresult (*LaunchKernelEx)(const CUlaunchConfig *, CUfunction, void **, void **);
+    CUresult (*TensorMapEncodeTiled)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                     const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                     CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+    CUresult (*TensorMapReplaceAddress)(CUtensorMap *, void *);
     CUresult (*MemAlloc)(CUdeviceptr *, size_t);
     CUresult (*MemFree)(CUdeviceptr);
     CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
@@ -69,8 +75,9 @@ void cu_record(CUresult r, const char *call, const char *file, int line);
 /* Number of GPUs (0 when none). */
 fat_status cu_device_count(int *n);
 
-/* The limits of GPU `ordinal` as the templates see them; arch is "sm_XY" ("sm_90a" on Hopper when
- * want_arch_a is set). FAT_ERR_NO_GPU for an index out of range. */
+/* The limits of GPU `ordinal` as the templates see them: arch "sm_XY", the targets its cubins may
+ * have (gen_device_targets; sm_90a only when NVRTC is loaded and knows it, or not loaded yet),
+ * cluster sizes, driver and NVRTC versions. FAT_ERR_NO_GPU for an index out of range. */
 fat_status cu_device_info(int ordinal, gen_device *d);
 
 /* Makes the primary context of GPU `ordinal` current on this thread; *dev receives its handle. */

@@ -6,13 +6,13 @@
 #include <math.h>
 #include <string.h>
 
-static int same_kind(const fat_problem *a, const fat_problem *b) {
+static int same_kind(const fat_problem *a, const fat_problem *b, int rows) {
     return a->dtype == b->dtype && a->head_dim == b->head_dim && a->causal == b->causal &&
-           a->features == b->features && dispatch_decoding(a) == dispatch_decoding(b);
+           a->features == b->features && dispatch_decoding(a, rows) == dispatch_decoding(b, rows);
 }
 
-static int same_problem(const fat_problem *a, const fat_problem *b) {
-    return same_kind(a, b) && a->batch == b->batch && a->heads_q == b->heads_q &&
+static int same_problem(const fat_problem *a, const fat_problem *b, int rows) {
+    return same_kind(a, b, rows) && a->batch == b->batch && a->heads_q == b->heads_q &&
            a->heads_kv == b->heads_kv && a->seqlen_q == b->seqlen_q && a->seqlen_k == b->seqlen_k;
 }
 
@@ -33,14 +33,14 @@ static double distance(const fat_problem *a, const fat_problem *b) {
 
 /* The lookup order, one pass for exact, bucket and nearest, one for the device level. See
  * dispatch.h. */
-fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p,
+fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p, int decoding_rows,
                           int (*usable)(const dispatch_row *r, void *ud), void *ud, int *row) {
     int bucket = -1, nearest = -1;
     double db = 0, dn = 0;
     for (int i = 0; i < n; i++) {
         const dispatch_row *r = &rows[i];
-        if (!same_kind(&r->prob, p) || (usable && !usable(r, ud))) continue;
-        if (same_problem(&r->prob, p)) { *row = i; return FAT_LEVEL_EXACT; }
+        if (!same_kind(&r->prob, p, decoding_rows) || (usable && !usable(r, ud))) continue;
+        if (same_problem(&r->prob, p, decoding_rows)) { *row = i; return FAT_LEVEL_EXACT; }
         double d = distance(&r->prob, p);
         if (log2i(r->prob.seqlen_q) == log2i(p->seqlen_q) && log2i(r->prob.seqlen_k) == log2i(p->seqlen_k) &&
             (bucket < 0 || d < db)) { bucket = i; db = d; }
@@ -50,17 +50,17 @@ fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p,
     if (nearest >= 0) { *row = nearest; return FAT_LEVEL_NEAREST; }
     /* The configuration that won most often at this dtype, head_dim and regime; ties to the earlier
      * row. */
-    const int dec = dispatch_decoding(p);
+    const int dec = dispatch_decoding(p, decoding_rows);
     int best = -1, best_count = 0;
     for (int i = 0; i < n; i++) {
         const dispatch_row *r = &rows[i];
         if (r->prob.dtype != p->dtype || r->prob.head_dim != p->head_dim ||
-            dispatch_decoding(&r->prob) != dec || (usable && !usable(r, ud)))
+            dispatch_decoding(&r->prob, decoding_rows) != dec || (usable && !usable(r, ud)))
             continue;
         int count = 0;
         for (int j = 0; j < n; j++)
             count += rows[j].prob.dtype == p->dtype && rows[j].prob.head_dim == p->head_dim &&
-                     dispatch_decoding(&rows[j].prob) == dec &&
+                     dispatch_decoding(&rows[j].prob, decoding_rows) == dec &&
                      strcmp(rows[j].family, r->family) == 0 && strcmp(rows[j].params, r->params) == 0;
         if (count > best_count) { best = i; best_count = count; }
     }

@@ -13,8 +13,9 @@
 #define FAT_PRINTF_LIKE(fmt, first)
 #endif
 
-/* Formats the calling thread's last error message (printf rules, cut to 511 bytes). It replaces
- * the previous message and is what fat_last_error() returns on this thread until the next call. */
+/* Formats the calling thread's last error message (printf rules, any length: a whole NVRTC log is
+ * kept). It replaces the previous message, which may be among the arguments, and is what
+ * fat_last_error() returns on this thread until the next call. */
 void fat_set_error(const char *fmt, ...) FAT_PRINTF_LIKE(1, 2);
 
 #endif

@@ -17,9 +17,15 @@ local softmax = require("lib.softmax")
 local tile = require("lib.tile")
 local ptx = require("lib.ptx")
 
+local ROWS = 16          -- query rows of one CTA: one mma row tile
+
 local t = {
   name = "decode",
   version = 1,
+  -- The built-in default of a decoding step (asked before flash_v2's), and what a decoding step is:
+  -- at most ROWS query rows per KV head, the query group one CTA takes.
+  default_rank = 10,
+  decoding_rows = ROWS,
   params = {
     splits = { 1, 2, 4, 8 },   -- CTAs of a cluster sharing one KV head's keys (> 1: sm_90 clusters)
     warps = { 2, 4, 8 },       -- warps per CTA, each a worker with its own key tiles
@@ -28,7 +34,6 @@ local t = {
   },
 }
 
-local ROWS = 16          -- query rows of one CTA: one mma row tile
 local MAX_REGS = 255
 local REG_OVERHEAD = 40  -- as flash_v2: addresses, loop state, temporaries beyond the fragments
 local RESCALE_SKIP = true
@@ -429,13 +434,13 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
 
 function t.launch(p, shape, dev)
   local g = geometry(p, shape)
-  return {
+  -- the cluster of `splits` CTAs is fixed at compile time (CLUSTER_DIMS), not set at launch
+  return P.launch(dev, {
     entry = "fat_decode",
     grid = { p.splits, shape.heads_kv, shape.batch },
     block = { g.threads, 1, 1 },
     smem = g.smem,
-    workspace = 0,
-  }
+  })
 end
 
 function t.emit(p, shape, dev)

@@ -446,13 +446,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) fat_flash_v1(const fat_kpa
 -- Where the kernel runs for a shape, without its source (see flash_v2.lua's launch()).
 function t.launch(p, shape, dev)
   local g = geometry(p, shape)
-  return {
+  return P.launch(dev, {
     entry = "fat_flash_v1",
     grid = { splits(p, shape, dev, g), shape.heads_q, shape.batch },
     block = { g.threads, 1, 1 },
     smem = g.smem,
     workspace = ws_bytes(p, shape, g),
-  }
+  })
 end
 
 function t.emit(p, shape, dev)

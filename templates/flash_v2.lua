@@ -12,6 +12,7 @@ local tile = require("lib.tile")
 local t = {
   name = "flash_v2",
   version = 1,
+  default_rank = 30,                  -- the built-in default of prefill on sm_80 and later
   params = {
     block_m = { 64, 128, 192, 256 },  -- query rows per CTA
     block_n = { 32, 64, 128, 256 },   -- keys per KV tile
@@ -396,13 +397,12 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
 -- has loaded meets a new shape (gen_launch), and what emit() returns beside the source.
 function t.launch(p, shape, dev)
   local g = geometry(p, shape)
-  return {
+  return P.launch(dev, {
     entry = "fat_flash_v2",
     grid = { P.ceil_div(shape.seqlen_q, p.block_m), shape.heads_q, shape.batch },
     block = { g.threads, 1, 1 },
     smem = g.smem,
-    workspace = 0,
-  }
+  })
 end
 
 function t.emit(p, shape, dev)

@@ -4,7 +4,8 @@
 -- FlashAttention removes: compare it with flash_v1 and flash_v2 in `fatune` to see why.
 local P = require("prelude")
 
-local T = { name = "naive", version = 1 }
+-- Not tuned unless --only names it: it is the reference, and the "before" of the story.
+local T = { name = "naive", version = 1, tuned = false }
 
 -- One CTA computes one query row; `threads` threads share its keys and its output columns.
 T.params = { threads = { 64, 128, 256 } }
@@ -29,8 +30,8 @@ end
 -- Where the kernel runs for a shape, without its source (see flash_v2.lua's launch()): one CTA per
 -- query row; the workspace holds each row's scores.
 function T.launch(p, shape, dev)
-  return { entry = "fat_naive", grid = { shape.seqlen_q, shape.heads_q, shape.batch }, block = { p.threads, 1, 1 },
-           smem = 0, workspace = s_bytes(shape) }
+  return P.launch(dev, { entry = "fat_naive", grid = { shape.seqlen_q, shape.heads_q, shape.batch },
+                         block = { p.threads, 1, 1 }, workspace = s_bytes(shape) })
 end
 
 function T.emit(p, shape, dev)

@@ -4,16 +4,26 @@
 --   name, version                  identify the family; a new version invalidates tuned rows
 --   params                         name -> list of candidate values
 --   valid(p, shape, dev)           true, or false and a reason
---   emit(p, shape, dev)            { source, entry, grid = {x,y,z}, block = {x,y,z}, smem, workspace }
---   launch(p, shape, dev)          optional: emit()'s table without the source, cheaply (the runtime
---                                  asks it when a loaded kernel meets a new shape); must agree with
---                                  emit() field for field (tests/test_gen.c checks every variant)
+--   launch(p, shape, dev)          how the variant runs for the shape: P.launch(dev, { ... }) below
+--   emit(p, shape, dev)            launch()'s table with `source` set: the kernel's CUDA text
 --   default(shape, dev)            optional: the built-in choice (a params table), nil to have the
 --                                  first valid choice searched, false when the family serves no
 --                                  variant of this shape (nothing is searched)
+-- and, optionally, what the tool asks of a family as a whole:
+--   tuned = false                  not tuned unless --only names it (naive: the reference)
+--   default_rank = N               offers the built-in default; families are asked in rank order
+--                                  (lowest first) and the first whose default() answers wins
+--   decoding_rows = N              serves the decoding regime: at most N query rows per KV head
+--                                  ((heads_q / heads_kv) x seqlen_q); lookups and the tuner's
+--                                  guidance never cross between that regime and prefill
+-- launch() must agree with emit() field for field (tests/test_gen.c checks every variant); the
+-- runtime asks it alone when a loaded kernel meets a new shape, so it should be cheap.
 -- shape: dtype ("fp16"|"bf16"), head_dim, causal, window, softcap, varlen (booleans), batch,
---        heads_q, heads_kv, seqlen_q, seqlen_k.  dev: name, cc (e.g. 90), arch ("sm_90"), sms,
---        smem_optin (bytes one block may use), smem_per_sm, regs_per_sm, l2, max_threads.
+--        heads_q, heads_kv, seqlen_q, seqlen_k.  dev: name, cc (e.g. 90), arch ("sm_90"), targets
+--        ({"sm_90", "sm_90a"}: what a kernel may be compiled for here), sms, max_threads,
+--        smem_optin (bytes one block may use), smem_per_sm, regs_per_sm, l2, mem, max_cluster
+--        (portable CTAs per cluster; 1: no clusters), max_cluster_np (with the non-portable size
+--        allowed), driver and nvrtc (versions as major * 1000 + minor * 10; 0 when unknown).
 -- Kernels are specialised on dtype, head_dim, causal and the feature flags; sizes, strides and the
 -- mask bounds arrive at run time in the parameter block below, so a kernel runs any seqlen.
 -- The emitted CUDA includes no header: it compiles with NVRTC alone on any machine.
@@ -131,6 +141,188 @@ static __device__ __forceinline__ void seq_bounds(const fat_kparams &p, int b, l
 ]]
   return table.concat(s, "\n") .. "\n"
 end
+
+-- ---------------------------------------------------------------------------------------------
+-- The launch description. launch() and emit() return P.launch(dev, { ... }), whose fields are:
+--   entry     the kernel's extern "C" name (required)
+--   grid      {x, y, z} CTAs (required)
+--   block     {x, y, z} threads (required)
+--   smem      dynamic shared memory in bytes (default 0); the launcher raises the function's limit
+--   target    the compile target (default dev.arch); one of dev.targets: "sm_90a" for wgmma and
+--             setmaxnreg. It is part of the kernel's identity (its hash, the database's kernel.arch)
+--   cluster   {x, y, z} CTAs per thread-block cluster, set at launch (nil: none; a kernel may
+--             instead fix its cluster with __cluster_dims__, as decode does); each grid dimension
+--             a multiple of it, at most dev.max_cluster CTAs (dev.max_cluster_np with
+--             nonportable_cluster = true)
+--   workspace scratch bytes the kernel finds in fat_kparams.ws (not zeroed)
+--   args      the kernel's parameters in order (default { P.params() }):
+--               P.params()               the fat_kparams block, by value
+--               P.tma{ tensor = "k", box = {cols, rows}, slabs = 1, swizzle = "128B", l2 = "128B" }
+--                                        a CUtensorMap the host encodes for tensor q, k, v or o
+--                                        (declare it in the kernel as const __grid_constant__
+--                                        fat_tmap, lib/tma.lua): slabs = 1: rank 4 over
+--                                        {head_dim, rows, heads, batch}, box {cols, rows, 1, 1};
+--                                        slabs > 1: rank 5 over {cols, rows, head_dim / cols,
+--                                        heads, batch}, box {cols, rows, slabs, 1, 1}, so shared
+--                                        memory receives [slab][row][col]. rows are the sequence
+--                                        (seqlen_q for q and o, seqlen_k for k and v); elements out
+--                                        of bounds read as zero
+--               P.scratch{ bytes = n, zero = true }
+--                                        a pointer to n bytes of scratch on the call's stream,
+--                                        zeroed before every launch when zero is true (a tile
+--                                        counter of a persistent grid)
+-- A field it does not know, a value of the wrong type or a target the device cannot run is an
+-- error at the line of the call. The runtime and the tuner launch the table as it is.
+
+-- A check that fails raises a table; the public constructors raise its message again at the line
+-- that called them, in the template (level 3: checked, the constructor, its caller; the
+-- constructors keep their frame by not tail-calling).
+local function fail(msg) error({ msg }, 0) end
+
+local function checked(fn, ...)
+  local ok, r = pcall(fn, ...)
+  if ok then return r end
+  if type(r) == "table" then error(r[1], 3) end
+  error(r, 0)
+end
+
+local function dim3(v, what, lo)
+  if type(v) ~= "table" then fail(what .. " must be a table {x, y, z}, got " .. type(v)) end
+  for k in pairs(v) do
+    if k ~= 1 and k ~= 2 and k ~= 3 then fail(what .. " has a field '" .. tostring(k) .. "' (want {x, y, z})") end
+  end
+  local r = {}
+  for i = 1, 3 do
+    local x = v[i] or 1
+    if math.type(x) ~= "integer" or x < (lo or 1) then
+      fail(what .. "[" .. i .. "] must be a positive integer, got " .. tostring(x))
+    end
+    r[i] = x
+  end
+  return r
+end
+
+local function check_keys(t, allowed, what)
+  if type(t) ~= "table" then fail(what .. " takes a table, got " .. type(t)) end
+  for k in pairs(t) do
+    if not allowed[k] then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      fail(what .. ": unknown field '" .. tostring(k) .. "' (known: " .. table.concat(names, ", ") .. ")")
+    end
+  end
+end
+
+local ARG = {}                                   -- metatable marking what P.params/tma/scratch made
+local LAUNCH = {}                                -- ... and what P.launch made
+
+-- The fat_kparams block, by value.
+function P.params()
+  return setmetatable({ kind = "params" }, ARG)
+end
+
+local SWIZZLE = { none = 0, ["32B"] = 1, ["64B"] = 2, ["128B"] = 3 }
+local SWIZZLE_SPAN = { [0] = math.huge, 32, 64, 128 }
+local L2 = { none = 0, ["64B"] = 1, ["128B"] = 2, ["256B"] = 3 }
+
+-- A tensor map of tensor q, k, v or o (see above).
+local function make_tma(t)
+  check_keys(t, { tensor = true, box = true, slabs = true, swizzle = true, l2 = true }, "P.tma{}")
+  local tensor = t.tensor
+  if tensor ~= "q" and tensor ~= "k" and tensor ~= "v" and tensor ~= "o" then
+    fail("P.tma{}: tensor must be \"q\", \"k\", \"v\" or \"o\", got " .. tostring(tensor))
+  end
+  if type(t.box) ~= "table" or #t.box ~= 2 then fail("P.tma{}: box must be {cols, rows}") end
+  local cols, rows = t.box[1], t.box[2]
+  for _, x in ipairs({ cols, rows }) do
+    if math.type(x) ~= "integer" or x < 1 or x > 256 then fail("P.tma{}: box sizes must be integers 1..256, got " .. tostring(x)) end
+  end
+  local slabs = t.slabs or 1
+  if math.type(slabs) ~= "integer" or slabs < 1 or slabs > 256 then fail("P.tma{}: slabs must be an integer 1..256") end
+  local sw = SWIZZLE[t.swizzle or "none"]
+  if not sw then fail("P.tma{}: swizzle must be \"none\", \"32B\", \"64B\" or \"128B\", got " .. tostring(t.swizzle)) end
+  if (cols * 2) % 16 ~= 0 then fail("P.tma{}: a box row of " .. cols .. " 16-bit values is not a multiple of 16 bytes") end
+  if cols * 2 > SWIZZLE_SPAN[sw] then
+    fail("P.tma{}: a box row of " .. (cols * 2) .. " bytes is wider than the " .. t.swizzle .. " swizzle")
+  end
+  local l2 = L2[t.l2 or "128B"]
+  if not l2 then fail("P.tma{}: l2 must be \"none\", \"64B\", \"128B\" or \"256B\", got " .. tostring(t.l2)) end
+  return setmetatable({ kind = "tma", tensor = tensor, box_cols = cols, box_rows = rows, slabs = slabs,
+                        swizzle = sw, l2 = l2 }, ARG)
+end
+function P.tma(t) local r = checked(make_tma, t); return r end
+
+-- n bytes of scratch memory on the call's stream, zeroed before every launch when zero is true.
+local function make_scratch(t)
+  check_keys(t, { bytes = true, zero = true }, "P.scratch{}")
+  if math.type(t.bytes) ~= "integer" or t.bytes < 1 then fail("P.scratch{}: bytes must be a positive integer") end
+  if t.zero ~= nil and type(t.zero) ~= "boolean" then fail("P.scratch{}: zero must be a boolean") end
+  return setmetatable({ kind = "scratch", bytes = t.bytes, zero = t.zero or false }, ARG)
+end
+function P.scratch(t) local r = checked(make_scratch, t); return r end
+
+local LAUNCH_KEYS = { entry = true, grid = true, block = true, smem = true, target = true, cluster = true,
+                      nonportable_cluster = true, workspace = true, args = true }
+
+-- The launch description of a variant on device dev (see above), checked.
+local function make_launch(dev, t)
+  check_keys(t, LAUNCH_KEYS, "P.launch")
+  if type(t.entry) ~= "string" or not string.match(t.entry, "^[%a_][%w_]*$") or #t.entry > 63 then
+    fail("P.launch: entry must be a C identifier of at most 63 characters, got " .. tostring(t.entry))
+  end
+  local grid, block = dim3(t.grid, "P.launch: grid"), dim3(t.block, "P.launch: block")
+  if block[1] * block[2] * block[3] > dev.max_threads then
+    fail(string.format("P.launch: block %dx%dx%d is above the device's %d threads", block[1], block[2], block[3], dev.max_threads))
+  end
+  local smem = t.smem or 0
+  if math.type(smem) ~= "integer" or smem < 0 then fail("P.launch: smem must be a non-negative integer") end
+  if smem > dev.smem_optin then
+    fail(string.format("P.launch: smem %d is above the %d bytes a block may have on %s", smem, dev.smem_optin, dev.name))
+  end
+  local target = t.target or dev.arch
+  local known = false
+  for _, x in ipairs(dev.targets) do known = known or x == target end
+  if not known then
+    fail("P.launch: target " .. tostring(target) .. " does not run on " .. dev.name .. " (" .. dev.arch ..
+         "; its targets: " .. table.concat(dev.targets, " ") .. ")")
+  end
+  local cluster = { 1, 1, 1 }
+  local np = t.nonportable_cluster or false
+  if type(np) ~= "boolean" then fail("P.launch: nonportable_cluster must be a boolean") end
+  if t.cluster ~= nil then
+    cluster = dim3(t.cluster, "P.launch: cluster")
+    local n = cluster[1] * cluster[2] * cluster[3]
+    local limit = np and dev.max_cluster_np or dev.max_cluster
+    if n > 1 and n > limit then
+      fail(string.format("P.launch: a cluster of %d CTAs is above the %d %s allows%s", n, limit, dev.name,
+                         np and "" or " (portably)"))
+    end
+    for i = 1, 3 do
+      if grid[i] % cluster[i] ~= 0 then
+        fail(string.format("P.launch: grid[%d] = %d is not a multiple of cluster[%d] = %d", i, grid[i], i, cluster[i]))
+      end
+    end
+  end
+  local ws = t.workspace or 0
+  if math.type(ws) ~= "integer" or ws < 0 then fail("P.launch: workspace must be a non-negative integer") end
+  local args = t.args or { P.params() }
+  if type(args) ~= "table" then fail("P.launch: args must be a list") end
+  if #args > 8 then fail("P.launch: at most 8 args, got " .. #args) end
+  for k, a in pairs(args) do
+    if math.type(k) ~= "integer" or k < 1 or k > #args then fail("P.launch: args must be a list") end
+    if getmetatable(a) ~= ARG then
+      fail("P.launch: args[" .. k .. "] must be made by P.params(), P.tma{} or P.scratch{}")
+    end
+    if a.kind == "tma" and (dev.cc or 0) < 90 then fail("P.launch: tensor maps need sm_90 (" .. dev.arch .. " here)") end
+  end
+  return setmetatable({ entry = t.entry, grid = grid, block = block, smem = smem, target = target,
+                        cluster = cluster, nonportable_cluster = np, workspace = ws, args = args }, LAUNCH)
+end
+function P.launch(dev, t) local r = checked(make_launch, dev, t); return r end
+
+-- Whether t was made by P.launch.
+function P.is_launch(t) return getmetatable(t) == LAUNCH end
 
 -- Sorted parameter names, so every listing and canonical text repeats exactly.
 function P.sorted_keys(t)

@@ -80,6 +80,16 @@ typedef struct cached { XXH128_hash_t h; void *cubin; int ok; char *log; } cache
 static cached *cache;
 static int ncache;
 
+/* A compiled kernel is its source and its target. */
+static XXH128_hash_t kernel_key(const gen_variant *v) {
+    XXH3_state_t st;
+    XXH3_INITSTATE(&st);
+    XXH3_128bits_reset(&st);
+    XXH3_128bits_update(&st, v->source, strlen(v->source));
+    XXH3_128bits_update(&st, v->launch.target, strlen(v->launch.target));
+    return XXH3_128bits_digest(&st);
+}
+
 static cached *lookup(XXH128_hash_t h) {
     for (int i = 0; i < ncache; i++) if (XXH128_isEqual(cache[i].h, h)) return &cache[i];
     return NULL;
@@ -151,13 +161,14 @@ int main(int argc, char **argv) {
                     fprintf(stderr, "  %s\n", gen_errmsg(g));
                     continue;
                 }
-                XXH128_hash_t h = XXH3_128bits(vs[nv].source, strlen(vs[nv].source));
+                XXH128_hash_t h = kernel_key(&vs[nv]);
                 int queued = 0;
-                for (int j = 0; j < nj; j++) queued |= strcmp(jobs[j].source, vs[nv].source) == 0;
+                for (int j = 0; j < nj; j++)
+                    queued |= strcmp(jobs[j].source, vs[nv].source) == 0 && strcmp(jobs[j].arch, vs[nv].launch.target) == 0;
                 if (!lookup(h) && !queued) {
                     jobs[nj].source = vs[nv].source;
                     jobs[nj].name = vs[nv].tmpl;
-                    jobs[nj].arch = dev.arch;
+                    jobs[nj].arch = vs[nv].launch.target;
                     nj++;
                 }
                 nv++;
@@ -166,7 +177,9 @@ int main(int argc, char **argv) {
             cache = realloc(cache, (size_t)(ncache + nj) * sizeof *cache);
             for (int j = 0; j < nj; j++) {
                 cached *k = &cache[ncache++];
-                k->h = XXH3_128bits(jobs[j].source, strlen(jobs[j].source));
+                gen_variant jv = { .source = (char *)jobs[j].source };
+                snprintf(jv.launch.target, sizeof jv.launch.target, "%s", jobs[j].arch);
+                k->h = kernel_key(&jv);
                 k->ok = jobs[j].st == FAT_OK;
                 k->cubin = jobs[j].res.image;
                 k->log = jobs[j].res.log;
@@ -177,23 +190,24 @@ int main(int argc, char **argv) {
                 gen_variant *v = &vs[i];
                 char descr[256];
                 snprintf(descr, sizeof descr, "%s %s on %s", v->tmpl, v->canon, tc->name);
-                cached *k = lookup(XXH3_128bits(v->source, strlen(v->source)));
+                cached *k = lookup(kernel_key(v));
                 if (!k || !k->ok) {
                     CHECK(descr, 0);
                     fprintf(stderr, "  compile error:\n%.1500s\n", k ? k->log : "?");
                     continue;
                 }
-                kernel kern;
-                if (kernel_load(k->cubin, v->entry, v->smem, &kern) != FAT_OK) {
+                launch_fn kern;
+                if (launch_load(k->cubin, v->launch.entry, &kern) != FAT_OK || launch_prepare(&kern, &v->launch) != FAT_OK) {
                     CHECK(descr, 0);
                     fprintf(stderr, "  cannot load: %s\n", fat_last_error());
+                    launch_unload(&kern);
                     continue;
                 }
                 int guards = 0;
                 fat_status st = bench_poison(c);
-                if (st == FAT_OK) st = bench_launch(c, &kern, v, NULL);
+                if (st == FAT_OK) st = bench_launch(c, &kern, &v->launch, NULL);
                 if (st == FAT_OK) st = bench_fetch(c, o, lse, &guards);
-                kernel_unload(&kern);
+                launch_unload(&kern);
                 if (st != FAT_OK) {
                     CHECK(descr, 0);
                     fprintf(stderr, "  launch failed: %s (the context is lost; stopping)\n", fat_last_error());

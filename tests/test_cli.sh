@@ -199,7 +199,7 @@ fi
 
 # Bad input to tune, found before any GPU work, so these hold with and without a GPU.
 mkdir "$tmp/tpl"
-printf 'local T = { name = "broken", version = 1, params = { threads = { 32 } } }\nfunction T.valid(p, shape)\n  return shape.nosuch.field > 0\nend\nfunction T.emit() end\nreturn T\n' > "$tmp/tpl/broken.lua"
+printf 'local T = { name = "broken", version = 1, params = { threads = { 32 } } }\nfunction T.valid(p, shape)\n  return shape.nosuch.field > 0\nend\nfunction T.launch() end\nfunction T.emit() end\nreturn T\n' > "$tmp/tpl/broken.lua"
 printf 'local T = { name = "unclosed", version = 1,\n  params = { threads = { 32 } }\nreturn T\n' > "$tmp/tpl/unclosed.lua"
 export FATUNE_TEMPLATES="$tmp/tpl"
 expect "tune with a template that raises a Lua error" 2 "fatune: template broken: $tmp/tpl/broken.lua:3: attempt to index a nil value (field 'nosuch')" "$fatune" --gpu 0 --only broken --db "$tmp/t.db"

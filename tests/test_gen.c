@@ -116,12 +116,12 @@ static void test_templates(void) {
     CHECK_INT("naive emits", gen_emit(g, "naive", "threads=128", &p, &dev, &v), FAT_OK);
     CHECK_STR_HAS("the banner names the template", v.source, "template naive v1");
     CHECK_STR_HAS("the banner names the params", v.source, "threads=128");
-    CHECK_STR_HAS("entry", v.entry, "fat_naive");
-    CHECK_INT("grid.x covers seqlen_q", v.grid[0], 100);
-    CHECK_INT("grid.y heads", v.grid[1], 8);
-    CHECK_INT("grid.z batch", v.grid[2], 2);
-    CHECK_INT("block", v.block[0], 128);
-    CHECK_INT("workspace holds S", v.workspace, 2 * 8 * 100 * 130 * 4);
+    CHECK_STR_HAS("entry", v.launch.entry, "fat_naive");
+    CHECK_INT("grid.x covers seqlen_q", v.launch.grid[0], 100);
+    CHECK_INT("grid.y heads", v.launch.grid[1], 8);
+    CHECK_INT("grid.z batch", v.launch.grid[2], 2);
+    CHECK_INT("block", v.launch.block[0], 128);
+    CHECK_INT("workspace holds S", v.launch.workspace, 2 * 8 * 100 * 130 * 4);
     CHECK_INT("same inputs, same source", gen_emit(g, "naive", "threads=128", &p, &dev, &w), FAT_OK);
     CHECK("emission is deterministic", strcmp(v.source, w.source) == 0);
     gen_variant_free(&v);
@@ -134,21 +134,52 @@ static void test_templates(void) {
     CHECK_STR_HAS("with the reason", gen_errmsg(g), "not valid here");
 }
 
-/* A template directory of the test's own: escapes must fail inside templates too. */
+/* A template directory of the test's own: escapes must fail inside templates too, and the launch
+ * contract (P.launch and its arguments) refuses what it does not know, at the template's line. */
+#define GOOD_HEAD "local P = require('prelude')\nreturn { name='naive', version=1, params={a={1}}, valid=function() return true end,\n"
+#define GOOD_EMIT " emit=function(p, s, d) local e = P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1} }) e.source='x' return e end,\n"
 static void test_sandbox_templates(void) {
     char dir[] = "/tmp/fatune-gen-XXXXXX";
     if (!mkdtemp(dir)) { SKIP("template sandbox", "mkdtemp failed"); return; }
-    static const struct { const char *name, *body, *want; } cases[] = {
-        { "naive", "return { name='naive', version=1, params={a={1}}, valid=function() return true end,"
-                   " emit=function() return { source = io.read('a'), entry='x', grid={1,1,1}, block={1,1,1} } end }", "global 'io'" },
-        { "naive", "x = 1 return {}", "assignment to global 'x'" },
-        { "naive", "local d = debug.getinfo(1) return {}", "global 'debug'" },
-        { "naive", "return { name='naive', version=1, params={a={1}}, valid=function() while true do end end, emit=function() end }", "instruction limit" },
-        { "naive", "return { name='other', version=1, params={}, valid=function() return true end, emit=function() end }", "names itself 'other'" },
-        { "naive", "return { name='naive', version=1, params={a={1}}, valid=function() return true end,"
-                   " emit=function() return { source='x', entry='e', grid={0,1,1}, block={1,1,1} } end }", "grid[1] must be a positive integer" },
-        { "naive", "return { name='naive', version=1, params={a={1}}, valid=function() return true end,\n"
-                   " emit=function() error('boom') end }", "naive.lua:2: boom" },
+    static const struct { const char *body, *want; int launch; } cases[] = {
+        { GOOD_HEAD " launch=function() return {} end,\n emit=function() return { source = io.read('a') } end }", "global 'io'", 0 },
+        { "x = 1 return {}", "assignment to global 'x'", 0 },
+        { "local d = debug.getinfo(1) return {}", "global 'debug'", 0 },
+        { "return { name='naive', version=1, params={a={1}}, valid=function() while true do end end, launch=1, emit=1 }",
+          "instruction limit", 0 },
+        { "return { name='naive', version=1, params={a={1}}, valid=function() while true do pcall(function() while true do end end) end end, launch=1, emit=1 }",
+          "instruction limit", 0 },
+        { "return { name='naive', version=1, params={a={1}}, valid=function() local t = {} while true do pcall(function() "
+          "for i = 1, 1e9 do t[#t + 1] = ('x'):rep(1e5) .. i end end) end end, launch=1, emit=1 }", "memory limit", 0 },
+        { "return { name='other', version=1, params={}, valid=function() return true end, launch=1, emit=function() end }",
+          "names itself 'other'", 0 },
+        { "return { name='naive', version=1, params={a={1}}, valid=function() return true end, emit=function() end }",
+          "template lacks field 'launch'", 0 },
+        { GOOD_HEAD " launch=function(p, s, d) return { entry='e', grid={1,1,1}, block={1,1,1} } end,\n" GOOD_EMIT "}",
+          "launch() must return P.launch(dev, { ... })", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={0,1,1}, block={1,1,1} }) end,\n" GOOD_EMIT "}",
+          "naive.lua:3: P.launch: grid[1] must be a positive integer", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1}, smem_bytes=4 }) end,\n" GOOD_EMIT "}",
+          "naive.lua:3: P.launch: unknown field 'smem_bytes'", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1}, smem='lots' }) end,\n" GOOD_EMIT "}",
+          "naive.lua:3: P.launch: smem must be a non-negative integer", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1}, target='sm_100a' }) end,\n" GOOD_EMIT "}",
+          "naive.lua:3: P.launch: target sm_100a does not run on nominal sm_90", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={3,1,1}, block={32,1,1}, cluster={2,1,1} }) end,\n" GOOD_EMIT "}",
+          "naive.lua:3: P.launch: grid[1] = 3 is not a multiple of cluster[1] = 2", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={16,1,1}, block={32,1,1}, cluster={16,1,1} }) end,\n" GOOD_EMIT "}",
+          "naive.lua:3: P.launch: a cluster of 16 CTAs is above the 8 nominal sm_90 allows (portably)", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1},\n args={ P.params(), P.tma{ tensor='x', box={64,64} } } }) end,\n" GOOD_EMIT "}",
+          "naive.lua:5: P.tma{}: tensor must be \"q\", \"k\", \"v\" or \"o\"", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1},\n args={ P.tma{ tensor='k', box={128,64}, swizzle='128B' } } }) end,\n" GOOD_EMIT "}",
+          "naive.lua:5: P.tma{}: a box row of 256 bytes is wider than the 128B swizzle", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1},\n args={ P.scratch{ bytes=4, zeroed=true } } }) end,\n" GOOD_EMIT "}",
+          "naive.lua:5: P.scratch{}: unknown field 'zeroed'", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1}, args={ {kind='params'} } }) end,\n" GOOD_EMIT "}",
+          "naive.lua:3: P.launch: args[1] must be made by P.params(), P.tma{} or P.scratch{}", 1 },
+        { GOOD_HEAD " launch=function(p, s, d)\n local e = P.launch(d, { entry='e', grid={1,1,1}, block={32,1,1} }) e.shmem = 1 return e end,\n" GOOD_EMIT "}",
+          "naive: launch() returned a launch table with an unknown field 'shmem'", 1 },
+        { GOOD_HEAD " launch=function() return 1 end,\n emit=function() error('boom') end }", "naive.lua:4: boom", 0 },
     };
     char path[256];
     snprintf(path, sizeof path, "%s/naive.lua", dir);
@@ -161,43 +192,112 @@ static void test_sandbox_templates(void) {
         gen *t;
         gen_open(&t);                      /* a fresh state: modules are cached per state */
         gen_variant v;
-        fat_status st = gen_emit(t, "naive", "", &p, &dev, &v);
-        CHECK("a template that breaks the rules fails", st == FAT_ERR_TEMPLATE);
+        fat_status st = cases[i].launch ? gen_launch_only(t, "naive", "", &p, &dev, &v) : gen_emit(t, "naive", "", &p, &dev, &v);
+        char what[200];
+        snprintf(what, sizeof what, "a template that breaks the rules fails (case %zu)", i);
+        CHECK(what, st == FAT_ERR_TEMPLATE);
         CHECK_STR_HAS("with a message naming the rule", gen_errmsg(t), cases[i].want);
         if (st == FAT_OK) gen_variant_free(&v);
         gen_close(t);
     }
-    /* without launch(), gen_launch emits in full and hands the source back, for the runtime to
-     * check the long way; a launch() that returns a bad table is named as launch()'s fault */
-    static const char *const no_launch =
-        "return { name='naive', version=1, params={a={1}}, valid=function() return true end,"
-        " emit=function() return { source='extern \"C\" __global__ void e() {}', entry='e', grid={1,1,1}, block={32,1,1} } end }";
-    static const char *const bad_launch =
-        "return { name='naive', version=1, params={a={1}}, valid=function() return true end,"
-        " emit=function() return { source='s', entry='e', grid={1,1,1}, block={32,1,1} } end,"
-        " launch=function() return { entry='e', grid={1,1,1} } end }";
-    const char *const bodies[] = { no_launch, bad_launch };
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(path, "w");
-        fputs(bodies[i], f);
-        fclose(f);
-        gen *t;
-        gen_open(&t);
-        gen_variant v;
-        fat_status st = gen_launch(t, "naive", "", &p, &dev, &v);
-        if (i == 0) {
-            CHECK("gen_launch without launch(): emitted, with the source",
-                  st == FAT_OK && v.source && strstr(v.source, "void e()") && !strcmp(v.entry, "e"));
-        } else {
-            CHECK("gen_launch with a launch() that leaves out block fails", st == FAT_ERR_TEMPLATE);
-            CHECK_STR_HAS("...naming launch()", gen_errmsg(t), "launch(): block must be a table");
-        }
-        if (st == FAT_OK) gen_variant_free(&v);
-        gen_close(t);
+    /* a well-formed launch comes back by name: target, cluster, every kind of argument */
+    FILE *f = fopen(path, "w");
+    fputs(GOOD_HEAD " launch=function(p, s, d)\n return P.launch(d, { entry='e', target='sm_90a', grid={4,2,1}, block={128,1,1},\n"
+          " cluster={2,1,1}, smem=100000, workspace=96, args={ P.params(), P.tma{ tensor='k', box={64,128}, slabs=2, swizzle='128B' },\n"
+          " P.scratch{ bytes=4, zero=true } } }) end,\n" GOOD_EMIT "}", f);
+    fclose(f);
+    gen *t;
+    gen_open(&t);
+    gen_variant v;
+    fat_status st = gen_launch_only(t, "naive", "", &p, &dev, &v);
+    CHECK_INT("a launch with a target, a cluster, a tensor map and scratch", st, FAT_OK);
+    if (st == FAT_OK) {
+        const gen_launch *l = &v.launch;
+        CHECK("  its entry, target, grid, block and cluster", !strcmp(l->entry, "e") && !strcmp(l->target, "sm_90a") &&
+              l->grid[0] == 4 && l->grid[1] == 2 && l->block[0] == 128 && l->cluster[0] == 2 && l->cluster[1] == 1);
+        CHECK("  its shared memory and workspace", l->smem == 100000 && l->workspace == 96);
+        CHECK("  its three arguments in order", l->nargs == 3 && l->args[0].kind == GEN_ARG_PARAMS &&
+              l->args[1].kind == GEN_ARG_TMA && l->args[2].kind == GEN_ARG_SCRATCH);
+        CHECK("  the tensor map as declared", l->args[1].tma.tensor == 'k' && l->args[1].tma.box_cols == 64 &&
+              l->args[1].tma.box_rows == 128 && l->args[1].tma.slabs == 2 && l->args[1].tma.swizzle == 3 &&
+              l->args[1].tma.l2 == 2);
+        CHECK("  the scratch, zeroed", l->args[2].bytes == 4 && l->args[2].zero);
+        CHECK_INT("  scratch of one launch: workspace and argument, 256 bytes each", (int)gen_launch_scratch(l), 512);
+        char how[512];
+        gen_launch_describe(l, how, sizeof how);
+        CHECK_STR_HAS("  described in words", how, "target sm_90a, grid (4,2,1), block (128,1,1), cluster (2,1,1)");
+        CHECK_STR_HAS("  with its arguments", how, "args: params, tma k 64x128 x2 swizzle 128B, scratch 4 bytes zeroed");
+        gen_variant_free(&v);
     }
+    gen_device d80;
+    gen_device_for_arch("sm_80", &d80);
+    CHECK_INT("the same launch on sm_80 is a template error", gen_launch_only(t, "naive", "", &p, &d80, &v), FAT_ERR_TEMPLATE);
+    CHECK_STR_HAS("  naming the target and the device's", gen_errmsg(t), "target sm_90a does not run on nominal sm_80 (sm_80; its targets: sm_80)");
+    gen_close(t);
     unsetenv("FATUNE_TEMPLATES");
     remove(path);
     rmdir(dir);
+}
+
+/* What the device description tells the templates, and which cubins run where. */
+static void test_device(void) {
+    gen_device d;
+    gen_device_for_arch("sm_90", &d);
+    CHECK("sm_90: the plain target first, then sm_90a", d.ntargets == 2 && !strcmp(d.targets[0], "sm_90") &&
+          !strcmp(d.targets[1], "sm_90a") && !strcmp(d.arch, "sm_90"));
+    CHECK("sm_90: clusters of 8 CTAs, 16 non-portable", d.max_cluster == 8 && d.max_cluster_np == 16);
+    d.nvrtc_version = 11080;
+    gen_device_targets(&d);
+    CHECK("an NVRTC before 12.0 has no sm_90a", d.ntargets == 1);
+    gen_device_for_arch("sm_86", &d);
+    CHECK("sm_86: sm_86 then sm_80, no clusters", d.ntargets == 2 && !strcmp(d.targets[1], "sm_80") && d.max_cluster == 1);
+    CHECK("gen_device_for_arch(sm_90a) is the sm_90 GPU", gen_device_for_arch("sm_90a", &d) == FAT_OK && d.cc == 90 &&
+          !strcmp(d.arch, "sm_90"));
+    CHECK("an sm_90a cubin runs on 9.0 only", gen_target_runs_on("sm_90a", 90) && !gen_target_runs_on("sm_90a", 89));
+    CHECK("an sm_80 cubin runs on 8.0, 8.6, 8.9", gen_target_runs_on("sm_80", 80) && gen_target_runs_on("sm_80", 86) &&
+          gen_target_runs_on("sm_80", 89));
+    CHECK("...but not on 9.0 (no SASS across majors)", !gen_target_runs_on("sm_80", 90));
+    CHECK("an sm_86 cubin does not run on 8.0", !gen_target_runs_on("sm_86", 80));
+    CHECK("junk is no target", !gen_target_runs_on("sm_52x", 52) && !gen_target_runs_on("", 90) && !gen_target_runs_on("compute_90", 90));
+
+    /* what the families say of themselves */
+    gen_family info;
+    CHECK("naive is not tuned by default", gen_family_info(g, "naive", &info) == FAT_OK && !info.tuned && !info.default_rank);
+    CHECK("flash_v2 offers the default of prefill", gen_family_info(g, "flash_v2", &info) == FAT_OK && info.tuned &&
+          info.default_rank > 0 && !info.decoding_rows);
+    CHECK("decode serves the decoding regime of 16 rows", gen_family_info(g, "decode", &info) == FAT_OK &&
+          info.decoding_rows == 16 && info.default_rank > 0);
+    int rows = 0;
+    CHECK("the build's decoding regime is decode's", gen_decoding_rows(g, &rows) == FAT_OK && rows == 16);
+    const char *order[GEN_MAX_FAMILIES];
+    int nd = 0;
+    CHECK("the default families: decode, then flash_v2", gen_default_families(g, order, &nd) == FAT_OK && nd >= 2 &&
+          !strcmp(order[0], "decode") && !strcmp(order[nd - 1], "flash_v2"));
+    CHECK_INT("an unknown family has no info", gen_family_info(g, "nosuch", &info), FAT_ERR_TEMPLATE);
+}
+
+/* Shapes files that try to outlive the limits, or are no files at all. */
+static void test_limits(void) {
+    BAD_SHAPES("an endless loop caught by pcall", "while true do pcall(function() while true do end end) end",
+               "shapes.lua:1: instruction limit exceeded");
+    BAD_SHAPES("an endless loop caught by xpcall", "while true do xpcall(function() while true do end end, function(e) return e end) end",
+               "instruction limit exceeded");
+    BAD_SHAPES("the memory limit caught by pcall",
+               "local t = {}\nwhile true do pcall(function() for i = 1, 1e9 do t[#t + 1] = ('x'):rep(1e5) .. i end end) end",
+               "shapes.lua:2: memory limit exceeded");
+    BAD_SHAPES("an error object that loops in __tostring... is just an error",
+               "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16', oops=1} }", "unknown field 'oops'");
+    int n;
+    const char *m;
+    CHECK_INT("pcall still catches ordinary errors", shapes("local ok = pcall(error, 'x')\nassert(not ok)\n"
+              "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16'} }", &n, &m), FAT_OK);
+    CHECK_INT("xpcall still calls its handler", shapes("local ok, v = xpcall(error, function(e) return 'h:' .. e end, 'x')\n"
+              "assert(not ok and v == 'h:x')\nreturn { shape{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16'} }", &n, &m), FAT_OK);
+    fat_problem *p = NULL;
+    CHECK_INT("/dev/zero is refused quickly", gen_shapes_file(g, "/dev/zero", &p, &n), FAT_ERR_IO);
+    CHECK_STR_HAS("  as too large", gen_errmsg(g), "/dev/zero: larger than 16 MiB: not a shapes file");
+    CHECK_INT("a directory is refused", gen_shapes_file(g, "/tmp", &p, &n), FAT_ERR_IO);
+    CHECK_STR_HAS("  as a directory", gen_errmsg(g), "/tmp: cannot read: Is a directory");
 }
 
 /* The built-in default of every default-suite problem, on sm_80 and sm_90, is one of the valid
@@ -271,17 +371,17 @@ static void test_builtin_default(void) {
 static int geometry_ok(const char *fam, const char *canon, const fat_problem *p, const gen_variant *v) {
     unsigned b = (unsigned)p->batch, h = (unsigned)p->heads_q;
     if (!strcmp(fam, "naive"))
-        return v->grid[0] == (unsigned)p->seqlen_q && v->grid[1] == h && v->grid[2] == b &&
-               v->block[0] == (unsigned)test_param(canon, "threads");
+        return v->launch.grid[0] == (unsigned)p->seqlen_q && v->launch.grid[1] == h && v->launch.grid[2] == b &&
+               v->launch.block[0] == (unsigned)test_param(canon, "threads");
     int bm = test_param(canon, "block_m"), warps = test_param(canon, "warps");
     if (!strcmp(fam, "flash_v2"))
-        return v->grid[0] == (unsigned)((p->seqlen_q + bm - 1) / bm) && v->grid[1] == h && v->grid[2] == b &&
-               v->block[0] == 32u * (unsigned)warps && v->smem > 0 && v->workspace == 0;
+        return v->launch.grid[0] == (unsigned)((p->seqlen_q + bm - 1) / bm) && v->launch.grid[1] == h && v->launch.grid[2] == b &&
+               v->launch.block[0] == 32u * (unsigned)warps && v->launch.smem > 0 && v->launch.workspace == 0;
     if (!strcmp(fam, "decode"))
-        return v->grid[0] == (unsigned)test_param(canon, "splits") && v->grid[1] == (unsigned)p->heads_kv &&
-               v->grid[2] == b && v->block[0] == 32u * (unsigned)warps && v->smem > 0 && v->workspace == 0;
+        return v->launch.grid[0] == (unsigned)test_param(canon, "splits") && v->launch.grid[1] == (unsigned)p->heads_kv &&
+               v->launch.grid[2] == b && v->launch.block[0] == 32u * (unsigned)warps && v->launch.smem > 0 && v->launch.workspace == 0;
     if (!strcmp(fam, "flash_v1"))
-        return v->grid[1] == h && v->grid[2] == b && v->block[0] == 32u * (unsigned)warps && v->workspace > 0;
+        return v->launch.grid[1] == h && v->launch.grid[2] == b && v->launch.block[0] == 32u * (unsigned)warps && v->launch.workspace > 0;
     return 1;
 }
 
@@ -307,7 +407,7 @@ static void test_launch(void) {
                 if (!ch[c].ok) continue;
                 variants++;
                 if (gen_emit(g, fams[f], ch[c].canon, &probs[i], &dev, &e) != FAT_OK) { bad++; continue; }
-                if (gen_launch(g, fams[f], ch[c].canon, &probs[i], &dev, &l) != FAT_OK) { bad++; gen_variant_free(&e); continue; }
+                if (gen_launch_only(g, fams[f], ch[c].canon, &probs[i], &dev, &l) != FAT_OK) { bad++; gen_variant_free(&e); continue; }
                 nosrc &= l.source == NULL;
                 geom += geometry_ok(fams[f], ch[c].canon, &probs[i], &l);
                 /* the contract the runtime's reuse rests on: other sizes, the same source */
@@ -330,9 +430,7 @@ static void test_launch(void) {
                     same_src += strcmp(o.source, e.source) == 0;
                     gen_variant_free(&o);
                 }
-                if (strcmp(e.canon, l.canon) || strcmp(e.entry, l.entry) || memcmp(e.grid, l.grid, sizeof e.grid) ||
-                    memcmp(e.block, l.block, sizeof e.block) || e.smem != l.smem || e.workspace != l.workspace ||
-                    e.version != l.version) {
+                if (strcmp(e.canon, l.canon) || memcmp(&e.launch, &l.launch, sizeof e.launch) || e.version != l.version) {
                     bad++;
                     if (bad < 4) fprintf(stderr, "  %s %s: launch() differs from emit()\n", fams[f], ch[c].canon);
                 }
@@ -354,7 +452,7 @@ static void test_launch(void) {
     fat_problem p = probs[0];
     gen_variant v;
     CHECK_INT("gen_launch refuses an invalid choice as gen_emit does",
-              gen_launch(g, "naive", "threads=4096", &p, &dev, &v), FAT_ERR_TEMPLATE);
+              gen_launch_only(g, "naive", "threads=4096", &p, &dev, &v), FAT_ERR_TEMPLATE);
     CHECK_STR_HAS("...naming it", gen_errmsg(g), "not valid");
 }
 
@@ -365,6 +463,8 @@ int main(int argc, char **argv) {
     test_shapes();
     test_templates();
     test_sandbox_templates();
+    test_device();
+    test_limits();
     test_defaults();
     test_builtin_default();
     test_launch();

@@ -3,7 +3,7 @@
  * level chosen when it should be, log-space distance, the device's most frequent winner, the
  * default); the whole lookup through a tuned database in a context opened offline (rows of other
  * GPUs ignored, cubins of another architecture refused, neighbours' configurations that do not
- * apply, workspace families skipped, flash_v2's built-in defaults); fat_open on a machine without
+ * apply, workspace families launched, flash_v2's built-in defaults); fat_open on a machine without
  * a GPU; opening refused for an unknown architecture or an unreadable database; the argument checks
  * a caller sees, with nothing resolved or launched.
  */
@@ -13,7 +13,7 @@
 #include "db.h"
 #include "dispatch.h"
 #include "gen.h"
-#include "kernel.h"
+#include "launch.h"
 #include "rtc.h"
 #include "cu.h"
 #include "test.h"
@@ -69,39 +69,39 @@ static void test_dispatch(void) {
     fat_problem p;
 
     p = rows[0].prob;
-    CHECK_INT("a tuned problem is found exactly", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_EXACT);
+    CHECK_INT("a tuned problem is found exactly", dispatch_choose(rows, n, &p, 16, not_v1, NULL, &r), FAT_LEVEL_EXACT);
     CHECK_INT("  and its row", r, 0);
 
     p = prob(FAT_BF16, 128, 1, 0, 2, 16, 16, 1500, 1500);
-    CHECK_INT("seqlens in the same powers of two: bucket", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_BUCKET);
+    CHECK_INT("seqlens in the same powers of two: bucket", dispatch_choose(rows, n, &p, 16, not_v1, NULL, &r), FAT_LEVEL_BUCKET);
     CHECK_INT("  the nearer of the bucket's rows (batch x heads 32 vs 256)", r, 0);
     p = prob(FAT_BF16, 128, 1, 0, 8, 32, 32, 1900, 1900);
-    dispatch_choose(rows, n, &p, not_v1, NULL, &r);
+    dispatch_choose(rows, n, &p, 16, not_v1, NULL, &r);
     CHECK_INT("  another problem of the bucket takes the other row", r, 1);
 
     /* 1800 lies in neither row's bucket; linearly it is nearer 1000 (800 vs 1200), in log space
      * nearer 3000 (ln 1.8 = 0.59 vs ln 1.67 = 0.51). */
     p = prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 1800, 1800);
-    CHECK_INT("no row in the bucket: nearest", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_NEAREST);
+    CHECK_INT("no row in the bucket: nearest", dispatch_choose(rows, n, &p, 16, not_v1, NULL, &r), FAT_LEVEL_NEAREST);
     CHECK_INT("  nearest in log space, not linearly", r, 3);
     p = prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 200, 200);
-    dispatch_choose(rows, n, &p, not_v1, NULL, &r);
+    dispatch_choose(rows, n, &p, 16, not_v1, NULL, &r);
     CHECK_INT("  a short problem takes the short row", r, 4);
 
     /* Another kind (window) at bf16 d128: the configuration that won most often there is C (twice). */
     p = prob(FAT_BF16, 128, 0, FAT_FEAT_WINDOW, 1, 16, 16, 1024, 1024);
-    CHECK_INT("no row of the kind: the device's most frequent winner", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_DEVICE);
+    CHECK_INT("no row of the kind: the device's most frequent winner", dispatch_choose(rows, n, &p, 16, not_v1, NULL, &r), FAT_LEVEL_DEVICE);
     CHECK(  "  is C", r >= 0 && strcmp(rows[r].params, "C") == 0);
 
     p = prob(FAT_FP16, 256, 0, 0, 1, 8, 8, 512, 512);
-    CHECK_INT("nothing at this dtype and head_dim: the default", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_DEFAULT);
+    CHECK_INT("nothing at this dtype and head_dim: the default", dispatch_choose(rows, n, &p, 16, not_v1, NULL, &r), FAT_LEVEL_DEFAULT);
     CHECK_INT("  and no row", r, -1);
 
     p = rows[5].prob;
-    CHECK_INT("a row the filter refuses is never chosen, even exactly", dispatch_choose(rows, n, &p, not_v1, NULL, &r), FAT_LEVEL_DEVICE);
+    CHECK_INT("a row the filter refuses is never chosen, even exactly", dispatch_choose(rows, n, &p, 16, not_v1, NULL, &r), FAT_LEVEL_DEVICE);
     CHECK(  "  the deployable row of that dtype and head_dim instead", r == 6);
-    CHECK_INT("without a filter it is exact", dispatch_choose(rows, n, &p, NULL, NULL, &r), FAT_LEVEL_EXACT);
-    CHECK_INT("no rows at all: the default", dispatch_choose(NULL, 0, &p, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
+    CHECK_INT("without a filter it is exact", dispatch_choose(rows, n, &p, 16, NULL, NULL, &r), FAT_LEVEL_EXACT);
+    CHECK_INT("no rows at all: the default", dispatch_choose(NULL, 0, &p, 16, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
 
     /* The decoding regime (at most 16 query rows per KV head) is never crossed: by distance alone
      * the 16-row step below is nearer the 17-row prefill row (2.8) than the decode row (6.3). */
@@ -110,13 +110,13 @@ static void test_dispatch(void) {
         row(prob(FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 65536), "decode", "D"),
     };
     p = prob(FAT_BF16, 128, 0, 0, 4, 32, 8, 4, 1000);
-    CHECK_INT("a decoding step (16 rows per KV head) takes the nearest decoding row", dispatch_choose(regime, 2, &p, NULL, NULL, &r), FAT_LEVEL_NEAREST);
+    CHECK_INT("a decoding step (16 rows per KV head) takes the nearest decoding row", dispatch_choose(regime, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_NEAREST);
     CHECK_INT("  the decode row, not the nearer prefill row", r, 1);
-    CHECK_INT("  with only prefill rows: the default, not a prefill row", dispatch_choose(regime, 1, &p, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
+    CHECK_INT("  with only prefill rows: the default, not a prefill row", dispatch_choose(regime, 1, &p, 16, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
     p = prob(FAT_BF16, 128, 0, 0, 4, 32, 8, 5, 1000);
-    CHECK_INT("20 rows per KV head is prefill: the prefill row", dispatch_choose(regime, 2, &p, NULL, NULL, &r), FAT_LEVEL_NEAREST);
+    CHECK_INT("20 rows per KV head is prefill: the prefill row", dispatch_choose(regime, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_NEAREST);
     CHECK_INT("  row", r, 0);
-    CHECK_INT("  with only decoding rows: the default", dispatch_choose(regime + 1, 1, &p, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
+    CHECK_INT("  with only decoding rows: the default", dispatch_choose(regime + 1, 1, &p, 16, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
 
     CHECK(  "level names", strcmp(fat_level_name(FAT_LEVEL_EXACT), "exact") == 0 &&
             strcmp(fat_level_name(FAT_LEVEL_NEAREST), "nearest") == 0 && strcmp(fat_level_name(FAT_LEVEL_DEFAULT), "default") == 0 &&
@@ -150,23 +150,23 @@ static void test_call_problem(void) {
     fat_attn_args_init(&a, FAT_BF16, 3, 8, 2, 1, 5000, 128);
     a.cu_seqlens_q = offs; a.cu_seqlens_k = offs;
     ctx_call_problem(&a, &p);
-    CHECK("varlen decoding step: seqlen_q 1 stays 1 (8192 keys)", p.seqlen_q == 1 && p.seqlen_k == 8192 && dispatch_decoding(&p));
+    CHECK("varlen decoding step: seqlen_q 1 stays 1 (8192 keys)", p.seqlen_q == 1 && p.seqlen_k == 8192 && dispatch_decoding(&p, 16));
     a.seqlen_q = 3;
     ctx_call_problem(&a, &p);
-    CHECK("  3 new tokens: 4, still a decoding step (16 rows)", p.seqlen_q == 4 && dispatch_decoding(&p));
+    CHECK("  3 new tokens: 4, still a decoding step (16 rows)", p.seqlen_q == 4 && dispatch_decoding(&p, 16));
 
     /* window bounds past every key are clamped, so that the kernels' int arithmetic cannot wrap */
     fat_kparams kp;
     fat_attn_args_init(&a, FAT_BF16, 2, 8, 2, 300, 1000, 64);
     a.window_left = INT32_MAX; a.window_right = INT32_MAX;
-    kernel_params(&a, NULL, 0, &kp);
+    launch_params(&a, NULL, &kp);
     CHECK_INT("a huge window_left is clamped to seqlen_q + seqlen_k", kp.window_left, 1300);
     CHECK_INT("a huge window_right too", kp.window_right, 1300);
     a.window_left = 64; a.window_right = -1;
-    kernel_params(&a, NULL, 0, &kp);
+    launch_params(&a, NULL, &kp);
     CHECK("a window inside the span is kept, -1 stays -1", kp.window_left == 64 && kp.window_right == -1);
     a.causal = 1; a.window_right = INT32_MAX;
-    kernel_params(&a, NULL, 0, &kp);
+    launch_params(&a, NULL, &kp);
     CHECK_INT("causal keeps right = 0", kp.window_right, 0);
 }
 
@@ -350,15 +350,15 @@ static void test_tuned_db(void) {
             c.level == FAT_LEVEL_EXACT && strcmp(c.params, B_CFG) == 0);
 
     query(ctx, &v1, &c);
-    CHECK(  "a tuned family that needs a workspace is skipped", strcmp(c.family, "flash_v2") == 0 && c.level != FAT_LEVEL_EXACT);
-    CHECK_STR_HAS("  the log says why", logbuf, "flash_v1 needs a workspace");
+    CHECK(  "a tuned family that needs a workspace is launched too (scratch per stream)",
+            strcmp(c.family, "flash_v1") == 0 && c.level == FAT_LEVEL_EXACT);
 
     query(ctx, &elsewhere, &c);
     CHECK(  "a problem tuned only on other GPU models: the default", c.level == FAT_LEVEL_DEFAULT);
 
     query(ctx, &wrong_arch, &c);
     CHECK(  "a cubin built for another arch is not used", strcmp(c.cubin, "none") == 0);
-    CHECK_STR_HAS("  the log says so", logbuf, "is built for sm_80, not sm_90");
+    CHECK_STR_HAS("  the log says so", logbuf, "is built for sm_80, which does not run on sm_90");
 
     p = prob(FAT_FP16, 256, 1, 0, 1, 8, 8, 4096, 4096);
     query(ctx, &p, &c);
@@ -578,16 +578,16 @@ static void test_new_shapes(void) {
         }
         n++;
         reused += l.launch_only;
-        if (memcmp(l.grid, v.grid, sizeof l.grid) || memcmp(l.block, v.block, sizeof l.block) || l.smem != v.smem) {
-            if (bad++ < 3)
-                fprintf(stderr, "  shape %d (%s %s): grid %ux%ux%u block %u smem %u, emit says %ux%ux%u block %u smem %zu\n",
-                        i, c.family, c.params, l.grid[0], l.grid[1], l.grid[2], l.block[0], l.smem, v.grid[0], v.grid[1],
-                        v.grid[2], v.block[0], v.smem);
+        if (memcmp(&l.launch, &v.launch, sizeof v.launch) != 0) {
+            char a1[512], a2[512];
+            gen_launch_describe(&l.launch, a1, sizeof a1);
+            gen_launch_describe(&v.launch, a2, sizeof a2);
+            if (bad++ < 3) fprintf(stderr, "  shape %d (%s %s): %s, emit says %s\n", i, c.family, c.params, a1, a2);
         }
         int bm = test_param(c.params, "block_m"), warps = test_param(c.params, "warps");
         geometry += strcmp(c.family, "flash_v2") != 0 || bm <= 0 ||
-                    (l.grid[0] == (unsigned)((p.seqlen_q + bm - 1) / bm) && l.grid[1] == (unsigned)p.heads_q &&
-                     l.grid[2] == (unsigned)p.batch && l.block[0] == 32u * (unsigned)warps);
+                    (l.launch.grid[0] == (unsigned)((p.seqlen_q + bm - 1) / bm) && l.launch.grid[1] == (unsigned)p.heads_q &&
+                     l.launch.grid[2] == (unsigned)p.batch && l.launch.block[0] == 32u * (unsigned)warps);
         gen_variant_free(&v);
     }
     CHECK_INT("every new shape launches as a full emit of its variant would (700 shapes)", n * 1000 + bad, 700 * 1000);

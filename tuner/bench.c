@@ -69,8 +69,11 @@ static void strides(const bench_layout *lay, int seq, int heads, int d, int64_t 
 
 void bench_case_free(bench_case *c) {
     if (!c) return;
-    CUdeviceptr m[] = { c->mem_q, c->mem_k, c->mem_v, c->mem_o, c->mem_lse, c->mem_cu, c->mem_ws };
+    CUdeviceptr m[] = { c->mem_q, c->mem_k, c->mem_v, c->mem_o, c->mem_lse, c->mem_cu };
+    if (c->arena) cu.CtxSynchronize();          /* its buffers may still be in use */
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) if (m[i]) cu.MemFree(m[i]);
+    launch_arena_free(c->arena);
+    free(c->maps);
     free(c->hq); free(c->hk); free(c->hv); free(c->hcu);
     free(c);
 }
@@ -81,6 +84,9 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
     *out = NULL;
     if (!c) return FAT_ERR_NOMEM;
     c->prob = *p;
+    c->maps = aligned_alloc(128, (sizeof *c->maps + 127) & ~(size_t)127);
+    if (!c->maps || launch_arena_new(&c->arena) != FAT_OK) { st = FAT_ERR_NOMEM; goto out; }
+    memset(c->maps, 0, sizeof *c->maps);
     int varlen = (p->features & FAT_FEAT_VARLEN) != 0;
     int d = p->head_dim, b = p->batch;
     fat_attn_args *a = &c->host;
@@ -104,6 +110,7 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
     }
     c->total_q = varlen ? rows_q : b * p->seqlen_q;
     c->total_k = varlen ? rows_k : b * p->seqlen_k;
+    a->total_q = c->total_q;
     strides(lay, rows_q, p->heads_q, d, a->q_stride);
     strides(lay, rows_k, p->heads_kv, d, a->k_stride);
     strides(lay, rows_k, p->heads_kv, d, a->v_stride);
@@ -168,20 +175,10 @@ out:
     return st;
 }
 
-fat_status bench_launch(bench_case *c, const kernel *k, const gen_variant *v, CUstream s) {
-    fat_status st = FAT_OK;
-    if (v->workspace > c->ws_size) {
-        if (c->mem_ws) cu.MemFree(c->mem_ws);
-        c->mem_ws = 0;
-        c->ws_size = 0;
-        CU_CHECK(MemAlloc(&c->mem_ws, v->workspace));
-        c->ws_size = v->workspace;
-    }
+fat_status bench_launch(bench_case *c, const launch_fn *f, const gen_launch *l, CUstream s) {
     fat_kparams kp;
-    kernel_params(&c->dev, (void *)c->mem_ws, c->total_q, &kp);
-    st = kernel_launch(k, v->grid, v->block, &kp, s);
-out:
-    return st;
+    launch_params(&c->dev, NULL, &kp);
+    return launch_run(f, l, &c->dev, &kp, c->maps, c->arena, s);
 }
 
 static int guard_intact(const unsigned char *g, size_t n) {
@@ -261,7 +258,7 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUdeviceptr flush,
+fat_status bench_time(bench_case *c, const launch_fn *f, const gen_launch *l, CUdeviceptr flush,
                       size_t flush_bytes, CUstream s, double budget_ms, int min_samples, double cut_ms,
                       bench_timing *t) {
     enum { MAX_SAMPLES = 200 };
@@ -277,26 +274,26 @@ fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUde
     /* One launch loads the module and touches the inputs; more, until 5 ms have passed, let the
      * clocks settle (a long kernel needs no more than the first). */
     for (int w = 0; w < 1000 && (w == 0 || spent < 5.0); w++) {
-        float f;
+        float ms1;
         CU_CHECK(EventRecord(e0, s));
-        if ((st = bench_launch(c, k, v, s)) != FAT_OK) goto out;
+        if ((st = bench_launch(c, f, l, s)) != FAT_OK) goto out;
         CU_CHECK(EventRecord(e1, s));
         CU_CHECK(EventSynchronize(e1));
-        CU_CHECK(EventElapsedTime(&f, e0, e1));
-        if (w > 0) spent += f;
+        CU_CHECK(EventElapsedTime(&ms1, e0, e1));
+        if (w > 0) spent += ms1;
     }
     spent = 0;
     while (n < MAX_SAMPLES) {
-        float f;
+        float ms1;
         /* Writing twice the L2 evicts the inputs the previous run left there. */
         if (flush) CU_CHECK(MemsetD8Async(flush, (unsigned char)n, flush_bytes, s));
         CU_CHECK(EventRecord(e0, s));
-        if ((st = bench_launch(c, k, v, s)) != FAT_OK) goto out;
+        if ((st = bench_launch(c, f, l, s)) != FAT_OK) goto out;
         CU_CHECK(EventRecord(e1, s));
         CU_CHECK(EventSynchronize(e1));
-        CU_CHECK(EventElapsedTime(&f, e0, e1));
-        ms[n++] = f;
-        spent += f;
+        CU_CHECK(EventElapsedTime(&ms1, e0, e1));
+        ms[n++] = ms1;
+        spent += ms1;
         /* A variant far behind the best so far cannot win: one sample at twice the cut, or three
          * above it, end its timing. A long slow kernel then costs two launches, not a dozen. */
         if (cut_ms > 0 && ((n == 1 && ms[0] > 2 * cut_ms) ||

@@ -6,7 +6,7 @@
 #define FAT_BENCH_H
 
 #include "gen.h"
-#include "kernel.h"
+#include "launch.h"
 
 /* How the tensors of a case are laid out and masked (all zero: BSHD, no window, no LSE). */
 typedef struct bench_layout {
@@ -27,8 +27,9 @@ typedef struct bench_case {
     fat_attn_args host;         /* the same call on host copies, for the CPU attention */
     int total_q, total_k;       /* rows of q and k */
     size_t q_elems, k_elems, o_elems, lse_elems;
-    CUdeviceptr mem_q, mem_k, mem_v, mem_o, mem_lse, mem_cu, mem_ws;
-    size_t ws_size;
+    CUdeviceptr mem_q, mem_k, mem_v, mem_o, mem_lse, mem_cu;
+    launch_arena *arena;        /* scratch of the launches (workspaces, zeroed counters) */
+    launch_maps *maps;          /* the tensor maps of the last launch, kept for timing */
     void *hq, *hk, *hv;         /* host inputs */
     int32_t *hcu;               /* host cu_seqlens (q then k) */
 } bench_case;
@@ -42,8 +43,8 @@ void bench_case_free(bench_case *c);            /* accepts NULL */
 /* Poisons O and LSE (NaN) and writes the guard pattern around them. */
 fat_status bench_poison(bench_case *c);
 
-/* Runs variant v (emitted for c->prob) loaded as k; grows the workspace when needed. */
-fat_status bench_launch(bench_case *c, const kernel *k, const gen_variant *v, CUstream s);
+/* Launches f as l says (l from the variant emitted for c->prob) on the case's tensors. */
+fat_status bench_launch(bench_case *c, const launch_fn *f, const gen_launch *l, CUstream s);
 
 /* Downloads O (as floats, o_elems of them, in the case's layout) and LSE; *guards_ok is 0 when a
  * guard byte changed. Either output pointer may be NULL. */
@@ -64,7 +65,7 @@ void bench_compare(const bench_case *c, const float *o, const float *ref, const 
  * cannot win, so timing stops (t->cut = 1), when its first sample is slower than 2 * cut_ms or its
  * first three all slower than cut_ms. */
 typedef struct bench_timing { double median_ms, p20_ms, p80_ms, min_ms; int samples, cut; } bench_timing;
-fat_status bench_time(bench_case *c, const kernel *k, const gen_variant *v, CUdeviceptr flush,
+fat_status bench_time(bench_case *c, const launch_fn *f, const gen_launch *l, CUdeviceptr flush,
                       size_t flush_bytes, CUstream s, double budget_ms, int min_samples, double cut_ms,
                       bench_timing *t);
 

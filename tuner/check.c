@@ -14,12 +14,14 @@
 #include <time.h>
 
 typedef struct unit {
-    XXH128_hash_t h;
+    XXH128_hash_t h;        /* of the source and the target: one compiled kernel */
     gen_variant v;
+    const fat_problem *p;   /* the first problem that needs it */
 } unit;
 
 typedef struct reason_count {
-    char *reason;
+    char *key;              /* the reason with its numbers left out, to group alike ones */
+    char *example;          /* the first reason of the group, as the template gave it */
     int n;
 } reason_count;
 
@@ -43,26 +45,30 @@ static void log_head(const char *log, int lines, char *buf, size_t n) {
     }
 }
 
-/* Reasons differ by their numbers; group them with every number written as N. */
+/* Reasons differ by their numbers: group them by the text without its numbers, and show the
+ * first of each group as it was written. */
 static void count_reason(reason_count **rc, int *nrc, const char *reason) {
-    char key[160];
+    char key[512];
     size_t k = 0;
-    for (const char *c = reason; *c && k + 2 < sizeof key; c++) {
-        if (*c >= '0' && *c <= '9') {
-            if (k == 0 || key[k - 1] != 'N') key[k++] = 'N';
-        } else {
-            key[k++] = *c;
-        }
-    }
+    for (const char *c = reason; *c && k + 2 < sizeof key; c++)
+        if (!(*c >= '0' && *c <= '9') || k == 0 || key[k - 1] != '#') key[k++] = *c >= '0' && *c <= '9' ? '#' : *c;
     key[k] = 0;
     for (int i = 0; i < *nrc; i++)
-        if (strcmp((*rc)[i].reason, key) == 0) { (*rc)[i].n++; return; }
+        if (strcmp((*rc)[i].key, key) == 0) { (*rc)[i].n++; return; }
     reason_count *nr = realloc(*rc, (size_t)(*nrc + 1) * sizeof **rc);
     if (!nr) return;
     *rc = nr;
-    (*rc)[*nrc].reason = strdup(key);
+    (*rc)[*nrc].key = strdup(key);
+    (*rc)[*nrc].example = strdup(reason);
     (*rc)[*nrc].n = 1;
     (*nrc)++;
+}
+
+/* "bf16 d128 causal": what a kernel is specialised on (the sizes do not matter to it). */
+static void kind_name(const fat_problem *p, char *buf, size_t n) {
+    snprintf(buf, n, "%s d%d%s%s%s%s", fat_dtype_name(p->dtype), p->head_dim, p->causal ? " causal" : "",
+             (p->features & FAT_FEAT_WINDOW) ? " window" : "", (p->features & FAT_FEAT_SOFTCAP) ? " softcap" : "",
+             (p->features & FAT_FEAT_VARLEN) ? " varlen" : "");
 }
 
 fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_opts *o, FILE *out,
@@ -92,7 +98,12 @@ fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_o
                 gen_variant v;
                 st = gen_emit(g, fams[f], ch[c].canon, &probs[i], o->dev, &v);
                 if (st != FAT_OK) { fat_set_error("%s", gen_errmsg(g)); gen_choices_free(ch, nch); goto out; }
-                XXH128_hash_t h = XXH3_128bits(v.source, strlen(v.source));
+                XXH3_state_t hs;
+                XXH3_INITSTATE(&hs);
+                XXH3_128bits_reset(&hs);
+                XXH3_128bits_update(&hs, v.source, strlen(v.source));
+                XXH3_128bits_update(&hs, v.launch.target, strlen(v.launch.target));
+                XXH128_hash_t h = XXH3_128bits_digest(&hs);
                 int dup = 0;
                 for (int u = 0; u < nunits && !dup; u++) dup = XXH128_isEqual(units[u].h, h);
                 if (dup) { gen_variant_free(&v); continue; }
@@ -104,15 +115,17 @@ fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_o
                 }
                 units[nunits].h = h;
                 units[nunits].v = v;
+                units[nunits].p = &probs[i];
                 nunits++;
             }
             gen_choices_free(ch, nch);
         }
         if (!o->quiet) {
             fprintf(out, "%-10s space %d, pruned %d, distinct kernels %d\n", fams[f], space, pruned, nunits - before);
-            for (int r = 0; r < nrc; r++) fprintf(out, "           pruned %4d: %s\n", rc[r].n, rc[r].reason);
+            for (int r = 0; r < nrc; r++)
+                fprintf(out, "           pruned %4d: %s%s\n", rc[r].n, rc[r].example, rc[r].n > 1 ? " (and alike)" : "");
         }
-        for (int r = 0; r < nrc; r++) free(rc[r].reason);
+        for (int r = 0; r < nrc; r++) { free(rc[r].key); free(rc[r].example); }
         free(rc);
         sum->space += space;
         sum->pruned += pruned;
@@ -123,25 +136,28 @@ fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_o
     for (int u = 0; u < nunits; u++) {
         jobs[u].source = units[u].v.source;
         jobs[u].name = units[u].v.tmpl;
-        jobs[u].arch = o->dev->arch;
+        jobs[u].arch = units[u].v.launch.target;
     }
     pool_compile(jobs, nunits, o->threads);
     sum->variants = nunits;
     for (int u = 0; u < nunits; u++) {
+        char kind[96];
+        kind_name(units[u].p, kind, sizeof kind);
         if (jobs[u].st == FAT_OK) {
             sum->compiled++;
             if (jobs[u].res.spill_bytes > 0) {
                 sum->spilled++;
                 if (jobs[u].res.spill_bytes > sum->max_spill_bytes) sum->max_spill_bytes = jobs[u].res.spill_bytes;
-                fprintf(out, "SPILL %s %s (%s): %d registers, %d bytes spilled\n", units[u].v.tmpl, units[u].v.canon,
-                        o->dev->arch, jobs[u].res.registers, jobs[u].res.spill_bytes);
+                fprintf(out, "SPILL %s %s (%s, %s): %d registers, %d bytes spilled\n", units[u].v.tmpl,
+                        units[u].v.canon, units[u].v.launch.target, kind, jobs[u].res.registers, jobs[u].res.spill_bytes);
             }
             continue;
         }
         sum->failed++;
         char head[2048];
         log_head(jobs[u].res.log ? jobs[u].res.log : "", 6, head, sizeof head);
-        fprintf(out, "FAIL %s %s (%s): %s\n%s", units[u].v.tmpl, units[u].v.canon, o->dev->arch, jobs[u].err, head);
+        fprintf(out, "FAIL %s %s (%s, %s): %s\n%s", units[u].v.tmpl, units[u].v.canon, units[u].v.launch.target, kind,
+                jobs[u].err, head);
     }
     sum->seconds = now_s() - t0;
     fprintf(out, "check %s: %d variants, %d compiled, %d failed, %d spill, %.1f s (space %d, pruned %d)\n",

@@ -252,11 +252,12 @@ static int cmd_gen(int argc, char **argv) {
     }
     if (!ptx) {
         fputs(v.source, stdout);
-        printf("/* entry %s, grid (%u,%u,%u) block (%u,%u,%u), dynamic smem %zu bytes, workspace %zu bytes */\n",
-               v.entry, v.grid[0], v.grid[1], v.grid[2], v.block[0], v.block[1], v.block[2], v.smem, v.workspace);
+        char how[1024];
+        gen_launch_describe(&v.launch, how, sizeof how);
+        printf("/* launch: %s */\n", how);
     } else {
         rtc_result r;
-        fat_status st = rtc_compile(v.source, v.tmpl, dev.arch, 1, &r);
+        fat_status st = rtc_compile(v.source, v.tmpl, v.launch.target, 1, &r);
         if (st == FAT_OK) fputs(r.image, stdout);
         else { fprintf(stderr, "fatune: %s\n%s", fat_last_error(), r.log ? r.log : ""); rc = 1; }
         rtc_result_free(&r);

@@ -61,6 +61,7 @@ typedef struct tuner {
     int problems_done, problems_total, failures;
     double s_setup, s_compile, s_trials, s_retime;   /* seconds spent per phase, for the summary */
     double cur_best_ms, cur_flops;                    /* the problem being tuned: its best so far */
+    int decoding_rows;      /* the decoding regime (gen_decoding_rows) */
     int compiled, verified, timed;
     int tty;
 } tuner;
@@ -122,10 +123,16 @@ static void shuffle(cand *cs, int n, uint64_t seed) {
     }
 }
 
-/* Whether a run with these options tunes family name: the ones --only names, else all but the
- * naive reference. */
-static int family_used(const tune_opts *o, const char *name) {
-    return gen_family_selected(o->only, name) && (o->only || strcmp(name, "naive") != 0);
+/* Whether a run with these options tunes family name (*used): the ones --only names, else those
+ * whose template does not say `tuned = false` (naive, the reference). FAT_ERR_TEMPLATE when the
+ * template does not load (gen_errmsg says why). */
+static fat_status family_used(gen *g, const tune_opts *o, const char *name, int *used) {
+    gen_family info;
+    *used = 0;
+    if (!gen_family_selected(o->only, name)) return FAT_OK;
+    fat_status st = gen_family_info(g, name, &info);
+    if (st == FAT_OK) *used = o->only || info.tuned;
+    return st;
 }
 
 /* Emits the candidates of every family for p; registers their template and config rows. */
@@ -136,7 +143,13 @@ static fat_status collect(tuner *t, const fat_problem *p, const fat_problem *cp,
     int nc = 0, cap = 0, nfam;
     const char *const *fams = gen_families(&nfam);
     for (int f = 0; f < nfam; f++) {
-        if (!family_used(t->o, fams[f])) continue;
+        int used;
+        if (family_used(t->g, t->o, fams[f], &used) != FAT_OK) {
+            fat_set_error("template %s: %s", fams[f], gen_errmsg(t->g));
+            st = FAT_ERR_TEMPLATE;
+            goto out;
+        }
+        if (!used) continue;
         char th[33];
         int64_t tid;
         gen_choice *ch;
@@ -182,7 +195,7 @@ static fat_status collect(tuner *t, const fat_problem *p, const fat_problem *cp,
                 st = FAT_ERR_DB;
                 goto out;
             }
-            kernel_hash(c->v.source, t->dev.arch, c->hash);
+            kernel_hash(c->v.source, c->v.launch.target, c->hash);
             db_trial prev;
             if (db_trial_get(t->d, t->device_id, problem_id, c->config_id, &prev) == FAT_OK) {
                 c->have_trial = 1;
@@ -215,10 +228,8 @@ out:
 /* What the worker needs to verify and time candidate c from its cubin. */
 static worker_req trial_req(const tuner *t, const cand *c, const void *cubin, size_t size, double cut_ms,
                             double budget_ms, int min_samples, int verify) {
-    worker_req q = { cubin, size, c->v.entry,
-                     { c->vc.grid[0], c->vc.grid[1], c->vc.grid[2] }, { c->v.grid[0], c->v.grid[1], c->v.grid[2] },
-                     { c->v.block[0], c->v.block[1], c->v.block[2] }, c->v.smem, c->vc.workspace, c->v.workspace,
-                     cut_ms, budget_ms, min_samples, !verify, t->o->trial_timeout_s };
+    worker_req q = { cubin, size, c->vc.launch, c->v.launch, cut_ms, budget_ms, min_samples, !verify,
+                     t->o->trial_timeout_s };
     return q;
 }
 
@@ -314,9 +325,11 @@ static fat_status remeasure(tuner *t, cand *cs, const int *fin, int nf, int64_t 
  * full, variant after variant. The order changes nothing else: the best is chosen over all of
  * them, ties to the default, else by name. */
 static int default_first(tuner *t, const fat_problem *p, cand *cs, int nc) {
-    static const char *const order[] = GEN_DEFAULT_FAMILIES;
+    const char *order[GEN_MAX_FAMILIES];
+    int nd;
     char params[256];
-    for (size_t f = 0; f < sizeof order / sizeof order[0]; f++) {
+    if (gen_default_families(t->g, order, &nd) != FAT_OK) return 0;
+    for (int f = 0; f < nd; f++) {
         if (gen_default(t->g, order[f], p, &t->dev, params, sizeof params) != FAT_OK) continue;
         for (int i = 0; i < nc; i++) {
             if (strcmp(cs[i].v.tmpl, order[f]) != 0 || strcmp(cs[i].v.canon, params) != 0) continue;
@@ -362,6 +375,7 @@ typedef struct sibling { int64_t id; double dist; } sibling;
 
 typedef struct siblings {
     const fat_problem *p;
+    int decoding_rows;
     sibling s[GUIDE_MAX_SIBLINGS];  /* the nearest ones, when there are more */
     int n;
 } siblings;
@@ -384,7 +398,8 @@ static fat_status sibling_seen(void *ud, int64_t id, const fat_problem *p, int t
     siblings *s = ud;
     (void)trials;
     if (cost_cmp(p, s->p) >= 0) return FAT_OK;         /* not before this problem (or itself) */
-    if (dispatch_decoding(p) != dispatch_decoding(s->p)) return FAT_OK;   /* the other regime */
+    if (dispatch_decoding(p, s->decoding_rows) != dispatch_decoding(s->p, s->decoding_rows))
+        return FAT_OK;                                  /* the other regime */
     sibling x = { id, problem_distance(s->p, p) };
     if (s->n < GUIDE_MAX_SIBLINGS) { s->s[s->n++] = x; return FAT_OK; }
     int far = 0;                                        /* full: replace the farthest if nearer */
@@ -434,6 +449,7 @@ static fat_status plan(tuner *t, const fat_problem *p, cand *cs, int nc, int has
     if (t->o->strategy != TUNE_GUIDED || t->o->quick || nc == 0) return FAT_OK;
     if (!(sb = calloc(1, sizeof *sb)) || !(seen = calloc((size_t)nc, 1))) { st = FAT_ERR_NOMEM; goto out; }
     sb->p = p;
+    sb->decoding_rows = t->decoding_rows;
     if (db_siblings(t->d, t->device_id, p, sibling_seen, sb) != FAT_OK) {
         fat_set_error("%s", db_errmsg(t->d));
         st = FAT_ERR_DB;
@@ -462,276 +478,358 @@ out:
     return st;
 }
 
-/* Tunes one problem: FAT_OK unless fatune itself failed (database, worker that cannot start). */
-static fat_status tune_problem(tuner *t, const fat_problem *p) {
-    fat_status st = FAT_OK;
+/* ---------------------------------------------------------------------------------------------
+ * One problem, step by step: its candidates and plan (begin), compile what the plan needs and the
+ * database lacks (compile_planned), verify and time it (try_planned; a guided plan that verifies
+ * nothing is widened to the whole space, widen_plan), name the winner from the first pass
+ * (choose_first), time the finalists again (choose_final), store and print it (finish). */
+
+typedef struct run {
+    const fat_problem *p;
+    fat_problem cp;         /* the verification problem */
     int64_t problem_id;
     char name[160];
-    gen_problem_name(p, name, sizeof name);
-    fat_problem cp = check_problem(p);
-    cand *cs = NULL;
-    int nc = 0, nj = 0, pending = 0, complete = 1;
-    pool_job *jobs = NULL;
+    cand *cs;
+    int nc;
+    pool_job *jobs;         /* compile jobs, one per candidate at most */
+    int nj;
+    int guides;             /* tuned problems that guided the plan (0: every candidate planned) */
+    int complete;           /* no budget cut the run short */
+    int sent;               /* the problem is set up in the worker */
+    int timed_here;         /* variants this run timed */
+    double best_ms;         /* the fastest full measurement so far, for cutting early */
+    int best, second;       /* the winner and the runner-up (indices into cs, -1: none) */
+    double won_ms, won_margin;
+} run;
 
-    if (db_problem_id(t->d, p, &problem_id) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); return FAT_ERR_DB; }
+static fat_status begin(tuner *t, const fat_problem *p, run *r) {
+    memset(r, 0, sizeof *r);
+    r->p = p;
+    r->cp = check_problem(p);
+    r->complete = 1;
+    r->best = r->second = -1;
+    gen_problem_name(p, r->name, sizeof r->name);
+    if (db_problem_id(t->d, p, &r->problem_id) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); return FAT_ERR_DB; }
     t->cur_best_ms = 0;
     t->cur_flops = bench_flops(p);
-    progress(t, name);
-    if ((st = collect(t, p, &cp, problem_id, &cs, &nc)) != FAT_OK) goto out;
-    int has_default = default_first(t, p, cs, nc), guides = 0;
-    if ((st = plan(t, p, cs, nc, has_default, &guides)) != FAT_OK) goto out;
+    progress(t, r->name);
+    fat_status st = collect(t, p, &r->cp, r->problem_id, &r->cs, &r->nc);
+    if (st != FAT_OK) return st;
+    int has_default = default_first(t, p, r->cs, r->nc);
+    if ((st = plan(t, p, r->cs, r->nc, has_default, &r->guides)) != FAT_OK) return st;
+    r->jobs = calloc(r->nc ? (size_t)r->nc : 1, sizeof *r->jobs);
+    if (!r->jobs) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
+    for (int i = 0; i < r->nc; i++)
+        if (r->cs[i].have_trial && r->cs[i].status == DB_TRIAL_OK && r->cs[i].median_ms > 0 &&
+            (r->best_ms <= 0 || r->cs[i].median_ms < r->best_ms)) r->best_ms = r->cs[i].median_ms;
+    return FAT_OK;
+}
 
-    jobs = calloc(nc ? (size_t)nc : 1, sizeof *jobs);
-    if (!jobs) { st = FAT_ERR_NOMEM; goto out; }
-    double ts = 0, best_ms = 0;  /* best_ms: the fastest full measurement so far, for cutting early */
-    int timed_here = 0, sent = 0;/* variants this run timed; the problem is set up in the worker */
-    for (int i = 0; i < nc; i++)
-        if (cs[i].have_trial && cs[i].status == DB_TRIAL_OK && cs[i].median_ms > 0 &&
-            (best_ms <= 0 || cs[i].median_ms < best_ms)) best_ms = cs[i].median_ms;
-    /* Pass 0 tries the plan. Should none of it verify where the plan left candidates out (guided:
-     * a neighbour's tiles may fail at this size), pass 1 tries the rest. */
-    for (int pass = 0; pass < 2; pass++) {
-        /* Compile what the database does not hold yet, all at once. */
-        ts = now_s();
-        pending = 0;
-        int first_job = nj;
-        for (int i = 0; i < nc; i++) {
-            int yes = 0;
-            if (cs[i].have_trial || !cs[i].planned || cs[i].done || cs[i].job >= 0) continue;
-            pending++;
-            if (db_kernel_exists(t->d, cs[i].hash, &yes) == FAT_OK && yes) continue;
-            jobs[nj].source = cs[i].v.source;
-            jobs[nj].name = cs[i].v.tmpl;
-            jobs[nj].arch = t->dev.arch;
-            cs[i].job = nj++;
-        }
-        pool_compile(jobs + first_job, nj - first_job, 0);
-        t->compiled += nj - first_job;
-        t->s_compile += now_s() - ts;
-        ts = now_s();
-        if (pending && !sent) {
-            if ((st = worker_problem(t->w, p, &cp, 0x5eed0000u + (uint64_t)problem_id)) != FAT_OK) goto out;
-            sent = 1;
-        }
-        t->s_setup += now_s() - ts;
-        ts = now_s();
+static void end(run *r) {
+    for (int i = 0; i < r->nc; i++) { gen_variant_free(&r->cs[i].v); gen_variant_free(&r->cs[i].vc); }
+    if (r->jobs) for (int i = 0; i < r->nj; i++) rtc_result_free(&r->jobs[i].res);
+    free(r->jobs);
+    free(r->cs);
+}
 
-        for (int i = 0; i < nc; i++) {
-            cand *c = &cs[i];
-            if (c->have_trial || !c->planned || c->done) continue;
-            if (t->deadline > 0 && now_s() > t->deadline) { complete = 0; break; }
-            char reason[1024] = "";
-            db_trial tr;
-            memset(&tr, 0, sizeof tr);
-            tr.device_id = t->device_id;
-            tr.problem_id = problem_id;
-            tr.config_id = c->config_id;
-            tr.status = DB_TRIAL_OK;
-            db_kernel kr;
-            memset(&kr, 0, sizeof kr);
-            const void *cubin = NULL;
-            size_t cubin_size = 0;
-            if (c->job >= 0) {
-                pool_job *j = &jobs[c->job];
-                if (j->st != FAT_OK) {
-                    tr.status = DB_TRIAL_COMPILE_ERROR;
-                    snprintf(reason, sizeof reason, "%.200s\n%.800s", j->err, j->res.log);
-                } else {
-                    db_kernel put = { .cubin = j->res.image, .cubin_size = j->res.size, .compile_ms = j->res.ms,
-                                      .registers = j->res.registers, .spills = j->res.spill_bytes,
-                                      .smem_static = j->res.smem_static };
-                    snprintf(put.hash, sizeof put.hash, "%s", c->hash);
-                    snprintf(put.arch, sizeof put.arch, "%s", t->dev.arch);
-                    if (db_kernel_put(t->d, &put) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
-                    cubin = j->res.image;
-                    cubin_size = j->res.size;
-                }
-            } else if (db_kernel_get(t->d, c->hash, &kr) == FAT_OK) {
-                cubin = kr.cubin;
-                cubin_size = kr.cubin_size;
-            } else {
-                tr.status = DB_TRIAL_COMPILE_ERROR;
-                snprintf(reason, sizeof reason, "the cached cubin %s cannot be read: %s", c->hash, db_errmsg(t->d));
-            }
-            if (cubin) {
-                snprintf(tr.kernel_hash, sizeof tr.kernel_hash, "%s", c->hash);
-                worker_req q = trial_req(t, c, cubin, cubin_size, best_ms > 0 ? 1.25 * best_ms : 0, FIRST_BUDGET_MS(t),
-                                         FIRST_MIN_SAMPLES, 1);
-                worker_res r;
-                st = worker_trial(t->w, &q, &r);
-                db_kernel_free(&kr);
-                if (st != FAT_OK) goto out;
-                tr.status = r.status;
-                tr.median_ms = r.median_ms; tr.p20_ms = r.p20_ms; tr.p80_ms = r.p80_ms; tr.min_ms = r.min_ms;
-                tr.samples = r.samples;
-                tr.max_err = r.max_err;
-                tr.sm_clock_mhz = r.sm_clock_mhz;
-                snprintf(reason, sizeof reason, "%s", r.reason);
-                if (r.status != DB_TRIAL_RESOURCE && r.status != DB_TRIAL_FAULT && r.status != DB_TRIAL_TIMEOUT) t->verified++;
-                if (r.status == DB_TRIAL_OK) {
-                    t->timed++;
-                    timed_here++;
-                    if (!r.cut && (best_ms <= 0 || r.median_ms < best_ms)) best_ms = r.median_ms;
-                }
-            }
-            tr.reason = *reason ? reason : NULL;
-            c->status = tr.status;
-            c->median_ms = tr.median_ms;
-            if (db_trial_put(t->d, &tr) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
-            c->done = 1;
-            if (tr.status != DB_TRIAL_OK) {
-                clear_progress(t);
-                fprintf(stderr, "  %s %s on %s: %s: %.300s\n", c->v.tmpl, c->v.canon, name,
-                        db_trial_status_name(tr.status), reason);
-            }
-            t->cur_best_ms = best_ms;
-            progress(t, name);
-        }
-        t->s_trials += now_s() - ts;
-        if (pass > 0 || !complete || t->o->strategy != TUNE_GUIDED) break;
-        int verified = 0, left = 0;
-        for (int i = 0; i < nc; i++) {
-            verified |= cs[i].status == DB_TRIAL_OK && cs[i].median_ms > 0 && (cs[i].have_trial || cs[i].done);
-            left |= !cs[i].planned && !cs[i].have_trial;
-        }
-        if (verified || !left) break;
-        clear_progress(t);
-        fprintf(stderr, "  %s: none of the guided plan verified; trying the rest of the space\n", name);
-        for (int i = 0; i < nc; i++) cs[i].planned = 1;
-        guides = 0;
+/* Whether candidate c is still to be tried by this run. */
+static int pending(const cand *c) { return !c->have_trial && c->planned && !c->done; }
+
+/* Compiles, all at once, the planned candidates whose cubin the database does not hold yet; sets
+ * the problem up in the worker when anything is to be tried. */
+static fat_status compile_planned(tuner *t, run *r) {
+    double ts = now_s();
+    int npending = 0, first = r->nj;
+    for (int i = 0; i < r->nc; i++) {
+        cand *c = &r->cs[i];
+        int yes = 0;
+        if (!pending(c) || c->job >= 0) continue;
+        npending++;
+        if (db_kernel_exists(t->d, c->hash, &yes) == FAT_OK && yes) continue;
+        r->jobs[r->nj].source = c->v.source;
+        r->jobs[r->nj].name = c->v.tmpl;
+        r->jobs[r->nj].arch = c->v.launch.target;
+        c->job = r->nj++;
     }
-
+    pool_compile(r->jobs + first, r->nj - first, 0);
+    t->compiled += r->nj - first;
+    t->s_compile += now_s() - ts;
     ts = now_s();
-    /* The best: over every verified variant, the fastest, variants within TIE_BAND of it being a tie
-     * that the built-in default, else the first by family and parameter text, wins, so that two
-     * tunes agree. When this run
-     * timed something, the finalists within FINAL_BAND are then timed again, interleaved, and
-     * the winner taken from those times (remeasure). */
-    choose_in *in = calloc(nc ? (size_t)nc : 1, sizeof *in);
-    if (!in) { st = FAT_ERR_NOMEM; goto out; }
-    int best, second;
-    double won_ms = 0, won_margin = 0;
-    for (int i = 0; i < nc; i++) {
-        in[i].family = cs[i].v.tmpl;
-        in[i].params = cs[i].v.canon;
-        in[i].preferred = cs[i].is_default;
-        in[i].median_ms = cs[i].status == DB_TRIAL_OK ? cs[i].median_ms : 0;
+    fat_status st = FAT_OK;
+    if (npending && !r->sent) {
+        if ((st = worker_problem(t->w, r->p, &r->cp, 0x5eed0000u + (uint64_t)r->problem_id)) == FAT_OK) r->sent = 1;
     }
-    best = choose_winner(in, nc, TIE_BAND, &second);
-    if (best >= 0) {
-        won_ms = cs[best].median_ms;
-        won_margin = second >= 0 ? cs[second].median_ms / won_ms - 1 : 0;
-    }
-    if (best >= 0 && !timed_here) {
-        /* Nothing new was measured: the stored winner stands (it may have come from timing the
-         * finalists again, which the first-pass medians above do not show). */
-        db_best old;
-        if (db_best_get(t->d, t->device_id, problem_id, &old) == FAT_OK)
-            for (int i = 0; i < nc; i++)
-                if (cs[i].config_id == old.config_id && in[i].median_ms > 0) {
-                    best = i;
-                    won_ms = old.median_ms;
-                    won_margin = old.margin;
-                    second = -1;
-                    for (int j = 0; j < nc; j++)
-                        if (j != i && in[j].median_ms > 0 && (second < 0 || in[j].median_ms < in[second].median_ms)) second = j;
-                }
-    }
-    if (best >= 0 && timed_here && !(t->deadline > 0 && now_s() > t->deadline)) {
-        /* the finalists: the first pass's winner, the built-in default when it is within
-         * DEFAULT_FINAL_BAND (it wins any tie it is in, so it must be timed again to be in one),
-         * then the fastest of the rest within FINAL_BAND */
-        int fin[FINALISTS], nf = 0;
-        double fastest = cs[best].median_ms;
-        for (int i = 0; i < nc; i++) if (in[i].median_ms > 0 && in[i].median_ms < fastest) fastest = in[i].median_ms;
-        fin[nf++] = best;
-        for (int i = 0; i < nc; i++)
-            if (i != best && cs[i].is_default && in[i].median_ms > 0 &&
-                in[i].median_ms <= (1 + DEFAULT_FINAL_BAND) * fastest)
-                fin[nf++] = i;
-        while (nf < FINALISTS) {
-            int pick = -1;
-            for (int i = 0; i < nc; i++) {
-                int taken = 0;
-                for (int f = 0; f < nf; f++) taken |= fin[f] == i;
-                if (taken || !(in[i].median_ms > 0) || in[i].median_ms > (1 + FINAL_BAND) * fastest) continue;
-                if (pick < 0 || in[i].median_ms < in[pick].median_ms) pick = i;
-            }
-            if (pick < 0) break;
-            fin[nf++] = pick;
+    t->s_setup += now_s() - ts;
+    return st;
+}
+
+/* The cubin of candidate c: from its compile job (stored in the database now) or the database.
+ * NULL with *reason set (a heap string) when it did not compile or cannot be read; *kr holds what
+ * the database gave (free it). */
+static fat_status cubin_of(tuner *t, run *r, const cand *c, db_kernel *kr, const void **cubin, size_t *size,
+                           char **reason) {
+    *cubin = NULL;
+    *size = 0;
+    *reason = NULL;
+    if (c->job >= 0) {
+        pool_job *j = &r->jobs[c->job];
+        if (j->st != FAT_OK) {
+            /* the whole log: its first lines are often warnings, the error comes after */
+            if (asprintf(reason, "%s\n%s", j->err, j->res.log ? j->res.log : "") < 0) *reason = NULL;
+            return FAT_OK;
         }
-        if (nf >= 2) {
-            int w = -1;
-            progress(t, name);
-            if ((st = remeasure(t, cs, fin, nf, problem_id, name, &w, &second, &won_ms, &won_margin)) != FAT_OK) {
-                free(in);
-                goto out;
-            }
-            if (w >= 0) {
-                best = w;
-            } else {
-                /* every finalist failed when timed again: the best of the rest, as measured */
-                for (int i = 0; i < nc; i++) in[i].median_ms = cs[i].status == DB_TRIAL_OK ? cs[i].median_ms : 0;
-                best = choose_winner(in, nc, TIE_BAND, &second);
-                if (best >= 0) {
-                    won_ms = cs[best].median_ms;
-                    won_margin = second >= 0 ? cs[second].median_ms / won_ms - 1 : 0;
-                }
+        db_kernel put = { .cubin = j->res.image, .cubin_size = j->res.size, .compile_ms = j->res.ms,
+                          .registers = j->res.registers, .spills = j->res.spill_bytes, .smem_static = j->res.smem_static };
+        snprintf(put.hash, sizeof put.hash, "%s", c->hash);
+        snprintf(put.arch, sizeof put.arch, "%s", c->v.launch.target);
+        if (db_kernel_put(t->d, &put) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); return FAT_ERR_DB; }
+        *cubin = j->res.image;
+        *size = j->res.size;
+    } else if (db_kernel_get(t->d, c->hash, kr) == FAT_OK && kr->cubin) {
+        *cubin = kr->cubin;
+        *size = kr->cubin_size;
+    } else if (asprintf(reason, "the cached cubin %s cannot be read: %s", c->hash,
+                        kr->hash[0] && !kr->cubin ? "the database keeps no cubin for it" : db_errmsg(t->d)) < 0) {
+        *reason = NULL;
+    }
+    return FAT_OK;
+}
+
+/* Verifies and times every planned candidate not tried yet, committing each trial. */
+static fat_status try_planned(tuner *t, run *r) {
+    double ts = now_s();
+    fat_status st = FAT_OK;
+    for (int i = 0; i < r->nc; i++) {
+        cand *c = &r->cs[i];
+        if (!pending(c)) continue;
+        if (t->deadline > 0 && now_s() > t->deadline) { r->complete = 0; break; }
+        db_trial tr;
+        memset(&tr, 0, sizeof tr);
+        tr.device_id = t->device_id;
+        tr.problem_id = r->problem_id;
+        tr.config_id = c->config_id;
+        tr.status = DB_TRIAL_COMPILE_ERROR;
+        db_kernel kr;
+        memset(&kr, 0, sizeof kr);
+        const void *cubin;
+        size_t size;
+        char *reason = NULL;
+        if ((st = cubin_of(t, r, c, &kr, &cubin, &size, &reason)) != FAT_OK) { db_kernel_free(&kr); break; }
+        if (cubin) {
+            snprintf(tr.kernel_hash, sizeof tr.kernel_hash, "%s", c->hash);
+            worker_req q = trial_req(t, c, cubin, size, r->best_ms > 0 ? 1.25 * r->best_ms : 0, FIRST_BUDGET_MS(t),
+                                     FIRST_MIN_SAMPLES, 1);
+            worker_res res;
+            st = worker_trial(t->w, &q, &res);
+            db_kernel_free(&kr);
+            if (st != FAT_OK) break;
+            tr.status = res.status;
+            tr.median_ms = res.median_ms; tr.p20_ms = res.p20_ms; tr.p80_ms = res.p80_ms; tr.min_ms = res.min_ms;
+            tr.samples = res.samples;
+            tr.max_err = res.max_err;
+            tr.sm_clock_mhz = res.sm_clock_mhz;
+            if (res.reason[0]) reason = strdup(res.reason);
+            if (res.status != DB_TRIAL_RESOURCE && res.status != DB_TRIAL_FAULT && res.status != DB_TRIAL_TIMEOUT)
+                t->verified++;
+            if (res.status == DB_TRIAL_OK) {
+                t->timed++;
+                r->timed_here++;
+                if (!res.cut && (r->best_ms <= 0 || res.median_ms < r->best_ms)) r->best_ms = res.median_ms;
             }
         }
+        db_kernel_free(&kr);
+        tr.reason = reason;
+        c->status = tr.status;
+        c->median_ms = tr.median_ms;
+        if (db_trial_put(t->d, &tr) != FAT_OK) {
+            fat_set_error("%s", db_errmsg(t->d));
+            free(reason);
+            st = FAT_ERR_DB;
+            break;
+        }
+        c->done = 1;
+        if (tr.status != DB_TRIAL_OK) {
+            clear_progress(t);
+            fprintf(stderr, "  %s %s on %s: %s: %.300s%s\n", c->v.tmpl, c->v.canon, r->name,
+                    db_trial_status_name(tr.status), reason ? reason : "",
+                    reason && strlen(reason) > 300 ? "... (fatune show --logs has all of it)" : "");
+        }
+        free(reason);
+        t->cur_best_ms = r->best_ms;
+        progress(t, r->name);
     }
-    free(in);
-    t->s_retime += now_s() - ts;
+    t->s_trials += now_s() - ts;
+    return st;
+}
+
+/* After a guided pass: 1 when nothing of the plan verified and candidates were left out, which
+ * are then planned too (a neighbour's tiles may fail at this size). */
+static int widen_plan(tuner *t, run *r) {
+    if (!r->complete || t->o->strategy != TUNE_GUIDED) return 0;
+    int verified = 0, left = 0;
+    for (int i = 0; i < r->nc; i++) {
+        const cand *c = &r->cs[i];
+        verified |= c->status == DB_TRIAL_OK && c->median_ms > 0 && (c->have_trial || c->done);
+        left |= !c->planned && !c->have_trial;
+    }
+    if (verified || !left) return 0;
     clear_progress(t);
-    if (best < 0) {
-        if (!t->o->json) printf("%-44s no verified variant%s\n", name, complete ? "" : " (budget spent)");
-        if (complete) t->failures++;
-        goto out;
+    fprintf(stderr, "  %s: none of the guided plan verified; trying the rest of the space\n", r->name);
+    for (int i = 0; i < r->nc; i++) r->cs[i].planned = 1;
+    r->guides = 0;
+    return 1;
+}
+
+/* The inputs of choose_winner from the candidates' first measurements. */
+static void first_pass(const run *r, choose_in *in) {
+    for (int i = 0; i < r->nc; i++) {
+        in[i].family = r->cs[i].v.tmpl;
+        in[i].params = r->cs[i].v.canon;
+        in[i].preferred = r->cs[i].is_default;
+        in[i].noise = 0;
+        in[i].median_ms = r->cs[i].status == DB_TRIAL_OK ? r->cs[i].median_ms : 0;
+    }
+}
+
+/* The winner over every verified variant by its first measurement: the fastest, variants within
+ * TIE_BAND of it being a tie that the built-in default, else the first by family and parameter
+ * text, wins, so that two tunes agree. A run that measured nothing new keeps the stored winner (it
+ * may have come from timing the finalists again, which the first-pass medians do not show). */
+static void choose_first(tuner *t, run *r, const choose_in *in) {
+    r->best = choose_winner(in, r->nc, TIE_BAND, &r->second);
+    if (r->best >= 0) {
+        r->won_ms = r->cs[r->best].median_ms;
+        r->won_margin = r->second >= 0 ? r->cs[r->second].median_ms / r->won_ms - 1 : 0;
+    }
+    db_best old;
+    if (r->best < 0 || r->timed_here || db_best_get(t->d, t->device_id, r->problem_id, &old) != FAT_OK) return;
+    for (int i = 0; i < r->nc; i++) {
+        if (r->cs[i].config_id != old.config_id || !(in[i].median_ms > 0)) continue;
+        r->best = i;
+        r->won_ms = old.median_ms;
+        r->won_margin = old.margin;
+        r->second = -1;
+        for (int j = 0; j < r->nc; j++)
+            if (j != i && in[j].median_ms > 0 && (r->second < 0 || in[j].median_ms < in[r->second].median_ms))
+                r->second = j;
+    }
+}
+
+/* When this run timed something: the finalists (the first pass's winner, the built-in default when
+ * within DEFAULT_FINAL_BAND of the fastest (it wins any tie it is in, so it must be timed again to
+ * be in one), then the fastest of the rest within FINAL_BAND) are timed again, interleaved, and
+ * the winner taken from those times (remeasure). */
+static fat_status choose_final(tuner *t, run *r, choose_in *in) {
+    if (r->best < 0 || !r->timed_here || (t->deadline > 0 && now_s() > t->deadline)) return FAT_OK;
+    int fin[FINALISTS], nf = 0;
+    double fastest = r->cs[r->best].median_ms;
+    for (int i = 0; i < r->nc; i++) if (in[i].median_ms > 0 && in[i].median_ms < fastest) fastest = in[i].median_ms;
+    fin[nf++] = r->best;
+    for (int i = 0; i < r->nc; i++)
+        if (i != r->best && r->cs[i].is_default && in[i].median_ms > 0 &&
+            in[i].median_ms <= (1 + DEFAULT_FINAL_BAND) * fastest)
+            fin[nf++] = i;
+    while (nf < FINALISTS) {
+        int pick = -1;
+        for (int i = 0; i < r->nc; i++) {
+            int taken = 0;
+            for (int f = 0; f < nf; f++) taken |= fin[f] == i;
+            if (taken || !(in[i].median_ms > 0) || in[i].median_ms > (1 + FINAL_BAND) * fastest) continue;
+            if (pick < 0 || in[i].median_ms < in[pick].median_ms) pick = i;
+        }
+        if (pick < 0) break;
+        fin[nf++] = pick;
+    }
+    if (nf < 2) return FAT_OK;
+    int w = -1;
+    progress(t, r->name);
+    fat_status st = remeasure(t, r->cs, fin, nf, r->problem_id, r->name, &w, &r->second, &r->won_ms, &r->won_margin);
+    if (st != FAT_OK) return st;
+    if (w >= 0) {
+        r->best = w;
+        return FAT_OK;
+    }
+    /* every finalist failed when timed again: the best of the rest, as measured */
+    first_pass(r, in);
+    r->best = choose_winner(in, r->nc, TIE_BAND, &r->second);
+    if (r->best >= 0) {
+        r->won_ms = r->cs[r->best].median_ms;
+        r->won_margin = r->second >= 0 ? r->cs[r->second].median_ms / r->won_ms - 1 : 0;
+    }
+    return FAT_OK;
+}
+
+/* Stores the winner (a complete row is never replaced by a partial one) and prints its line. */
+static fat_status finish(tuner *t, run *r) {
+    const cand *w = r->best >= 0 ? &r->cs[r->best] : NULL;
+    if (!w) {
+        if (!t->o->json) printf("%-44s no verified variant%s\n", r->name, r->complete ? "" : " (budget spent)");
+        if (r->complete) t->failures++;
+        return FAT_OK;
     }
     /* complete: every valid variant has a trial (in this run or an earlier one) */
     int tried = 0;
-    for (int i = 0; i < nc; i++) tried += cs[i].have_trial || cs[i].done;
-    char effort[64], budget[32] = "";
+    for (int i = 0; i < r->nc; i++) tried += r->cs[i].have_trial || r->cs[i].done;
+    char budget[32] = "";
     static const char *const strategy[] = { "guided", "exhaustive", "random" };
     if (t->o->budget_s > 0) snprintf(budget, sizeof budget, ", budget %.0fs", t->o->budget_s);
-    snprintf(effort, sizeof effort, "%s%s, %d of %d%s", strategy[t->o->strategy], t->o->quick ? " quick" : "",
-             tried, nc, budget);
-    db_best b = { t->device_id, problem_id, cs[best].config_id, won_ms, won_margin, "", complete && !t->o->quick && tried == nc };
-    snprintf(b.effort, sizeof b.effort, "%s", effort);
+    db_best b = { t->device_id, r->problem_id, w->config_id, r->won_ms, r->won_margin, "",
+                  r->complete && !t->o->quick && tried == r->nc };
+    snprintf(b.effort, sizeof b.effort, "%s%s, %d of %d%s", strategy[t->o->strategy], t->o->quick ? " quick" : "",
+             tried, r->nc, budget);
     db_best old;
-    /* A complete entry is never replaced by a partial one. */
-    if (!(db_best_get(t->d, t->device_id, problem_id, &old) == FAT_OK && old.complete && !b.complete)) {
-        if (db_best_put(t->d, &b) != FAT_OK) { fat_set_error("%s", db_errmsg(t->d)); st = FAT_ERR_DB; goto out; }
+    if (!(db_best_get(t->d, t->device_id, r->problem_id, &old) == FAT_OK && old.complete && !b.complete) &&
+        db_best_put(t->d, &b) != FAT_OK) {
+        fat_set_error("%s", db_errmsg(t->d));
+        return FAT_ERR_DB;
     }
-    double tflops = bench_flops(p) / won_ms / 1e9;
+    double tflops = bench_flops(r->p) / r->won_ms / 1e9;
     /* a decoding step is memory-bound: its KV cache read per second says more than its FLOPs */
-    double tbps = dispatch_decoding(p) ? bench_kv_bytes(p) / won_ms / 1e9 : 0;
-    char kv[32] = "";
-    if (tbps > 0) snprintf(kv, sizeof kv, " %5.2f TB/s", tbps);
-    if (t->o->json)
+    double tbps = dispatch_decoding(r->p, t->decoding_rows) ? bench_kv_bytes(r->p) / r->won_ms / 1e9 : 0;
+    if (t->o->json) {
         printf("{\"problem\": \"%s\", \"family\": \"%s\", \"params\": \"%s\", \"median_ms\": %.5f, \"tflops\": %.2f, "
                "\"kv_tbps\": %.3f, \"margin\": %.4f, \"complete\": %s, \"tried\": %d, \"space\": %d, \"gpu\": %d}\n",
-               name, cs[best].v.tmpl, cs[best].v.canon, won_ms, tflops, tbps, b.margin, b.complete ? "true" : "false",
-               tried, nc, t->gpu);
-    else {
+               r->name, w->v.tmpl, w->v.canon, r->won_ms, tflops, tbps, b.margin, b.complete ? "true" : "false",
+               tried, r->nc, t->gpu);
+    } else {
         /* The margin over the runner-up; within the TIE_BAND noise band the winner is a deterministic
          * tie-break and may be the slower of the two by a little. */
-        char margin[48];
-        if (second == -1) snprintf(margin, sizeof margin, "(alone)");
+        char margin[48], kv[32] = "", how[64] = "";
+        if (r->second == -1) snprintf(margin, sizeof margin, "(alone)");
         else if (b.margin >= TIE_BAND) snprintf(margin, sizeof margin, "(+%.1f%% over next)", 100 * b.margin);
         else snprintf(margin, sizeof margin, "(tie-break within %.0f%%%s)", 100 * TIE_BAND,
-                      cs[best].is_default ? ": the default" : "");
-        char how[64] = "";
-        if (tried < nc) snprintf(how, sizeof how, " [%d of %d tried%s]", tried, nc, guides ? ", guided" : "");
-        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS%s %s%s%s\n", name, cs[best].v.tmpl, cs[best].v.canon,
-               won_ms, tflops, kv, margin, how, complete ? "" : " partial");
+                      w->is_default ? ": the default" : "");
+        if (tbps > 0) snprintf(kv, sizeof kv, " %5.2f TB/s", tbps);
+        if (tried < r->nc) snprintf(how, sizeof how, " [%d of %d tried%s]", tried, r->nc, r->guides ? ", guided" : "");
+        printf("%-44s %-9s %-48s %8.3f ms %6.1f TFLOPS%s %s%s%s\n", r->name, w->v.tmpl, w->v.canon, r->won_ms, tflops,
+               kv, margin, how, r->complete ? "" : " partial");
     }
     fflush(stdout);
+    return FAT_OK;
+}
+
+/* Tunes one problem: FAT_OK unless fatune itself failed (database, worker that cannot start). */
+static fat_status tune_problem(tuner *t, const fat_problem *p) {
+    run r;
+    choose_in *in = NULL;
+    fat_status st = begin(t, p, &r);
+    /* Pass 0 tries the plan; a guided plan that verifies nothing is widened and pass 1 tries the rest. */
+    for (int pass = 0; st == FAT_OK && pass < 2; pass++) {
+        if ((st = compile_planned(t, &r)) != FAT_OK || (st = try_planned(t, &r)) != FAT_OK) break;
+        if (pass > 0 || !widen_plan(t, &r)) break;
+    }
+    if (st != FAT_OK) goto out;
+    double ts = now_s();
+    if (!(in = calloc(r.nc ? (size_t)r.nc : 1, sizeof *in))) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
+    first_pass(&r, in);
+    choose_first(t, &r, in);
+    st = choose_final(t, &r, in);
+    t->s_retime += now_s() - ts;
+    clear_progress(t);
+    if (st == FAT_OK) st = finish(t, &r);
 out:
-    for (int i = 0; i < nc; i++) { gen_variant_free(&cs[i].v); gen_variant_free(&cs[i].vc); }
-    if (jobs) for (int i = 0; i < nj; i++) rtc_result_free(&jobs[i].res);
-    free(jobs);
-    free(cs);
+    free(in);
+    end(&r);
     return st;
 }
 
@@ -747,6 +845,11 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
     if (o->budget_s > 0) t.deadline = t.t0 + o->budget_s;
     if (rtc_load() != FAT_OK) { fprintf(stderr, "fatune: %s\n", fat_last_error()); return 1; }
     if (gen_open(&t.g) != FAT_OK) { fprintf(stderr, "fatune: %s\n", gen_errmsg(t.g)); goto out; }
+    if (gen_decoding_rows(t.g, &t.decoding_rows) != FAT_OK) {
+        fprintf(stderr, "fatune: %s\n", gen_errmsg(t.g));
+        rc = 2;
+        goto out;
+    }
     if (gen_shapes_file(t.g, o->shapes, &probs, &n) != FAT_OK) {
         fprintf(stderr, "fatune: %s\n", gen_errmsg(t.g));
         rc = 2;
@@ -754,6 +857,9 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
     }
     if (db_open(o->db, DB_CREATE, &t.d, err, sizeof err) != FAT_OK) { fprintf(stderr, "fatune: %s\n", err); goto out; }
     if (worker_start(gpu, &t.w, &t.dev) != FAT_OK) { fprintf(stderr, "fatune: %s\n", fat_last_error()); goto out; }
+    /* the worker never loads NVRTC: the targets are this process's */
+    t.dev.nvrtc_version = rtc_version();
+    gen_device_targets(&t.dev);
     db_device dd = { t.dev.name, t.dev.cc, t.dev.sms, t.dev.l2, t.dev.smem_optin, worker_driver_version(t.w),
                      rtc_version() };
     /* Before the first row of this run: the file's rows under this GPU's name must be this GPU's. */
@@ -840,7 +946,12 @@ static int check_templates(const tune_opts *o) {
     }
     gen_device_for_arch("sm_90", &dev);
     for (int f = 0; f < nfam; f++) {
-        if (!family_used(o, fams[f])) continue;
+        int used;
+        if (family_used(g, o, fams[f], &used) != FAT_OK) {
+            fprintf(stderr, "fatune: template %s: %s\n", fams[f], gen_errmsg(g));
+            goto out;
+        }
+        if (!used) continue;
         for (int i = 0; i < n; i++) {
             gen_choice *ch;
             int nch;

@@ -30,11 +30,10 @@ typedef struct hello_msg { int status; char err[512]; gen_device dev; int driver
 typedef struct problem_msg { fat_problem full, check; uint64_t seed; } problem_msg;
 typedef struct ack_msg { int status; char err[512]; } ack_msg;
 typedef struct trial_msg {
-    unsigned grid_check[3], grid_full[3], block[3];
-    uint64_t smem, ws_check, ws_full, cubin_size;
+    gen_launch check, full;     /* plain data: the same binary reads it */
+    uint64_t cubin_size;
     double cut_ms, budget_ms;
     int32_t min_samples, verify;
-    char entry[128];
 } trial_msg;
 
 struct worker {
@@ -149,27 +148,24 @@ static double tolerance(fat_dtype dt) { return dt == FAT_BF16 ? 1.6e-2 : 4e-3; }
 
 /* Runs one trial; returns non-zero when the context can no longer be trusted. */
 static int run_trial(wstate *s, const trial_msg *m, const void *cubin, worker_res *r) {
-    kernel k;
+    launch_fn k;
     memset(r, 0, sizeof *r);
     r->status = DB_TRIAL_OK;
     if (!s->check) { r->status = DB_TRIAL_FAULT; snprintf(r->reason, sizeof r->reason, "no problem set"); return 0; }
-    if (kernel_load(cubin, m->entry, m->smem, &k) != FAT_OK) {
+    if (launch_load(cubin, m->full.entry, &k) != FAT_OK || launch_prepare(&k, &m->check) != FAT_OK ||
+        launch_prepare(&k, &m->full) != FAT_OK) {
         r->status = DB_TRIAL_RESOURCE;
         snprintf(r->reason, sizeof r->reason, "%s", fat_last_error());
+        launch_unload(&k);
         return 0;
     }
     r->registers = k.registers;
     r->local_bytes = k.local_bytes;
-    gen_variant vc = { .grid = { m->grid_check[0], m->grid_check[1], m->grid_check[2] },
-                       .block = { m->block[0], m->block[1], m->block[2] }, .smem = m->smem, .workspace = m->ws_check };
-    gen_variant vf = vc;
-    memcpy(vf.grid, m->grid_full, sizeof vf.grid);
-    vf.workspace = m->ws_full;
     int guards = 0, broken = 0;
     fat_status st = FAT_OK;
     if (!m->verify) goto timing;     /* timed again: verified when first timed */
     st = bench_poison(s->check);
-    if (st == FAT_OK) st = bench_launch(s->check, &k, &vc, s->stream);
+    if (st == FAT_OK) st = bench_launch(s->check, &k, &m->check, s->stream);
     if (st == FAT_OK) st = bench_fetch(s->check, s->o, s->lse, &guards);
     if (st != FAT_OK) { broken = 1; goto out; }
     bench_err e;
@@ -190,7 +186,7 @@ static int run_trial(wstate *s, const trial_msg *m, const void *cubin, worker_re
     }
 timing:;
     bench_timing t;
-    st = bench_time(s->full, &k, &vf, s->flush, s->flush_bytes, s->stream, m->budget_ms, m->min_samples,
+    st = bench_time(s->full, &k, &m->full, s->flush, s->flush_bytes, s->stream, m->budget_ms, m->min_samples,
                     m->cut_ms, &t);
     if (st != FAT_OK) { broken = 1; goto out; }
     r->median_ms = t.median_ms; r->p20_ms = t.p20_ms; r->p80_ms = t.p80_ms; r->min_ms = t.min_ms;
@@ -204,7 +200,7 @@ out:
         r->status = DB_TRIAL_FAULT;
         snprintf(r->reason, sizeof r->reason, "%s", fat_last_error());
     } else {
-        kernel_unload(&k);
+        launch_unload(&k);
     }
     return broken;
 }
@@ -221,7 +217,10 @@ out:
  * the pipe broke or the message does not add up. */
 static void *read_trial(const msg_hdr *mh, trial_msg *tm) {
     if (read_all(0, tm, sizeof *tm, 0) || tm->cubin_size != mh->len - sizeof *tm) return NULL;
-    tm->entry[sizeof tm->entry - 1] = 0;
+    tm->check.entry[sizeof tm->check.entry - 1] = 0;
+    tm->full.entry[sizeof tm->full.entry - 1] = 0;
+    if (tm->check.nargs < 0 || tm->check.nargs > GEN_MAX_ARGS || tm->full.nargs < 0 || tm->full.nargs > GEN_MAX_ARGS)
+        return NULL;
     void *cubin = malloc(tm->cubin_size ? tm->cubin_size : 1);
     if (cubin && read_all(0, cubin, tm->cubin_size, 0)) { free(cubin); return NULL; }
     return cubin;
@@ -465,18 +464,13 @@ fat_status worker_trial(worker *w, const worker_req *q, worker_res *res) {
     if (st != FAT_OK) return st;
     trial_msg m;
     memset(&m, 0, sizeof m);
-    memcpy(m.grid_check, q->grid_check, sizeof m.grid_check);
-    memcpy(m.grid_full, q->grid_full, sizeof m.grid_full);
-    memcpy(m.block, q->block, sizeof m.block);
-    m.smem = q->smem;
-    m.ws_check = q->ws_check;
-    m.ws_full = q->ws_full;
+    m.check = q->check;
+    m.full = q->full;
     m.cubin_size = q->cubin_size;
     m.cut_ms = q->cut_ms;
     m.budget_ms = q->budget_ms;
     m.min_samples = q->min_samples;
     m.verify = !q->no_verify;
-    snprintf(m.entry, sizeof m.entry, "%s", q->entry);
     int r = send_msg(w->to, MSG_TRIAL, &m, sizeof m, q->cubin, q->cubin_size);
     if (r == 0) r = recv_fixed(w->from, MSG_RESULT, res, sizeof *res, now_s() + q->timeout_s);
     if (r == 0) {

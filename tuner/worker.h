@@ -17,9 +17,7 @@ typedef struct worker worker;
 typedef struct worker_req {
     const void *cubin;
     size_t cubin_size;
-    const char *entry;
-    unsigned grid_check[3], grid_full[3], block[3];
-    size_t smem, ws_check, ws_full;
+    gen_launch check, full;     /* the variant's launch for the verification and the timed problem */
     double cut_ms;          /* > 0: stop timing when the first samples are all slower */
     double budget_ms;       /* time for the samples */
     int min_samples;        /* at least this many, unless cut */

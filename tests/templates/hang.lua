@@ -5,7 +5,11 @@ local T = { name = "hang", version = 1, params = { threads = { 32 } } }
 
 function T.valid() return true end
 
-function T.emit(p, shape)
+function T.launch(p, shape, dev)
+  return P.launch(dev, { entry = "fat_hang", grid = { 1, 1, 1 }, block = { p.threads, 1, 1 } })
+end
+
+function T.emit(p, shape, dev)
   local src = P.common(T, p, shape) .. [[
 extern "C" __global__ void fat_hang(const fat_kparams p) {
     /* A branch to itself in PTX: a C loop without side effects may be optimised away. */
@@ -13,7 +17,9 @@ extern "C" __global__ void fat_hang(const fat_kparams p) {
     ((float *)p.o)[threadIdx.x] = 0.f;
 }
 ]]
-  return { source = src, entry = "fat_hang", grid = { 1, 1, 1 }, block = { p.threads, 1, 1 }, smem = 0 }
+  local e = T.launch(p, shape, dev)
+  e.source = src
+  return e
 end
 
 return T
