@@ -138,7 +138,7 @@ test-build: $(BUILD)/fatune $(TESTS:%=$(BUILD)/%) lib $(BUILD)/examples/attentio
 
 # On the GPU machine, from a build made elsewhere: sh tools/gpu-runtime.sh (no make, no compiler).
 gpu-test: $(BUILD)/fatune $(BUILD)/gpu_test $(BUILD)/gpu_runtime lib
-	@sh tests/run.sh $(BUILD) gpu_test gpu_tune gpu_runtime python
+	@sh tests/run.sh $(BUILD) gpu_test gpu_contract gpu_tune gpu_runtime python
 
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/fatune

@@ -75,6 +75,16 @@ static const char *const migrations[] = {
     "CREATE INDEX trial_kernel ON trial(kernel_hash);"
     "CREATE INDEX best_problem ON best(problem_id);"
     "CREATE INDEX best_config ON best(config_id);",
+    /* 1 -> 2: a kernel may be stored without its cubin (NULL), so that tuned configurations travel
+     * without them (the runtime compiles what it lacks); v1 files wrote empty blobs for that.
+     * SQLite drops a NOT NULL by copying the table (foreign keys are off meanwhile: migrate). */
+    "CREATE TABLE kernel_v2(hash TEXT PRIMARY KEY, arch TEXT NOT NULL, cubin BLOB,"
+    "  compile_ms REAL NOT NULL, registers INTEGER NOT NULL, spills INTEGER NOT NULL,"
+    "  smem_static INTEGER NOT NULL, created INTEGER NOT NULL DEFAULT " NOW ");"
+    "INSERT INTO kernel_v2 SELECT hash, arch, CASE WHEN length(cubin) > 0 THEN cubin END, compile_ms,"
+    "  registers, spills, smem_static, created FROM kernel;"
+    "DROP TABLE kernel;"
+    "ALTER TABLE kernel_v2 RENAME TO kernel;",
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
@@ -336,6 +346,9 @@ static fat_status judge(db *d, const struct file_state *fs, unsigned flags, int 
         return fail(d, FAT_ERR_DB, "not a fatune database (version %d)", fs->version);
     if (fs->version == DB_SCHEMA_VERSION)
         return FAT_OK;
+    /* read-only: a version this build can read as it is (deployed files may be read-only) */
+    if (d->readonly && fs->version >= DB_READABLE_FROM)
+        return FAT_OK;
     if (d->readonly)
         return fail(d, FAT_ERR_DB, "database version %d is older than this fatune (needs %d); "
                     "open it writable once to migrate it", fs->version, DB_SCHEMA_VERSION);
@@ -343,16 +356,36 @@ static fat_status judge(db *d, const struct file_state *fs, unsigned flags, int 
     return FAT_OK;
 }
 
-/* Brings the file to DB_SCHEMA_VERSION in one transaction: all steps or none. */
+/* Whether foreign_key_check finds a row that points nowhere (then the migration broke a link). */
+static fat_status keys_intact(db *d)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(d->h, "PRAGMA foreign_key_check", -1, &st, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW)
+        return fail(d, FAT_ERR_DB, "migrating: a row points at a row that does not exist");
+    return rc == SQLITE_DONE ? FAT_OK : sqlfail(d, rc, "checking the foreign keys");
+}
+
+/* Brings the file to DB_SCHEMA_VERSION in one transaction: all steps or none. Foreign keys are off
+ * meanwhile (a table copied to change a column must not take its children's links with it when
+ * the old one is dropped) and every link is checked before the commit. */
 static fat_status migrate(db *d, unsigned flags)
 {
     struct file_state fs;
     char sql[64], what[64];
     int need = 0;
-    fat_status s = exec(d, "BEGIN IMMEDIATE", "starting the migration");
+    fat_status s = exec(d, "PRAGMA foreign_keys = OFF", "disabling foreign keys for the migration");
 
-    if (s != FAT_OK)
+    if (s == FAT_OK)
+        s = exec(d, "BEGIN IMMEDIATE", "starting the migration");
+    if (s != FAT_OK) {
+        exec(d, "PRAGMA foreign_keys = ON", "enabling foreign keys");
         return s;
+    }
     /* another process may have migrated the file between our first look and taking the lock */
     s = inspect(d, &fs);
     if (s == FAT_OK)
@@ -365,15 +398,19 @@ static fat_status migrate(db *d, unsigned flags)
         snprintf(what, sizeof what, "migrating to version %d", v + 1);
         s = exec(d, migrations[v], what);
     }
+    if (s == FAT_OK)
+        s = keys_intact(d);
     if (s == FAT_OK) {
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", DB_SCHEMA_VERSION);
         s = exec(d, sql, "setting user_version");
     }
 out:
     if (s == FAT_OK)
-        return exec(d, "COMMIT", "committing the migration");
-    sqlite3_exec(d->h, "ROLLBACK", NULL, NULL, NULL);  /* the first error is the one to report */
-    return s;
+        s = exec(d, "COMMIT", "committing the migration");
+    else
+        sqlite3_exec(d->h, "ROLLBACK", NULL, NULL, NULL);  /* the first error is the one to report */
+    fat_status k = exec(d, "PRAGMA foreign_keys = ON", "enabling foreign keys");
+    return s != FAT_OK ? s : k;
 }
 
 /* Switching to WAL needs the file alone for a moment, and SQLite answers SQLITE_BUSY at once
@@ -773,8 +810,8 @@ fat_status db_kernel_put(db *d, const db_kernel *k)
     if (!terminated(k->arch, sizeof k->arch) || !k->arch[0])
         return fail(d, FAT_ERR_INVALID, "kernel put: arch must be a string of 1 to %d characters",
                     DB_ARCH_MAX - 1);
-    if (!k->cubin || !k->cubin_size)
-        return fail(d, FAT_ERR_INVALID, "kernel put: cubin must be given");
+    if (!k->cubin != !k->cubin_size)
+        return fail(d, FAT_ERR_INVALID, "kernel put: a cubin needs its size, and a size its cubin");
     return write_row(d, ST_KERNEL_PUT, bind_kernel, k, "kernel put");
 }
 

@@ -21,7 +21,11 @@
 
 /* The schema this build writes (PRAGMA user_version). Older files are migrated on a writable open;
  * newer ones are refused. */
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
+
+/* The oldest version a read-only open reads as it is (v1 differs from v2 only in kernel.cubin
+ * being NOT NULL, with empty blobs where v2 stores NULL). */
+#define DB_READABLE_FROM 1
 
 /* Sizes of the fixed string fields below, the terminating NUL included. */
 #define DB_HASH_MAX   129  /* a 512-bit hash in hex */
@@ -99,8 +103,9 @@ fat_status db_config_id(db *d, int64_t template_id, const char *params, int64_t 
 typedef struct db_kernel {
     char hash[DB_HASH_MAX];    /* of source, NVRTC options, arch and NVRTC version; the caller's */
     char arch[DB_ARCH_MAX];    /* "sm_90a" */
-    const void *cubin;         /* put: borrowed; get: malloc'ed, owned by the struct, db_kernel_free */
-    size_t cubin_size;         /* > 0 */
+    const void *cubin;         /* put: borrowed; get: malloc'ed, owned by the struct, db_kernel_free;
+                                  NULL: the kernel is known (its hash, registers) without its cubin */
+    size_t cubin_size;         /* 0 exactly when cubin is NULL */
     double compile_ms;
     int registers;             /* per thread */
     int spills;                /* bytes of local memory spilled to */

@@ -195,7 +195,7 @@ void ctx_call_problem(const fat_attn_args *a, fat_problem *p) {
 /* Checks the arguments and finds the entry of their problem. */
 static fat_status prepare(fat_ctx *c, const fat_attn_args *a, fat_problem *p, entry **e) {
     if (!c) { fat_set_error("ctx: NULL (call fat_open first)"); return FAT_ERR_INVALID; }
-    fat_status st = fat_attn_check(a, 1);
+    fat_status st = args_check_gpu(a);
     if (st != FAT_OK) return st;
     /* The kernels put the heads and the batch on the grid's y and z, at most 65535 each. */
     if (a->heads_q > 65535) { fat_set_error("heads_q: %d is above 65535, the most the GPU kernels launch", a->heads_q); return FAT_ERR_INVALID; }

@@ -7,6 +7,8 @@
 #ifndef FAT_STATUS_H
 #define FAT_STATUS_H
 
+#include "fatune.h"
+
 #if defined(__GNUC__)
 #define FAT_PRINTF_LIKE(fmt, first) __attribute__((format(printf, fmt, first)))
 #else
@@ -17,5 +19,9 @@
  * kept). It replaces the previous message, which may be among the arguments, and is what
  * fat_last_error() returns on this thread until the next call. */
 void fat_set_error(const char *fmt, ...) FAT_PRINTF_LIKE(1, 2);
+
+/* fat_attn_check(a, 1) (args.c) for the runtime's calls: a call whose sizes, strides and mask
+ * equal the thread's last checked call has only its pointers checked. */
+fat_status args_check_gpu(const fat_attn_args *a);
 
 #endif

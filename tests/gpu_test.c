@@ -111,9 +111,10 @@ int main(int argc, char **argv) {
     int ngpu = 0;
     if (cu_device_count(&ngpu) != FAT_OK || ngpu == 0) {
         /* One skip per case and family: the count says how much did not run. */
-        int nf;
-        gen_families(&nf);
-        for (int i = 0; i < ncases * nf; i++) SKIP("gpu case", "no GPU");
+        int nf, sel = 0;
+        const char *const *fams = gen_families(&nf);
+        for (int f = 0; f < nf; f++) sel += gen_family_selected(only, fams[f]);
+        for (int i = 0; i < ncases * sel; i++) SKIP("gpu case", "no GPU");
         printf("gpu: no GPU here (%s)\n", ngpu == 0 && cu_load() == FAT_OK ? "the driver reports none" : fat_last_error());
         return test_done("gpu");
     }
@@ -128,6 +129,10 @@ int main(int argc, char **argv) {
     int nf;
     const char *const *fams = gen_families(&nf);
     int variants_run = 0;
+    /* per family: how many variants ran, and why the first case refused it (a skip when none ran) */
+    int ran[GEN_MAX_FAMILIES] = { 0 };
+    char why_not[GEN_MAX_FAMILIES][256];
+    memset(why_not, 0, sizeof why_not);
 
     for (int ci = 0; ci < ncases; ci++) {
         const tcase *tc = &cases[ci];
@@ -154,7 +159,10 @@ int main(int argc, char **argv) {
             pool_job *jobs = calloc((size_t)nch, sizeof *jobs);
             int nv = 0, nj = 0;
             for (int i = 0; i < nch; i++) {
-                if (!ch[i].ok) continue;
+                if (!ch[i].ok) {
+                    if (!why_not[f][0] && ch[i].reason) snprintf(why_not[f], sizeof why_not[f], "%s", ch[i].reason);
+                    continue;
+                }
                 if (quick && nv >= 2) break;
                 if (gen_emit(g, fams[f], ch[i].canon, &tc->p, &dev, &vs[nv]) != FAT_OK) {
                     CHECK("emit", 0);
@@ -217,6 +225,7 @@ int main(int argc, char **argv) {
                 bench_compare(c, o, ref, tc->lay.with_lse ? lse : NULL, lref, &e);
                 int ok = guards && e.nonfinite == 0 && e.lse_bad == 0 && e.rel_l2 <= tolerance(tc->p.dtype);
                 variants_run++;
+                ran[f]++;
                 if (ok) { test_passed++; if (test_verbose) printf("ok   %s: rel %.2e\n", descr, e.rel_l2); }
                 else {
                     test_failed++;
@@ -232,6 +241,12 @@ int main(int argc, char **argv) {
         }
         free(ref); free(lref); free(o); free(lse);
         bench_case_free(c);
+    }
+    for (int f = 0; f < nf; f++) {
+        if (!gen_family_selected(only, fams[f]) || ran[f]) continue;
+        char what[256];
+        snprintf(what, sizeof what, "%s on %s", fams[f], dev.name);
+        SKIP(what, why_not[f][0] ? why_not[f] : "no valid variant for any case");
     }
 done:
     printf("gpu: %d variant runs in %ld s\n", variants_run, (long)(time(NULL) - t0));

@@ -195,7 +195,7 @@ static void test_create_and_round_trip(void)
               raw_int(path, "PRAGMA application_id"), DB_APPLICATION_ID);
     CHECK("the file is in WAL mode", file_is_wal(path));
     CHECK_INT("schema version after reopen", db_schema_version(d, &v), FAT_OK);
-    CHECK_INT("still version 1 after reopen", v, 1);
+    CHECK_INT("still the current version after reopen", v, DB_SCHEMA_VERSION);
     CHECK_INT("ids after reopen", make_ids(d, &again), FAT_OK);
     CHECK("device, template, problem and config ids are stable across opens",
           again.dev == ids.dev && again.tmpl == ids.tmpl && again.prob == ids.prob &&
@@ -306,7 +306,7 @@ static void test_create_and_round_trip(void)
     CHECK_INT("an empty file without DB_CREATE", db_open(other, 0, &d, err, sizeof err), FAT_ERR_DB);
     CHECK_STR_HAS("...is not a fatune database yet", err, "not a fatune database (empty)");
     CHECK_INT("an empty file with DB_CREATE", db_open(other, DB_CREATE, &d, err, sizeof err), FAT_OK);
-    CHECK_INT("...gets the schema", db_schema_version(d, &v) == FAT_OK ? v : -1, 1);
+    CHECK_INT("...gets the schema", db_schema_version(d, &v) == FAT_OK ? v : -1, DB_SCHEMA_VERSION);
     db_close(d);
     remove_db(other);
 
@@ -340,12 +340,85 @@ static void test_migration(void)
     if (!d)
         return;
     CHECK_INT("schema version after migration", db_schema_version(d, &v), FAT_OK);
-    CHECK_INT("migrated to version 1", v, 1);
+    CHECK_INT("migrated to the current version", v, DB_SCHEMA_VERSION);
     CHECK_INT("the migrated schema takes rows", make_ids(d, &ids), FAT_OK);
     db_close(d);
-    CHECK_INT("the migration was committed", raw_int(path, "PRAGMA user_version"), 1);
+    CHECK_INT("the migration was committed", raw_int(path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
     CHECK_INT("...with its tables",
               raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'trial'"), 1);
+    remove_db(path);
+}
+
+/* A version 1 file (kernel.cubin NOT NULL, empty blobs for kernels without a cubin) becomes
+ * version 2 on a writable open: every kernel and every trial's link to it kept, empty cubins NULL;
+ * a read-only open reads it as it is. */
+static void test_migration_v1(void)
+{
+    char path[256], err[512] = "";
+    db *d = NULL;
+    db_kernel k;
+    int v = -1;
+
+    path_of(path, sizeof path, "v1.db");
+    int rc = raw_exec(path,
+        "PRAGMA application_id = 0x46415455;"
+        "CREATE TABLE device(id INTEGER PRIMARY KEY, name TEXT NOT NULL, cc INTEGER NOT NULL, sms INTEGER NOT NULL,"
+        " l2_bytes INTEGER NOT NULL, smem_optin INTEGER NOT NULL, driver_version INTEGER NOT NULL,"
+        " nvrtc_version INTEGER NOT NULL, UNIQUE(name, cc));"
+        "CREATE TABLE template(id INTEGER PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,"
+        " source_hash TEXT NOT NULL, UNIQUE(name, version, source_hash));"
+        "CREATE TABLE problem(id INTEGER PRIMARY KEY, dtype TEXT NOT NULL CHECK(dtype IN ('fp16', 'bf16')),"
+        " head_dim INTEGER NOT NULL, causal INTEGER NOT NULL CHECK(causal IN (0, 1)), features INTEGER NOT NULL,"
+        " batch INTEGER NOT NULL, heads_q INTEGER NOT NULL, heads_kv INTEGER NOT NULL, seqlen_q INTEGER NOT NULL,"
+        " seqlen_k INTEGER NOT NULL, UNIQUE(dtype, head_dim, causal, features, batch, heads_q, heads_kv, seqlen_q, seqlen_k));"
+        "CREATE TABLE config(id INTEGER PRIMARY KEY, template_id INTEGER NOT NULL REFERENCES template(id) ON DELETE CASCADE,"
+        " params TEXT NOT NULL, UNIQUE(template_id, params));"
+        "CREATE TABLE kernel(hash TEXT PRIMARY KEY, arch TEXT NOT NULL, cubin BLOB NOT NULL, compile_ms REAL NOT NULL,"
+        " registers INTEGER NOT NULL, spills INTEGER NOT NULL, smem_static INTEGER NOT NULL,"
+        " created INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE trial(id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL REFERENCES device(id) ON DELETE CASCADE,"
+        " problem_id INTEGER NOT NULL REFERENCES problem(id) ON DELETE CASCADE,"
+        " config_id INTEGER NOT NULL REFERENCES config(id) ON DELETE CASCADE,"
+        " kernel_hash TEXT REFERENCES kernel(hash) ON DELETE SET NULL,"
+        " status TEXT NOT NULL CHECK(status IN ('ok', 'invalid', 'compile_error', 'resource', 'wrong_result', 'fault', 'timeout')),"
+        " reason TEXT, median_ms REAL, p20_ms REAL, p80_ms REAL, min_ms REAL, samples INTEGER NOT NULL, max_err REAL,"
+        " sm_clock_mhz INTEGER, created INTEGER NOT NULL DEFAULT 0, UNIQUE(device_id, problem_id, config_id));"
+        "CREATE TABLE best(device_id INTEGER NOT NULL REFERENCES device(id) ON DELETE CASCADE,"
+        " problem_id INTEGER NOT NULL REFERENCES problem(id) ON DELETE CASCADE,"
+        " config_id INTEGER NOT NULL REFERENCES config(id) ON DELETE CASCADE, median_ms REAL NOT NULL,"
+        " margin REAL NOT NULL, effort TEXT NOT NULL, complete INTEGER NOT NULL CHECK(complete IN (0, 1)),"
+        " PRIMARY KEY(device_id, problem_id));"
+        "INSERT INTO device VALUES(1, 'GPU', 90, 132, 1, 1, 1, 1);"
+        "INSERT INTO template VALUES(1, 'flash_v2', 1, 'h');"
+        "INSERT INTO problem VALUES(1, 'bf16', 64, 0, 0, 1, 1, 1, 16, 16);"
+        "INSERT INTO config VALUES(1, 1, 'a=1');"
+        "INSERT INTO config VALUES(2, 1, 'a=2');"
+        "INSERT INTO kernel VALUES('with', 'sm_90', x'0102', 1, 32, 0, 0, 0);"
+        "INSERT INTO kernel VALUES('without', 'sm_90', x'', 1, 32, 0, 0, 0);"
+        "INSERT INTO trial(device_id, problem_id, config_id, kernel_hash, status, samples) VALUES(1, 1, 1, 'with', 'ok', 5);"
+        "INSERT INTO trial(device_id, problem_id, config_id, kernel_hash, status, samples) VALUES(1, 1, 2, 'without', 'ok', 5);"
+        "PRAGMA user_version = 1;");
+    CHECK_INT("make a version 1 file", rc, SQLITE_OK);
+    CHECK_INT("read-only open of version 1 reads it as it is", db_open(path, DB_READONLY, &d, err, sizeof err), FAT_OK);
+    if (d) {
+        CHECK("  a kernel without its cubin reads as NULL", db_kernel_get(d, "without", &k) == FAT_OK && !k.cubin &&
+              k.cubin_size == 0);
+        db_kernel_free(&k);
+        db_close(d);
+    }
+    CHECK_INT("  and stays version 1", raw_int(path, "PRAGMA user_version"), 1);
+    CHECK_INT("writable open of version 1", db_open(path, 0, &d, err, sizeof err), FAT_OK);
+    if (!d) return;
+    CHECK_INT("migrated", db_schema_version(d, &v) == FAT_OK ? v : -1, DB_SCHEMA_VERSION);
+    CHECK("the kernel with a cubin keeps it", db_kernel_get(d, "with", &k) == FAT_OK && k.cubin_size == 2 &&
+          ((const unsigned char *)k.cubin)[1] == 2);
+    db_kernel_free(&k);
+    db_close(d);
+    CHECK_INT("the empty cubin became NULL", raw_int(path, "SELECT count(*) FROM kernel WHERE cubin IS NULL"), 1);
+    CHECK_INT("both trials still name their kernels",
+              raw_int(path, "SELECT count(*) FROM trial WHERE kernel_hash IS NOT NULL"), 2);
+    CHECK_INT("foreign keys still point at kernel",
+              raw_int(path, "SELECT count(*) FROM pragma_foreign_key_list('trial') WHERE \"table\" = 'kernel'"), 1);
     remove_db(path);
 }
 
@@ -391,7 +464,7 @@ static void test_refusals(void)
     raw_exec(path, "PRAGMA application_id = 0x46415455; PRAGMA user_version = 99;"
                    "CREATE TABLE device(id INTEGER PRIMARY KEY, shape_of_things_to_come TEXT);");
     check_refused("a newer fatune file", path,
-                  "database version 99 is newer than this fatune (knows up to 1)");
+                  "database version 99 is newer than this fatune (knows up to 2)");
 }
 
 /* Makes a database with one trial at path; 0 on success. */
@@ -679,7 +752,10 @@ static void test_invalid(void)
     CHECK_INT("kernel put: no hash", db_kernel_put(d, &k), FAT_ERR_INVALID);
     strcpy(k.hash, "h");
     strcpy(k.arch, "sm_80");
-    CHECK_INT("kernel put: no cubin", db_kernel_put(d, &k), FAT_ERR_INVALID);
+    CHECK_INT("kernel put: no cubin, no size: a kernel known without its cubin", db_kernel_put(d, &k), FAT_OK);
+    k.cubin_size = 10;
+    CHECK_INT("kernel put: a size without a cubin", db_kernel_put(d, &k), FAT_ERR_INVALID);
+    k.cubin_size = 0;
     memset(k.hash, 'x', sizeof k.hash);
     k.cubin = cubin;
     k.cubin_size = sizeof cubin;
@@ -796,6 +872,7 @@ int main(int argc, char **argv)
     }
     test_create_and_round_trip();
     test_migration();
+    test_migration_v1();
     test_refusals();
     test_readonly();
     test_two_writers();
