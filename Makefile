@@ -74,9 +74,23 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c generator/embedded.h
 	@echo "CC $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/libfatune.a: $(LIB_OBJ)
+# The objects of the library with every symbol, for fatune itself and the tests.
+$(BUILD)/libfatune-internal.a: $(LIB_OBJ)
 	@echo "AR $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
+
+# The public API: every function fatune.h declares, nothing else.
+$(BUILD)/fatune.syms: runtime/fatune.h
+	@mkdir -p $(@D)
+	@echo "GEN $@"
+	$(Q)grep -v '^typedef' $< | grep -oE '\bfat_[a-z0-9_]+\(' | tr -d '(' | sort -u > $@
+
+# The static library an application links: one object whose only global symbols are the API's
+# (the generator, database and CUDA loader inside must not clash with an application's).
+$(BUILD)/libfatune.a: $(LIB_OBJ) $(BUILD)/fatune.syms
+	@echo "AR $@"
+	$(Q)rm -f $@ $(BUILD)/fatune-lib.o && ld -r -o $(BUILD)/fatune-lib.o $(LIB_OBJ) && \
+	    objcopy --keep-global-symbols=$(BUILD)/fatune.syms $(BUILD)/fatune-lib.o && ar rcs $@ $(BUILD)/fatune-lib.o
 
 $(BUILD)/libfatune.so: $(LIB_OBJ) runtime/fatune.map
 	@echo "LINK $@"
@@ -111,15 +125,15 @@ install: $(BUILD)/fatune lib
 	install -m 644 python/fatune.py $(DESTDIR)$(PYTHONDIR)/
 	@echo "installed into $(DESTDIR)$(PREFIX); Python: PYTHONPATH=$(PYTHONDIR)"
 
-$(BUILD)/fatune: $(BUILD)/tuner/main.o $(TUNER_OBJ) $(BUILD)/libfatune.a
+$(BUILD)/fatune: $(BUILD)/tuner/main.o $(TUNER_OBJ) $(BUILD)/libfatune-internal.a
 	@echo "LINK $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/test_%: $(BUILD)/tests/test_%.o $(TUNER_OBJ) $(BUILD)/libfatune.a
+$(BUILD)/test_%: $(BUILD)/tests/test_%.o $(TUNER_OBJ) $(BUILD)/libfatune-internal.a
 	@echo "LINK $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/gpu_%: $(BUILD)/tests/gpu_%.o $(TUNER_OBJ) $(BUILD)/libfatune.a
+$(BUILD)/gpu_%: $(BUILD)/tests/gpu_%.o $(TUNER_OBJ) $(BUILD)/libfatune-internal.a
 	@echo "LINK $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -130,11 +144,18 @@ deps:
 # second make so that the pkg-config look-ups above see the new packages.
 test: deps
 	@$(MAKE) --no-print-directory test-build
-	@sh tests/run.sh $(BUILD) $(TESTS) cli tune_sim python
+	@sh tests/run.sh $(BUILD) $(TESTS) symbols cli tune_sim python
 
 .PHONY: test-build
 # The examples are compiled here, linked by `make examples` (that needs the driver stub, libcuda.so).
-test-build: $(BUILD)/fatune $(TESTS:%=$(BUILD)/%) lib $(BUILD)/examples/attention.o $(BUILD)/gpu_test $(BUILD)/gpu_runtime
+test-build: $(BUILD)/fatune $(TESTS:%=$(BUILD)/%) lib $(BUILD)/examples/attention.o $(BUILD)/gpu_test $(BUILD)/gpu_runtime \
+            $(BUILD)/layout
+
+# The public structs' layout, for the Python binding's test (tests/test_python.py).
+$(BUILD)/layout: tests/layout.c runtime/fatune.h
+	@mkdir -p $(@D)
+	@echo "CC $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $<
 
 # On the GPU machine, from a build made elsewhere: sh tools/gpu-runtime.sh (no make, no compiler).
 gpu-test: $(BUILD)/fatune $(BUILD)/gpu_test $(BUILD)/gpu_runtime lib

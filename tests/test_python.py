@@ -129,6 +129,30 @@ def test_layout():
         check(descr, err < 1e-5 and lerr < 1e-4, "max error %g, lse %g" % (err, lerr))
 
 
+def test_struct_layout():
+    """The ctypes structures are the C structs, field for field (build/layout prints the C side)."""
+    exe = os.environ.get("FATUNE_LAYOUT")
+    if not exe or not os.path.exists(exe):
+        skip("ctypes layout against C", "no build/layout (make test-build makes it)")
+        return
+    import subprocess
+    c = {}
+    for line in subprocess.run([exe], capture_output=True, text=True, check=True).stdout.splitlines():
+        parts = line.split()
+        c[parts[0]] = tuple(int(x) for x in parts[1:])
+    mirrors = {"fat_attn_args": fatune.AttnArgs, "fat_problem": fatune.Problem, "fat_choice": fatune.Choice,
+               "fat_stats": fatune.Stats}
+    for name, cls in mirrors.items():
+        check("%s: ctypes size %d is C's %d" % (name, ctypes.sizeof(cls), c[name][0]), ctypes.sizeof(cls) == c[name][0])
+        cfields = sorted(k.split(".", 1)[1] for k in c if k.startswith(name + "."))
+        pyfields = sorted(f for f, _ in cls._fields_)
+        check("%s: the same fields in C and Python" % name, cfields == pyfields, "C %s, Python %s" % (cfields, pyfields))
+        for f, _ in cls._fields_:
+            want = c.get(name + "." + f)
+            got = (getattr(cls, f).offset, getattr(cls, f).size)
+            check("%s.%s: offset and size %s as in C %s" % (name, f, got, want), want == got)
+
+
 def test_messages():
     a = fatune.AttnArgs()
     lib.fat_attn_args_init(ctypes.byref(a), fatune.BF16, 1, 4, 2, 16, 16, 64)
@@ -387,6 +411,7 @@ def test_close():
         check("stats() after close() raises 'the context is closed'", "closed" in str(e), str(e))
 
 test_layout()
+test_struct_layout()
 test_messages()
 test_binding_arguments()
 test_close()

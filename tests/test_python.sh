@@ -11,7 +11,7 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 deb="$root/.deb/usr/lib/x86_64-linux-gnu"
 [ -d "$deb" ] && export LD_LIBRARY_PATH="$deb${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export FATUNE_LIB="$build/libfatune.so"
+export FATUNE_LIB="$build/libfatune.so" FATUNE_LAYOUT="$build/layout"
 # A sanitizer build (make SAN=address,undefined test): python3 itself is not instrumented, so the
 # sanitizer runtimes must be loaded first; Python's own allocations are not ours to report.
 if command -v nm >/dev/null 2>&1 && nm -D "$FATUNE_LIB" 2>/dev/null | grep -q __asan_init; then
