@@ -518,14 +518,14 @@ fat_status gen_enumerate(gen *g, const char *tmpl, const fat_problem *p, const g
     if (st != FAT_OK) return st;
     int cnt = (int)lua_rawlen(L, -1);
     gen_choice *c = calloc(cnt ? (size_t)cnt : 1, sizeof *c);
-    if (!c) { lua_pop(L, 1); return FAT_ERR_NOMEM; }
+    if (!c) { lua_pop(L, 1); snprintf(g->err, sizeof g->err, "out of memory"); return FAT_ERR_NOMEM; }
     for (int i = 0; i < cnt; i++) {
         lua_rawgeti(L, -1, i + 1);
         c[i].canon = dup_field(L, -1, "canon");
         c[i].ok = bool_field(L, -1, "ok");
         c[i].reason = dup_field(L, -1, "reason");
         lua_pop(L, 1);
-        if (!c[i].canon) { gen_choices_free(c, i + 1); lua_pop(L, 1); return FAT_ERR_NOMEM; }
+        if (!c[i].canon) { gen_choices_free(c, i + 1); lua_pop(L, 1); snprintf(g->err, sizeof g->err, "out of memory"); return FAT_ERR_NOMEM; }
     }
     lua_pop(L, 1);
     *out = c;
@@ -788,7 +788,7 @@ static fat_status run_shapes(gen *g, const char *chunkname, fat_problem **out, i
     if (st != FAT_OK) return st;
     int cnt = (int)lua_rawlen(L, -1);
     fat_problem *p = calloc((size_t)cnt, sizeof *p);
-    if (!p) { lua_pop(L, 1); return FAT_ERR_NOMEM; }
+    if (!p) { lua_pop(L, 1); snprintf(g->err, sizeof g->err, "out of memory"); return FAT_ERR_NOMEM; }
     for (int i = 0; i < cnt; i++) {
         lua_rawgeti(L, -1, i + 1);
         const char *dt = (lua_getfield(L, -1, "dtype"), lua_tostring(L, -1));

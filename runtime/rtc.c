@@ -159,7 +159,7 @@ fat_status rtc_compile(const char *source, const char *name, const char *arch, i
     size_t logsz = 0;
     RTC_CHECK(GetProgramLogSize(prog, &logsz));
     out->log = malloc(logsz + 1);
-    if (!out->log) { st = FAT_ERR_NOMEM; goto out; }
+    if (!out->log) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
     RTC_CHECK(GetProgramLog(prog, out->log));
     out->log[logsz] = 0;
     if (cr != NVRTC_SUCCESS) {
@@ -171,13 +171,13 @@ fat_status rtc_compile(const char *source, const char *name, const char *arch, i
     if (ptx) {
         RTC_CHECK(GetPTXSize(prog, &out->size));
         out->image = malloc(out->size + 1);
-        if (!out->image) { st = FAT_ERR_NOMEM; goto out; }
+        if (!out->image) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
         RTC_CHECK(GetPTX(prog, out->image));
         ((char *)out->image)[out->size] = 0;
     } else {
         RTC_CHECK(GetCUBINSize(prog, &out->size));
         out->image = malloc(out->size);
-        if (!out->image) { st = FAT_ERR_NOMEM; goto out; }
+        if (!out->image) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
         RTC_CHECK(GetCUBIN(prog, out->image));
     }
 out:

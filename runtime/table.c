@@ -56,7 +56,7 @@ static fat_status publish(fat_ctx *c, entry *e) {
     if (c->nentries == c->cap_entries) {
         size_t cap = c->cap_entries ? 2 * c->cap_entries : 256;
         entry **n = realloc(c->entries, cap * sizeof *n);
-        if (!n) return FAT_ERR_NOMEM;
+        if (!n) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
         c->entries = n;
         c->cap_entries = cap;
     }
@@ -65,7 +65,7 @@ static fat_status publish(fat_ctx *c, entry *e) {
         size_t slots = 2 * (t->mask + 1);
         table *bigger = calloc(1, sizeof *bigger + slots * sizeof bigger->slot[0]);
         table **old = realloc(c->old, (size_t)(c->nold + 1) * sizeof *old);
-        if (!bigger || !old) { free(bigger); if (old) c->old = old; return FAT_ERR_NOMEM; }
+        if (!bigger || !old) { free(bigger); if (old) c->old = old; fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
         c->old = old;
         bigger->mask = slots - 1;
         for (size_t i = 0; i < slots; i++) atomic_init(&bigger->slot[i], NULL);

@@ -45,7 +45,7 @@ static fat_status fill_repeated(fat_dtype dt, CUdeviceptr dst, size_t n, uint64_
     fat_status st = FAT_OK;
     size_t first = n < BLOCK ? n : BLOCK;
     void *h = malloc(first * 2);
-    if (!h) return FAT_ERR_NOMEM;
+    if (!h) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
     fill_random(dt, h, first, seed);
     CU_CHECK(MemcpyHtoD(dst, h, first * 2));
     for (size_t done = first; done < n;) {
@@ -82,10 +82,10 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
     fat_status st = FAT_OK;
     bench_case *c = calloc(1, sizeof *c);
     *out = NULL;
-    if (!c) return FAT_ERR_NOMEM;
+    if (!c) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
     c->prob = *p;
     c->maps = aligned_alloc(128, (sizeof *c->maps + 127) & ~(size_t)127);
-    if (!c->maps || launch_arena_new(&c->arena) != FAT_OK) { st = FAT_ERR_NOMEM; goto out; }
+    if (!c->maps || launch_arena_new(&c->arena) != FAT_OK) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
     memset(c->maps, 0, sizeof *c->maps);
     int varlen = (p->features & FAT_FEAT_VARLEN) != 0;
     int d = p->head_dim, b = p->batch;
@@ -97,7 +97,7 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
     int rows_q = p->seqlen_q, rows_k = p->seqlen_k, nb = b;
     if (varlen) {
         c->hcu = calloc(2 * ((size_t)b + 1), sizeof *c->hcu);
-        if (!c->hcu) { st = FAT_ERR_NOMEM; goto out; }
+        if (!c->hcu) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
         for (int i = 0; i < b; i++) {
             c->hcu[i + 1] = c->hcu[i] + lay->lens_q[i];
             c->hcu[b + 1 + i + 1] = c->hcu[b + 1 + i] + lay->lens_k[i];
@@ -135,7 +135,7 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         c->hq = malloc(c->q_elems * 2);
         c->hk = malloc(c->k_elems * 2);
         c->hv = malloc(c->k_elems * 2);
-        if (!c->hq || !c->hk || !c->hv) { st = FAT_ERR_NOMEM; goto out; }
+        if (!c->hq || !c->hk || !c->hv) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
         fill_random(p->dtype, c->hq, c->q_elems, &seed);
         fill_random(p->dtype, c->hk, c->k_elems, &seed);
         fill_random(p->dtype, c->hv, c->k_elems, &seed);
@@ -190,7 +190,7 @@ fat_status bench_fetch(bench_case *c, float *o, float *lse, int *guards_ok) {
     fat_status st = FAT_OK;
     unsigned char *buf = malloc(c->o_elems * 2 + 2 * BENCH_GUARD);
     unsigned char *lbuf = malloc(c->lse_elems * 4 + 2 * BENCH_GUARD);
-    if (!buf || !lbuf) { st = FAT_ERR_NOMEM; goto out; }
+    if (!buf || !lbuf) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
     CU_CHECK(CtxSynchronize());
     CU_CHECK(MemcpyDtoH(buf, c->mem_o, c->o_elems * 2 + 2 * BENCH_GUARD));
     CU_CHECK(MemcpyDtoH(lbuf, c->mem_lse, c->lse_elems * 4 + 2 * BENCH_GUARD));
@@ -210,7 +210,7 @@ fat_status bench_cpu_reference(bench_case *c, float *o, float *lse) {
         return FAT_ERR_INVALID;
     }
     void *ho = malloc(c->o_elems * 2);
-    if (!ho) return FAT_ERR_NOMEM;
+    if (!ho) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
     memset(ho, 0xFF, c->o_elems * 2);
     fat_attn_args a = c->host;
     a.o = ho;

@@ -110,7 +110,7 @@ fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_o
                 if (nunits == cap) {
                     cap = cap ? 2 * cap : 64;
                     unit *nu = realloc(units, (size_t)cap * sizeof *units);
-                    if (!nu) { gen_variant_free(&v); gen_choices_free(ch, nch); st = FAT_ERR_NOMEM; goto out; }
+                    if (!nu) { gen_variant_free(&v); gen_choices_free(ch, nch); fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
                     units = nu;
                 }
                 units[nunits].h = h;
@@ -132,7 +132,7 @@ fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_o
     }
 
     jobs = calloc(nunits ? (size_t)nunits : 1, sizeof *jobs);
-    if (!jobs) { st = FAT_ERR_NOMEM; goto out; }
+    if (!jobs) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
     for (int u = 0; u < nunits; u++) {
         jobs[u].source = units[u].v.source;
         jobs[u].name = units[u].v.tmpl;

@@ -165,7 +165,7 @@ static fat_status collect(tuner *t, const fat_problem *p, const fat_problem *cp,
             if (nc == cap) {
                 cap = cap ? 2 * cap : 64;
                 cand *n2 = realloc(cs, (size_t)cap * sizeof *cs);
-                if (!n2) { gen_choices_free(ch, nch); st = FAT_ERR_NOMEM; goto out; }
+                if (!n2) { gen_choices_free(ch, nch); fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
                 cs = n2;
             }
             cand *c = &cs[nc];
@@ -412,7 +412,7 @@ static fat_status sibling_seen(void *ud, int64_t id, const fat_problem *p, int t
  * trial there (any status) as seen. FAT_OK, FAT_ERR_NOMEM or FAT_ERR_DB. */
 static fat_status plan_from(tuner *t, int64_t id, cand *cs, int nc, int k, unsigned char *seen) {
     double *ms = calloc(nc ? (size_t)nc : 1, sizeof *ms);
-    if (!ms) return FAT_ERR_NOMEM;
+    if (!ms) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
     for (int i = 0; i < nc; i++) {
         db_trial tr;
         fat_status st = db_trial_get(t->d, t->device_id, id, cs[i].config_id, &tr);
@@ -447,7 +447,7 @@ static fat_status plan(tuner *t, const fat_problem *p, cand *cs, int nc, int has
     *guides = 0;
     for (int i = 0; i < nc; i++) cs[i].planned = 1;
     if (t->o->strategy != TUNE_GUIDED || t->o->quick || nc == 0) return FAT_OK;
-    if (!(sb = calloc(1, sizeof *sb)) || !(seen = calloc((size_t)nc, 1))) { st = FAT_ERR_NOMEM; goto out; }
+    if (!(sb = calloc(1, sizeof *sb)) || !(seen = calloc((size_t)nc, 1))) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
     sb->p = p;
     sb->decoding_rows = t->decoding_rows;
     if (db_siblings(t->d, t->device_id, p, sibling_seen, sb) != FAT_OK) {
@@ -820,7 +820,7 @@ static fat_status tune_problem(tuner *t, const fat_problem *p) {
     }
     if (st != FAT_OK) goto out;
     double ts = now_s();
-    if (!(in = calloc(r.nc ? (size_t)r.nc : 1, sizeof *in))) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
+    if (!(in = calloc(r.nc ? (size_t)r.nc : 1, sizeof *in))) { fat_set_error("out of memory"); fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
     first_pass(&r, in);
     choose_first(t, &r, in);
     st = choose_final(t, &r, in);
