@@ -164,6 +164,8 @@ local FIELDS = { batch = "integer", heads_q = "integer", heads_kv = "integer", s
                  causal = "boolean", window = "boolean", softcap = "boolean", varlen = "boolean",
                  heads = "integer" }
 local LIMIT = { batch = 65535, heads_q = 65535, heads_kv = 65535, seqlen_q = 1 << 22, seqlen_k = 1 << 22 }
+-- A suite larger than this is a mistake (a sweep over too many values), not a tuning job.
+local MAX_PROBLEMS = 100000
 
 -- Checks one problem table and returns its normalised copy; errors carry no position (the
 -- callers add the line of the shape{} or sweep{} that was written).
@@ -231,6 +233,11 @@ function H.shapes_env(base)
   env.sweep = function(s)
     local list = rethrow(pcall(function()
       if type(s) ~= "table" then error("sweep{} takes a table", 0) end
+      local count = 1
+      for _, v in pairs(s) do count = count * (type(v) == "table" and #v or 1) end
+      if count > MAX_PROBLEMS then
+        error(string.format("too many problems: this sweep makes %.0f; the limit is %d", count, MAX_PROBLEMS), 0)
+      end
       local keys, out, cur = sorted_keys(s), {}, {}
       local function rec(i)
         if i > #keys then
@@ -268,7 +275,12 @@ function H.shapes_list(chunkname, ret)
       for i, y in ipairs(x) do add(y, where .. "[" .. i .. "]") end
     end
   end
-  for i, x in ipairs(ret) do add(x, "shape " .. i) end
+  for i, x in ipairs(ret) do
+    add(x, "shape " .. i)
+    if #out > MAX_PROBLEMS then
+      error(string.format("%s: too many problems: more than %d", chunkname, MAX_PROBLEMS), 0)
+    end
+  end
   if #out == 0 then error(chunkname .. ": the list of shapes is empty", 0) end
   return out
 end

@@ -76,10 +76,15 @@ end
 local DEFAULTS = {
   small = { { 128, 64, 4, 2 }, { 64, 64, 4, 2 }, { 64, 64, 4, 1 }, { 64, 32, 4, 1 } },  -- d <= 128
   large = { { 64, 64, 4, 2 }, { 64, 64, 4, 1 }, { 64, 32, 4, 1 } },                    -- d > 128
+  -- a sliding window's bounds take registers: at d = 128 the 128-row tile of 4 warps spills
+  -- 16-32 bytes (ptxas, sm_80 and sm_90), with 8 warps of 16 rows it does not
+  window = { { 128, 64, 8, 2 }, { 64, 64, 4, 2 }, { 64, 64, 4, 1 }, { 64, 32, 4, 1 } },
 }
 
 function t.default(shape, dev)
-  for _, c in ipairs(shape.head_dim <= 128 and DEFAULTS.small or DEFAULTS.large) do
+  local list = shape.head_dim > 128 and DEFAULTS.large or (shape.window and shape.head_dim > 64) and DEFAULTS.window
+               or DEFAULTS.small
+  for _, c in ipairs(list) do
     local p = { block_m = c[1], block_n = c[2], warps = c[3], stages = c[4], q_in_regs = 0 }
     if t.valid(p, shape, dev) then return p end
   end

@@ -506,6 +506,33 @@ static void launch_floor(const char *arch) {
     if (s) cu.StreamDestroy(s);
     if (mod) cu.ModuleUnload(mod);
     rtc_result_free(&r);
+    /* what the calls fat_attn_fwd makes beside the launch cost here */
+    enum { N = 200000 };
+    CUcontext cur;
+    double t0 = now_ms();
+    for (int i = 0; i < N; i++) cu.CtxGetCurrent(&cur);
+    double get_us = (now_ms() - t0) * 1e3 / N;
+    printf("driver calls around a launch: cuCtxGetCurrent %.3f us", get_us);
+    CUdeviceptr buf = 0;
+    CUtensorMap *m = aligned_alloc(128, sizeof *m);
+    if (m && cu.TensorMapEncodeTiled && cu.MemAlloc(&buf, 1 << 20) == CUDA_SUCCESS) {
+        cuuint64_t dims[2] = { 64, 1024 }, str[1] = { 128 };
+        cuuint32_t box[2] = { 64, 64 }, es[2] = { 1, 1 };
+        t0 = now_ms();
+        int ok = 1;
+        for (int i = 0; i < N / 10; i++)
+            ok &= cu.TensorMapEncodeTiled(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)(buf + (i & 1) * 4096), dims, str,
+                                          box, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                          CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+        double enc_us = (now_ms() - t0) * 1e3 / (N / 10);
+        t0 = now_ms();
+        for (int i = 0; i < N; i++) ok &= cu.TensorMapReplaceAddress(m, (void *)(buf + (i & 1) * 4096)) == CUDA_SUCCESS;
+        double rep_us = (now_ms() - t0) * 1e3 / N;
+        printf(", cuTensorMapEncodeTiled %.3f us, cuTensorMapReplaceAddress %.3f us%s", enc_us, rep_us, ok ? "" : " (failed)");
+    }
+    printf("\n");
+    if (buf) cu.MemFree(buf);
+    free(m);
 }
 
 /* The launch fat_attn_fwd is held against: cuLaunchKernelEx of fn with l's geometry (and cluster)
@@ -531,7 +558,7 @@ static CUresult bare_launch(CUfunction fn, const gen_launch *l, void **params) {
  * synchronised so the launch queue never fills. Alternating makes the host's drift fall on both;
  * the share is the median over rounds of the difference, held to `bar` microseconds. */
 static void overhead(fat_ctx *ctx, gen *g, const gen_device *dev, live *l, int nl, const char *what, double bar) {
-    enum { ROUNDS = 200, PER = 100 };
+    enum { ROUNDS = 400, PER = 100 };
     double fwd[ROUNDS], raw[ROUNDS], diff[ROUNDS];
     char descr[256];
     rtc_result r;
@@ -565,15 +592,18 @@ static void overhead(fat_ctx *ctx, gen *g, const gen_device *dev, live *l, int n
     CHECK(descr, have_raw);
     int fwd_fail = 0;
     for (int round = 0; round < ROUNDS; round++) {
-        double t0 = now_ms();
-        for (int i = 0; i < PER; i++) fwd_fail |= fat_attn_fwd(ctx, &l[i % nl].c->dev, NULL) != FAT_OK;
-        fwd[round] = (now_ms() - t0) * 1e3 / PER;
-        cu.CtxSynchronize();
+        /* the order alternates too, so that what the first of a pair pays (a cold queue) is paid
+         * by both alike */
         raw[round] = 0;
-        if (have_raw) {
-            t0 = now_ms();
-            for (int i = 0; i < PER; i++) bare_launch(k.fn, &v.launch, params);
-            raw[round] = (now_ms() - t0) * 1e3 / PER;
+        for (int half = 0; half < 2; half++) {
+            double t0 = now_ms();
+            if ((half == 0) == (round % 2 == 0)) {
+                for (int i = 0; i < PER; i++) fwd_fail |= fat_attn_fwd(ctx, &l[i % nl].c->dev, NULL) != FAT_OK;
+                fwd[round] = (now_ms() - t0) * 1e3 / PER;
+            } else if (have_raw) {
+                for (int i = 0; i < PER; i++) bare_launch(k.fn, &v.launch, params);
+                raw[round] = (now_ms() - t0) * 1e3 / PER;
+            }
             cu.CtxSynchronize();
         }
         diff[round] = fwd[round] - raw[round];

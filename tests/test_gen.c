@@ -287,6 +287,10 @@ static void test_limits(void) {
                "shapes.lua:2: memory limit exceeded");
     BAD_SHAPES("an error object that loops in __tostring... is just an error",
                "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16', oops=1} }", "unknown field 'oops'");
+    BAD_SHAPES("a sweep of a million problems",
+               "return {\n sweep{batch={1,2,3,4,5,6,7,8,9,10}, heads_q={1,2,3,4,5,6,7,8,9,10}, seqlen={1,2,3,4,5,6,7,8,9,10},\n"
+               " head_dim={8,16,24,32,40,48,56,64,72,80}, dtype='bf16', heads_kv={1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1}} }",
+               "shapes.lua:2: too many problems: this sweep makes");
     int n;
     const char *m;
     CHECK_INT("pcall still catches ordinary errors", shapes("local ok = pcall(error, 'x')\nassert(not ok)\n"

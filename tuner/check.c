@@ -138,7 +138,7 @@ fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_o
         jobs[u].name = units[u].v.tmpl;
         jobs[u].arch = units[u].v.launch.target;
     }
-    pool_compile(jobs, nunits, o->threads);
+    pool_compile_report(jobs, nunits, o->threads, o->quiet ? NULL : stderr, "check");
     sum->variants = nunits;
     for (int u = 0; u < nunits; u++) {
         char kind[96];

@@ -4,6 +4,8 @@
 #ifndef FAT_POOL_H
 #define FAT_POOL_H
 
+#include <stdio.h>
+
 #include "rtc.h"
 
 typedef struct pool_job {
@@ -19,5 +21,9 @@ typedef struct pool_job {
 /* Compiles every job with up to `threads` threads (0: one per core); returns when all are done.
  * Never fails as a whole: each job carries its own status. */
 void pool_compile(pool_job *jobs, int n, int threads);
+
+/* The same, saying how far it is on progress (a terminal: one updating line; a log: a line every
+ * 10 s), each line starting with what. progress NULL: silent, as pool_compile. */
+void pool_compile_report(pool_job *jobs, int n, int threads, FILE *progress, const char *what);
 
 #endif

@@ -165,6 +165,20 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* The reason in a database message about the temporary file: without the file's name and the
+ * database step ("TMP: kernel put: disk full (...)" gives "disk full (...)"), which tell the user
+ * nothing; the caller names the output instead. */
+static const char *reason_of(const char *msg, const char *tmp) {
+    size_t n = strlen(tmp);
+    if (strncmp(msg, tmp, n) == 0 && msg[n] == ':') {
+        const char *r = msg + n + 1;
+        while (*r == ' ') r++;
+        const char *step = strstr(r, ": ");
+        return step ? step + 2 : r;
+    }
+    return msg;
+}
+
 /* Copies the rows into the open temporary database e->dst, in one transaction. */
 static fat_status export_rows(struct export *e, const char *device)
 {
@@ -253,10 +267,18 @@ int ship_export_to(int argc, char **argv, FILE *out, FILE *err)
         tmp[0] = '\0';
         goto out;
     }
-    if (!(e.dst = inspect_open(tmp, DB_CREATE, err)))
-        goto out;
+    {
+        char msg[1200];
+        if (db_open(tmp, DB_CREATE, &e.dst, msg, sizeof msg) != FAT_OK) {
+            fprintf(err, "fatune: %s: cannot write the export: %s\n", output, reason_of(msg, tmp));
+            goto out;
+        }
+    }
     if ((s = export_rows(&e, device)) != FAT_OK) {
-        fprintf(err, "fatune: %s\n", s == FAT_ERR_NOMEM ? "out of memory" : db_errmsg(e.failed));
+        if (s == FAT_ERR_NOMEM) fprintf(err, "fatune: out of memory\n");
+        else if (e.failed == e.dst)
+            fprintf(err, "fatune: %s: cannot write the export: %s\n", output, reason_of(db_errmsg(e.failed), tmp));
+        else fprintf(err, "fatune: %s\n", db_errmsg(e.failed));
         goto out;
     }
     db_close(e.dst);
@@ -264,7 +286,7 @@ int ship_export_to(int argc, char **argv, FILE *out, FILE *err)
     /* closing folds the WAL into the file; one left over means the file alone is not complete */
     snprintf(wal, sizeof wal, "%s-wal", tmp);
     if (exists(wal)) {
-        fprintf(err, "fatune: %s: the database could not be completed (its WAL remains)\n", tmp);
+        fprintf(err, "fatune: %s: the export could not be completed (the temporary file's WAL remains)\n", output);
         goto out;
     }
     if (!force && exists(output)) {
@@ -272,7 +294,8 @@ int ship_export_to(int argc, char **argv, FILE *out, FILE *err)
         goto out;
     }
     if (rename(tmp, output) != 0) {
-        fprintf(err, "fatune: %s: cannot rename to %s: %s\n", tmp, output, strerror(errno));
+        fprintf(err, "fatune: %s: cannot write it (moving the finished export into place failed: %s)\n", output,
+                strerror(errno));
         goto out;
     }
     tmp[0] = '\0';
