@@ -872,7 +872,8 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
     if (o->strategy == TUNE_GUIDED) qsort(probs, (size_t)n, sizeof *probs, by_cost);
     for (int i = shard; i < n; i += nshard) t.problems_total++;
     if (!o->quiet && !o->json)
-        printf("tuning %d problems on GPU %d (%s, %s) into %s\n", t.problems_total, gpu, t.dev.name, t.dev.arch, o->db);
+        printf("tuning %d problem%s on GPU %d (%s, %s) into %s\n", t.problems_total, t.problems_total == 1 ? "" : "s", gpu,
+               t.dev.name, t.dev.arch, o->db);
     fflush(stdout);
     for (int i = shard; i < n; i += nshard) {
         fat_status st = tune_problem(&t, &probs[i]);
@@ -880,10 +881,10 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
         t.problems_done++;
     }
     if (!o->json)
-        printf("done: %d problems in %.1f s (%d compiled, %d verified, %d timed), %d without a verified variant\n"
+        printf("done: %d problem%s in %.1f s (%d compiled, %d verified, %d timed), %d without a verified variant\n"
                "time: compiling %.1f s, inputs and reference %.1f s, trials %.1f s, finalists again %.1f s\n",
-               t.problems_done, now_s() - t.t0, t.compiled, t.verified, t.timed, t.failures, t.s_compile, t.s_setup,
-               t.s_trials, t.s_retime);
+               t.problems_done, t.problems_done == 1 ? "" : "s", now_s() - t.t0, t.compiled, t.verified, t.timed,
+               t.failures, t.s_compile, t.s_setup, t.s_trials, t.s_retime);
     rc = t.failures ? 1 : 0;
 out:
     worker_stop(t.w);
