@@ -59,6 +59,10 @@ static const tcase cases[] = {
     { "varlen 5 sequences", P(FAT_BF16, 64, 1, FAT_FEAT_VARLEN, 5, 4, 2, 300, 300), { .lens_q = lens_q5, .lens_k = lens_k5, .with_lse = 1 } },
     { "varlen window softcap", P(FAT_FP16, 128, 0, FAT_FEAT_VARLEN | FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 5, 4, 4, 300, 300),
       { .lens_q = lens_q5, .lens_k = lens_k5, .window_left = 50, .window_right = 50, .softcap = 20.f, .with_lse = 1 } },
+    /* more tiles than SMs: a persistent schedule wraps around several times (512 and 432 tiles of 128
+     * rows over 132 SMs), causal with LSE and non-causal in BHSD */
+    { "persistent wrap causal GQA 4:1", P(FAT_FP16, 128, 1, 0, 2, 16, 4, 2000, 2000), { .with_lse = 1 } },
+    { "persistent wrap BHSD d64", P(FAT_BF16, 64, 0, 0, 3, 16, 16, 1100, 1100), { .bhsd = 1, .with_lse = 1 } },
     /* decoding shapes (the decode family's: at most 16 query rows per KV head; every family runs them) */
     { "decode GQA 4:1 Sk 4097", P(FAT_BF16, 128, 0, 0, 3, 16, 4, 1, 4097), { .with_lse = 1 } },
     { "decode causal Sq 3 GQA 4:1", P(FAT_FP16, 128, 1, 0, 2, 8, 2, 3, 1000), { .with_lse = 1 } },
