@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__GNUC__)
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
@@ -268,12 +270,96 @@ static fat_status open_handle(db *d, const char *name, int oflags)
     return exec(d, "PRAGMA foreign_keys = ON", "enabling foreign keys");
 }
 
+/* Whether a file path + ext exists (a -wal, -shm or -journal beside a database). */
+static int beside(const char *path, const char *ext)
+{
+    struct stat st;
+    char *p = malloc(strlen(path) + strlen(ext) + 1);
+    int yes;
+
+    if (!p)
+        return 1;  /* unknown: the caller then takes the path that assumes company */
+    strcat(strcpy(p, path), ext);
+    yes = lstat(p, &st) == 0;
+    free(p);
+    return yes;
+}
+
+/* Whether the file is in WAL mode: its header's read version (byte 19) is 2, which is what makes
+ * SQLite open a -wal and a -shm beside it. */
+static int wal_mode(const char *path)
+{
+    unsigned char h[20];
+    FILE *f = fopen(path, "rb");
+    int wal = f && fread(h, 1, sizeof h, f) == sizeof h && h[19] == 2;
+
+    if (f)
+        fclose(f);
+    return wal;
+}
+
+/* Whether this process may write the file and the directory it is in. */
+static int may_write(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    int yes;
+
+    if (access(path, W_OK) != 0)
+        return 0;
+    if (!slash)
+        return access(".", W_OK) == 0;
+    if (!(dir = strndup(path, (size_t)(slash - path) + (slash == path))))
+        return 0;
+    yes = access(dir, W_OK) == 0;
+    free(dir);
+    return yes;
+}
+
+/* How a brief read-only open (DB_BRIEF) reads the file so that it leaves the directory as it
+ * found it. SQLite reads a WAL file through a -wal and a -shm file beside it, which a read-only
+ * connection creates and then never removes: only a connection that may take the write lock can
+ * know it is the last one. A WAL file with nothing beside it (no connection has it open, no
+ * journal waits to be rolled back) is therefore opened read-write with query_only set where this
+ * process may write the file and its directory (SQLite, closing the last connection, removes the
+ * two files; other processes' connections work alongside as with any reader), and as immutable
+ * where it may not (nobody of this process's rights is writing it, and the look is short).
+ * Anything else is read as before. */
+enum ro_how { RO_PLAIN, RO_QUERY_ONLY, RO_IMMUTABLE };
+
+static enum ro_how readonly_how(const char *path, unsigned flags)
+{
+    if (!(flags & DB_BRIEF) || !wal_mode(path) || beside(path, "-wal") || beside(path, "-shm") ||
+        beside(path, "-journal"))
+        return RO_PLAIN;
+    return may_write(path) ? RO_QUERY_ONLY : RO_IMMUTABLE;
+}
+
+/* Opens the file read-only (readonly_how) or as an immutable URI. */
+static fat_status open_readonly(db *d, enum ro_how how)
+{
+    char *uri;
+    fat_status s;
+
+    if (how == RO_QUERY_ONLY) {
+        s = open_handle(d, d->path, SQLITE_OPEN_READWRITE);
+        return s != FAT_OK ? s : exec(d, "PRAGMA query_only = ON", "opening read-only");
+    }
+    if (how == RO_PLAIN)
+        return open_handle(d, d->path, SQLITE_OPEN_READONLY);
+    if (!(uri = immutable_uri(d->path)))
+        return fail(d, FAT_ERR_NOMEM, "out of memory");
+    s = open_handle(d, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+    free(uri);
+    return s;
+}
+
 static fat_status connect(db *d, unsigned flags)
 {
-    int oflags = d->readonly ? SQLITE_OPEN_READONLY
-                             : SQLITE_OPEN_READWRITE | (flags & DB_CREATE ? SQLITE_OPEN_CREATE : 0);
-    fat_status s = open_handle(d, d->path, oflags);
-    char *uri;
+    enum ro_how how = d->readonly ? readonly_how(d->path, flags) : RO_PLAIN;
+    fat_status s = d->readonly ? open_readonly(d, how)
+                               : open_handle(d, d->path, SQLITE_OPEN_READWRITE |
+                                             (flags & DB_CREATE ? SQLITE_OPEN_CREATE : 0));
     int rc, v;
 
     if (s != FAT_OK)
@@ -282,7 +368,7 @@ static fat_status connect(db *d, unsigned flags)
      * failing at the first write. */
     if (!d->readonly && sqlite3_db_readonly(d->h, "main") == 1)
         return fail(d, FAT_ERR_IO, "cannot open for writing: the file is read-only");
-    if (!d->readonly)
+    if (!d->readonly || how != RO_PLAIN)
         return FAT_OK;
     /* A WAL file is read through its -shm file; where SQLite can neither find nor create one
      * (a read-only directory) the file can still be read as immutable. Other errors are left to
@@ -292,11 +378,7 @@ static fat_status connect(db *d, unsigned flags)
         return FAT_OK;
     sqlite3_close(d->h);
     d->h = NULL;
-    if (!(uri = immutable_uri(d->path)))
-        return fail(d, FAT_ERR_NOMEM, "out of memory");
-    s = open_handle(d, uri, oflags | SQLITE_OPEN_URI);
-    free(uri);
-    return s;
+    return open_readonly(d, RO_IMMUTABLE);
 }
 
 /* The three header facts are read by one statement, so from one snapshot: read one by one, a
@@ -449,8 +531,9 @@ fat_status db_open(const char *path, unsigned flags, db **out, char *err, size_t
         put_err(err, errlen, "db_open: path and out must be given");
         return FAT_ERR_INVALID;
     }
-    if ((flags & ~(DB_READONLY | DB_CREATE)) || (flags & DB_READONLY && flags & DB_CREATE)) {
-        put_err(err, errlen, "db_open: flags must be 0, DB_READONLY or DB_CREATE");
+    if ((flags & ~(DB_READONLY | DB_CREATE | DB_BRIEF)) || (flags & DB_READONLY && flags & DB_CREATE) ||
+        (flags & DB_BRIEF && !(flags & DB_READONLY))) {
+        put_err(err, errlen, "db_open: flags must be 0, DB_READONLY (| DB_BRIEF) or DB_CREATE");
         return FAT_ERR_INVALID;
     }
     if (!(d = calloc(1, sizeof *d)) || !(d->path = strdup(path))) {

@@ -37,6 +37,7 @@ typedef struct db db;
 /* db_open flags. No flag: an existing fatune database, read-write. */
 #define DB_READONLY 1u  /* read only, also a file whose permissions allow nothing else */
 #define DB_CREATE   2u  /* create the file, or initialise an empty SQLite file, when needed */
+#define DB_BRIEF    4u  /* with DB_READONLY: a short look that leaves the directory as it was */
 
 /*
  * Opens the fatune database at path into *out (NULL on failure).
@@ -45,6 +46,14 @@ typedef struct db db;
  * than DB_SCHEMA_VERSION is refused and never modified. A read-only open of a WAL database in a
  * directory where SQLite cannot create the -shm file reads the file as immutable: changes other
  * processes make while it is open are not seen.
+ * DB_READONLY | DB_BRIEF (the database commands' reads) leaves the directory as it found it:
+ * SQLite reads a WAL database through a -wal and a -shm file beside it and a read-only
+ * connection, which cannot know it is the last one, never removes them. So a WAL database with
+ * nothing beside it (no connection has it open) is read through a read-write connection that
+ * refuses every write where the process may write the file and its directory (closing the last
+ * connection, SQLite removes the two files), and as immutable where it may not (nobody of its
+ * rights writes it; one who starts writing while it is open is not seen); one with its -wal and
+ * -shm there (a tuner has it open) is read beside them as usual, and they stay.
  * On failure a message naming the file and the cause goes to err (errlen bytes; err may be NULL).
  * Returns FAT_OK, FAT_ERR_INVALID (bad arguments or flags), FAT_ERR_IO (the file cannot be opened,
  * e.g. missing), FAT_ERR_DB (not a usable fatune database, SQLite error) or FAT_ERR_NOMEM.

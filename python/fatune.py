@@ -12,7 +12,8 @@ contiguous), heads_q a multiple of heads_kv (GQA/MQA), causal masks aligned bott
     out = fatune.attention_varlen(q, k, v, cu_q, cu_k, max_q, max_k)   # like flash_attn_varlen_func
     print(fatune.query(q, k, v, causal=True))                     # which kernel, which lookup level
 
-libfatune.so is found as $FATUNE_LIB, next to this file, in ../build (a source tree), in
+libfatune.so is $FATUNE_LIB where that is set (a path that does not load is an ImportError naming
+it), else found next to this file, in ../build (a source tree: `make lib` builds it), in
 ../../../lib (an install under PREFIX/share/fatune/python), then through the system loader.
 db=PATH uses a tuned database (fatune --gpu N --db PATH); contexts are opened once per
 (db, gpu) and kept. $FATUNE_LOG=1 logs which kernel each new shape uses to stderr.
@@ -91,10 +92,8 @@ _lib_lock = threading.Lock()
 
 
 def _candidates():
+    """Where libfatune.so may be, when $FATUNE_LIB does not say."""
     here = os.path.dirname(os.path.abspath(__file__))
-    env = os.environ.get("FATUNE_LIB")
-    if env:
-        yield env
     yield os.path.join(here, "libfatune.so")
     yield os.path.join(here, "..", "build", "libfatune.so")
     yield os.path.join(here, "..", "..", "..", "lib", "libfatune.so")
@@ -117,36 +116,56 @@ def _preload_lua(here_dirs):
     return False
 
 
+def _open_lib(path):
+    """ctypes.CDLL(path), after loading liblua5.4 from beside it where the system lacks one."""
+    try:
+        return ctypes.CDLL(path)
+    except OSError as e:
+        if "liblua5.4" not in str(e) or os.sep not in path:
+            raise
+        d = os.path.dirname(os.path.abspath(path))
+        if not _preload_lua([d, os.path.join(d, "..")]):
+            raise
+        return ctypes.CDLL(path)
+
+
 def _load():
     global _lib, _lib_path
     with _lib_lock:
         if _lib is not None:
             return _lib
-        errors = []
-        for path in _candidates():
-            if os.sep in path and not os.path.exists(path):
-                continue
+        env = os.environ.get("FATUNE_LIB")
+        if env:
+            # the user named the library: that one or none, never another found elsewhere
+            if not os.path.exists(env):
+                raise ImportError("fatune: FATUNE_LIB=%s: no such file (build it with `make lib` in a fatune "
+                                  "checkout: build/libfatune.so)" % env)
             try:
-                lib = ctypes.CDLL(path)
+                lib = _open_lib(env)
             except OSError as e:
-                if "liblua5.4" in str(e) and os.sep in path:
-                    d = os.path.dirname(os.path.abspath(path))
-                    if _preload_lua([d, os.path.join(d, "..")]):
-                        try:
-                            lib = ctypes.CDLL(path)
-                        except OSError as e2:
-                            errors.append("%s: %s" % (path, e2))
-                            continue
-                    else:
-                        errors.append("%s: %s" % (path, e))
-                        continue
-                else:
-                    errors.append("%s: %s" % (path, e))
+                raise ImportError("fatune: FATUNE_LIB=%s: cannot load it: %s" % (env, e)) from None
+            paths = [env]
+        else:
+            lib, paths, errors, looked = None, [], [], []
+            for path in _candidates():
+                if os.sep in path and not os.path.exists(path):
+                    looked.append(os.path.normpath(path))
                     continue
-            _setup(lib)
-            _lib, _lib_path = lib, os.path.normpath(path) if os.sep in path else path
-            return lib
-        raise ImportError("fatune: cannot load libfatune.so (set FATUNE_LIB to its path): " + "; ".join(errors))
+                try:
+                    lib = _open_lib(path)
+                except OSError as e:
+                    errors.append(str(e))        # the loader's message names the path
+                    continue
+                paths = [path]
+                break
+            if lib is None:
+                raise ImportError("fatune: cannot load libfatune.so (%s). Build it with `make lib` in a fatune "
+                                  "checkout (it writes build/libfatune.so), or set FATUNE_LIB to its path" %
+                                  "; ".join((["not in " + ", ".join(looked)] if looked else []) + errors))
+        _setup(lib)
+        path = paths[0]
+        _lib, _lib_path = lib, os.path.normpath(path) if os.sep in path else path
+        return lib
 
 
 def _setup(lib):
@@ -184,7 +203,13 @@ def library_path():
 def _raise(status, message):
     message = message.decode(errors="replace") if isinstance(message, bytes) else message
     cls = {ERR_INVALID: FatuneInvalid, ERR_NO_GPU: FatuneNoGPU}.get(status, FatuneError)
-    raise cls(status, "fatune: %s: %s" % (_load().fat_strerror(status).decode(), message))
+    kind = _load().fat_strerror(status).decode()
+    # the library's message often starts with what kind of failure it is ("no GPU: ..."): say it once
+    if not message:
+        message = kind
+    elif not message.startswith(kind):
+        message = "%s: %s" % (kind, message)
+    raise cls(status, "fatune: " + message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,31 +420,15 @@ class Context:
         return None
 
     def attention(self, q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0,
-                  return_lse=False, out=None, lse=None, stream=None, _query=False):
+                  return_lse=False, out=None, lse=None, stream=None, _query=False, _args=None):
         """O = softmax(scale Q Kᵀ + mask) V for q [B, Sq, Hq, D], k and v [B, Sk, Hkv, D]."""
-        tq, tk, tv = _tensor(q, "q"), _tensor(k, "k"), _tensor(v, "v")
-        for t, n in ((tq, "q"), (tk, "k"), (tv, "v")):
-            _check_layout(t, n, 4, "[batch, seqlen, heads, head_dim]")
-        _same(tq, tk, tv)
+        args, tq, tk, tv = _args or _attn_args(q, k, v, causal, softmax_scale, window, softcap)
         self._check_gpu(((tq, "q"), (tk, "k"), (tv, "v")))
-        b, sq, hq, d = tq.shape
-        sk, hkv = tk.shape[1], tk.shape[2]
-        if tk.shape != tv.shape or tk.shape[0] != b or tk.shape[3] != d:
-            raise FatuneInvalid(ERR_INVALID, "fatune: k and v: shapes %s and %s do not match q %s "
-                                             "(want [%d, seqlen_k, heads_kv, %d])" % (tk.shape, tv.shape, tq.shape, b, d))
-        args = AttnArgs()
-        args.dtype, args.batch, args.heads_q, args.heads_kv = tq.dtype, b, hq, hkv
-        args.seqlen_q, args.seqlen_k, args.head_dim = sq, sk, d
-        _mask(args, causal, softmax_scale, window, softcap)
-        args.q, args.k, args.v = tq.ptr, tk.ptr, tv.ptr
-        args.q_stride[:] = [tq.strides[0], tq.strides[1], tq.strides[2]]
-        args.k_stride[:] = [tk.strides[0], tk.strides[1], tk.strides[2]]
-        args.v_stride[:] = [tv.strides[0], tv.strides[1], tv.strides[2]]
         if _query:
             args.o = tq.ptr
             args.o_stride[:] = args.q_stride[:]
             return self._run(args, None, True)
-        out, to, lse = self._outputs(args, q, tq, out, lse, return_lse, (b, hq, sq))
+        out, to, lse = self._outputs(args, q, tq, out, lse, return_lse, (args.batch, args.heads_q, args.seqlen_q))
         args.o_stride[:] = [to.strides[0], to.strides[1], to.strides[2]]
         self._run(args, _stream_handle(stream, [tq], tq.device), False)
         return (out, lse) if return_lse else out
@@ -450,43 +459,74 @@ class Context:
 
     def attention_varlen(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=False,
                          softmax_scale=None, window=(-1, -1), softcap=0.0, return_lse=False, out=None, lse=None,
-                         stream=None, _query=False):
+                         stream=None, _query=False, _args=None):
         """Packed sequences: q [total_q, Hq, D], k and v [total_k, Hkv, D]; sequence b is rows
         cu_seqlens[b] .. cu_seqlens[b+1]-1 (int32 CUDA tensors of batch + 1 offsets, cu[0] = 0);
         max_seqlen_q/k bound every sequence's length. lse is [Hq, total_q] fp32."""
-        tq, tk, tv = _tensor(q, "q"), _tensor(k, "k"), _tensor(v, "v")
-        for t, n in ((tq, "q"), (tk, "k"), (tv, "v")):
-            _check_layout(t, n, 3, "[total_tokens, heads, head_dim]")
-        _same(tq, tk, tv)
-        cq, ck = _tensor(cu_seqlens_q, "cu_seqlens_q"), _tensor(cu_seqlens_k, "cu_seqlens_k")
+        args, tq, tk, tv, cq, ck = _args or _varlen_args(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                                         max_seqlen_k, causal, softmax_scale, window, softcap)
         self._check_gpu(((tq, "q"), (tk, "k"), (tv, "v"), (cq, "cu_seqlens_q"), (ck, "cu_seqlens_k")))
-        for t, n in ((cq, "cu_seqlens_q"), (ck, "cu_seqlens_k")):
-            if t.dtype != "int32" or len(t.shape) != 1 or t.strides[0] != 1:
-                raise FatuneInvalid(ERR_INVALID, "fatune: %s: want a contiguous int32 CUDA tensor of batch + 1 offsets" % n)
-        if cq.shape != ck.shape or cq.shape[0] < 2:
-            raise FatuneInvalid(ERR_INVALID, "fatune: cu_seqlens_q and cu_seqlens_k: want the same length, batch + 1 >= 2")
-        total_q, hq, d = tq.shape
-        hkv = tk.shape[1]
-        if tk.shape != tv.shape or tk.shape[2] != d:
-            raise FatuneInvalid(ERR_INVALID, "fatune: k and v: shapes %s and %s do not match q %s" % (tk.shape, tv.shape, tq.shape))
-        args = AttnArgs()
-        args.dtype, args.batch, args.heads_q, args.heads_kv = tq.dtype, cq.shape[0] - 1, hq, hkv
-        args.seqlen_q, args.seqlen_k, args.head_dim = int(max_seqlen_q), int(max_seqlen_k), d
-        _mask(args, causal, softmax_scale, window, softcap)
-        args.q, args.k, args.v = tq.ptr, tk.ptr, tv.ptr
-        args.q_stride[:] = [0, tq.strides[0], tq.strides[1]]
-        args.k_stride[:] = [0, tk.strides[0], tk.strides[1]]
-        args.v_stride[:] = [0, tv.strides[0], tv.strides[1]]
-        args.cu_seqlens_q, args.cu_seqlens_k = cq.ptr, ck.ptr
-        args.total_q = total_q
         if _query:
             args.o = tq.ptr
             args.o_stride[:] = args.q_stride[:]
             return self._run(args, None, True)
-        out, to, lse = self._outputs(args, q, tq, out, lse, return_lse, (hq, total_q))
+        out, to, lse = self._outputs(args, q, tq, out, lse, return_lse, (args.heads_q, args.total_q))
         args.o_stride[:] = [0, to.strides[0], to.strides[1]]
         self._run(args, _stream_handle(stream, [tq], tq.device), False)
         return (out, lse) if return_lse else out
+
+
+def _attn_args(q, k, v, causal, softmax_scale, window, softcap):
+    """fat_attn_args for q, k, v and the mask, checked as far as that takes no GPU (so a bad
+    argument is named before a missing GPU is): (args, tq, tk, tv), o and its strides not set."""
+    tq, tk, tv = _tensor(q, "q"), _tensor(k, "k"), _tensor(v, "v")
+    for t, n in ((tq, "q"), (tk, "k"), (tv, "v")):
+        _check_layout(t, n, 4, "[batch, seqlen, heads, head_dim]")
+    _same(tq, tk, tv)
+    b, sq, hq, d = tq.shape
+    sk, hkv = tk.shape[1], tk.shape[2]
+    if tk.shape != tv.shape or tk.shape[0] != b or tk.shape[3] != d:
+        raise FatuneInvalid(ERR_INVALID, "fatune: k and v: shapes %s and %s do not match q %s "
+                                         "(want [%d, seqlen_k, heads_kv, %d])" % (tk.shape, tv.shape, tq.shape, b, d))
+    args = AttnArgs()
+    args.dtype, args.batch, args.heads_q, args.heads_kv = tq.dtype, b, hq, hkv
+    args.seqlen_q, args.seqlen_k, args.head_dim = sq, sk, d
+    _mask(args, causal, softmax_scale, window, softcap)
+    args.q, args.k, args.v = tq.ptr, tk.ptr, tv.ptr
+    args.q_stride[:] = [tq.strides[0], tq.strides[1], tq.strides[2]]
+    args.k_stride[:] = [tk.strides[0], tk.strides[1], tk.strides[2]]
+    args.v_stride[:] = [tv.strides[0], tv.strides[1], tv.strides[2]]
+    return args, tq, tk, tv
+
+
+def _varlen_args(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, softmax_scale, window,
+                 softcap):
+    """The same for packed sequences: (args, tq, tk, tv, cq, ck)."""
+    tq, tk, tv = _tensor(q, "q"), _tensor(k, "k"), _tensor(v, "v")
+    for t, n in ((tq, "q"), (tk, "k"), (tv, "v")):
+        _check_layout(t, n, 3, "[total_tokens, heads, head_dim]")
+    _same(tq, tk, tv)
+    cq, ck = _tensor(cu_seqlens_q, "cu_seqlens_q"), _tensor(cu_seqlens_k, "cu_seqlens_k")
+    for t, n in ((cq, "cu_seqlens_q"), (ck, "cu_seqlens_k")):
+        if t.dtype != "int32" or len(t.shape) != 1 or t.strides[0] != 1:
+            raise FatuneInvalid(ERR_INVALID, "fatune: %s: want a contiguous int32 CUDA tensor of batch + 1 offsets" % n)
+    if cq.shape != ck.shape or cq.shape[0] < 2:
+        raise FatuneInvalid(ERR_INVALID, "fatune: cu_seqlens_q and cu_seqlens_k: want the same length, batch + 1 >= 2")
+    total_q, hq, d = tq.shape
+    hkv = tk.shape[1]
+    if tk.shape != tv.shape or tk.shape[2] != d:
+        raise FatuneInvalid(ERR_INVALID, "fatune: k and v: shapes %s and %s do not match q %s" % (tk.shape, tv.shape, tq.shape))
+    args = AttnArgs()
+    args.dtype, args.batch, args.heads_q, args.heads_kv = tq.dtype, cq.shape[0] - 1, hq, hkv
+    args.seqlen_q, args.seqlen_k, args.head_dim = int(max_seqlen_q), int(max_seqlen_k), d
+    _mask(args, causal, softmax_scale, window, softcap)
+    args.q, args.k, args.v = tq.ptr, tk.ptr, tv.ptr
+    args.q_stride[:] = [0, tq.strides[0], tq.strides[1]]
+    args.k_stride[:] = [0, tk.strides[0], tk.strides[1]]
+    args.v_stride[:] = [0, tv.strides[0], tv.strides[1]]
+    args.cu_seqlens_q, args.cu_seqlens_k = cq.ptr, ck.ptr
+    args.total_q = total_q
+    return args, tq, tk, tv, cq, ck
 
 
 def _prod(xs):
@@ -549,8 +589,9 @@ def attention(q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softca
     Returns out (allocated like q unless given) or (out, lse) with lse [batch, heads_q, seqlen_q] fp32
     (natural log). Runs on torch's current stream (or `stream`). Raises FatuneInvalid naming the
     field for bad input, FatuneError otherwise."""
+    prepared = _attn_args(q, k, v, causal, softmax_scale, window, softcap)
     return open(db, _gpu_of(q, gpu)).attention(q, k, v, causal, softmax_scale, window, softcap, return_lse,
-                                               out, lse, stream)
+                                               out, lse, stream, _args=prepared)
 
 
 def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=False,
@@ -558,16 +599,20 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
                      out=None, lse=None, stream=None):
     """Variable-length batches, like flash_attn_varlen_func: q [total_q, heads_q, head_dim],
     k, v [total_k, heads_kv, head_dim], cu_seqlens int32 [batch + 1]. lse: [heads_q, total_q]."""
+    prepared = _varlen_args(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, softmax_scale,
+                            window, softcap)
     return open(db, _gpu_of(q, gpu)).attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                                       max_seqlen_k, causal, softmax_scale, window, softcap,
-                                                      return_lse, out, lse, stream)
+                                                      return_lse, out, lse, stream, _args=prepared)
 
 
 def query(q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0, db=None, gpu=None):
     """Which kernel attention() uses for these arguments, without running it: a dict with family,
     params, level (exact, bucket, nearest, device, default), cubin (database, compiled) and the tuned
     problem and time the choice came from."""
-    return open(db, _gpu_of(q, gpu)).attention(q, k, v, causal, softmax_scale, window, softcap, _query=True)
+    prepared = _attn_args(q, k, v, causal, softmax_scale, window, softcap)
+    return open(db, _gpu_of(q, gpu)).attention(q, k, v, causal, softmax_scale, window, softcap, _query=True,
+                                               _args=prepared)
 
 
 def stats(db=None, gpu=0):

@@ -86,7 +86,7 @@ done
 expect "help lists the database commands" 0 "fatune report -o FILE.html" "$fatune" --help
 
 expect "list" 0 "$CAUSAL" "$fatune" list --db "$src"
-expect "list: the winner, its margin and how it was chosen" 0 "+10.0%  fastest    complete" "$fatune" list --db "$src"
+expect "list: the winner, its margin and how it was chosen" 0 "+10.0%  fastest       complete" "$fatune" list --db "$src"
 expect "list: a lone winner" 0 "-  alone" "$fatune" list --db "$src"
 lacks "list --device: only that device" "Test <GPU>" "$fatune" list --db "$src" --device "$H100"
 expect "list --device of no device" 1 "no best configs for device 'NVIDIA B200' (devices: 'NVIDIA H100 80GB HBM3', 'Test <GPU> & Co')" "$fatune" list --db "$src" --device "NVIDIA B200"
@@ -217,5 +217,43 @@ else
     expect "tune without a GPU" 1 "fatune: no GPU" "$fatune" --gpu 0
     expect "--or-check falls back to the compile-only check" 0 "running the compile-only check" "$fatune" --gpu 0 --only naive --or-check
 fi
+# Each command's own help, short; usage errors name the command, never the binary's path.
+for c in tune check gen devices; do
+    want="usage: fatune $c"; [ $c = tune ] && want="usage: fatune [tune]"
+    expect "$c --help: its own usage" 0 "$want" "$fatune" $c --help
+    check "...a short one" [ "$("$fatune" $c --help | wc -l)" -lt 25 ]
+done
+expect "gen --help names the families" 0 "Families: decode, " "$fatune" gen --help
+expect "a missing option value names the command" 2 "fatune: tune: option '--gpu' needs a value" "$fatune" --gpu
+lacks "...not the binary's path" "$fatune" "$fatune" --gpu
+expect "an unknown option of tune" 2 "fatune: tune: unknown option '--frob'" "$fatune" tune --frob
+lacks "...with tune's usage, not all of them" "fatune report" "$fatune" tune --frob
+expect "an unknown option of check" 2 "fatune: check: option '-j' needs a value" "$fatune" check -j
+expect "an unknown option of gen" 2 "fatune: gen: unknown option '--frob'" "$fatune" gen --frob
+lacks "...not the binary's path" "$fatune" "$fatune" gen --frob
+expect "an unknown template names the families" 2 "unknown template 'flash_v9' (families: decode, " "$fatune" gen --template flash_v9
+expect "an unknown family names the families" 2 "unknown family 'flash_v9' (families: decode, " "$fatune" check --only naive,flash_v9
+expect "an unknown parameter names the parameters" 2 "naive has no parameter 'warps' (its parameters: threads)" "$fatune" gen --template naive --param warps=4
+# gen without --param: the family's default for the problem, said in a comment line
+out=$("$fatune" gen --template flash_v2 --arch sm_80 2>&1)
+params=$(printf '%s\n' "$out" | sed -n 's/^ \* params: //p' | head -n 1)
+check "gen without --param prints a variant" [ -n "$params" ]
+check "...the built-in default of the problem, said in its first line" sh -c 'printf "%s\n" "$1" | head -n 1 | grep -qF -- "/* fatune gen: flash_v2 $2: no --param given, so flash_v2'"'"'s default for bf16 b1 h8/8 s1024/1024 d128 on sm_80 (the built-in default"' sh "$out" "$params"
+expect "gen with some --param takes the rest from the default" 0 "--param warps=8, the rest from flash_v2's default" "$fatune" gen --template flash_v2 --arch sm_80 --param warps=8
+expect "...as the variant says" 0 "params: $(printf '%s' "$params" | sed 's/warps=[0-9]*/warps=8/')" "$fatune" gen --template flash_v2 --arch sm_80 --param warps=8
+
+# Read-only commands on a WAL database leave its directory as it was (SQLite reads one through a
+# -wal and a -shm beside it).
+mkdir "$tmp/quiet" && "$fix" --make-db "$tmp/quiet/q.db" || { echo "FAIL the fixture cannot make q.db"; fail=$((fail + 1)); }
+check "a database the tuner writes is in WAL mode" [ "$(od -An -tu1 -j18 -N2 "$tmp/quiet/q.db" | tr -s ' ')" = " 2 2" ]
+ls -A "$tmp/quiet" > "$tmp/quiet.before"; cp "$tmp/quiet/q.db" "$tmp/q.orig"
+for c in "list" "show 1" "report -o $tmp/q.html" "export --device all -o $tmp/q-export.db"; do
+    "$fatune" $c --db "$tmp/quiet/q.db" >/dev/null 2>&1; rc=$?
+    ls -A "$tmp/quiet" > "$tmp/quiet.after"
+    check "${c%% *} of a WAL database succeeds" [ $rc = 0 ]
+    check "...and leaves its directory as it was" cmp -s "$tmp/quiet.before" "$tmp/quiet.after"
+done
+check "...and the database byte for byte" cmp -s "$tmp/quiet/q.db" "$tmp/q.orig"
+
 echo "cli: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

@@ -9,6 +9,7 @@
 #include "db.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -568,6 +569,122 @@ static void test_readonly(void)
     rmdir(sub);
 }
 
+/* The names in directory path, sorted, one per line, into buf ("" when it cannot be read). */
+static void names_in(const char *path, char *buf, size_t n)
+{
+    struct dirent **list = NULL;
+    int k = scandir(path, &list, NULL, alphasort);
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < k; i++) {
+        if (used < n)
+            used += (size_t)snprintf(buf + used, n - used, "%s\n", list[i]->d_name);
+        free(list[i]);
+    }
+    free(list);
+}
+
+/* Reads path's trial in a brief read-only look and closes; 0 when it is want_ms. */
+static int read_once(const char *path, const struct ids *ids, double want_ms)
+{
+    char err[512] = "";
+    db *d = NULL;
+    db_trial t = {0};
+    fat_status s = db_open(path, DB_READONLY | DB_BRIEF, &d, err, sizeof err);
+
+    if (s == FAT_OK)
+        s = db_trial_get(d, ids->dev, ids->prob, ids->cfg, &t);
+    if (s != FAT_OK)
+        fprintf(stderr, "read-only read of %s: %s\n", path, d ? db_errmsg(d) : err);
+    db_trial_free(&t);
+    db_close(d);
+    return s == FAT_OK && t.median_ms == want_ms ? 0 : -1;
+}
+
+/* Child of test_readonly_leaves_nothing: as a user who may not write the file (only its
+ * directory), reads its trial (want_ms). Exit 0: read and the directory as it was; 77: could not
+ * drop root. */
+static int read_unwritable(const char *path, const char *sub, const struct ids *ids, double want_ms)
+{
+    char before[1024], after[1024];
+
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+        return 77;
+    names_in(sub, before, sizeof before);
+    if (read_once(path, ids, want_ms) != 0)
+        return 1;
+    names_in(sub, after, sizeof after);
+    if (strcmp(before, after)) {
+        fprintf(stderr, "files before:\n%safter:\n%s", before, after);
+        return 2;
+    }
+    return 0;
+}
+
+/* A brief read-only open leaves the directory as it found it: no -wal or -shm left beside a WAL
+ * file (SQLite makes both to read one), the file itself unchanged; a writer's stay while it has
+ * them. */
+static void test_readonly_leaves_nothing(void)
+{
+    char sub[256], path[256], before[1024], after[1024], err[512] = "";
+    struct ids ids;
+    size_t n = 0;
+    char *bytes;
+    db *w = NULL;
+    db_trial t;
+    pid_t pid;
+    int status = 0;
+
+    path_of(sub, sizeof sub, "quiet");
+    mkdir(sub, 0700);
+    chmod(sub, 0777);  /* past the umask: anybody may make files here */
+    path_of(path, sizeof path, "quiet/tuned.db");
+    CHECK_INT("populate a WAL database", populate(path, &ids), 0);
+    CHECK("...which is in WAL mode", file_is_wal(path));
+    names_in(sub, before, sizeof before);
+    CHECK_STR_HAS("...alone in its directory", before, "tuned.db\n");
+    CHECK("...with nothing beside it", !strstr(before, "tuned.db-"));
+    bytes = test_slurp(path, &n);
+    CHECK_INT("a brief read-only open reads it", read_once(path, &ids, 0.75), 0);
+    names_in(sub, after, sizeof after);
+    CHECK("...and leaves the directory's files as they were", !strcmp(before, after));
+    CHECK("...and the file byte for byte", bytes && same_bytes(path, bytes, n));
+    free(bytes);
+
+    /* a writer has the file open: its -wal and -shm are there, a reader sees its commits
+     * and leaves its files alone */
+    CHECK_INT("a writer opens it", db_open(path, 0, &w, err, sizeof err), FAT_OK);
+    t = trial_of(&ids, ids.cfg, DB_TRIAL_OK, 0.5);
+    CHECK_INT("...and writes a trial", w ? db_trial_put(w, &t) : FAT_ERR_INVALID, FAT_OK);
+    names_in(sub, before, sizeof before);
+    CHECK("...with its -wal beside the file", strstr(before, "tuned.db-wal\n") != NULL);
+    CHECK_INT("a brief read-only open beside the writer sees its trial", read_once(path, &ids, 0.5), 0);
+    names_in(sub, after, sizeof after);
+    CHECK("...and leaves the writer's files", !strcmp(before, after));
+    db_close(w);
+    names_in(sub, after, sizeof after);
+    CHECK("the writer's close removes them", !strstr(after, "tuned.db-"));
+
+    /* a file this process may not write, in a directory it may */
+    chmod(path, 0444);
+    chmod(dir, 0711);  /* so that an unprivileged child can reach it */
+    fflush(NULL);
+    if ((pid = fork()) == 0)
+        _exit(read_unwritable(path, sub, &ids, 0.5));
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        CHECK("child reading a file it may not write ran", 0);
+    else if (WEXITSTATUS(status) == 77)
+        SKIP("a file the reader may not write", "cannot drop root privileges");
+    else
+        CHECK_INT("a file the reader may not write: read, the directory as it was (child exit)",
+                  WEXITSTATUS(status), 0);
+    chmod(dir, 0700);
+    chmod(path, 0644);
+    remove_db(path);
+    rmdir(sub);
+}
+
 /* Child of test_two_writers: writes configs first, first + step, ... as its own process. */
 static int write_trials(const char *path, int first, int step, int count)
 {
@@ -698,6 +815,8 @@ static void test_invalid(void)
     CHECK_INT("open: NULL out", db_open("/tmp/x.db", 0, NULL, NULL, 0), FAT_ERR_INVALID);
     CHECK_INT("open: read-only and create", db_open("/tmp/x.db", DB_READONLY | DB_CREATE, &d, err,
                                                     sizeof err), FAT_ERR_INVALID);
+    CHECK_INT("open: brief without read-only", db_open("/tmp/x.db", DB_BRIEF, &d, err, sizeof err),
+              FAT_ERR_INVALID);
     CHECK_STR_HAS("...message", err, "flags");
     CHECK_INT("open: unknown flag", db_open("/tmp/x.db", 8, &d, NULL, 0), FAT_ERR_INVALID);
     CHECK("no handle after invalid opens", d == NULL);
@@ -875,6 +994,7 @@ int main(int argc, char **argv)
     test_migration_v1();
     test_refusals();
     test_readonly();
+    test_readonly_leaves_nothing();
     test_two_writers();
     test_invalid();
     test_siblings();

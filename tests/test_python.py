@@ -181,14 +181,88 @@ def test_no_gpu(have_gpu):
         check("GPU 4242 is refused", False, "no exception")
     except fatune.FatuneNoGPU as e:
         check("GPU 4242 is refused with FatuneNoGPU", "no GPU" in str(e), str(e))
+        check("...saying 'no GPU' once", str(e).count("no GPU") == 1, str(e))
+    # bad arguments are named before any GPU is looked for
+    for descr, want, fn in (
+            ("attention(1, 2, 3) names q", "fatune: q: not a CUDA tensor", lambda: fatune.attention(1, 2, 3)),
+            ("query(1, 2, 3) names q", "fatune: q: not a CUDA tensor", lambda: fatune.query(1, 2, 3)),
+            ("attention_varlen of non-tensors names q", "fatune: q: not a CUDA tensor",
+             lambda: fatune.attention_varlen(1, 2, 3, 4, 5, 6, 7)),
+            ("mismatched k and v are named", "k and v: shapes",
+             lambda: fatune.attention(FakeCAI((2, 5, 4, 8)), FakeCAI((2, 7, 2, 8)), FakeCAI((2, 7, 2, 4)))),
+            ("mixed dtypes are named", "one dtype",
+             lambda: fatune.attention(FakeCAI((2, 5, 4, 8)), FakeCAI((2, 7, 2, 8), "<f4"), FakeCAI((2, 7, 2, 8)))),
+            ("a bad cu_seqlens is named", "cu_seqlens_q: want a contiguous int32",
+             lambda: fatune.attention_varlen(FakeCAI((11, 4, 8)), FakeCAI((13, 2, 8)), FakeCAI((13, 2, 8)),
+                                             FakeCAI((4,), "<f4"), FakeCAI((4,), "<i4"), 6, 9))):
+        try:
+            fn()
+            check(descr, False, "no exception")
+        except fatune.FatuneInvalid as e:
+            check(descr + ", not the GPU", want in str(e), str(e))
+        except Exception as e:  # noqa: BLE001
+            check(descr + ", not the GPU", False, "%s: %s" % (type(e).__name__, e))
     if have_gpu:
-        skip("fatune.attention without a GPU", "this machine has one")
+        skip("fatune.attention without a GPU", "this machine has one", 3)
         return
     try:
         fatune.open(None, 0)
         check("without a GPU fatune.open raises", False, "no exception")
     except fatune.FatuneNoGPU as e:
         check("without a GPU fatune.open raises FatuneNoGPU saying why", "no GPU" in str(e), str(e))
+        check("...saying 'no GPU' once", "no GPU: no GPU" not in str(e) and str(e).count("no GPU") == 1, str(e))
+    try:
+        fatune.attention(FakeCAI((2, 5, 4, 8)), FakeCAI((2, 7, 2, 8)), FakeCAI((2, 7, 2, 8)))
+        check("good arguments without a GPU raise", False, "no exception")
+    except fatune.FatuneNoGPU as e:
+        check("good arguments without a GPU raise FatuneNoGPU", str(e).startswith("fatune: no GPU"), str(e))
+
+
+def load_in(code, env_lib, module_dir=None):
+    """Runs code after importing fatune (from module_dir, else python/) in a fresh python3 with
+    FATUNE_LIB set to env_lib (None: unset). Returns (exit code, stderr)."""
+    import subprocess
+    env = dict(os.environ)
+    env.pop("FATUNE_LIB", None)
+    if env_lib is not None:
+        env["FATUNE_LIB"] = env_lib
+    here = module_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python")
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, %r); import fatune; %s" % (here, code)],
+                       capture_output=True, text=True, env=env)
+    return r.returncode, r.stderr
+
+
+def test_loading():
+    """Where libfatune.so comes from, and what a user reads when it does not."""
+    import shutil
+    import tempfile
+    rc, err = load_in("fatune._load()", "/nonexistent.so")
+    check("FATUNE_LIB naming no file is an error", rc != 0 and "ImportError" in err, err)
+    check("...naming the path", "FATUNE_LIB=/nonexistent.so: no such file" in err, err)
+    check("...and how to build the library", "make lib" in err, err)
+    rc, err = load_in("fatune._load()", os.path.abspath(__file__))
+    check("FATUNE_LIB naming a file that is no library is an error naming it",
+          rc != 0 and "FATUNE_LIB=%s: cannot load it" % os.path.abspath(__file__) in err, err)
+    if os.environ.get("FATUNE_LIB"):
+        rc, err = load_in("print(fatune.library_path())", os.environ["FATUNE_LIB"])
+        check("FATUNE_LIB naming the library loads it", rc == 0, err)
+    else:
+        skip("FATUNE_LIB naming the library", "FATUNE_LIB is not set (tests/test_python.sh sets it)")
+    # the module alone, away from any build: the message says where it looked and what to do
+    top = tempfile.mkdtemp()
+    try:
+        alone = os.path.join(top, "a")
+        os.mkdir(alone)
+        shutil.copy(fatune.__file__, alone)
+        rc, err = load_in("fatune._load()", None, alone)
+        if rc == 0:
+            skip("a missing library", "libfatune.so is on the system loader's path")
+        else:
+            check("a missing library is an ImportError", "ImportError" in err, err)
+            check("...saying where it looked", os.path.join(alone, "libfatune.so") in err, err)
+            check("...and to run make lib or set FATUNE_LIB", "`make lib`" in err and "FATUNE_LIB" in err, err)
+    finally:
+        shutil.rmtree(top)
 
 
 class FakeCAI:
@@ -422,6 +496,7 @@ try:
 except ImportError:
     torch, have_cuda = None, False
 test_no_gpu(have_cuda)
+test_loading()
 
 # ---------------------------------------------------------------------------------------------
 # GPU: against an fp32 reference and torch SDPA.

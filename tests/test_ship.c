@@ -512,8 +512,14 @@ static void test_list(const char *src)
           make_entry(text, P_SMALL, 0.8, 1, 0, 0.797) == 0 && set_margin(text, -0.004) == 0);
     r = RUN(inspect_list_to, "list", "--db", text);
     CHECK_INT("list of it succeeds", r.rc, 0);
-    CHECK_STR_HAS("...showing a runner-up faster by less than the tie band and the tie-break", r.out,
-                  "-0.4%  tie-break");
+    CHECK_STR_HAS("...showing a runner-up faster by less than the tie band as a tie", r.out,
+                  "    tie  tie ");
+    CHECK("...never as a negative margin", !strstr(r.out, "-0.4%"));
+    run_free(&r);
+    CHECK("a margin just below 0 is set", set_margin(text, -0.0001) == 0);
+    r = RUN(inspect_list_to, "list", "--db", text);
+    CHECK_STR_HAS("...and listed as a tie", r.out, "    tie  tie ");
+    CHECK("...not as -0.0%", !strstr(r.out, "-0.0%"));
     run_free(&r);
     inspect_remove_db(text);
 
@@ -684,6 +690,161 @@ static void test_show(const char *src)
     r = RUN(inspect_show_to, "show", "--db", src);
     CHECK_INT("show without a problem is a usage error", r.rc, 2);
     run_free(&r);
+}
+
+/* ---- ties, timed again, defaults: what list, show and report say of how a best was chosen ---- */
+
+/* An A100 (cc 8.0: the families' built-in defaults there are flash_v2's and decode's). */
+static const db_device ampere = {"NVIDIA A100-SXM4-80GB", 80, 108, 41943040, 166912, 13000, 12080};
+/* A decoding step: 268.4 MFLOP, 5.37 TFLOPS at 0.05 ms. */
+static const fat_problem decoding = {FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 1024};
+#define P_PLAIN_BEST "block_m=128,block_n=64,q_in_regs=1,stages=3,warps=4"
+#define P_DECODE "block_n=32,splits=1,stages=2,warps=4"
+
+/* ties.db: on the A100, the causal problem won in a tie by the built-in default, slower by 1%
+ * than the runner-up and timed again (0.495 ms, first measured 0.500); the plain problem won in a
+ * tie by name, 2% ahead, the default measured and 10% behind; a decoding step won by decode, the
+ * only flash_v2 trial on its heat map. */
+static int make_ties(const char *path)
+{
+    int64_t dev, causal_p, plain_p, decode_p, cfg;
+    db *d = NULL;
+    fat_status s = db_open(path, DB_CREATE, &d, NULL, 0);
+
+    if (s == FAT_OK)
+        s = db_device_id(d, &ampere, &dev);
+    if (s == FAT_OK)
+        s = db_problem_id(d, &causal, &causal_p);
+    if (s == FAT_OK)
+        s = db_problem_id(d, &plain, &plain_p);
+    if (s == FAT_OK)
+        s = db_problem_id(d, &decoding, &decode_p);
+    if (s == FAT_OK)
+        s = add_trial(d, dev, causal_p, "flash_v2", P_FAST, DB_TRIAL_OK, 0.49, NULL, NULL);
+    if (s == FAT_OK)
+        s = add_trial(d, dev, causal_p, "flash_v2", P_DEFAULT, DB_TRIAL_OK, 0.5, NULL, &cfg);
+    if (s == FAT_OK)
+        s = add_trial(d, dev, causal_p, "flash_v2", P_SMALL, DB_TRIAL_OK, 0.7, NULL, NULL);
+    if (s == FAT_OK)
+        s = add_best(d, dev, causal_p, cfg, 0.495, -0.01, "exhaustive", 1);
+    if (s == FAT_OK)
+        s = add_trial(d, dev, plain_p, "flash_v2", P_PLAIN_BEST, DB_TRIAL_OK, 1.0, NULL, &cfg);
+    if (s == FAT_OK)
+        s = add_trial(d, dev, plain_p, "flash_v2", P_SMALL, DB_TRIAL_OK, 1.02, NULL, NULL);
+    if (s == FAT_OK)
+        s = add_trial(d, dev, plain_p, "flash_v2", P_DEFAULT, DB_TRIAL_OK, 1.1, NULL, NULL);
+    if (s == FAT_OK)
+        s = add_best(d, dev, plain_p, cfg, 1.0, 0.02, "exhaustive", 1);
+    if (s == FAT_OK)
+        s = add_trial(d, dev, decode_p, "decode", P_DECODE, DB_TRIAL_OK, 0.027, NULL, &cfg);
+    if (s == FAT_OK)
+        s = add_trial(d, dev, decode_p, "flash_v2", P_SMALL, DB_TRIAL_OK, 0.05, NULL, NULL);
+    if (s == FAT_OK)
+        s = add_best(d, dev, decode_p, cfg, 0.027, 0.85, "exhaustive", 1);
+    if (s != FAT_OK)
+        fprintf(stderr, "make_ties: %s\n", db_errmsg(d));
+    db_close(d);
+    return s == FAT_OK ? 0 : -1;
+}
+
+/* How many times what occurs in text. */
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+
+    for (const char *p = strstr(text, what); p; p = strstr(p + 1, what))
+        n++;
+    return n;
+}
+
+/* The part of text from the first from to the next to after it, malloc'ed; "" when none. */
+static char *part_of(const char *text, const char *from, const char *to)
+{
+    const char *a = strstr(text, from), *b = a ? strstr(a, to) : NULL;
+
+    return b ? strndup(a, (size_t)(b - a)) : strdup("");
+}
+
+static void test_ties(void)
+{
+    char path[512], html[512], *line, *part;
+    size_t n = 0;
+    struct run r;
+
+    path_of(path, sizeof path, "ties.db");
+    path_of(html, sizeof html, "ties.html");
+    CHECK_INT("a database of ties is made", make_ties(path), 0);
+
+    r = RUN(inspect_list_to, "list", "--db", path);
+    CHECK_INT("list of ties succeeds", r.rc, 0);
+    line = line_with(r.out, CAUSAL_NAME, P_DEFAULT);
+    CHECK_STR_HAS("a tie won by the built-in default, the runner-up faster, says so", line,
+                  "    tie  tie: default");
+    CHECK("...without a negative margin", !strstr(line, "-1.0%"));
+    free(line);
+    line = line_with(r.out, PLAIN_NAME, P_PLAIN_BEST);
+    CHECK_STR_HAS("a tie won by name, the default measured and behind, says so", line,
+                  "  +2.0%  tie: by name");
+    free(line);
+    line = line_with(r.out, "s1/1024", P_DECODE);
+    CHECK_STR_HAS("a lead beyond the tie band is the fastest", line, "+85.0%  fastest");
+    free(line);
+    CHECK("no margin is negative", !strstr(r.out, "  -0.") && !strstr(r.out, "  -1."));
+    run_free(&r);
+
+    r = RUN(inspect_show_to, "show", CAUSAL_NAME, "--db", path);
+    CHECK_INT("show of a tie succeeds", r.rc, 0);
+    CHECK_STR_HAS("show names the best config", r.out, "best (*): flash_v2 " P_DEFAULT "\n");
+    CHECK_STR_HAS("...gives its time as timed again, and the first measurement of the table", r.out,
+                  "0.495 ms when timed again with the other finalists (first measured: 0.500 ms, "
+                  "rank 2)");
+    CHECK_STR_HAS("...says it won a tie as the built-in default", r.out,
+                  "chosen: tie: default\n      the runner-up is 1.0% faster: within the 3% of a tie, "
+                  "which the built-in default wins, and this is it");
+    CHECK_STR_HAS("...says the table is of first measurements", r.out, "top 3 of 3 ok, as first measured:");
+    CHECK_STR_HAS("...stars the best in it", r.out, "*    2  flash_v2 " P_DEFAULT);
+    run_free(&r);
+    r = RUN(inspect_show_to, "show", PLAIN_NAME, "--db", path);
+    CHECK_STR_HAS("show of a tie won by name says so", r.out,
+                  "chosen: tie: by name\n      the runner-up is 2.0% slower: within the 3% of a tie, "
+                  "which, the built-in default not being in it, the first by family and parameters wins");
+    CHECK("...and no second time where it was not timed again", !strstr(r.out, "timed again with"));
+    run_free(&r);
+
+    r = RUN(report_main_to, "report", "-o", html, "--db", path);
+    CHECK_INT("report of ties succeeds", r.rc, 0);
+    run_free(&r);
+    part = test_slurp(html, &n);
+    if (!part)
+        part = strdup("");
+    CHECK_STR_HAS("the report prints the driver and NVRTC as versions", part,
+                  "CUDA driver 13.0, NVRTC 12.8");
+    CHECK("...not as numbers", !strstr(part, "13000") && !strstr(part, "12080"));
+    CHECK_STR_HAS("a best that is the built-in default takes 1.00x of itself", part,
+                  "<td>= best</td><td class=\"n\">0.495</td><td class=\"n\">555.3</td>"
+                  "<td class=\"n\">1.00x</td>");
+    CHECK_STR_HAS("...and says how it was chosen as list does", part,
+                  "<td class=\"n\">tie</td><td>tie: default</td>");
+    CHECK_STR_HAS("a default behind the best: the ratio of the two as first measured", part,
+                  "title=\"1.100 / 1.000 ms, both as first measured\">1.10x</td>");
+    CHECK_STR_HAS("...and a tie won by name says so", part, "<td class=\"n\">+2.0%</td><td>tie: by name</td>");
+    free(part);
+    part = test_slurp(html, &n);
+    line = part_of(part ? part : "", "<figcaption>bf16 b16 h32/8 s1/1024 d128", "</figure>");
+    CHECK_STR_HAS("a map whose best is not on it says so", line,
+                  "the best, <code>decode " P_DECODE "</code>, has no block_m &times; block_n: not on "
+                  "this map");
+    CHECK("...and outlines no cell", *line && !strstr(line, "stroke="));
+    CHECK_STR_HAS("...its cells of a few TFLOPS keep their hundredths", line, ">5.37</text>");
+    free(line);
+    line = part_of(part ? part : "", "<figcaption>" CAUSAL_NAME, "</figure>");
+    CHECK_STR_HAS("a map outlines the best config's cell", line,
+                  "stroke=\"#000\" stroke-width=\"2\"><title>block_m=128 block_n=64:");
+    CHECK_INT("...and no other, though another is faster", count_of(line, "stroke="), 1);
+    free(line);
+    free(part);
+    unlink(html);
+    inspect_remove_db(path);
 }
 
 /* ---- export ---- */
@@ -1004,7 +1165,8 @@ static void test_report(const char *src)
     CHECK_STR_HAS("the built-in default is named", page, "<td><code>flash_v2 " P_DEFAULT "</code></td>");
     CHECK_STR_HAS("...or said to be the best where it is", page, "<td>= best</td>");
     CHECK_STR_HAS("the default config is shown beside the best", page,
-                  "<td class=\"n\">0.550</td><td class=\"n\">499.8</td><td class=\"n\">1.10x</td>");
+                  "<td class=\"n\">0.550</td><td class=\"n\">499.8</td><td class=\"n\" title=\"0.550 / "
+                  "0.500 ms, both as first measured\">1.10x</td>");
     CHECK_STR_HAS("...n/a where it was not measured", page, ">n/a</td>");
     CHECK_STR_HAS("peers are shown where recorded", page, "torch_flash 229.1");
     CHECK_STR_HAS("...with a peer's failure, escaped", page, "failed: No kernel ? &lt;here&gt;");
@@ -1171,6 +1333,7 @@ int main(int argc, char **argv)
     CHECK_INT("the synthetic database is made", make_source(src), 0);
     test_list(src);
     test_show(src);
+    test_ties();
     test_export(src);
     test_merge();
     test_report(src);

@@ -298,6 +298,7 @@ struct entry {
     db_device dev;          /* name points into the entry's device text */
     char device[256], config[512], effort[DB_EFFORT_MAX];
     fat_problem problem;
+    int64_t config_id;
     double ms, margin;
     int complete;
 };
@@ -348,18 +349,23 @@ static fat_status collect_best(void *arg, const db_best *b, const db_keys *k)
     inspect_config_text(k, e->config, sizeof e->config);
     snprintf(e->effort, sizeof e->effort, "%s", b->effort);
     e->problem = k->problem;
+    e->config_id = b->config_id;
     e->ms = b->median_ms;
     e->margin = b->margin;
     e->complete = b->complete;
     return FAT_OK;
 }
 
-/* What the trials of one (device, problem) give the page: the default's time and the heat map's
- * cells, the fastest ok median of each (block_m, block_n) over the other parameters. */
+/* What the trials of one (device, problem) give the page: the default's time, the best's first
+ * measurement, the ok trials and the heat map's cells, the fastest ok median of each (block_m,
+ * block_n) over the other parameters. */
 struct scan {
+    int64_t best_config_id;
     char default_cfg[512];  /* the built-in default as `fatune list` prints a config; "" unknown */
     double default_ms;      /* 0: not measured ok */
     const char *default_status;  /* static, NULL: no trial of the default config */
+    double best_first_ms;   /* the best config's trial, as first measured; 0: none ok */
+    int ok;                 /* ok trials */
     struct cell {
         int m, n;
         double ms;
@@ -390,6 +396,9 @@ static fat_status scan_trial(void *arg, const db_trial *t, const db_keys *k)
         sc->default_status = db_trial_status_name(t->status);
         sc->default_ms = t->status == DB_TRIAL_OK ? t->median_ms : 0;
     }
+    if (t->status == DB_TRIAL_OK && t->config_id == sc->best_config_id)
+        sc->best_first_ms = t->median_ms;
+    sc->ok += t->status == DB_TRIAL_OK;
     if (t->status != DB_TRIAL_OK || !(t->median_ms > 0) || m <= 0 || n <= 0)
         return FAT_OK;
     for (i = 0; i < sc->ncells && (sc->cells[i].m != m || sc->cells[i].n != n); i++)
@@ -439,15 +448,34 @@ static void heat_colour(double t, char buf[8])
     snprintf(buf, 8, "#%02x%02x%02x", c[0], c[1], c[2]);
 }
 
-/* The block_m x block_n map of one problem as inline SVG; rows block_m, columns block_n. */
-static void heat_map(FILE *f, const struct scan *sc, const fat_problem *p, const char *name)
+/* The digits a map's cells need: whole TFLOPS from 100 up, tenths from 10, else hundredths (a
+ * decoding step runs at a few TFLOPS). */
+static int heat_digits(double top)
 {
+    return top >= 100 ? 0 : top >= 10 ? 1 : 2;
+}
+
+/* The block_m x block_n map of one problem as inline SVG; rows block_m, columns block_n. The
+ * cell of the best config is outlined; a best config without block_m and block_n (decode's) is
+ * said to be off the map. */
+static void heat_map(FILE *f, const struct scan *sc, const struct entry *e, const char *name)
+{
+    const fat_problem *p = &e->problem;
+    const char *params = strchr(e->config, ' ');
     int bm[HEAT_MAX], bn[HEAT_MAX], nm = axis(sc, 1, bm), nn = axis(sc, 0, bn);
+    int win_m = params ? param_value(params + 1, "block_m") : -1;
+    int win_n = params ? param_value(params + 1, "block_n") : -1;
     double top = 0;
     char colour[8];
+    int digits;
 
     fputs("<figure><figcaption>", f);
     esc(f, name);
+    if (win_m <= 0 || win_n <= 0) {
+        fputs("<br><span class=\"na\">the best, <code>", f);
+        esc(f, e->config);
+        fputs("</code>, has no block_m &times; block_n: not on this map</span>", f);
+    }
     fputs("</figcaption>\n", f);
     if (!sc->ncells) {
         fputs("<p class=\"na\">no ok trial with block_m and block_n</p></figure>\n", f);
@@ -456,6 +484,7 @@ static void heat_map(FILE *f, const struct scan *sc, const fat_problem *p, const
     for (int i = 0; i < sc->ncells; i++)
         if (inspect_tflops(p, sc->cells[i].ms) > top)
             top = inspect_tflops(p, sc->cells[i].ms);
+    digits = heat_digits(top);
     fprintf(f, "<svg width=\"%d\" height=\"%d\" role=\"img\" aria-label=\"TFLOPS by block_m and "
             "block_n\">\n", HEAT_LEFT + nn * CELL_W + 4, HEAT_TOP + nm * CELL_H + 4);
     fprintf(f, "<text x=\"4\" y=\"14\" class=\"ax\">block_m \\ block_n</text>\n");
@@ -467,7 +496,7 @@ static void heat_map(FILE *f, const struct scan *sc, const fat_problem *p, const
         fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>\n", HEAT_LEFT - 8,
                 y + CELL_H / 2 + 5, bm[r]);
         for (int c = 0; c < nn; c++) {
-            int x = HEAT_LEFT + c * CELL_W, i;
+            int x = HEAT_LEFT + c * CELL_W, i, best = bm[r] == win_m && bn[c] == win_n;
             double tf;
             for (i = 0; i < sc->ncells && (sc->cells[i].m != bm[r] || sc->cells[i].n != bn[c]); i++)
                 ;
@@ -480,12 +509,13 @@ static void heat_map(FILE *f, const struct scan *sc, const fat_problem *p, const
             tf = inspect_tflops(p, sc->cells[i].ms);
             heat_colour(top > 0 ? tf / top : 0, colour);
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"%s>"
-                    "<title>block_m=%d block_n=%d: %.3f ms, %.1f TFLOPS</title></rect>\n"
-                    "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%.0f</text>\n",
+                    "<title>block_m=%d block_n=%d: %.3f ms, %.*f TFLOPS%s</title></rect>\n"
+                    "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%.*f</text>\n",
                     x, y, CELL_W - 2, CELL_H - 2, colour,
-                    tf >= top ? " stroke=\"#000\" stroke-width=\"2\"" : "", bm[r], bn[c],
-                    sc->cells[i].ms, tf, x + CELL_W / 2 - 1, y + CELL_H / 2 + 4,
-                    top > 0 && tf / top > 0.55 ? "#fff" : "#111", tf);
+                    best ? " stroke=\"#000\" stroke-width=\"2\"" : "", bm[r], bn[c],
+                    sc->cells[i].ms, digits + 1, tf, best ? " (the best config's tile)" : "",
+                    x + CELL_W / 2 - 1, y + CELL_H / 2 + 4,
+                    top > 0 && tf / top > 0.55 ? "#fff" : "#111", digits, tf);
         }
     }
     fputs("</svg>\n", f);
@@ -584,24 +614,60 @@ static fat_status failures_table(struct report *r, int64_t device_id)
 }
 
 /* The built-in default of e's problem on e's device, as `fatune list` prints a config, into buf;
- * "" when it cannot be known. The template sees the device's stored limits (SMs, L2, shared memory
- * per block) over its architecture's nominal ones, as the runtime would see that GPU. */
+ * "" when it cannot be known. */
 static void default_config(struct report *r, const struct entry *e, char *buf, size_t n)
 {
-    char arch[16], params[400];
-    gen_device dev;
+    db_device dev = e->dev;
 
-    buf[0] = '\0';
-    snprintf(arch, sizeof arch, "sm_%d", e->dev.cc);
-    if (!r->g || gen_device_for_arch(arch, &dev) != FAT_OK)
-        return;
-    snprintf(dev.name, sizeof dev.name, "%.*s", (int)sizeof dev.name - 1, e->device);
-    dev.sms = e->dev.sms;
-    dev.l2 = e->dev.l2_bytes;
-    dev.smem_optin = e->dev.smem_optin;
-    const char *family;
-    if (gen_builtin_default(r->g, &e->problem, &dev, &family, params, sizeof params) == FAT_OK)
-        snprintf(buf, n, "%s %s", family, params);
+    dev.name = e->device;
+    inspect_builtin_default(r->g, &dev, &e->problem, buf, n);
+}
+
+/* The margin and how the best was chosen (inspect_choice), then the search. */
+static void choice_cells(FILE *f, const struct entry *e, const struct scan *sc)
+{
+    inspect_choice ch;
+
+    inspect_choice_of(e->margin, e->margin == 0 && sc->ok <= 1,
+                      inspect_is_default(e->config, sc->default_cfg, sc->default_status != NULL),
+                      &ch);
+    fprintf(f, "<td class=\"n\">%s</td><td>%s</td><td>%s, ", ch.margin, ch.how_text,
+            e->complete ? "complete" : "partial");
+    esc(f, e->effort);
+    fputs("</td>", f);
+}
+
+/* The built-in default beside the best: its config, time, TFLOPS and how many times longer it
+ * takes. Where it is the best, its time is the best's; else the ratio is of the two trials as first
+ * measured, so that the best's time when timed again with the other finalists is not set against
+ * the default's first. */
+static void default_cells(FILE *f, const struct entry *e, const struct scan *sc)
+{
+    int is_best = sc->default_cfg[0] && !strcmp(sc->default_cfg, e->config);
+    double best_first = sc->best_first_ms > 0 ? sc->best_first_ms : e->ms;
+
+    fputs("<td>", f);
+    if (!sc->default_cfg[0]) {
+        fputs("<span class=\"na\">unknown</span>", f);
+    } else if (is_best) {
+        fputs("= best", f);
+    } else {
+        fputs("<code>", f);
+        esc(f, sc->default_cfg);
+        fputs("</code>", f);
+    }
+    fputs("</td>", f);
+    if (is_best)
+        fprintf(f, "<td class=\"n\">%.3f</td><td class=\"n\">%.1f</td><td class=\"n\">1.00x</td>",
+                e->ms, inspect_tflops(&e->problem, e->ms));
+    else if (sc->default_ms > 0)
+        fprintf(f, "<td class=\"n\">%.3f</td><td class=\"n\">%.1f</td><td class=\"n\" title=\""
+                "%.3f / %.3f ms, both as first measured\">%.2fx</td>", sc->default_ms,
+                inspect_tflops(&e->problem, sc->default_ms), sc->default_ms, best_first,
+                sc->default_ms / best_first);
+    else
+        fprintf(f, "<td class=\"na\" colspan=\"3\">n/a%s%s</td>", sc->default_status ? ": " : "",
+                sc->default_status ? sc->default_status : "");
 }
 
 /* One device's part: rows[first .. end) are its best rows. */
@@ -609,12 +675,13 @@ static fat_status device_section(struct report *r, int first, int end)
 {
     const struct entry *e0 = &r->rows[first];
     struct scan *scans = calloc((size_t)(end - first), sizeof *scans);
-    char name[160];
+    char name[160], driver[16], nvrtc[16];
     fat_status s = FAT_OK;
 
     if (!scans)
         return FAT_ERR_NOMEM;
     for (int i = first; i < end && s == FAT_OK; i++) {
+        scans[i - first].best_config_id = r->rows[i].config_id;
         default_config(r, &r->rows[i], scans[i - first].default_cfg,
                        sizeof scans[i - first].default_cfg);
         s = db_trial_each(r->d, r->rows[i].device_id, r->rows[i].problem_id, scan_trial,
@@ -622,13 +689,14 @@ static fat_status device_section(struct report *r, int first, int end)
     }
     if (s != FAT_OK)
         goto out;
+    inspect_cuda_version(e0->dev.driver_version, driver, sizeof driver);
+    inspect_cuda_version(e0->dev.nvrtc_version, nvrtc, sizeof nvrtc);
     fputs("<section>\n<h2>", r->f);
     esc(r->f, e0->device);
-    fprintf(r->f, "</h2>\n<p>cc %d.%d, %d SMs, %" PRId64 " MiB L2, driver %d, NVRTC %d</p>\n",
-            e0->dev.cc / 10, e0->dev.cc % 10, e0->dev.sms, e0->dev.l2_bytes >> 20,
-            e0->dev.driver_version, e0->dev.nvrtc_version);
+    fprintf(r->f, "</h2>\n<p>cc %d.%d, %d SMs, %" PRId64 " MiB L2, CUDA driver %s, NVRTC %s</p>\n",
+            e0->dev.cc / 10, e0->dev.cc % 10, e0->dev.sms, e0->dev.l2_bytes >> 20, driver, nvrtc);
     fputs("<table>\n<tr><th>id</th><th>problem</th><th>best config</th><th>ms</th><th>TFLOPS</th>"
-          "<th>margin</th><th>search</th><th>built-in default</th><th>default ms</th>"
+          "<th>margin</th><th>chosen</th><th>search</th><th>built-in default</th><th>default ms</th>"
           "<th>default TFLOPS</th><th>default / best</th><th>peers, TFLOPS (where recorded)</th>"
           "</tr>\n", r->f);
     for (int i = first; i < end; i++) {
@@ -641,31 +709,8 @@ static fat_status device_section(struct report *r, int first, int end)
         esc(r->f, e->config);
         fprintf(r->f, "</code></td><td class=\"n\">%.3f</td><td class=\"n\">%.1f</td>",
                 e->ms, inspect_tflops(&e->problem, e->ms));
-        /* 0 is what a lone winner gets; below 0 what a tie-break within 1% may give */
-        if (e->margin != 0)
-            fprintf(r->f, "<td class=\"n\">%+.1f%%</td>", 100 * e->margin);
-        else
-            fputs("<td class=\"n\">-</td>", r->f);
-        fprintf(r->f, "<td>%s, ", e->complete ? "complete" : "partial");
-        esc(r->f, e->effort);
-        fputs("</td><td>", r->f);
-        if (!sc->default_cfg[0]) {
-            fputs("<span class=\"na\">unknown</span>", r->f);
-        } else if (!strcmp(sc->default_cfg, e->config)) {
-            fputs("= best", r->f);
-        } else {
-            fputs("<code>", r->f);
-            esc(r->f, sc->default_cfg);
-            fputs("</code>", r->f);
-        }
-        fputs("</td>", r->f);
-        if (sc->default_ms > 0)
-            fprintf(r->f, "<td class=\"n\">%.3f</td><td class=\"n\">%.1f</td><td class=\"n\">"
-                    "%.2fx</td>", sc->default_ms, inspect_tflops(&e->problem, sc->default_ms),
-                    sc->default_ms / e->ms);
-        else
-            fprintf(r->f, "<td class=\"na\" colspan=\"3\">n/a%s%s</td>",
-                    sc->default_status ? ": " : "", sc->default_status ? sc->default_status : "");
+        choice_cells(r->f, e, sc);
+        default_cells(r->f, e, sc);
         fputs("<td>", r->f);
         peers_cell(r->f, &r->peers, &e->problem);
         fputs("</td></tr>\n", r->f);
@@ -674,7 +719,7 @@ static fat_status device_section(struct report *r, int first, int end)
           "<div class=\"maps\">\n", r->f);
     for (int i = first; i < end; i++) {
         gen_problem_name(&r->rows[i].problem, name, sizeof name);
-        heat_map(r->f, &scans[i - first], &r->rows[i].problem, name);
+        heat_map(r->f, &scans[i - first], &r->rows[i], name);
     }
     fputs("</div>\n", r->f);
     s = failures_table(r, e0->device_id);
@@ -704,16 +749,25 @@ static const char page_head[] =
 static const char page_foot[] =
     "<footer>\n"
     "<p>TFLOPS count the model's work, 4 &middot; batch &middot; heads_q &middot; seqlen_q "
-    "&middot; seqlen_k &middot; head_dim (halved when causal), over the median time. Margin: how "
-    "much slower the runner-up's median is. Search: complete when every valid config was "
-    "tried.</p>\n"
+    "&middot; seqlen_k &middot; head_dim (halved when causal), over the median time. The best's "
+    "time is its median when the finalists were timed again, interleaved, where they were; every "
+    "other time is a trial's first measurement. Margin: how much slower the runner-up's median "
+    "is; &quot;tie&quot; when it is not slower. Chosen: fastest (ahead by more than the 3% a tie "
+    "allows), tie: default (within 3%, won as the built-in default), tie: by name (within 3%, won "
+    "as the first by family and parameters), tie (which of the two is not known: the built-in "
+    "default now has no trial), alone (no other config verified), as <code>fatune list</code> and "
+    "<code>fatune show</code> say it. Search: complete when every valid config was tried.</p>\n"
     "<p>Built-in default: the config the runtime launches for a problem nothing was tuned for "
-    "(decode's for at most 16 query rows per KV head, else flash_v2's), worked out by the template "
-    "for the problem and the device's stored limits; its time is its trial's, where it was measured (n/a otherwise, with its status when "
-    "it failed). Default / best: how many times longer the default takes.</p>\n"
+    "(the first family by default rank that has one for the problem: decode's for at most 16 "
+    "query rows per KV head), worked out by the template for the problem and the device's stored "
+    "limits; its time is its trial's, where it was measured (n/a otherwise, with its status when "
+    "it failed), the best's where it is the best. Default / best: how many times longer the "
+    "default takes, both as first measured (hover for the two times); 1.00x where it is the "
+    "best.</p>\n"
     "<p>Heat maps: for each block_m (rows) and block_n (columns), the TFLOPS of the fastest ok "
-    "trial over every other parameter and family; the outlined cell is the fastest. Hover a cell "
-    "for its time.</p>\n"
+    "trial over every other parameter and family; the outlined cell holds the best config (which "
+    "may have won a tie against a faster cell); a best config without block_m and block_n "
+    "(decode's) is named above its map instead. Hover a cell for its time.</p>\n"
     "<p>Peers: <code>fatune report --peers FILE</code> reads the JSON that "
     "<code>shared/bench/peers.py --json FILE</code> writes: an array of flat objects, of which "
     "the rows with suite &quot;prefill&quot; are used, by impl, dtype (&quot;bfloat16&quot; or "
