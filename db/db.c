@@ -542,6 +542,12 @@ fat_status db_open(const char *path, unsigned flags, db **out, char *err, size_t
         return FAT_ERR_NOMEM;
     }
     d->readonly = (flags & DB_READONLY) != 0;
+    /* SQLite reports a directory as a disk I/O error; say what it is */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        s = fail(d, FAT_ERR_IO, "cannot open: %s", strerror(EISDIR));
+        goto out;
+    }
     if ((s = connect(d, flags)) != FAT_OK)
         goto out;
     if ((s = inspect(d, &fs)) != FAT_OK || (s = judge(d, &fs, flags, &need)) != FAT_OK)

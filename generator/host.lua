@@ -56,7 +56,9 @@ local function parse_params(t, text)
   for item in string.gmatch(text, "[^,]+") do
     local k, v = string.match(item, "^%s*([%w_]+)%s*=%s*(.-)%s*$")
     if not k then error("bad parameter '" .. item .. "' (want name=value)", 0) end
-    if not t.params[k] then error(t.name .. " has no parameter '" .. k .. "'", 0) end
+    if not t.params[k] then
+      error(t.name .. " has no parameter '" .. k .. "' (its parameters: " .. table.concat(sorted_keys(t.params), ", ") .. ")", 0)
+    end
     p[k] = math.tointeger(tonumber(v)) or tonumber(v) or (v == "true" and true) or (v ~= "false" and v)
   end
   for _, k in ipairs(sorted_keys(t.params)) do
@@ -79,7 +81,9 @@ local function variant(name, params_text, shape, dev, with_source)
   local t = H.template(name)
   local p = parse_params(t, params_text)
   local ok, reason = t.valid(p, shape, dev)
-  if not ok then error(name .. " " .. params_text .. " is not valid here: " .. tostring(reason), 0) end
+  if not ok then
+    error(name .. (params_text ~= "" and " " .. params_text or "") .. " is not valid here: " .. tostring(reason), 0)
+  end
   local fn = with_source and "emit" or "launch"
   local ok, e = pcall(t[fn], p, shape, dev)
   if not ok then

@@ -576,6 +576,8 @@ static int cmd_tune(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     static char tune_name[] = "tune";
+    /* a line at a time also into a pipe or a log: long runs show progress as it happens */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) return usage(usage_text, NULL);
     const char *cmd = argv[1];
     if (strcmp(cmd, "devices") == 0) return cmd_devices(argc - 1, argv + 1);
