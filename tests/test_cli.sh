@@ -255,5 +255,22 @@ for c in "list" "show 1" "report -o $tmp/q.html" "export --device all -o $tmp/q-
 done
 check "...and the database byte for byte" cmp -s "$tmp/quiet/q.db" "$tmp/q.orig"
 
+# Shapes files that try to outlive the sandbox's limits end within seconds, naming their line;
+# files that are not shapes files are refused for what they are.
+printf 'while true do\n  pcall(function() while true do end end)\nend\n' > "$tmp/loop.lua"
+t0=$(date +%s)
+expect "a loop that catches the instruction limit with pcall" 2 "loop.lua:2: instruction limit exceeded" "$fatune" check --shapes "$tmp/loop.lua"
+check "...ends within 60 s ($(( $(date +%s) - t0 )) s)" [ $(( $(date +%s) - t0 )) -lt 60 ]
+printf 'local t = {}\nwhile true do pcall(function() for i = 1, 1e9 do t[#t + 1] = ("x"):rep(1e5) .. i end end) end\n' > "$tmp/mem.lua"
+expect "a loop that catches the memory limit with pcall" 2 "mem.lua:2: memory limit exceeded" "$fatune" check --shapes "$tmp/mem.lua"
+expect "/dev/zero as a shapes file" 2 "/dev/zero: larger than 16 MiB: not a shapes file" "$fatune" check --shapes /dev/zero
+expect "a directory as a shapes file" 2 "$tmp: cannot read: Is a directory" "$fatune" check --shapes "$tmp"
+expect "a directory as a database" 1 "$tmp: cannot open: Is a directory" "$fatune" list --db "$tmp"
+printf 'return { shape{batch=1, heads_q=2, seqlen=100, head_dim=64, dtype="bf16"} }\n' > "$tmp/one.lua"
+expect "one shape is one shape" 0 "checking 1 shape from" "$fatune" check --only naive --shapes "$tmp/one.lua"
+# stdout is written a line at a time into a pipe, so the first line arrives before the command ends
+first=$("$fatune" check --only naive --shapes tests/shapes/tiny.lua 2>/dev/null | head -n 1)
+check "the first line of a piped check: $first" sh -c "echo \"\$1\" | grep -q '^checking'" _ "$first"
+
 echo "cli: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
