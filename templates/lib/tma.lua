@@ -6,6 +6,9 @@
 -- mbarrier that was told how many bytes to expect:
 --   thread 0:     fat_mbar_expect_tx(bar, bytes); fat_tma_load_4d(dst, &tm, bar, col, row, head, batch);
 --   every thread: fat_mbar_wait(bar, phase); ... read the tile ...; phase ^= 1
+-- A ring of buffers adds an "empty" mbarrier per buffer, on which the readers fat_mbar_arrive when
+-- they are done and the loading thread waits (parity inverted, so a fresh barrier passes at once)
+-- before it refills the buffer.
 -- The coordinates are the map's (prelude.lua, P.tma): (col, row, head, batch) for rank 4, (0, row,
 -- slab, head, batch) for rank 5; out-of-bounds elements arrive as zeros. The destination must be
 -- 128-byte aligned (1024 with the 128B swizzle), the mbarrier 8-byte aligned.
@@ -33,6 +36,11 @@ static __device__ __forceinline__ void fat_mbar_fence_init() {
 /* Arrives on bar and adds `bytes` to the transaction count the phase waits for. */
 static __device__ __forceinline__ void fat_mbar_expect_tx(unsigned bar, unsigned bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(bar), "r"(bytes) : "memory");
+}
+/* Arrives on bar (one of the `count` arrivals its phase waits for), e.g. a consumer releasing a
+ * buffer back to the thread that refills it. */
+static __device__ __forceinline__ void fat_mbar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(bar) : "memory");
 }
 /* Waits until the phase of parity `parity` has completed (every arrival and every byte). */
 static __device__ __forceinline__ void fat_mbar_wait(unsigned bar, unsigned parity) {

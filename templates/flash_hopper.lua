@@ -1,0 +1,764 @@
+-- flash_hopper.lua: the FlashAttention-3-class forward kernel for sm_90a (H100, H200).
+--
+-- Warp specialisation: a producer warpgroup whose one thread issues every TMA copy (Q once per
+-- tile, K and V through an mbarrier ring of `stages` buffers) and 2 or 3 consumer warpgroups of 64
+-- query rows each, with the registers moved to them by setmaxnreg. S = Q Kᵀ on wgmma with both
+-- operands in shared memory (SS), O += P V with P from registers (RS); the softmax of key block j+1
+-- runs under the P V of block j (`overlap`) and the consumer warpgroups take turns issuing their
+-- GEMMs (`pingpong`). A persistent grid (`persistent`) walks the tiles with a static schedule and
+-- double-buffers Q (`q_stages`) and the O staging tile (`o_separate`). No CUTLASS, no CuTe: every
+-- instruction is inline PTX from lib/wgmma.lua and lib/tma.lua. docs/flash_hopper.md explains the
+-- steps, the barriers and the parameter space, and records the prototype's measurements.
+local P = require("prelude")
+local ptx = require("lib.ptx")
+local tma = require("lib.tma")
+local wgmma = require("lib.wgmma")
+local softmax = require("lib.softmax")
+
+local t = {
+  name = "flash_hopper",
+  version = 1,
+  default_rank = 20,                  -- the built-in default of prefill on sm_90a (decode 10, flash_v2 30)
+  params = {
+    block_m = { 128, 192 },           -- query rows per tile: 64 per consumer warpgroup (2 or 3)
+    block_n = { 96, 128, 160, 176 },  -- keys per K/V block (the N of S = Q Kᵀ)
+    stages = { 2, 3 },                -- K/V shared-memory buffers of the ring
+    persistent = { 0, 1 },            -- 1: min(#tiles, #SMs) CTAs walk the tiles (static schedule)
+    pingpong = { 0, 1 },              -- 1: consumer warpgroups take turns issuing GEMMs
+    overlap = { 0, 1 },               -- 1: softmax of block j+1 under the P V of block j
+    q_stages = { 1, 2 },              -- Q buffers: 2 loads the next tile's Q during this tile
+    o_separate = { 0, 1 },            -- 1: O staged in its own tile (the next Q may land meanwhile)
+  },
+}
+
+-- Registers per thread (setmaxnreg) by consumer warpgroups: producer, consumers. 128 producer
+-- threads + 128 per consumer warpgroup, within the SM's 65536 (FA3's split).
+local REGS = { [2] = { 24, 240 }, [3] = { 32, 160 } }
+-- What ptxas needs in a consumer beyond O, S and P (addresses, loop and mask state, softmax
+-- temporaries), calibrated with `ptxas -v` (NVRTC 13.0) at the 160 registers of 3 consumers, where
+-- it binds: d64 192x128 (O 32 + S 64 + P 32 + 28 = 156) compiles without a spill, also with a
+-- causal or window mask (+4); with softcap (+8: tanhf's temporaries) it spilled 12-80 B in 6 of its
+-- 8 forms; d128 192x96 (136 + 28 = 164) spills 48 B. With 240 registers (2 consumers) every block_n
+-- up to 176 fits. docs/flash_hopper.md has the table.
+local REG_OVERHEAD = 28
+local REG_SOFTCAP = 8
+local REG_MASK = 4
+-- Dynamic shared memory beyond the tiles and barriers: the slack that lets the kernel align its base
+-- to 1 KiB (the atom of the 128-byte swizzle, so that the descriptors' base offset stays 0).
+local SMEM_SLACK = 1024
+
+local function has_target(dev, x)
+  for _, y in ipairs(dev.targets or {}) do if y == x then return true end end
+  return false
+end
+
+-- Shared memory of a variant: Q buffers, the O staging tile, K and V rings, the mbarriers
+-- (Q full/empty per Q buffer; K and V full/empty per stage), the alignment slack.
+local function smem_bytes(p, d)
+  local q = p.block_m * d * 2
+  return q * (p.q_stages + p.o_separate) + 2 * p.stages * p.block_n * d * 2
+      + 8 * (2 * p.q_stages + 4 * p.stages) + SMEM_SLACK
+end
+
+-- Consumer registers the variant certainly needs: the O accumulator (head_dim/2 f32), S (block_n/2
+-- f32) and P (block_n/4 packed pairs; with overlap S of block j+1 and P of block j are live at once,
+-- without it P replaces S), plus the overhead.
+local function regs_estimate(p, shape)
+  local o, s, pr = shape.head_dim // 2, p.block_n // 2, p.block_n // 4
+  local sc = shape.softcap and REG_SOFTCAP or 0
+  local mask = (shape.causal or shape.window) and REG_MASK or 0
+  local total = o + s + (p.overlap == 1 and pr or 0) + REG_OVERHEAD + sc + mask
+  return total, function()
+    return string.format("O %d + S %d + P %d + overhead %d%s%s", o, s, p.overlap == 1 and pr or 0, REG_OVERHEAD,
+                         sc > 0 and (" + softcap " .. sc) or "", mask > 0 and (" + mask " .. mask) or "")
+  end
+end
+
+-- The reasons a shape is not served at all (every variant refuses it alike), or nil.
+local function unserved(shape, dev)
+  if (dev.cc or 0) ~= 90 or not has_target(dev, "sm_90a") then
+    return "needs sm_90a (wgmma, setmaxnreg, TMA): this is " .. tostring(dev.arch) .. " (flash_v2 serves it)"
+  end
+  if shape.dtype ~= "fp16" and shape.dtype ~= "bf16" then
+    return "dtype " .. tostring(shape.dtype) .. ": fp16 or bf16 only"
+  end
+  if shape.varlen then
+    return "varlen: the rows of a packed batch's k and v are not passed to tensor maps yet (flash_v2 serves it)"
+  end
+  local d = shape.head_dim
+  if d ~= 64 and d ~= 128 then
+    return string.format("head_dim %s: served are 64 and 128 (whole 64-column slabs of the 128-byte swizzle, verified "
+                         .. "on the H200); 96, 192 and 256 are not verified yet (flash_v2 serves them)", tostring(d))
+  end
+  return nil
+end
+
+function t.valid(p, shape, dev)
+  local why = unserved(shape, dev)
+  if why then return false, why end
+  local d = shape.head_dim
+  local consumers = p.block_m // 64
+  -- Structure: knobs that do nothing, or were never measured, in the company of others.
+  if p.persistent == 0 and (p.q_stages == 2 or p.o_separate == 1) then
+    return false, "q_stages=2 and o_separate=1 stage the next tile's Q: a CTA of one tile (persistent=0) has none"
+  end
+  if p.pingpong == 1 and p.overlap == 0 then
+    return false, "pingpong=1 needs overlap=1 (FA3 couples them; the pair apart was never measured)"
+  end
+  if p.overlap == 0 and (p.persistent == 1 or p.stages ~= 2) then
+    return false, "overlap=0 is the unpipelined baseline, kept as measured: one tile per CTA, 2 stages "
+                  .. "(2-12% slower than overlap=1 from 1k keys)"
+  end
+  if p.stages == 3 and p.persistent == 0 then
+    return false, "stages=3 needs persistent=1: a third buffer measured the same as two (d64, calls 2-3); it is kept "
+                  .. "only where the ring runs on across tiles"
+  end
+  if d == 64 and p.block_n > 128 then
+    return false, string.format("block_n=%d at head_dim 64: m128n192 measured 0.72-0.99x cuDNN against m192n128's "
+                                .. "0.85-1.13x; key blocks above 128 pay only at head_dim 128", p.block_n)
+  end
+  -- Resources.
+  local smem = smem_bytes(p, d)
+  if smem > dev.smem_optin then
+    return false, string.format("shared memory %d B (%d Q/O tiles of %d + %d stages of K and V, %d each) > smem_optin %d B",
+                                smem, p.q_stages + p.o_separate, p.block_m * d * 2, p.stages, p.block_n * d * 2,
+                                dev.smem_optin)
+  end
+  local regs, parts = regs_estimate(p, shape)
+  local budget = REGS[consumers][2]
+  if regs > budget then
+    return false, string.format("estimated %d consumer registers/thread > %d with %d consumer warpgroups (%s): would spill",
+                                regs, budget, consumers, parts())
+  end
+  -- Staging: an unused Q or O tile of shared memory buys nothing at one CTA per SM, and each one
+  -- measured equal or faster where it fits (O separate: 626 vs 520 TF at d128 4k; the Q double
+  -- buffer: +3.5% at 512 keys). A persistent variant takes as many as fit beside its ring.
+  if p.persistent == 1 then
+    for _, more in ipairs({ { 1, 0 }, { 0, 1 } }) do
+      local q, o = p.q_stages + more[1], p.o_separate + more[2]
+      if q <= 2 and o <= 1 and smem_bytes({ block_m = p.block_m, block_n = p.block_n, stages = p.stages,
+                                            q_stages = q, o_separate = o }, d) <= dev.smem_optin then
+        return false, string.format("q_stages=%d, o_separate=%d leave room for q_stages=%d, o_separate=%d in shared "
+                                    .. "memory: a variant with more staging is never slower", p.q_stages,
+                                    p.o_separate, q, o)
+      end
+    end
+  end
+  -- Pruning by shape: tiles far larger than the sequences only add masked rows and keys (block_m
+  -- 128 and block_n 96 are always kept), and a third buffer that is never filled.
+  local sq, sk = shape.seqlen_q or 0, shape.seqlen_k or 0
+  if sq > 0 and p.block_m > 128 and p.block_m >= 2 * ((sq + 15) // 16 * 16) then
+    return false, string.format("block_m=%d >= 2 x seqlen_q=%d: block_m=128 covers it", p.block_m, sq)
+  end
+  if sk > 0 and p.block_n > 96 and p.block_n >= 2 * ((sk + 15) // 16 * 16) then
+    return false, string.format("block_n=%d >= 2 x seqlen_k=%d: a smaller block_n covers it", p.block_n, sk)
+  end
+  local blocks = sk > 0 and (sk + p.block_n - 1) // p.block_n or math.huge
+  if p.stages > 2 and p.stages > blocks then
+    return false, string.format("stages=%d > %d key blocks of seqlen_k=%d: a buffer never filled", p.stages, blocks, sk)
+  end
+  return true
+end
+
+-- The built-in default: the prototype's measured best per head_dim and causal (H200, 2026-12-02,
+-- docs/flash_hopper.md): d128 non-causal 128x128 with Q double buffer and O separate up to 2k keys,
+-- 128x176 beyond; d128 causal 128x128; d64 non-causal 192x128 (3 consumers); d64 causal 128x128
+-- (2 consumers) below 2k keys, 192x128 from 2k. All persistent, 2 stages, overlap and ping-pong.
+-- Then smaller key blocks, 2 consumers and less staging until one is valid. false where the family
+-- serves no variant: other GPUs, head_dims and dtypes it refuses, varlen, and decoding steps (at
+-- most 16 query rows per KV head: the decode family's).
+local DECODE_ROWS = 16
+local BLOCK_NS = { 176, 160, 128, 96 }
+
+function t.default(shape, dev)
+  if unserved(shape, dev) then return false end
+  local group = (shape.heads_q or 1) // math.max(shape.heads_kv or 1, 1)
+  if group * (shape.seqlen_q or 1) <= DECODE_ROWS then return false end
+  local sk = shape.seqlen_k or 0
+  local bm, bn = 128, 128
+  if shape.head_dim == 128 then
+    if not shape.causal and sk > 2048 then bn = 176 end
+  else
+    if not shape.causal or sk >= 2048 then bm = 192 end
+  end
+  for _, m in ipairs(bm == 192 and { 192, 128 } or { 128 }) do
+    for _, n in ipairs(BLOCK_NS) do
+      if n <= bn then
+        for _, qo in ipairs({ { 2, 1 }, { 2, 0 }, { 1, 1 }, { 1, 0 } }) do
+          local p = { block_m = m, block_n = n, stages = 2, persistent = 1, pingpong = 1, overlap = 1,
+                      q_stages = qo[1], o_separate = qo[2] }
+          if t.valid(p, shape, dev) then return p end
+        end
+      end
+    end
+  end
+  return nil
+end
+
+-- The kernel text after the generated constants, specialised by them and by the prelude's
+-- FAT_CAUSAL / FAT_WINDOW / FAT_SOFTCAP.
+local KERNEL = [[
+/* ======================================================================================
+ * FlashAttention-3-class forward for sm_90a.
+ *
+ * CTA = 1 producer warpgroup (WG0; warp 0, thread 0 issues every TMA, warps 1-3 exit) + CONSUMERS
+ * consumer warpgroups of 64 query rows each (BLOCK_M = 64 * CONSUMERS). A tile is (Q block of
+ * BLOCK_M rows, query head, sequence): one per CTA, or, PERSISTENT, a static schedule of them per
+ * CTA. Shared memory (all tiles 1024-B aligned, 128B-swizzled, [slab of 64 cols][rows][64]):
+ *   [Q: Q_STAGES x BLOCK_M x D][K: STAGES x BLOCK_N x D][V: STAGES x BLOCK_N x D]
+ *   [O: BLOCK_M x D if O_SEPARATE][mbarriers]
+ * mbarriers: Q full/empty per Q buffer; K full/empty and V full/empty per stage (full: 1 arrival +
+ * tx bytes; empty: one arrival per consumer warpgroup). Phases run on across the tiles of a
+ * persistent CTA. Consumers: S = Q K^T (wgmma SS, K-major both), softcap, mask, online softmax
+ * (exp2, scale folded), P packed to 16 bits in registers, O += P V (wgmma RS, V MN-major =
+ * row-major [key][d]). Key blocks are visited from the last to the first (masked blocks first).
+ * ====================================================================================== */
+#define SLABS (HEAD_DIM / 64)
+#define TMA_RANK5 (SLABS > 1)           /* the tensor maps: rank 5 (one copy per tile) when D > 64 */
+#define THREADS (128 * (CONSUMERS + 1))
+#define SLAB_Q (BLOCK_M * 128)          /* bytes of one 64-column slab of the Q tile */
+#define SLAB_KV (BLOCK_N * 128)
+#define Q_BYTES (BLOCK_M * HEAD_DIM * 2)
+#define KV_BYTES (BLOCK_N * HEAD_DIM * 2)
+#define OFF_K (Q_STAGES * Q_BYTES)
+#define OFF_V (OFF_K + STAGES * KV_BYTES)
+#define OFF_O (OFF_V + STAGES * KV_BYTES)
+#define OFF_BAR (OFF_O + O_SEPARATE * Q_BYTES)
+#define SMEM_BYTES (OFF_BAR + 8 * (2 * Q_STAGES + 4 * STAGES) + 1024)   /* + slack to align the base to 1 KiB */
+#define S_REGS (BLOCK_N / 2)
+#define O_REGS (HEAD_DIM / 2)
+#define P_REGS (BLOCK_N / 4)
+#define FAT_CAT_(a, b) a##b
+#define FAT_CAT(a, b) FAT_CAT_(a, b)
+#define WGMMA_QK FAT_CAT(fat_wgmma_ss_, BLOCK_N)
+#define WGMMA_PV FAT_CAT(fat_wgmma_rs_, HEAD_DIM)
+
+static_assert(BLOCK_M == 64 * CONSUMERS, "each consumer warpgroup owns 64 rows");
+static_assert(HEAD_DIM % 64 == 0, "head_dim: multiple of 64 (128B swizzle slabs)");
+static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N: multiple of 16, at most 256");
+static_assert(SMEM_BYTES == SMEM_LAUNCH, "the kernel's shared memory is what launch() asks for");
+static_assert(SMEM_BYTES <= 232448, "shared memory over 227 KiB");
+static_assert(128 * PRODUCER_REGS + 128 * CONSUMERS * CONSUMER_REGS <= 65536, "setmaxnreg over the SM's registers");
+
+static __device__ __forceinline__ float fat_lg2(float x) {
+    float y; asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y;
+}
+
+/* TMA: one tile of `rows` rows starting at `row` of (head, batch), all D columns, into
+ * [slab][rows][64] at dst. Rank 5: one copy (coordinates col=0, row, slab=0, head, batch);
+ * rank 4: one copy per 64-column slab (col, row, head, batch). Completes on `bar`. */
+static __device__ __forceinline__ void tma_load(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int row,
+                                                int head, int batch, int slab_bytes) {
+#if TMA_RANK5
+    fat_tma_load_5d(dst, map, bar, 0, row, 0, head, batch);
+#else
+#pragma unroll
+    for (int sl = 0; sl < SLABS; ++sl)
+        fat_tma_load_4d(dst + sl * slab_bytes, map, bar, sl * 64, row, head, batch);
+#endif
+}
+
+/* ---------------- GEMMs (issue only: fence, wgmmas, commit) ---------------- */
+/* S = Q K^T over HEAD_DIM: k16 step kk is +32 B inside a slab, slab kk/4 is +rows*128 B. */
+static __device__ __forceinline__ void issue_qk(float (&s)[S_REGS], fat_u64 dq, fat_u64 dk) {
+    fat_pin(s);
+    fat_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < HEAD_DIM / 16; ++kk)
+        WGMMA_QK(s, dq + (((kk % 4) * 32 + (kk / 4) * SLAB_Q) >> 4),
+                 dk + (((kk % 4) * 32 + (kk / 4) * SLAB_KV) >> 4), kk > 0 ? 1 : 0);
+    fat_wgmma_commit();
+    fat_pin(s);
+}
+/* O += P V over BLOCK_N keys: k16 step kk is +16 rows = +2048 B of every V slab. */
+static __device__ __forceinline__ void issue_pv(float (&o)[O_REGS], fat_u32 (&pr)[P_REGS], fat_u64 dv) {
+    fat_pin(o);
+    fat_pin(pr);
+    fat_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BLOCK_N / 16; ++kk)
+        WGMMA_PV(o, pr[4 * kk], pr[4 * kk + 1], pr[4 * kk + 2], pr[4 * kk + 3], dv + ((kk * 2048) >> 4), 1);
+    fat_wgmma_commit();
+    fat_pin(o);
+    fat_pin(pr);
+}
+
+/* ---------------- softmax pieces (accumulator layout: register r of a thread holds row
+ * 16*warp + lane/4 + 8*((r>>1)&1), column 8*(r>>2) + 2*(lane&3) + (r&1)) ---------------- */
+#if FAT_SOFTCAP
+/* Softcap in the log2 domain: s <- tanh(s * in) * out with in = scale / softcap and out = softcap *
+ * log2(e), i.e. apply_softcap(p, scale * s) * log2(e): the cap comes first, and the scores leave
+ * already scaled for exp2 (sl2 = 1). */
+static __device__ __forceinline__ void softcap_scores(float (&s)[S_REGS], float in, float out) {
+#pragma unroll
+    for (int r = 0; r < S_REGS; ++r) s[r] = tanhf(s[r] * in) * out;
+}
+#endif
+/* Keys outside [lo, hi] of their row (visible_keys: causal, window, seqlen_k) become -inf. */
+static __device__ __forceinline__ void mask_scores(float (&s)[S_REGS], int n0, int lane, int lo0, int hi0,
+                                                   int lo1, int hi1) {
+#pragma unroll
+    for (int r = 0; r < S_REGS; ++r) {
+        const int col = n0 + 8 * (r >> 2) + 2 * (lane & 3) + (r & 1);
+        const bool second = (r >> 1) & 1;
+        const int lo = second ? lo1 : lo0, hi = second ? hi1 : hi0;
+        if (col < lo || col > hi) s[r] = -FAT_INF;
+    }
+}
+/* New row max, exponentials in place (s becomes P in f32), alpha = rescale factor of O and l. */
+static __device__ __forceinline__ void softmax_step(float (&s)[S_REGS], float &m0, float &m1, float &l0,
+                                                    float &l1, float &a0, float &a1, float sl2) {
+    float x0 = -FAT_INF, x1 = -FAT_INF;
+#pragma unroll
+    for (int r = 0; r < S_REGS; r += 4) {
+        x0 = fmaxf(x0, fmaxf(s[r], s[r + 1]));
+        x1 = fmaxf(x1, fmaxf(s[r + 2], s[r + 3]));
+    }
+    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
+    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
+    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
+    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
+    const float mn0 = fmaxf(m0, x0), mn1 = fmaxf(m1, x1);
+    /* a row with no visible key so far keeps base 0: 2^(-inf) = 0, never NaN */
+    const float b0 = mn0 == -FAT_INF ? 0.f : mn0 * sl2, b1 = mn1 == -FAT_INF ? 0.f : mn1 * sl2;
+    a0 = fat_exp2(m0 * sl2 - b0);
+    a1 = fat_exp2(m1 * sl2 - b1);
+    m0 = mn0;
+    m1 = mn1;
+    float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+    for (int r = 0; r < S_REGS; r += 4) {
+        s[r] = fat_exp2(fmaf(s[r], sl2, -b0));
+        s[r + 1] = fat_exp2(fmaf(s[r + 1], sl2, -b0));
+        s[r + 2] = fat_exp2(fmaf(s[r + 2], sl2, -b1));
+        s[r + 3] = fat_exp2(fmaf(s[r + 3], sl2, -b1));
+        sum0 += s[r] + s[r + 1];
+        sum1 += s[r + 2] + s[r + 3];
+    }
+    l0 = l0 * a0 + sum0;
+    l1 = l1 * a1 + sum1;
+}
+/* P for P V: the m64k16 A fragment of key step kk is the accumulator registers 8kk .. 8kk+7 in
+ * pairs: (R0, c), (R1, c), (R0, c+8), (R1, c+8). */
+static __device__ __forceinline__ void pack_p(fat_u32 (&pr)[P_REGS], const float (&s)[S_REGS]) {
+#pragma unroll
+    for (int i = 0; i < P_REGS; ++i) pr[i] = pack2(s[2 * i], s[2 * i + 1]);
+}
+static __device__ __forceinline__ void rescale_o(float (&o)[O_REGS], float a0, float a1) {
+#pragma unroll
+    for (int r = 0; r < O_REGS; ++r) o[r] *= ((r >> 1) & 1) ? a1 : a0;
+}
+
+/* ---------------- tiles ---------------- */
+/* Tile t of the launch: m-block, query head, batch. Persistent, non-causal: m-block fastest, so the
+ * CTAs of one wave share the K/V of one (head, batch) in L2. Persistent, causal: longest tiles first
+ * (m-block descending across all heads and batches). Non-persistent: the 3D grid. */
+static __device__ __forceinline__ void decode_tile(const fat_kparams &p, int t, int num_m, int &m_block, int &h, int &b) {
+#if PERSISTENT
+#if FAT_CAUSAL
+    const int hb = p.heads_q * p.batch;
+    m_block = num_m - 1 - t / hb;
+    h = (t % hb) % p.heads_q;
+    b = (t % hb) / p.heads_q;
+#else
+    m_block = t % num_m;
+    h = (t / num_m) % p.heads_q;
+    b = (t / num_m) / p.heads_q;
+#endif
+#else
+#if FAT_CAUSAL
+    m_block = gridDim.x - 1 - blockIdx.x;                  /* longest rows first */
+#else
+    m_block = blockIdx.x;
+#endif
+    h = blockIdx.y;
+    b = blockIdx.z;
+#endif
+}
+/* Key blocks [n_begin, n_end) hold every key some row of the tile sees (visible_keys: both bounds
+ * grow with the row, so the first row's lo and the last row's hi; a window skips blocks at both
+ * ends, causal those past the diagonal); keys in [lo_last, hi_first] are seen by every row (those
+ * blocks skip the elementwise mask). */
+struct TileKeys { int n_begin, n_end, lo_last, hi_first; };
+static __device__ __forceinline__ TileKeys tile_keys(const fat_kparams &p, int m0, int sq, int sk) {
+    int lo_first, hi_first, lo_last, hi_last;
+    visible_keys(p, m0, sq, sk, &lo_first, &hi_first);
+    visible_keys(p, min(m0 + BLOCK_M, sq) - 1, sq, sk, &lo_last, &hi_last);
+    TileKeys k;
+    k.n_begin = lo_first / BLOCK_N;
+    k.n_end = hi_last < 0 ? 0 : hi_last / BLOCK_N + 1;
+    if (k.n_end < k.n_begin) k.n_end = k.n_begin;
+    k.lo_last = lo_last;
+    k.hi_first = hi_first;
+    return k;
+}
+/* position in a ring of STAGES buffers: stage and the parity of its current use */
+struct Ring { int st; fat_u32 ph; };
+static __device__ __forceinline__ void advance(Ring &r) {
+    if (++r.st == STAGES) { r.st = 0; r.ph ^= 1; }
+}
+
+/* ---------------- the kernel ---------------- */
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, const __grid_constant__ fat_tmap tm_k,
+                 const __grid_constant__ fat_tmap tm_v)
+{
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const fat_u32 sbase = (fat_shared_addr(smem_raw) + 1023u) & ~1023u;
+    const fat_u32 s_q = sbase, s_k = sbase + OFF_K, s_v = sbase + OFF_V, s_bar = sbase + OFF_BAR;
+#if O_SEPARATE
+    const fat_u32 s_o = sbase + OFF_O;
+#endif
+#define Q_FULL(qb) (s_bar + 8u * (qb))
+#define Q_EMPTY(qb) (s_bar + 8u * (Q_STAGES + (qb)))
+#define FULL_K(st) (s_bar + 8u * (2u * Q_STAGES + (st)))
+#define FULL_V(st) (s_bar + 8u * (2u * Q_STAGES + STAGES + (st)))
+#define EMPTY_K(st) (s_bar + 8u * (2u * Q_STAGES + 2u * STAGES + (st)))
+#define EMPTY_V(st) (s_bar + 8u * (2u * Q_STAGES + 3u * STAGES + (st)))
+/* Q buffer of the u-th Q use and the parity of that buffer's phase */
+#define Q_BUF(u) ((u) % Q_STAGES)
+#define Q_PH(u) (((u) / Q_STAGES) & 1)
+
+    const int tid = threadIdx.x;
+    const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);   /* warp-uniform role */
+    const int sq = p.seqlen_q, sk = p.seqlen_k;
+    const int num_m = (sq + BLOCK_M - 1) / BLOCK_M;
+#if PERSISTENT
+    const int num_tiles = num_m * p.heads_q * p.batch;
+#if FAT_CAUSAL
+    /* round k: CTA i takes tile k*G + i (k even) or k*G + G-1-i (k odd): with the longest tiles first,
+     * a CTA that took a longer tile in one round takes a shorter one in the next */
+#define TILE_LOOP for (int k_ = 0, t = blockIdx.x; t < num_tiles; \
+                       ++k_, t = k_ * (int)gridDim.x + ((k_ & 1) ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x))
+#else
+#define TILE_LOOP for (int t = blockIdx.x; t < num_tiles; t += gridDim.x)
+#endif
+#else
+#define TILE_LOOP for (int t = 0; t < 1; ++t)
+#endif
+
+    if (tid == 0) {
+#pragma unroll
+        for (int qb = 0; qb < Q_STAGES; ++qb) {
+            fat_mbar_init(Q_FULL(qb), 1);
+            fat_mbar_init(Q_EMPTY(qb), CONSUMERS);
+        }
+#pragma unroll
+        for (int st = 0; st < STAGES; ++st) {
+            fat_mbar_init(FULL_K(st), 1);
+            fat_mbar_init(FULL_V(st), 1);
+            fat_mbar_init(EMPTY_K(st), CONSUMERS);
+            fat_mbar_init(EMPTY_V(st), CONSUMERS);
+        }
+        fat_mbar_fence_init();
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        /* ======================= producer (one thread) ======================= */
+        fat_setmaxnreg_dec<PRODUCER_REGS>();
+        if (tid == 0) {
+            fat_tma_prefetch(&tm_q);
+            fat_tma_prefetch(&tm_k);
+            fat_tma_prefetch(&tm_v);
+            Ring w = {0, 0};
+            fat_u32 q_uses = 0;
+            TILE_LOOP {
+                int m_block, h, b;
+                decode_tile(p, t, num_m, m_block, h, b);
+                const int m0 = m_block * BLOCK_M;
+                const TileKeys tk = tile_keys(p, m0, sq, sk);
+                if (tk.n_end == tk.n_begin) continue;            /* no key: no load, no Q use */
+                const int kvh = h / (p.heads_q / p.heads_kv);
+                const int qb = Q_BUF(q_uses);
+#if Q_STAGES > 1
+                /* Q first: its buffer was freed a whole tile ago */
+                fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1);
+                fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
+                tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), m0, h, b, SLAB_Q);
+#endif
+                for (int n = tk.n_end - 1; n >= tk.n_begin; --n) {
+                    fat_mbar_wait(EMPTY_K(w.st), w.ph ^ 1);          /* fresh barrier: passes at once */
+                    fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
+                    tma_load(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n * BLOCK_N, kvh, b, SLAB_KV);
+#if Q_STAGES == 1
+                    if (n == tk.n_end - 1) {                     /* Q after the first K: K may prefetch */
+                        fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1); /* the previous tile is done with Q */
+                        fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
+                        tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), m0, h, b, SLAB_Q);
+                    }
+#endif
+                    fat_mbar_wait(EMPTY_V(w.st), w.ph ^ 1);
+                    fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
+                    tma_load(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n * BLOCK_N, kvh, b, SLAB_KV);
+                    advance(w);
+                }
+                ++q_uses;
+            }
+        }
+        return;
+    }
+
+    /* ======================= consumers ======================= */
+    fat_setmaxnreg_inc<CONSUMER_REGS>();
+    const int cw = wg - 1;                      /* consumer index: rows 64*cw .. 64*cw+63 of the tile */
+    const int wtid = tid & 127, warp = wtid >> 5, lane = tid & 31;
+    /* Scores to the log2 domain: exp(scale*s - max) = 2^(s*sl2 - max*sl2), one FFMA per score.
+     * Softcap first maps s to softcap*tanh(scale*s/softcap)*log2(e), already in the log2 domain. */
+]] .. softmax.log2_scale .. [[
+#if PINGPONG
+#define PP_SYNC() fat_bar_sync(1 + cw, 256)
+#define PP_ARRIVE() fat_bar_arrive(1 + (cw + 1) % CONSUMERS, 256)
+    if (cw == 0) fat_bar_arrive(1, 256);        /* warpgroup 0 issues first; the cycle runs on across tiles */
+#else
+#define PP_SYNC() do {} while (0)
+#define PP_ARRIVE() do {} while (0)
+#endif
+#if FAT_SOFTCAP
+#define SOFTCAP(s) softcap_scores(s, cap_in, cap_out)
+#else
+#define SOFTCAP(s) do {} while (0)
+#endif
+    Ring r = {0, 0};
+    fat_u32 q_uses = 0;
+
+    TILE_LOOP {
+        int m_block, h, b;
+        decode_tile(p, t, num_m, m_block, h, b);
+        const int m0 = m_block * BLOCK_M;
+        const TileKeys tk = tile_keys(p, m0, sq, sk);
+        const int n_iters = tk.n_end - tk.n_begin;
+        const int row0 = m0 + 64 * cw + 16 * warp + (lane >> 2), row1 = row0 + 8;
+        int lo0, hi0, lo1, hi1;
+        visible_keys(p, row0, sq, sk, &lo0, &hi0);
+        visible_keys(p, row1, sq, sk, &lo1, &hi1);
+/* a key block needs the elementwise mask unless every row of the tile sees all of it */
+#define NEEDS_MASK(n0) ((n0) < tk.lo_last || (n0) + BLOCK_N - 1 > tk.hi_first)
+
+        float o[O_REGS];
+#pragma unroll
+        for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
+        float m_0 = -FAT_INF, m_1 = -FAT_INF, l_0 = 0.f, l_1 = 0.f;
+
+        if (n_iters > 0) {
+            float s[S_REGS];
+            fat_u32 pr[P_REGS];
+            float a0, a1;
+            const int qb = Q_BUF(q_uses);
+            const fat_u64 dq = fat_desc_kmajor_sw128(s_q + qb * Q_BYTES + cw * 64 * 128);
+            fat_mbar_wait(Q_FULL(qb), Q_PH(q_uses));
+#if OVERLAP
+            /* ---- first block (n_end-1): S, softmax, P ---- */
+            {
+                fat_mbar_wait(FULL_K(r.st), r.ph);
+                PP_SYNC();
+                issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));
+                PP_ARRIVE();
+                fat_wgmma_wait<0>();
+                fat_pin(s);
+                if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
+                const int n0 = (tk.n_end - 1) * BLOCK_N;
+                SOFTCAP(s);
+                if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
+                softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
+                pack_p(pr, s);
+            }
+            Ring prev = r;
+            advance(r);
+            for (int it = 1; it < n_iters; ++it) {
+                fat_mbar_wait(FULL_K(r.st), r.ph);
+                PP_SYNC();
+                issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));                     /* S(j+1) */
+                fat_mbar_wait(FULL_V(prev.st), prev.ph);
+                issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, SLAB_KV));        /* O += P(j) V(j) */
+                PP_ARRIVE();
+                fat_wgmma_wait<1>();                                                               /* S(j+1) ready */
+                fat_pin(s);
+                if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
+                const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
+                SOFTCAP(s);
+                if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
+                softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
+                fat_wgmma_wait<0>();                                                               /* P V done */
+                fat_pin(o);
+                fat_pin(pr);
+                if (wtid == 0) fat_mbar_arrive(EMPTY_V(prev.st));
+                rescale_o(o, a0, a1);
+                pack_p(pr, s);
+                prev = r;
+                advance(r);
+            }
+            fat_mbar_wait(FULL_V(prev.st), prev.ph);
+            PP_SYNC();
+            issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, SLAB_KV));
+            PP_ARRIVE();
+            fat_wgmma_wait<0>();
+            fat_pin(o);
+            if (wtid == 0) fat_mbar_arrive(EMPTY_V(prev.st));
+#else
+            for (int it = 0; it < n_iters; ++it) {
+                fat_mbar_wait(FULL_K(r.st), r.ph);
+                PP_SYNC();
+                issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));
+                PP_ARRIVE();
+                fat_wgmma_wait<0>();
+                fat_pin(s);
+                if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
+                const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
+                SOFTCAP(s);
+                if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
+                softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
+                rescale_o(o, a0, a1);
+                pack_p(pr, s);
+                fat_mbar_wait(FULL_V(r.st), r.ph);
+                PP_SYNC();
+                issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + r.st * KV_BYTES, SLAB_KV));
+                PP_ARRIVE();
+                fat_wgmma_wait<0>();
+                fat_pin(o);
+                fat_pin(pr);
+                if (wtid == 0) fat_mbar_arrive(EMPTY_V(r.st));
+                advance(r);
+            }
+#endif
+#if O_SEPARATE
+            if (wtid == 0) fat_mbar_arrive(Q_EMPTY(qb));    /* Q no longer read: a later tile's Q may land */
+#endif
+        }
+
+        /* ---- final normalisation and LSE (natural log; -inf for a row that sees no key) ---- */
+        l_0 += __shfl_xor_sync(0xffffffffu, l_0, 1);
+        l_1 += __shfl_xor_sync(0xffffffffu, l_1, 1);
+        l_0 += __shfl_xor_sync(0xffffffffu, l_0, 2);
+        l_1 += __shfl_xor_sync(0xffffffffu, l_1, 2);
+        const float inv0 = l_0 > 0.f ? 1.f / l_0 : 0.f, inv1 = l_1 > 0.f ? 1.f / l_1 : 0.f;
+        rescale_o(o, inv0, inv1);
+        if (p.lse != nullptr && (lane & 3) == 0) {
+            const float ln2 = 0.69314718055994531f;
+            if (row0 < sq) p.lse[LSE_OFF(p, b, h, 0, row0)] = l_0 > 0.f ? (m_0 * sl2 + fat_lg2(l_0)) * ln2 : -FAT_INF;
+            if (row1 < sq) p.lse[LSE_OFF(p, b, h, 0, row1)] = l_1 > 0.f ? (m_1 * sl2 + fat_lg2(l_1)) * ln2 : -FAT_INF;
+        }
+
+        /* ---- epilogue: O to the dtype, into this warp's own 16 rows of the staging tile (swizzled
+         * slab layout like Q), then 16-byte stores of the rows < seqlen_q. A tile with no key writes
+         * zeros straight to global memory (the staging tile may be the Q tile, in use by a load). ---- */
+        char *g_o = (char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, b, 0, h);
+        constexpr int CH = HEAD_DIM / 8;                                         /* 16-byte chunks per row */
+#if CONSUMERS == 3 || FAT_SOFTCAP
+        /* where the registers bind (160 with 3 consumers; softcap's tanhf): the lane read afresh, so
+         * that the staging addresses below are recomputed per tile instead of hoisted out of the
+         * tile loop and held across the key loop (without: 8 B of spill at d64 192x128 causal, 44 B
+         * at d128 128x176 window+softcap). Elsewhere they are held, as measured. */
+        const int lane = fat_tid_fresh() & 31;
+#endif
+#if !O_SEPARATE
+        const fat_u32 s_o = s_q + Q_BUF(q_uses) * Q_BYTES;                      /* this tile's Q buffer */
+#endif
+        if (n_iters == 0) {
+#pragma unroll
+            for (int idx = lane; idx < 16 * CH; idx += 32) {
+                const int rr = idx / CH, c = idx % CH, grow = m0 + 64 * cw + 16 * warp + rr;
+                if (grow < sq)
+                    asm volatile("st.global.v4.b32 [%0], {%1, %1, %1, %1};" :: "l"(g_o + 2LL * grow * p.o_ss + c * 16), "r"(0) : "memory");
+            }
+            continue;
+        }
+#if !O_SEPARATE
+        fat_bar_sync(4 + cw, 128);              /* every warp of the warpgroup is past its last read of Q */
+#endif
+        {
+            const int ra = 64 * cw + 16 * warp + (lane >> 2), rb = ra + 8;     /* rows within the tile */
+#pragma unroll
+            for (int c = 0; c < CH; ++c) {                                      /* 8-column chunk c */
+                const fat_u32 sa = s_o + (c / 8) * SLAB_Q + ra * 128 + (((c % 8) ^ (ra & 7)) << 4) + (lane & 3) * 4;
+                const fat_u32 sb = s_o + (c / 8) * SLAB_Q + rb * 128 + (((c % 8) ^ (rb & 7)) << 4) + (lane & 3) * 4;
+                asm volatile("st.shared.b32 [%0], %1;" :: "r"(sa), "r"(pack2(o[4 * c], o[4 * c + 1])) : "memory");
+                asm volatile("st.shared.b32 [%0], %1;" :: "r"(sb), "r"(pack2(o[4 * c + 2], o[4 * c + 3])) : "memory");
+            }
+        }
+        __syncwarp();
+#pragma unroll
+        for (int idx = lane; idx < 16 * CH; idx += 32) {
+            const int rr = idx / CH, c = idx % CH;
+            const int R = 64 * cw + 16 * warp + rr, grow = m0 + R;
+            if (grow < sq) {
+                const fat_u32 sa = s_o + (c / 8) * SLAB_Q + R * 128 + (((c % 8) ^ (R & 7)) << 4);
+                fat_u32 v0, v1, v2, v3;
+                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(v0), "=r"(v1), "=r"(v2), "=r"(v3) : "r"(sa) : "memory");
+                asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" :: "l"(g_o + 2LL * grow * p.o_ss + c * 16), "r"(v0), "r"(v1), "r"(v2), "r"(v3) : "memory");
+            }
+        }
+#if O_SEPARATE
+        __syncwarp();                           /* this warp's reads of its O rows precede its next writes */
+#else
+        /* generic-proxy accesses of the Q tile before the next TMA write into it */
+        fat_fence_proxy_async();
+        fat_bar_sync(4 + cw, 128);
+        if (wtid == 0) fat_mbar_arrive(Q_EMPTY(Q_BUF(q_uses)));
+#endif
+        ++q_uses;
+    }
+}
+]]
+
+-- Where the kernel runs for a shape, without its source: what the runtime asks for when a kernel it
+-- has loaded meets a new shape (gen_launch), and what emit() returns beside the source. Persistent:
+-- min(#tiles, #SMs) CTAs on a static schedule (no scratch); else one CTA per tile.
+function t.launch(p, shape, dev)
+  local d = shape.head_dim
+  local slabs = d // 64
+  local grid
+  local num_m = P.ceil_div(shape.seqlen_q, p.block_m)
+  if p.persistent == 1 then
+    grid = { math.max(1, math.min(num_m * shape.heads_q * shape.batch, dev.sms)), 1, 1 }
+  else
+    grid = { num_m, shape.heads_q, shape.batch }
+  end
+  return P.launch(dev, {
+    entry = "fat_flash_hopper",
+    target = "sm_90a",
+    grid = grid,
+    block = { 128 * (p.block_m // 64 + 1), 1, 1 },
+    smem = smem_bytes(p, d),
+    args = {
+      P.params(),
+      P.tma{ tensor = "q", box = { 64, p.block_m }, slabs = slabs, swizzle = "128B" },
+      P.tma{ tensor = "k", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
+      P.tma{ tensor = "v", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
+    },
+  })
+end
+
+function t.emit(p, shape, dev)
+  local ok, why = t.valid(p, shape, dev)
+  assert(ok, why)
+  local consumers = p.block_m // 64
+  local def = P.define
+  local defs = table.concat({
+    string.format("/* ---- flash_hopper constants: tile %dx%d, %d consumer warpgroups, %d stages, %s, %s, %s,"
+                  .. " %d Q buffer(s), O staged in %s ---- */",
+                  p.block_m, p.block_n, consumers, p.stages, p.persistent == 1 and "persistent" or "one tile per CTA",
+                  p.overlap == 1 and "intra-warpgroup overlap" or "no overlap",
+                  p.pingpong == 1 and "ping-pong" or "no ping-pong", p.q_stages,
+                  p.o_separate == 1 and "its own tile" or "the Q tile"),
+    def("HEAD_DIM", shape.head_dim),
+    def("BLOCK_M", p.block_m, "query rows per tile"),
+    def("BLOCK_N", p.block_n, "keys per K/V block"),
+    def("CONSUMERS", consumers, "consumer warpgroups of 64 rows"),
+    def("STAGES", p.stages, "K/V ring buffers"),
+    def("PERSISTENT", p.persistent),
+    def("OVERLAP", p.overlap, "softmax of block j+1 under P V of block j"),
+    def("PINGPONG", p.pingpong, "warpgroups take turns issuing GEMMs"),
+    def("Q_STAGES", p.q_stages),
+    def("O_SEPARATE", p.o_separate),
+    def("PRODUCER_REGS", REGS[consumers][1], "setmaxnreg of the producer warpgroup"),
+    def("CONSUMER_REGS", REGS[consumers][2], "setmaxnreg of a consumer warpgroup"),
+    def("SMEM_LAUNCH", smem_bytes(p, shape.head_dim), "dynamic shared memory of launch()"),
+  }, "\n") .. "\n"
+  local e = t.launch(p, shape, dev)
+  e.source = P.common(t, p, shape) .. ptx.misc .. tma.defs .. wgmma.defs
+      .. wgmma.ops{ ss = { p.block_n }, rs = { shape.head_dim } } .. defs .. KERNEL
+  return e
+end
+
+return t
