@@ -49,26 +49,7 @@ static const char usage_text[] =
     "  merge     databases of other machines or runs into this one (a complete best config is\n"
     "            never replaced by a partial one)\n"
     "  report    one self-contained HTML page: best vs built-in default vs peers, heat maps, failures\n"
-    "  (`fatune COMMAND --help` for each command's options; PROBLEM: see `fatune show --help`)\n"
-    "\n"
-    "tune:\n"
-    "  --gpu N[,M...]   GPUs to tune on (several: problems are shared out between them)\n"
-    "  --budget T       stop starting trials after T (90s, 10m, 1h); unfinished problems are partial\n"
-    "  --strategy S     guided (default: every valid variant on the first problem of each kernel\n"
-    "                   specialisation, then the fastest few of the nearest tuned problems and the\n"
-    "                   built-in default), exhaustive (every valid variant of every problem) or\n"
-    "                   random (every variant, shuffled: with --budget, a random sample)\n"
-    "  --effort E       full, or quick (a sample of 12 variants per family, shorter timing)\n"
-    "  --json           one JSON object per tuned problem on stdout\n"
-    "  --quiet          no progress line, only failures and the summary\n"
-    "  --or-check       without a GPU, say so and run the compile-only check instead\n"
-    "  --trial-timeout T  kill a trial that runs longer (default 60s): status timeout\n"
-    "  --shapes FILE    a Lua shapes file (default: the embedded suite)\n"
-    "  --db FILE        the database (default ./fatune.db)\n"
-    "  --only FAMILIES  kernel families, e.g. flash_v2 or naive,flash_v1 (default: all but naive)\n"
-    "check and gen:\n"
-    "  --arch ARCH      sm_80, sm_86, sm_89, sm_90, sm_90a (default: GPU 0's, else sm_90)\n"
-    "  -j N             compile threads (default: one per core)\n";
+    "  (`fatune COMMAND --help` for each command's options; PROBLEM: see `fatune show --help`)\n";
 
 /* Each command's own usage; the global one above is `fatune --help`. */
 static const char tune_usage[] =
