@@ -66,7 +66,7 @@ class AttnArgs(ctypes.Structure):
         ("window_left", ctypes.c_int), ("window_right", ctypes.c_int),
         ("softcap", ctypes.c_float),
         ("cu_seqlens_q", ctypes.c_void_p), ("cu_seqlens_k", ctypes.c_void_p),
-        ("total_q", ctypes.c_int),
+        ("total_q", ctypes.c_int), ("total_k", ctypes.c_int),
     ]
 
 
@@ -525,7 +525,7 @@ def _varlen_args(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k
     args.k_stride[:] = [0, tk.strides[0], tk.strides[1]]
     args.v_stride[:] = [0, tv.strides[0], tv.strides[1]]
     args.cu_seqlens_q, args.cu_seqlens_k = cq.ptr, ck.ptr
-    args.total_q = total_q
+    args.total_q, args.total_k = total_q, tk.shape[0]
     return args, tq, tk, tv, cq, ck
 
 

@@ -160,6 +160,12 @@ static fat_status check_pointers(const fat_attn_args *a, int gpu)
         fat_set_error("cu_seqlens_q and cu_seqlens_k must both be set or both NULL");
         return FAT_ERR_INVALID;
     }
+    if (a->cu_seqlens_q && (a->total_q < 0 || a->total_k < 0)) {
+        fat_set_error("%s: %d is negative (cu_seqlens_%c[batch], the rows of %c, or 0)", a->total_q < 0 ? "total_q"
+                      : "total_k", a->total_q < 0 ? a->total_q : a->total_k, a->total_q < 0 ? 'q' : 'k',
+                      a->total_q < 0 ? 'q' : 'k');
+        return FAT_ERR_INVALID;
+    }
     if ((st = check_pointer("lse", a->lse, sizeof(float))) ||
         (st = check_pointer("cu_seqlens_q", a->cu_seqlens_q, sizeof(int32_t))) ||
         (st = check_pointer("cu_seqlens_k", a->cu_seqlens_k, sizeof(int32_t))))

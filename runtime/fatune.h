@@ -97,6 +97,10 @@ typedef struct fat_attn_args {
                                          row stride of lse, so a wrong value writes lse out of place
                                          (it cannot be checked: cu_seqlens live on the GPU). May be 0
                                          when lse is NULL; ignored without varlen. */
+    int total_k;                      /* varlen: cu_seqlens_k[batch], the rows of k and v. The kernels that
+                                         read k and v through tensor maps (flash_hopper) need it to bound
+                                         their copies; a call whose kernel needs it and gives 0 is
+                                         FAT_ERR_INVALID naming total_k. Ignored without varlen. */
 } fat_attn_args;
 
 /* Fills *a with the sizes, BSHD-contiguous strides, no mask, default scale, NULL pointers. */

@@ -238,17 +238,19 @@ static fat_status tma_geometry(const gen_tma *t, const fat_attn_args *a, const v
     switch (t->tensor) {
     case 'q': *ptr = a->q; sd = a->q_stride; rows = varlen ? a->total_q : a->seqlen_q; heads = a->heads_q; break;
     case 'o': *ptr = a->o; sd = a->o_stride; rows = varlen ? a->total_q : a->seqlen_q; heads = a->heads_q; break;
-    case 'k': *ptr = a->k; sd = a->k_stride; rows = varlen ? 0 : a->seqlen_k; heads = a->heads_kv; break;
-    case 'v': *ptr = a->v; sd = a->v_stride; rows = varlen ? 0 : a->seqlen_k; heads = a->heads_kv; break;
+    case 'k': *ptr = a->k; sd = a->k_stride; rows = varlen ? a->total_k : a->seqlen_k; heads = a->heads_kv; break;
+    case 'v': *ptr = a->v; sd = a->v_stride; rows = varlen ? a->total_k : a->seqlen_k; heads = a->heads_kv; break;
     default:
         fat_set_error("tensor map: no tensor '%c'", t->tensor);
         return FAT_ERR_INVALID;
     }
     if (rows <= 0) {
-        /* The rows of a packed batch are cu_seqlens[batch], which lives on the GPU. */
-        fat_set_error("tensor map of %c: a variable-length call gives no row count for %c (total_q is the "
-                      "rows of q and o; the rows of k and v are not passed)", t->tensor, t->tensor);
-        return FAT_ERR_UNSUPPORTED;
+        /* The rows of a packed batch are cu_seqlens[batch], which lives on the GPU: the caller says. */
+        fat_set_error("%s: a variable-length call whose kernel reads %c through a tensor map must give %s = "
+                      "cu_seqlens_%c[batch] (> 0), the rows of %c", t->tensor == 'q' || t->tensor == 'o' ? "total_q"
+                      : "total_k", t->tensor, t->tensor == 'q' || t->tensor == 'o' ? "total_q" : "total_k",
+                      t->tensor == 'q' || t->tensor == 'o' ? 'q' : 'k', t->tensor);
+        return FAT_ERR_INVALID;
     }
     int64_t d = a->head_dim, batch = varlen ? 1 : a->batch;
     int64_t sb = varlen ? rows * sd[1] : sd[0];          /* one packed sequence: any valid stride */

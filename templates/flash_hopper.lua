@@ -21,7 +21,7 @@ local t = {
   default_rank = 20,                  -- the built-in default of prefill on sm_90a (decode 10, flash_v2 30)
   params = {
     block_m = { 128, 192 },           -- query rows per tile: 64 per consumer warpgroup (2 or 3)
-    block_n = { 96, 128, 160, 176 },  -- keys per K/V block (the N of S = Q Kᵀ)
+    block_n = { 64, 80, 96, 112, 128, 160, 176 },  -- keys per K/V block (the N of S = Q Kᵀ)
     stages = { 2, 3 },                -- K/V shared-memory buffers of the ring
     persistent = { 0, 1 },            -- 1: min(#tiles, #SMs) CTAs walk the tiles (static schedule)
     pingpong = { 0, 1 },              -- 1: consumer warpgroups take turns issuing GEMMs
@@ -52,11 +52,16 @@ local function has_target(dev, x)
   return false
 end
 
+-- Columns of a row in shared memory: head_dim padded to whole 64-column slabs of the 128-byte
+-- swizzle (the TMA fills the columns past head_dim with zeros).
+local function padded(d) return (d + 63) // 64 * 64 end
+
 -- Shared memory of a variant: Q buffers, the O staging tile, K and V rings, the mbarriers
 -- (Q full/empty per Q buffer; K and V full/empty per stage), the alignment slack.
 local function smem_bytes(p, d)
-  local q = p.block_m * d * 2
-  return q * (p.q_stages + p.o_separate) + 2 * p.stages * p.block_n * d * 2
+  local dp = padded(d)
+  local q = p.block_m * dp * 2
+  return q * (p.q_stages + p.o_separate) + 2 * p.stages * p.block_n * dp * 2
       + 8 * (2 * p.q_stages + 4 * p.stages) + SMEM_SLACK
 end
 
@@ -82,13 +87,10 @@ local function unserved(shape, dev)
   if shape.dtype ~= "fp16" and shape.dtype ~= "bf16" then
     return "dtype " .. tostring(shape.dtype) .. ": fp16 or bf16 only"
   end
-  if shape.varlen then
-    return "varlen: the rows of a packed batch's k and v are not passed to tensor maps yet (flash_v2 serves it)"
-  end
   local d = shape.head_dim
-  if d ~= 64 and d ~= 128 then
-    return string.format("head_dim %s: served are 64 and 128 (whole 64-column slabs of the 128-byte swizzle, verified "
-                         .. "on the H200); 96, 192 and 256 are not verified yet (flash_v2 serves them)", tostring(d))
+  if math.type(d) ~= "integer" or d < 64 or d > 256 or d % 8 ~= 0 then
+    return string.format("head_dim %s: served are the multiples of 8 from 64 to 256 (below 64 a 64-column slab of the "
+                         .. "128-byte swizzle would be mostly padding; flash_v2 serves them)", tostring(d))
   end
   return nil
 end
@@ -113,6 +115,14 @@ function t.valid(p, shape, dev)
     return false, "stages=3 needs persistent=1: a third buffer measured the same as two (d64, calls 2-3); it is kept "
                   .. "only where the ring runs on across tiles"
   end
+  if p.block_n < 96 and d <= 160 then
+    return false, string.format("block_n=%d at head_dim %d: key blocks below 96 are for head_dims above 160, where "
+                                .. "two stages of larger K and V blocks do not fit in shared memory", p.block_n, d)
+  end
+  if p.block_n == 112 and d <= 128 then
+    return false, string.format("block_n=112 at head_dim %d: kept for head_dims above 128, where 128 does not fit "
+                                .. "two stages beside Q", d)
+  end
   if d == 64 and p.block_n > 128 then
     return false, string.format("block_n=%d at head_dim 64: m128n192 measured 0.72-0.99x cuDNN against m192n128's "
                                 .. "0.85-1.13x; key blocks above 128 pay only at head_dim 128", p.block_n)
@@ -121,8 +131,8 @@ function t.valid(p, shape, dev)
   local smem = smem_bytes(p, d)
   if smem > dev.smem_optin then
     return false, string.format("shared memory %d B (%d Q/O tiles of %d + %d stages of K and V, %d each) > smem_optin %d B",
-                                smem, p.q_stages + p.o_separate, p.block_m * d * 2, p.stages, p.block_n * d * 2,
-                                dev.smem_optin)
+                                smem, p.q_stages + p.o_separate, p.block_m * padded(d) * 2, p.stages,
+                                p.block_n * padded(d) * 2, dev.smem_optin)
   end
   local regs, parts = regs_estimate(p, shape)
   local budget = REGS[consumers][2]
@@ -164,11 +174,13 @@ end
 -- docs/flash_hopper.md): d128 non-causal 128x128 with Q double buffer and O separate up to 2k keys,
 -- 128x176 beyond; d128 causal 128x128; d64 non-causal 192x128 (3 consumers); d64 causal 128x128
 -- (2 consumers) below 2k keys, 192x128 from 2k. All persistent, 2 stages, overlap and ping-pong.
--- Then smaller key blocks, 2 consumers and less staging until one is valid. false where the family
--- serves no variant: other GPUs, head_dims and dtypes it refuses, varlen, and decoding steps (at
--- most 16 query rows per KV head: the decode family's).
+-- Other head_dims up to 128 take d128's choice; above 128, 128 rows and the largest key block that
+-- fits two stages beside Q (FA3's choice: 112 at d192, 80 at d256). Then smaller key blocks, 2
+-- consumers and less staging until one is valid. false where the family serves no variant: other
+-- GPUs, head_dims and dtypes it refuses, and decoding steps (at most 16 query rows per KV head:
+-- the decode family's).
 local DECODE_ROWS = 16
-local BLOCK_NS = { 176, 160, 128, 96 }
+local BLOCK_NS = { 176, 160, 128, 112, 96, 80, 64 }
 
 function t.default(shape, dev)
   if unserved(shape, dev) then return false end
@@ -176,7 +188,9 @@ function t.default(shape, dev)
   if group * (shape.seqlen_q or 1) <= DECODE_ROWS then return false end
   local sk = shape.seqlen_k or 0
   local bm, bn = 128, 128
-  if shape.head_dim == 128 then
+  if shape.head_dim > 128 then
+    bn = 176
+  elseif shape.head_dim > 64 then
     if not shape.causal and sk > 2048 then bn = 176 end
   else
     if not shape.causal or sk >= 2048 then bm = 192 end
@@ -213,13 +227,15 @@ local KERNEL = [[
  * (exp2, scale folded), P packed to 16 bits in registers, O += P V (wgmma RS, V MN-major =
  * row-major [key][d]). Key blocks are visited from the last to the first (masked blocks first).
  * ====================================================================================== */
-#define SLABS (HEAD_DIM / 64)
-#define TMA_RANK5 (SLABS > 1)           /* the tensor maps: rank 5 (one copy per tile) when D > 64 */
+#define SLABS (HEAD_DIM_PAD / 64)      /* 64-column slabs of a row; columns past HEAD_DIM are zeros */
+#define TMA_RANK5 (HEAD_DIM % 64 == 0 && SLABS > 1)   /* the tensor maps: rank 5 (one copy per tile) when
+                                                          the slabs are whole and several */
+#define K_STEPS ((HEAD_DIM + 15) / 16)  /* k16 steps of S = Q K^T (a last half step reads zeros) */
 #define THREADS (128 * (CONSUMERS + 1))
 #define SLAB_Q (BLOCK_M * 128)          /* bytes of one 64-column slab of the Q tile */
 #define SLAB_KV (BLOCK_N * 128)
-#define Q_BYTES (BLOCK_M * HEAD_DIM * 2)
-#define KV_BYTES (BLOCK_N * HEAD_DIM * 2)
+#define Q_BYTES (BLOCK_M * HEAD_DIM_PAD * 2)
+#define KV_BYTES (BLOCK_N * HEAD_DIM_PAD * 2)
 #define OFF_K (Q_STAGES * Q_BYTES)
 #define OFF_V (OFF_K + STAGES * KV_BYTES)
 #define OFF_O (OFF_V + STAGES * KV_BYTES)
@@ -234,7 +250,8 @@ local KERNEL = [[
 #define WGMMA_PV FAT_CAT(fat_wgmma_rs_, HEAD_DIM)
 
 static_assert(BLOCK_M == 64 * CONSUMERS, "each consumer warpgroup owns 64 rows");
-static_assert(HEAD_DIM % 64 == 0, "head_dim: multiple of 64 (128B swizzle slabs)");
+static_assert(HEAD_DIM % 8 == 0 && HEAD_DIM >= 64 && HEAD_DIM <= 256, "head_dim: a multiple of 8 from 64 to 256");
+static_assert(HEAD_DIM_PAD == (HEAD_DIM + 63) / 64 * 64, "rows padded to whole slabs");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N: multiple of 16, at most 256");
 static_assert(SMEM_BYTES == SMEM_LAUNCH, "the kernel's shared memory is what launch() asks for");
 static_assert(SMEM_BYTES <= 232448, "shared memory over 227 KiB");
@@ -246,7 +263,8 @@ static __device__ __forceinline__ float fat_lg2(float x) {
 
 /* TMA: one tile of `rows` rows starting at `row` of (head, batch), all D columns, into
  * [slab][rows][64] at dst. Rank 5: one copy (coordinates col=0, row, slab=0, head, batch);
- * rank 4: one copy per 64-column slab (col, row, head, batch). Completes on `bar`. */
+ * rank 4: one copy per 64-column slab (col, row, head, batch), the columns past HEAD_DIM of the
+ * last one filled with zeros (they count in the transaction bytes). Completes on `bar`. */
 static __device__ __forceinline__ void tma_load(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int row,
                                                 int head, int batch, int slab_bytes) {
 #if TMA_RANK5
@@ -264,13 +282,14 @@ static __device__ __forceinline__ void issue_qk(float (&s)[S_REGS], fat_u64 dq, 
     fat_pin(s);
     fat_wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < HEAD_DIM / 16; ++kk)
+    for (int kk = 0; kk < K_STEPS; ++kk)
         WGMMA_QK(s, dq + (((kk % 4) * 32 + (kk / 4) * SLAB_Q) >> 4),
                  dk + (((kk % 4) * 32 + (kk / 4) * SLAB_KV) >> 4), kk > 0 ? 1 : 0);
     fat_wgmma_commit();
     fat_pin(s);
 }
-/* O += P V over BLOCK_N keys: k16 step kk is +16 rows = +2048 B of every V slab. */
+/* O += P V over BLOCK_N keys: k16 step kk is +16 rows = +2048 B of every V slab. N = HEAD_DIM: the
+ * B operand spans the slabs (LBO apart), the last one in part. */
 static __device__ __forceinline__ void issue_pv(float (&o)[O_REGS], fat_u32 (&pr)[P_REGS], fat_u64 dv) {
     fat_pin(o);
     fat_pin(pr);
@@ -398,6 +417,96 @@ static __device__ __forceinline__ void advance(Ring &r) {
     if (++r.st == STAGES) { r.st = 0; r.ph ^= 1; }
 }
 
+/* ---------------- the epilogue ---------------- */
+/* Where a tile's O and LSE go: sequence, query head, first row, the sequence's length and first
+ * row (varlen), and the tile's Q use (its Q buffer stages O when !O_SEPARATE). */
+struct TileOut { int b, h, m0, sq; long long q0; fat_u32 q_use; };
+
+/* A tile with no visible key: zeros for this warp's 16 rows < seqlen_q, straight to global memory
+ * (no shared memory: the staging tile may be in use), and LSE -inf. */
+static __device__ __forceinline__ void store_zero_rows(const fat_kparams &p, const TileOut &id, int cw, int warp,
+                                                       int lane) {
+    constexpr int CH = HEAD_DIM / 8;                                             /* 16-byte chunks per row */
+    char *g_o = (char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, id.b, id.q0, id.h);
+#pragma unroll
+    for (int idx = lane; idx < 16 * CH; idx += 32) {
+        const int rr = idx / CH, c = idx % CH, grow = id.m0 + 64 * cw + 16 * warp + rr;
+        if (grow < id.sq)
+            asm volatile("st.global.v4.b32 [%0], {%1, %1, %1, %1};" :: "l"(g_o + 2LL * grow * p.o_ss + c * 16), "r"(0) : "memory");
+    }
+    if (p.lse != nullptr && lane < 16) {
+        const int row = id.m0 + 64 * cw + 16 * warp + lane;
+        if (row < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row)] = -FAT_INF;
+    }
+}
+
+/* O / l, the LSE (natural log; -inf for a row that sees no key), then O to the dtype into this
+ * warp's own 16 rows of the staging tile (swizzled slab layout like Q) and 16-byte stores of the rows
+ * < seqlen_q. q_release: the Q_EMPTY barrier to arrive on once O left the Q tile it was staged in
+ * (0 when O has its own tile). */
+static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (&o)[O_REGS], float m_0, float m_1,
+                                                   float l_0, float l_1, float sl2, const TileOut &id, fat_u32 s_o,
+                                                   fat_u32 q_release, int cw, int warp, int wtid) {
+    l_0 += __shfl_xor_sync(0xffffffffu, l_0, 1);
+    l_1 += __shfl_xor_sync(0xffffffffu, l_1, 1);
+    l_0 += __shfl_xor_sync(0xffffffffu, l_0, 2);
+    l_1 += __shfl_xor_sync(0xffffffffu, l_1, 2);
+    const float inv0 = l_0 > 0.f ? 1.f / l_0 : 0.f, inv1 = l_1 > 0.f ? 1.f / l_1 : 0.f;
+    rescale_o(o, inv0, inv1);
+#if CONSUMERS == 3 || FAT_SOFTCAP || HEAD_DIM > 128
+    /* where the registers bind (160 with 3 consumers; softcap's tanhf; O of more than 64
+     * registers): the lane read afresh, so that the staging addresses below are recomputed per
+     * tile instead of hoisted out of the tile loop and held across the key loop (without: 8 B of
+     * spill at d64 192x128 causal, 44 B at d128 128x176 window+softcap, 104-152 B at d192
+     * persistent). Elsewhere they are held, as measured. */
+    const int lane = fat_tid_fresh() & 31;
+#else
+    const int lane = wtid & 31;
+#endif
+    if (p.lse != nullptr && (lane & 3) == 0) {
+        const float ln2 = 0.69314718055994531f;
+        const int row0 = id.m0 + 64 * cw + 16 * warp + (lane >> 2), row1 = row0 + 8;
+        if (row0 < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row0)] = l_0 > 0.f ? (m_0 * sl2 + fat_lg2(l_0)) * ln2 : -FAT_INF;
+        if (row1 < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row1)] = l_1 > 0.f ? (m_1 * sl2 + fat_lg2(l_1)) * ln2 : -FAT_INF;
+    }
+    char *g_o = (char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, id.b, id.q0, id.h);
+    constexpr int CH = HEAD_DIM / 8;                                             /* 16-byte chunks per row */
+#if !O_SEPARATE
+    fat_bar_sync(4 + cw, 128);                  /* every warp of the warpgroup is past its last read of Q */
+#endif
+    {
+        const int ra = 64 * cw + 16 * warp + (lane >> 2), rb = ra + 8;         /* rows within the tile */
+#pragma unroll
+        for (int c = 0; c < CH; ++c) {                                          /* 8-column chunk c */
+            const fat_u32 sa = s_o + (c / 8) * SLAB_Q + ra * 128 + (((c % 8) ^ (ra & 7)) << 4) + (lane & 3) * 4;
+            const fat_u32 sb = s_o + (c / 8) * SLAB_Q + rb * 128 + (((c % 8) ^ (rb & 7)) << 4) + (lane & 3) * 4;
+            asm volatile("st.shared.b32 [%0], %1;" :: "r"(sa), "r"(pack2(o[4 * c], o[4 * c + 1])) : "memory");
+            asm volatile("st.shared.b32 [%0], %1;" :: "r"(sb), "r"(pack2(o[4 * c + 2], o[4 * c + 3])) : "memory");
+        }
+    }
+    __syncwarp();
+#pragma unroll
+    for (int idx = lane; idx < 16 * CH; idx += 32) {
+        const int rr = idx / CH, c = idx % CH;
+        const int R = 64 * cw + 16 * warp + rr, grow = id.m0 + R;
+        if (grow < id.sq) {
+            const fat_u32 sa = s_o + (c / 8) * SLAB_Q + R * 128 + (((c % 8) ^ (R & 7)) << 4);
+            fat_u32 v0, v1, v2, v3;
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(v0), "=r"(v1), "=r"(v2), "=r"(v3) : "r"(sa) : "memory");
+            asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" :: "l"(g_o + 2LL * grow * p.o_ss + c * 16), "r"(v0), "r"(v1), "r"(v2), "r"(v3) : "memory");
+        }
+    }
+#if O_SEPARATE
+    (void)q_release;
+    __syncwarp();                               /* this warp's reads of its O rows precede its next writes */
+#else
+    /* generic-proxy accesses of the Q tile before the next TMA write into it */
+    fat_fence_proxy_async();
+    fat_bar_sync(4 + cw, 128);
+    if (wtid == 0) fat_mbar_arrive(q_release);
+#endif
+}
+
 /* ---------------- the kernel ---------------- */
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, const __grid_constant__ fat_tmap tm_k,
@@ -418,11 +527,28 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 /* Q buffer of the u-th Q use and the parity of that buffer's phase */
 #define Q_BUF(u) ((u) % Q_STAGES)
 #define Q_PH(u) (((u) / Q_STAGES) & 1)
+/* where the u-th Q use's O is staged, and the barrier that frees its Q buffer after (0: none) */
+#if O_SEPARATE
+#define STAGING(u) s_o
+#define Q_RELEASE(u) 0u
+#else
+#define STAGING(u) (s_q + Q_BUF(u) * Q_BYTES)
+#define Q_RELEASE(u) Q_EMPTY(Q_BUF(u))
+#endif
 
     const int tid = threadIdx.x;
     const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);   /* warp-uniform role */
+    /* Tiles cover the longest sequence (varlen: seqlen_q is the maximum); a tile past its own
+     * sequence's end is skipped by every role alike. Fixed lengths: one sequence geometry for all
+     * (the per-tile form costs the consumers registers: 32 B of spill at d64 192x128 causal). */
+    const int num_m = (p.seqlen_q + BLOCK_M - 1) / BLOCK_M;
+#if FAT_VARLEN
+#define SEQ_OF_TILE(b) long long q0, k0; int sq, sk; seq_bounds(p, b, &q0, &k0, &sq, &sk)
+#else
     const int sq = p.seqlen_q, sk = p.seqlen_k;
-    const int num_m = (sq + BLOCK_M - 1) / BLOCK_M;
+    const long long q0 = 0, k0 = 0;
+#define SEQ_OF_TILE(b) do {} while (0)
+#endif
 #if PERSISTENT
     const int num_tiles = num_m * p.heads_q * p.batch;
 #if FAT_CAUSAL
@@ -467,30 +593,34 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                 int m_block, h, b;
                 decode_tile(p, t, num_m, m_block, h, b);
                 const int m0 = m_block * BLOCK_M;
+                SEQ_OF_TILE(b);
+                if (FAT_VARLEN && m0 >= sq) continue;            /* varlen: past this sequence */
                 const TileKeys tk = tile_keys(p, m0, sq, sk);
                 if (tk.n_end == tk.n_begin) continue;            /* no key: no load, no Q use */
                 const int kvh = h / (p.heads_q / p.heads_kv);
+                /* rows of a packed batch: the sequence's start row, one batch in the maps */
+                const int qr = (int)q0 + m0, kr = (int)k0, tb = FAT_VARLEN ? 0 : b;
                 const int qb = Q_BUF(q_uses);
 #if Q_STAGES > 1
                 /* Q first: its buffer was freed a whole tile ago */
                 fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1);
                 fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
-                tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), m0, h, b, SLAB_Q);
+                tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
 #endif
                 for (int n = tk.n_end - 1; n >= tk.n_begin; --n) {
                     fat_mbar_wait(EMPTY_K(w.st), w.ph ^ 1);          /* fresh barrier: passes at once */
                     fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
-                    tma_load(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n * BLOCK_N, kvh, b, SLAB_KV);
+                    tma_load(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), kr + n * BLOCK_N, kvh, tb, SLAB_KV);
 #if Q_STAGES == 1
                     if (n == tk.n_end - 1) {                     /* Q after the first K: K may prefetch */
                         fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1); /* the previous tile is done with Q */
                         fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
-                        tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), m0, h, b, SLAB_Q);
+                        tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
                     }
 #endif
                     fat_mbar_wait(EMPTY_V(w.st), w.ph ^ 1);
                     fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
-                    tma_load(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n * BLOCK_N, kvh, b, SLAB_KV);
+                    tma_load(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), kr + n * BLOCK_N, kvh, tb, SLAB_KV);
                     advance(w);
                 }
                 ++q_uses;
@@ -521,13 +651,24 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #endif
     Ring r = {0, 0};
     fat_u32 q_uses = 0;
+    float o[O_REGS];                            /* O, m, l and P of the tile in hand */
+    float m_0, m_1, l_0, l_1;
+    fat_u32 pr[P_REGS];
 
     TILE_LOOP {
         int m_block, h, b;
         decode_tile(p, t, num_m, m_block, h, b);
         const int m0 = m_block * BLOCK_M;
+        SEQ_OF_TILE(b);
+        (void)k0;
+        if (FAT_VARLEN && m0 >= sq) continue;   /* varlen: past this sequence (no Q use, nothing written) */
         const TileKeys tk = tile_keys(p, m0, sq, sk);
         const int n_iters = tk.n_end - tk.n_begin;
+        const TileOut here = {b, h, m0, sq, q0, q_uses};
+        if (n_iters == 0) {                     /* no key: zeros, straight to global memory */
+            store_zero_rows(p, here, cw, warp, lane);
+            continue;
+        }
         const int row0 = m0 + 64 * cw + 16 * warp + (lane >> 2), row1 = row0 + 8;
         int lo0, hi0, lo1, hi1;
         visible_keys(p, row0, sq, sk, &lo0, &hi0);
@@ -535,167 +676,96 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 /* a key block needs the elementwise mask unless every row of the tile sees all of it */
 #define NEEDS_MASK(n0) ((n0) < tk.lo_last || (n0) + BLOCK_N - 1 > tk.hi_first)
 
-        float o[O_REGS];
+        float s[S_REGS];
+        float a0, a1;
+        const int qb = Q_BUF(q_uses);
+        const fat_u64 dq = fat_desc_kmajor_sw128(s_q + qb * Q_BYTES + cw * 64 * 128);
+        fat_mbar_wait(Q_FULL(qb), Q_PH(q_uses));
+#if OVERLAP
+        /* ---- first block (n_end-1): S, softmax, P ---- */
+        {
+            fat_mbar_wait(FULL_K(r.st), r.ph);
+            PP_SYNC();
+            issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));
+            PP_ARRIVE();
+            fat_wgmma_wait<0>();
+            fat_pin(s);
+            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
+            const int n0 = (tk.n_end - 1) * BLOCK_N;
+            SOFTCAP(s);
+            if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
+            float nm0 = -FAT_INF, nm1 = -FAT_INF, nl0 = 0.f, nl1 = 0.f;   /* the tile's running max and sum start */
+            softmax_step(s, nm0, nm1, nl0, nl1, a0, a1, sl2);
+#pragma unroll
+            for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
+            m_0 = nm0; m_1 = nm1; l_0 = nl0; l_1 = nl1;
+            pack_p(pr, s);
+        }
+        Ring prev = r;
+        advance(r);
+        for (int it = 1; it < n_iters; ++it) {
+            fat_mbar_wait(FULL_K(r.st), r.ph);
+            PP_SYNC();
+            issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));                     /* S(j+1) */
+            fat_mbar_wait(FULL_V(prev.st), prev.ph);
+            issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, SLAB_KV));        /* O += P(j) V(j) */
+            PP_ARRIVE();
+            fat_wgmma_wait<1>();                                                               /* S(j+1) ready */
+            fat_pin(s);
+            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
+            const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
+            SOFTCAP(s);
+            if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
+            softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
+            fat_wgmma_wait<0>();                                                               /* P V done */
+            fat_pin(o);
+            fat_pin(pr);
+            if (wtid == 0) fat_mbar_arrive(EMPTY_V(prev.st));
+            rescale_o(o, a0, a1);
+            pack_p(pr, s);
+            prev = r;
+            advance(r);
+        }
+        fat_mbar_wait(FULL_V(prev.st), prev.ph);
+        PP_SYNC();
+        issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, SLAB_KV));
+        PP_ARRIVE();
+        fat_wgmma_wait<0>();
+        fat_pin(o);
+        if (wtid == 0) fat_mbar_arrive(EMPTY_V(prev.st));
+#else
 #pragma unroll
         for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
-        float m_0 = -FAT_INF, m_1 = -FAT_INF, l_0 = 0.f, l_1 = 0.f;
-
-        if (n_iters > 0) {
-            float s[S_REGS];
-            fat_u32 pr[P_REGS];
-            float a0, a1;
-            const int qb = Q_BUF(q_uses);
-            const fat_u64 dq = fat_desc_kmajor_sw128(s_q + qb * Q_BYTES + cw * 64 * 128);
-            fat_mbar_wait(Q_FULL(qb), Q_PH(q_uses));
-#if OVERLAP
-            /* ---- first block (n_end-1): S, softmax, P ---- */
-            {
-                fat_mbar_wait(FULL_K(r.st), r.ph);
-                PP_SYNC();
-                issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));
-                PP_ARRIVE();
-                fat_wgmma_wait<0>();
-                fat_pin(s);
-                if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
-                const int n0 = (tk.n_end - 1) * BLOCK_N;
-                SOFTCAP(s);
-                if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
-                softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
-                pack_p(pr, s);
-            }
-            Ring prev = r;
-            advance(r);
-            for (int it = 1; it < n_iters; ++it) {
-                fat_mbar_wait(FULL_K(r.st), r.ph);
-                PP_SYNC();
-                issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));                     /* S(j+1) */
-                fat_mbar_wait(FULL_V(prev.st), prev.ph);
-                issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, SLAB_KV));        /* O += P(j) V(j) */
-                PP_ARRIVE();
-                fat_wgmma_wait<1>();                                                               /* S(j+1) ready */
-                fat_pin(s);
-                if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
-                const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
-                SOFTCAP(s);
-                if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
-                softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
-                fat_wgmma_wait<0>();                                                               /* P V done */
-                fat_pin(o);
-                fat_pin(pr);
-                if (wtid == 0) fat_mbar_arrive(EMPTY_V(prev.st));
-                rescale_o(o, a0, a1);
-                pack_p(pr, s);
-                prev = r;
-                advance(r);
-            }
-            fat_mbar_wait(FULL_V(prev.st), prev.ph);
+        m_0 = -FAT_INF; m_1 = -FAT_INF; l_0 = 0.f; l_1 = 0.f;
+        for (int it = 0; it < n_iters; ++it) {
+            fat_mbar_wait(FULL_K(r.st), r.ph);
             PP_SYNC();
-            issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, SLAB_KV));
+            issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));
+            PP_ARRIVE();
+            fat_wgmma_wait<0>();
+            fat_pin(s);
+            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
+            const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
+            SOFTCAP(s);
+            if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
+            softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
+            rescale_o(o, a0, a1);
+            pack_p(pr, s);
+            fat_mbar_wait(FULL_V(r.st), r.ph);
+            PP_SYNC();
+            issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + r.st * KV_BYTES, SLAB_KV));
             PP_ARRIVE();
             fat_wgmma_wait<0>();
             fat_pin(o);
-            if (wtid == 0) fat_mbar_arrive(EMPTY_V(prev.st));
-#else
-            for (int it = 0; it < n_iters; ++it) {
-                fat_mbar_wait(FULL_K(r.st), r.ph);
-                PP_SYNC();
-                issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));
-                PP_ARRIVE();
-                fat_wgmma_wait<0>();
-                fat_pin(s);
-                if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
-                const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
-                SOFTCAP(s);
-                if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
-                softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
-                rescale_o(o, a0, a1);
-                pack_p(pr, s);
-                fat_mbar_wait(FULL_V(r.st), r.ph);
-                PP_SYNC();
-                issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + r.st * KV_BYTES, SLAB_KV));
-                PP_ARRIVE();
-                fat_wgmma_wait<0>();
-                fat_pin(o);
-                fat_pin(pr);
-                if (wtid == 0) fat_mbar_arrive(EMPTY_V(r.st));
-                advance(r);
-            }
+            fat_pin(pr);
+            if (wtid == 0) fat_mbar_arrive(EMPTY_V(r.st));
+            advance(r);
+        }
 #endif
 #if O_SEPARATE
-            if (wtid == 0) fat_mbar_arrive(Q_EMPTY(qb));    /* Q no longer read: a later tile's Q may land */
+        if (wtid == 0) fat_mbar_arrive(Q_EMPTY(qb));        /* Q no longer read: a later tile's Q may land */
 #endif
-        }
-
-        /* ---- final normalisation and LSE (natural log; -inf for a row that sees no key) ---- */
-        l_0 += __shfl_xor_sync(0xffffffffu, l_0, 1);
-        l_1 += __shfl_xor_sync(0xffffffffu, l_1, 1);
-        l_0 += __shfl_xor_sync(0xffffffffu, l_0, 2);
-        l_1 += __shfl_xor_sync(0xffffffffu, l_1, 2);
-        const float inv0 = l_0 > 0.f ? 1.f / l_0 : 0.f, inv1 = l_1 > 0.f ? 1.f / l_1 : 0.f;
-        rescale_o(o, inv0, inv1);
-        if (p.lse != nullptr && (lane & 3) == 0) {
-            const float ln2 = 0.69314718055994531f;
-            if (row0 < sq) p.lse[LSE_OFF(p, b, h, 0, row0)] = l_0 > 0.f ? (m_0 * sl2 + fat_lg2(l_0)) * ln2 : -FAT_INF;
-            if (row1 < sq) p.lse[LSE_OFF(p, b, h, 0, row1)] = l_1 > 0.f ? (m_1 * sl2 + fat_lg2(l_1)) * ln2 : -FAT_INF;
-        }
-
-        /* ---- epilogue: O to the dtype, into this warp's own 16 rows of the staging tile (swizzled
-         * slab layout like Q), then 16-byte stores of the rows < seqlen_q. A tile with no key writes
-         * zeros straight to global memory (the staging tile may be the Q tile, in use by a load). ---- */
-        char *g_o = (char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, b, 0, h);
-        constexpr int CH = HEAD_DIM / 8;                                         /* 16-byte chunks per row */
-#if CONSUMERS == 3 || FAT_SOFTCAP
-        /* where the registers bind (160 with 3 consumers; softcap's tanhf): the lane read afresh, so
-         * that the staging addresses below are recomputed per tile instead of hoisted out of the
-         * tile loop and held across the key loop (without: 8 B of spill at d64 192x128 causal, 44 B
-         * at d128 128x176 window+softcap). Elsewhere they are held, as measured. */
-        const int lane = fat_tid_fresh() & 31;
-#endif
-#if !O_SEPARATE
-        const fat_u32 s_o = s_q + Q_BUF(q_uses) * Q_BYTES;                      /* this tile's Q buffer */
-#endif
-        if (n_iters == 0) {
-#pragma unroll
-            for (int idx = lane; idx < 16 * CH; idx += 32) {
-                const int rr = idx / CH, c = idx % CH, grow = m0 + 64 * cw + 16 * warp + rr;
-                if (grow < sq)
-                    asm volatile("st.global.v4.b32 [%0], {%1, %1, %1, %1};" :: "l"(g_o + 2LL * grow * p.o_ss + c * 16), "r"(0) : "memory");
-            }
-            continue;
-        }
-#if !O_SEPARATE
-        fat_bar_sync(4 + cw, 128);              /* every warp of the warpgroup is past its last read of Q */
-#endif
-        {
-            const int ra = 64 * cw + 16 * warp + (lane >> 2), rb = ra + 8;     /* rows within the tile */
-#pragma unroll
-            for (int c = 0; c < CH; ++c) {                                      /* 8-column chunk c */
-                const fat_u32 sa = s_o + (c / 8) * SLAB_Q + ra * 128 + (((c % 8) ^ (ra & 7)) << 4) + (lane & 3) * 4;
-                const fat_u32 sb = s_o + (c / 8) * SLAB_Q + rb * 128 + (((c % 8) ^ (rb & 7)) << 4) + (lane & 3) * 4;
-                asm volatile("st.shared.b32 [%0], %1;" :: "r"(sa), "r"(pack2(o[4 * c], o[4 * c + 1])) : "memory");
-                asm volatile("st.shared.b32 [%0], %1;" :: "r"(sb), "r"(pack2(o[4 * c + 2], o[4 * c + 3])) : "memory");
-            }
-        }
-        __syncwarp();
-#pragma unroll
-        for (int idx = lane; idx < 16 * CH; idx += 32) {
-            const int rr = idx / CH, c = idx % CH;
-            const int R = 64 * cw + 16 * warp + rr, grow = m0 + R;
-            if (grow < sq) {
-                const fat_u32 sa = s_o + (c / 8) * SLAB_Q + R * 128 + (((c % 8) ^ (R & 7)) << 4);
-                fat_u32 v0, v1, v2, v3;
-                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(v0), "=r"(v1), "=r"(v2), "=r"(v3) : "r"(sa) : "memory");
-                asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" :: "l"(g_o + 2LL * grow * p.o_ss + c * 16), "r"(v0), "r"(v1), "r"(v2), "r"(v3) : "memory");
-            }
-        }
-#if O_SEPARATE
-        __syncwarp();                           /* this warp's reads of its O rows precede its next writes */
-#else
-        /* generic-proxy accesses of the Q tile before the next TMA write into it */
-        fat_fence_proxy_async();
-        fat_bar_sync(4 + cw, 128);
-        if (wtid == 0) fat_mbar_arrive(Q_EMPTY(Q_BUF(q_uses)));
-#endif
+        finish_tile(p, o, m_0, m_1, l_0, l_1, sl2, here, STAGING(q_uses), Q_RELEASE(q_uses), cw, warp, wtid);
         ++q_uses;
     }
 }
@@ -706,7 +776,8 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 -- min(#tiles, #SMs) CTAs on a static schedule (no scratch); else one CTA per tile.
 function t.launch(p, shape, dev)
   local d = shape.head_dim
-  local slabs = d // 64
+  -- whole slabs: one rank-5 copy of all of them; else one rank-4 copy per slab, zeros past d
+  local slabs = d % 64 == 0 and d // 64 or 1
   local grid
   local num_m = P.ceil_div(shape.seqlen_q, p.block_m)
   if p.persistent == 1 then
@@ -742,6 +813,7 @@ function t.emit(p, shape, dev)
                   p.pingpong == 1 and "ping-pong" or "no ping-pong", p.q_stages,
                   p.o_separate == 1 and "its own tile" or "the Q tile"),
     def("HEAD_DIM", shape.head_dim),
+    def("HEAD_DIM_PAD", padded(shape.head_dim), "columns of a row in shared memory: whole 64-column slabs"),
     def("BLOCK_M", p.block_m, "query rows per tile"),
     def("BLOCK_N", p.block_n, "keys per K/V block"),
     def("CONSUMERS", consumers, "consumer warpgroups of 64 rows"),

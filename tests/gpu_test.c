@@ -4,7 +4,12 @@
  * BHSD with padded rows, odd head dims, windows, softcap, varlen, LSE; guard bytes around O and LSE
  * must stay untouched. Skips, with a count, where there is no GPU.
  *
- *   gpu_test [-v] [--only FAMILY] [--quick]
+ *   gpu_test [-v] [--only FAMILY] [--quick] [--case TEXT] [--variant TEXT]
+ *
+ * --quick: at most 2 variants per family and case; --case: only the cases whose name contains TEXT
+ * (or one of the |-separated TEXTs);
+ * --variant: only the variants whose parameters (canonical, "block_m=128,...") contain TEXT. The
+ * last three make runs under compute-sanitizer short.
  */
 #include "bench.h"
 #include "cu.h"
@@ -28,6 +33,8 @@ typedef struct tcase {
 } tcase;
 
 static const int lens_q5[] = { 1, 130, 77, 0, 300 }, lens_k5[] = { 1, 200, 64, 50, 300 };
+/* several query tiles per sequence, a sequence with no query row, keys beyond the queries */
+static const int lens_ql[] = { 700, 1, 0, 513, 1200 }, lens_kl[] = { 700, 900, 5, 513, 1200 };
 /* decoding steps: one or two new tokens per sequence (none in one), caches of 1 to 4097 tokens */
 static const int lens_qd[] = { 1, 1, 2, 0, 1 }, lens_kd[] = { 1000, 17, 1, 300, 4097 };
 
@@ -53,12 +60,20 @@ static const tcase cases[] = {
     { "head_dim 32", P(FAT_FP16, 32, 0, 0, 2, 4, 4, 99, 99), { .with_lse = 1 } },
     { "head_dim 160", P(FAT_BF16, 160, 0, 0, 1, 2, 2, 140, 140), { .with_lse = 1 } },
     { "head_dim 192", P(FAT_FP16, 192, 1, 0, 1, 2, 2, 140, 180), { .with_lse = 1 } },
+    /* head_dims that are not whole 64-column slabs (flash_hopper pads them with zeros in shared
+     * memory; 72 and 136 also end in half a k16 step), and 256 with more keys than queries */
+    { "head_dim 72 GQA 2:1", P(FAT_BF16, 72, 0, 0, 1, 4, 2, 333, 333), { .with_lse = 1 } },
+    { "head_dim 136 causal", P(FAT_BF16, 136, 1, 0, 1, 4, 4, 300, 300), { .with_lse = 1 } },
+    { "head_dim 256 Sq < Sk", P(FAT_FP16, 256, 0, 0, 2, 4, 4, 130, 1000), { .with_lse = 1 } },
     { "window (64, 16)", P(FAT_BF16, 64, 0, FAT_FEAT_WINDOW, 1, 4, 4, 500, 500), { .window_left = 64, .window_right = 16, .with_lse = 1 } },
     { "window causal left 100", P(FAT_FP16, 128, 1, FAT_FEAT_WINDOW, 1, 4, 2, 400, 450), { .window_left = 100, .window_right = -1, .with_lse = 1 } },
     { "softcap 30", P(FAT_BF16, 128, 1, FAT_FEAT_SOFTCAP, 1, 4, 4, 300, 300), { .softcap = 30.f, .with_lse = 1 } },
     { "varlen 5 sequences", P(FAT_BF16, 64, 1, FAT_FEAT_VARLEN, 5, 4, 2, 300, 300), { .lens_q = lens_q5, .lens_k = lens_k5, .with_lse = 1 } },
     { "varlen window softcap", P(FAT_FP16, 128, 0, FAT_FEAT_VARLEN | FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 5, 4, 4, 300, 300),
       { .lens_q = lens_q5, .lens_k = lens_k5, .window_left = 50, .window_right = 50, .softcap = 20.f, .with_lse = 1 } },
+    { "varlen long sequences causal GQA 2:1", P(FAT_BF16, 128, 1, FAT_FEAT_VARLEN, 5, 8, 4, 1200, 1200),
+      { .lens_q = lens_ql, .lens_k = lens_kl, .with_lse = 1 } },
+    { "varlen head_dim 96", P(FAT_FP16, 96, 0, FAT_FEAT_VARLEN, 5, 4, 2, 1200, 1200), { .lens_q = lens_ql, .lens_k = lens_kl } },
     /* more tiles than SMs: a persistent schedule wraps around several times (512 and 432 tiles of 128
      * rows over 132 SMs), causal with LSE and non-causal in BHSD */
     { "persistent wrap causal GQA 4:1", P(FAT_FP16, 128, 1, 0, 2, 16, 4, 2000, 2000), { .with_lse = 1 } },
@@ -103,13 +118,33 @@ static cached *lookup(XXH128_hash_t h) {
  * rounded to the dtype (bf16 keeps 8 bits, fp16 11), and P is rounded to the dtype before P·V. */
 static double tolerance(fat_dtype dt) { return dt == FAT_BF16 ? 1.6e-2 : 4e-3; }
 
+/* 1 when name contains one of the |-separated parts of any */
+static int name_has_one(const char *name, const char *any) {
+    char part[128];
+    for (const char *p = any; *p;) {
+        size_t n = strcspn(p, "|");
+        snprintf(part, sizeof part, "%.*s", (int)(n < sizeof part ? n : sizeof part - 1), p);
+        if (n > 0 && strstr(name, part)) return 1;
+        p += n + (p[n] == '|');
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *only = NULL;
+    const char *case_has = NULL, *variant_has = NULL;
     int quick = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0) test_verbose = 1;
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) case_has = argv[++i];
+        else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) variant_has = argv[++i];
+        else {
+            fprintf(stderr, "gpu_test: unknown argument '%s'\nusage: gpu_test [-v] [--only FAMILY] [--quick] [--case TEXT] "
+                    "[--variant TEXT]\n", argv[i]);
+            return 2;
+        }
     }
     int ncases = (int)(sizeof cases / sizeof cases[0]);
     int ngpu = 0;
@@ -140,6 +175,7 @@ int main(int argc, char **argv) {
 
     for (int ci = 0; ci < ncases; ci++) {
         const tcase *tc = &cases[ci];
+        if (case_has && !name_has_one(tc->name, case_has)) continue;
         bench_case *c;
         if (bench_case_new(&tc->p, &tc->lay, 1000 + (uint64_t)ci * 7919 + (uint64_t)time(NULL), &c) != FAT_OK) {
             CHECK(tc->name, 0);
@@ -167,6 +203,7 @@ int main(int argc, char **argv) {
                     if (!why_not[f][0] && ch[i].reason) snprintf(why_not[f], sizeof why_not[f], "%s", ch[i].reason);
                     continue;
                 }
+                if (variant_has && !strstr(ch[i].canon, variant_has)) continue;
                 if (quick && nv >= 2) break;
                 if (gen_emit(g, fams[f], ch[i].canon, &tc->p, &dev, &vs[nv]) != FAT_OK) {
                     CHECK("emit", 0);

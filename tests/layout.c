@@ -17,7 +17,7 @@ int main(void) {
     F(fat_attn_args, q); F(fat_attn_args, k); F(fat_attn_args, v); F(fat_attn_args, o); F(fat_attn_args, lse);
     F(fat_attn_args, q_stride); F(fat_attn_args, k_stride); F(fat_attn_args, v_stride); F(fat_attn_args, o_stride);
     F(fat_attn_args, scale); F(fat_attn_args, causal); F(fat_attn_args, window_left); F(fat_attn_args, window_right);
-    F(fat_attn_args, softcap); F(fat_attn_args, cu_seqlens_q); F(fat_attn_args, cu_seqlens_k); F(fat_attn_args, total_q);
+    F(fat_attn_args, softcap); F(fat_attn_args, cu_seqlens_q); F(fat_attn_args, cu_seqlens_k); F(fat_attn_args, total_q); F(fat_attn_args, total_k);
     printf("fat_problem %zu\n", sizeof(fat_problem));
     F(fat_problem, dtype); F(fat_problem, head_dim); F(fat_problem, causal); F(fat_problem, features);
     F(fat_problem, batch); F(fat_problem, heads_q); F(fat_problem, heads_kv); F(fat_problem, seqlen_q);

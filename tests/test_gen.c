@@ -341,7 +341,7 @@ static void test_defaults(void) {
 
 /* The built-in default of a decoding step is decode's, spread over the SMs on sm_90 when the batch
  * is small (clusters of up to 8 CTAs per KV head), one CTA per KV head on sm_80 (no clusters) and
- * for a large batch; a prefill problem's is flash_hopper's on sm_90a (d64 and d128, fixed length), flash_v2's elsewhere. */
+ * for a large batch; a prefill problem's is flash_hopper's on sm_90a (head_dim 64 to 256, varlen too), flash_v2's elsewhere. */
 static void test_builtin_default(void) {
     static const struct { fat_problem p; const char *arch, *family, *has; } cases[] = {
         { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=8,stages=3" },
@@ -355,8 +355,12 @@ static void test_builtin_default(void) {
         { { FAT_BF16, 128, 1, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128,block_n=128" },
         { { FAT_BF16, 64, 0, 0, 4, 32, 32, 4096, 4096 }, "sm_90", "flash_hopper", "block_m=192" },
         { { FAT_BF16, 128, 1, 0, 2, 16, 16, 2048, 2048 }, "sm_80", "flash_v2", "block_m" },   /* no sm_90a */
-        { { FAT_BF16, 96, 0, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_v2", "block_m" },    /* d96: not served */
-        { { FAT_BF16, 128, 0, FAT_FEAT_VARLEN, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_v2", "block_m" },
+        { { FAT_BF16, 96, 0, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128,block_n=128" },
+        { { FAT_BF16, 96, 0, 0, 1, 16, 16, 8192, 8192 }, "sm_90", "flash_hopper", "block_m=128,block_n=176" },
+        { { FAT_BF16, 192, 1, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128,block_n=112" },
+        { { FAT_FP16, 256, 0, 0, 2, 8, 8, 4096, 4096 }, "sm_90", "flash_hopper", "block_m=128,block_n=80" },
+        { { FAT_BF16, 40, 0, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_v2", "block_m" },    /* d40: not served */
+        { { FAT_BF16, 128, 0, FAT_FEAT_VARLEN, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         gen_device d;

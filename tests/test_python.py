@@ -369,8 +369,8 @@ def test_binding_arguments():
     c.attention_varlen(qv, kv, kv, cq, ck, 6, 9, causal=True, return_lse=True, out=FakeCAI((11, H, D), ptr=0x40000),
                        lse=FakeCAI((H, 11), typestr="<f4", ptr=0x50000))
     a = c._lib.args
-    check("varlen: batch from cu_seqlens, seqlens the maxima, total_q the rows of q",
-          (a.batch, a.seqlen_q, a.seqlen_k, a.total_q) == (3, 6, 9, 11))
+    check("varlen: batch from cu_seqlens, seqlens the maxima, total_q and total_k the rows of q and k",
+          (a.batch, a.seqlen_q, a.seqlen_k, a.total_q, a.total_k) == (3, 6, 9, 11, 13))
     check("varlen: strides [0, row, head]", list(a.q_stride) == [0, H * D, D] and list(a.k_stride) == [0, Hk * D, D])
     check("varlen: cu_seqlens pointers", (a.cu_seqlens_q, a.cu_seqlens_k) == (0x60000, 0x70000))
 

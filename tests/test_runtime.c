@@ -298,7 +298,7 @@ static void test_tuned_db(void) {
     fat_problem stale = prob(FAT_FP16, 96, 1, 0, 1, 8, 8, 1024, 1024);
     fat_problem v1 = prob(FAT_FP16, 64, 1, 0, 1, 8, 8, 1024, 1024);
     fat_problem elsewhere = prob(FAT_FP16, 128, 0, 0, 4, 32, 8, 512, 512);
-    fat_problem wrong_arch = prob(FAT_BF16, 96, 0, 0, 1, 8, 8, 512, 512);   /* d96: flash_v2's default */
+    fat_problem wrong_arch = prob(FAT_BF16, 40, 0, 0, 1, 8, 8, 512, 512);   /* d40: flash_v2's default */
     char v1_params[160] = "";
     int ok = 1;
     ok &= tdb_add(d, g, &dev, &here, &exact, "flash_v2", A_CFG, 0.5, fake_cubin, sizeof fake_cubin, "sm_90", 0, hash) == FAT_OK;
@@ -395,7 +395,8 @@ static void test_tuned_db(void) {
     p = prob(FAT_FP16, 256, 1, 0, 1, 8, 8, 4096, 4096);
     query(ctx, &p, &c);
     CHECK(  "nothing tuned at fp16 d256: the built-in default", c.level == FAT_LEVEL_DEFAULT && c.tuned_ms == 0);
-    CHECK(  "  64x64 tiles, 4 warps, 2 stages", strcmp(c.params, B_CFG) == 0);
+    CHECK(  "  flash_hopper's on sm_90, 128x80 tiles", strcmp(c.family, "flash_hopper") == 0 &&
+            strstr(c.params, "block_m=128,block_n=80") != NULL);
 
     fat_ctx_stats(ctx, &s);
     int shapes = s.shapes;
@@ -427,6 +428,7 @@ static void test_tuned_db(void) {
         { "fp32 on the GPU", "dtype: fp32 is CPU-only", 10, 0 },
         { "negative softcap", "softcap: must be >= 0", 11, 0 },
         { "zero output stride", "o_stride[1]: 0", 12, 0 },
+        { "varlen with a negative total_k", "total_k: -3 is negative", 13, -3 },
     };
     static const int32_t offs[3] = { 0, 5, 9 };
     static float lse[64];
@@ -447,6 +449,7 @@ static void test_tuned_db(void) {
         case 10: b.dtype = FAT_FP32; break;
         case 11: b.softcap = -1; break;
         case 12: b.o_stride[1] = 0; break;
+        case 13: b.cu_seqlens_q = offs; b.cu_seqlens_k = offs; b.total_q = 9; b.total_k = (int)bad[i].value; break;
         }
         CHECK_INT(bad[i].descr, fat_attn_fwd(ctx, &b, NULL), FAT_ERR_INVALID);
         CHECK_STR_HAS("  the message names the field", fat_errmsg(ctx), bad[i].want);

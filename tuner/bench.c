@@ -111,6 +111,7 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
     c->total_q = varlen ? rows_q : b * p->seqlen_q;
     c->total_k = varlen ? rows_k : b * p->seqlen_k;
     a->total_q = c->total_q;
+    a->total_k = varlen ? c->total_k : 0;
     strides(lay, rows_q, p->heads_q, d, a->q_stride);
     strides(lay, rows_k, p->heads_kv, d, a->k_stride);
     strides(lay, rows_k, p->heads_kv, d, a->v_stride);
