@@ -122,7 +122,7 @@ install: $(BUILD)/fatune lib
 	install -m 755 $(BUILD)/libfatune.so $(DESTDIR)$(PREFIX)/lib/
 	$(PC_SED) fatune.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fatune.pc
 	install -m 755 $(BUILD)/fatune $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 python/fatune.py $(DESTDIR)$(PYTHONDIR)/
+	$(MAKE) --no-print-directory install-python
 	@echo "installed into $(DESTDIR)$(PREFIX); Python: PYTHONPATH=$(PYTHONDIR)"
 
 $(BUILD)/fatune: $(BUILD)/tuner/main.o $(TUNER_OBJ) $(BUILD)/libfatune-internal.a
@@ -144,7 +144,7 @@ deps:
 # second make so that the pkg-config look-ups above see the new packages.
 test: deps
 	@$(MAKE) --no-print-directory test-build
-	@sh tests/run.sh $(BUILD) $(TESTS) symbols cli deploy tune_sim python
+	@sh tests/run.sh $(BUILD) $(TESTS) symbols cli deploy tune_sim python wheel
 
 .PHONY: test-build
 # The examples are compiled here, linked by `make examples` (that needs the driver stub, libcuda.so).
@@ -167,4 +167,53 @@ run: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- Python: the extension module, its install and the wheel (python/, pyproject.toml) -------------
+#   make python    build/_fatune.abi3.so (CPython's limited API 3.10: one build imports on 3.10+), lib
+#   make wheel     BUILD/dist/fatune-*.whl through pyproject.toml's in-tree backend (python/fatune_build.py),
+#                  which runs this Makefile; tests/test_wheel.sh installs one into a fresh venv
+PYTHON ?= python3
+PY_INCLUDE := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
+PY_EXT = $(BUILD)/_fatune.abi3.so
+# No -Wpedantic: CPython's type slots hold functions as void *, which ISO C does not allow.
+PY_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(filter-out -Wpedantic,$(WARN)) $(CFLAGS) \
+            -DPy_LIMITED_API=0x030A0000 -Iruntime -isystem $(PY_INCLUDE)
+ifeq ($(WERROR),1)
+PY_CFLAGS += -Werror
+endif
+ifneq ($(SAN),)
+PY_CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer
+endif
+PY_FILES = $(wildcard python/fatune/*.py python/fatune/integrations/*.py)
+
+.PHONY: python install-python wheel
+python: $(PY_EXT) lib
+
+$(PY_EXT): python/fatune/_fatune.c runtime/fatune.h
+	@mkdir -p $(@D)
+	@test -f "$(PY_INCLUDE)/Python.h" || { echo "make python: no Python.h for $(PYTHON) (install python3-dev)"; exit 1; }
+	@echo "CC $<"
+	$(Q)$(CC) $(PY_CFLAGS) -shared $(LDFLAGS) -o $@ $< -lpthread
+
+# The CPU tier builds the extension wherever Python's headers are (tests/test_python.sh skips
+# its checks, with a count, where they are not).
+ifneq ($(wildcard $(PY_INCLUDE)/Python.h),)
+test-build: $(PY_EXT)
+gpu-test: $(PY_EXT)
+endif
+
+# The package, and its extension where Python's headers are (without it the package says how to
+# get one when a call needs it).
+ifneq ($(wildcard $(PY_INCLUDE)/Python.h),)
+install-python: $(PY_EXT)
+endif
+install-python:
+	install -d $(DESTDIR)$(PYTHONDIR)/fatune/integrations
+	install -m 644 $(filter-out python/fatune/integrations/%,$(PY_FILES)) $(DESTDIR)$(PYTHONDIR)/fatune/
+	install -m 644 $(filter python/fatune/integrations/%,$(PY_FILES)) $(DESTDIR)$(PYTHONDIR)/fatune/integrations/
+	if [ -f $(PY_EXT) ]; then install -m 755 $(PY_EXT) $(DESTDIR)$(PYTHONDIR)/fatune/; \
+	else echo "install-python: no $(PY_EXT) (no Python.h for $(PYTHON)): the package is installed without it"; fi
+
+wheel:
+	$(PYTHON) -m pip wheel --no-deps --no-index -w $(BUILD)/dist -C build-dir=$(BUILD) .
 .SECONDARY:

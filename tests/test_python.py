@@ -17,6 +17,7 @@ import traceback
 import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))   # test_python_torch
 
 passed = failed = skipped = 0
 verbose = "-v" in sys.argv
@@ -248,19 +249,32 @@ def test_loading():
         check("FATUNE_LIB naming the library loads it", rc == 0, err)
     else:
         skip("FATUNE_LIB naming the library", "FATUNE_LIB is not set (tests/test_python.sh sets it)")
-    # the module alone, away from any build: the message says where it looked and what to do
+    # the package alone, away from any build: the message says where it looked and what to do
     top = tempfile.mkdtemp()
     try:
         alone = os.path.join(top, "a")
-        os.mkdir(alone)
-        shutil.copy(fatune.__file__, alone)
+        shutil.copytree(os.path.dirname(fatune.__file__), os.path.join(alone, "fatune"),
+                        ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
         rc, err = load_in("fatune._load()", None, alone)
         if rc == 0:
-            skip("a missing library", "libfatune.so is on the system loader's path")
+            skip("a missing library", "libfatune.so is on the system loader's path", 3)
         else:
             check("a missing library is an ImportError", "ImportError" in err, err)
-            check("...saying where it looked", os.path.join(alone, "libfatune.so") in err, err)
+            check("...saying where it looked", os.path.join(alone, "fatune", "libfatune.so") in err, err)
             check("...and to run make lib or set FATUNE_LIB", "`make lib`" in err and "FATUNE_LIB" in err, err)
+        # the library without the extension beside it: named, with how to build it
+        libdir = os.path.join(top, "lib")
+        os.mkdir(libdir)
+        if os.environ.get("FATUNE_LIB"):
+            shutil.copy(os.environ["FATUNE_LIB"], libdir)
+            rc, err = load_in("fatune._load()", os.path.join(libdir, "libfatune.so"), alone)
+            check("a missing extension module is an ImportError naming it", rc != 0 and "ImportError" in err and
+                  "_fatune.abi3.so" in err, err)
+            check("...saying where it looked (the package, beside the library)",
+                  os.path.join(alone, "fatune") in err and libdir in err, err)
+            check("...and to run make python or install the wheel", "`make python`" in err and "pip install" in err, err)
+        else:
+            skip("a missing extension module", "FATUNE_LIB is not set", 3)
     finally:
         shutil.rmtree(top)
 
@@ -273,29 +287,67 @@ class FakeCAI:
                                          "strides": strides, "version": 3, "stream": stream}
 
 
+# The entry points as the extension calls them; the stand-ins return strings through c_void_p
+# (a ctypes callback cannot return a c_char_p it keeps alive).
+FWD_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(fatune.AttnArgs), ctypes.c_void_p)
+QUERY_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(fatune.AttnArgs), ctypes.POINTER(fatune.Choice))
+STATS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(fatune.Stats))
+ERRMSG_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+CLOSE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
 class FakeLib:
-    """Stands in for libfatune.so in a Context, keeping what the binding passes. With `gate` set,
-    fat_attn_fwd waits for it, like a call that takes a while with the GIL released."""
+    """Stands in for libfatune's entry points in an extension context (ctypes callbacks whose
+    addresses the extension calls), keeping what the extension passes. With `gate` set,
+    fat_attn_fwd waits for it, like a call that takes a while with the GIL released. `status` and
+    `message` make the calls fail the way the library does; fat_strerror is the library's own."""
 
     def __init__(self):
-        self.args, self.stream = None, None
+        self.args, self.stream, self.ctx = None, None, None
         self.gate, self.entered, self.closed = None, threading.Event(), 0
+        self.status, self.message = 0, ctypes.create_string_buffer(b"")
+        self.calls = 0
+        self.fns = (FWD_FN(self.fat_attn_fwd), QUERY_FN(self.fat_query), STATS_FN(self.fat_ctx_stats),
+                    ERRMSG_FN(self.fat_errmsg), CLOSE_FN(self.fat_close))
+
+    def addresses(self):
+        a = [ctypes.cast(f, ctypes.c_void_p).value for f in self.fns]
+        return tuple(a[:4]) + (ctypes.cast(lib.fat_strerror, ctypes.c_void_p).value, a[4])
+
+    def fail(self, status, message):
+        self.status, self.message = status, ctypes.create_string_buffer(message.encode())
 
     def fat_attn_fwd(self, ctx, args, stream):
-        self.args, self.stream = fatune.AttnArgs.from_buffer_copy(args._obj), stream.value
+        self.args, self.stream, self.ctx = fatune.AttnArgs.from_buffer_copy(args.contents), stream, ctx
+        self.calls += 1
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(10)
-        return 0
+        return self.status
+
+    def fat_query(self, ctx, args, choice):
+        self.args = fatune.AttnArgs.from_buffer_copy(args.contents)
+        c = choice.contents
+        c.family, c.params, c.level, c.cubin, c.tuned_ms = b"flash_v2", b"block_m=128,block_n=64", 1, b"database", 0.25
+        c.tuned.head_dim, c.tuned.seqlen_q, c.tuned.features = args.contents.head_dim, 4096, 5
+        return self.status
+
+    def fat_ctx_stats(self, ctx, out):
+        out.contents.shapes, out.contents.kernels, out.contents.compile_ms = 3, 2, 1.5
+        return self.status
+
+    def fat_errmsg(self, ctx):
+        return ctypes.addressof(self.message)
 
     def fat_close(self, ctx):
         self.closed += 1
 
 
-def fake_context(gpu=0):
-    c = fatune.Context.__new__(fatune.Context)
-    c._lib, c._ctx, c.db, c.gpu = FakeLib(), ctypes.c_void_p(1), None, gpu
-    c._calls, c._inflight = threading.Condition(), 0
+def fake_context(gpu=0, db=None):
+    """A fatune.Context whose extension context calls a FakeLib (c._lib)."""
+    fl = FakeLib()
+    c = fatune.Context._wrap(fatune._ext.Context(0x1000, gpu, fl.addresses()), db)
+    c._lib = fl
     return c
 
 
@@ -413,8 +465,6 @@ def test_binding_arguments():
             lambda: c.attention_varlen(qv, kv, kv, cq1, ck, 6, 9, out=FakeCAI((11, H, D), ptr=0x40000)))
     c.attention(q, FakeCupyArray((B, Sk, Hk, D), device=0, ptr=0x20000), v, out=out)
     check("a tensor on the context's GPU is accepted", c._lib.args.k == 0x20000)
-    check("fatune's shared context is chosen by a CuPy array's device", fatune._gpu_of(on1, None) == 1 and
-          fatune._gpu_of(q, None) == 0 and fatune._gpu_of(on1, 3) == 3)
 
     try:
         import cupy  # noqa: F401
@@ -484,11 +534,168 @@ def test_close():
     except fatune.FatuneError as e:
         check("stats() after close() raises 'the context is closed'", "closed" in str(e), str(e))
 
+def test_extension():
+    """The extension's own paths, without a GPU: library errors as exceptions, query, stats, the
+    cached default contexts, argument errors the C side names."""
+    check("the extension fills the fat_attn_args of this fatune.h (%d bytes, ctypes %d)" % (
+        fatune._ext.args_size(), ctypes.sizeof(fatune.AttnArgs)), fatune._ext.args_size() == ctypes.sizeof(fatune.AttnArgs))
+    B, S, Sk, H, Hk, D = 1, 4, 6, 4, 2, 8
+    q, k, out = FakeCAI((B, S, H, D), ptr=0x10000), FakeCAI((B, Sk, Hk, D), ptr=0x20000), FakeCAI((B, S, H, D), ptr=0x40000)
+    c = fake_context()
+    c.attention(q, k, k, out=out)
+    check("the call gets the context's fat_ctx", c._lib.ctx == 0x1000, str(c._lib.ctx))
+    strerror = {st: lib.fat_strerror(st).decode() for st in (1, 3, 4)}
+    for st, msg, cls, want in (
+            (1, "head_dim: 100 is not a multiple of 8", fatune.FatuneInvalid,
+             "fatune: %s: head_dim: 100 is not a multiple of 8" % strerror[1]),
+            (3, "%s: the driver went away" % strerror[3], fatune.FatuneNoGPU, "fatune: %s: the driver went away" % strerror[3]),
+            (4, "", fatune.FatuneError, "fatune: %s" % strerror[4])):
+        c._lib.fail(st, msg)
+        try:
+            c.attention(q, k, k, out=out)
+            check("status %d from fat_attn_fwd raises" % st, False, "no exception")
+        except fatune.FatuneError as e:
+            check("status %d from fat_attn_fwd raises %s with the library's message once" % (st, cls.__name__),
+                  type(e) is cls and str(e) == want and e.status == st, "%s: %s" % (type(e).__name__, e))
+    c._lib.fail(0, "")
+    calls = c._lib.calls
+    r = c.query(q, k, k, causal=True)
+    check("query: the choice as a dict", r["family"] == "flash_v2" and r["level"] == "bucket" and r["cubin"] == "database"
+          and r["params"] == "block_m=128,block_n=64" and abs(r["tuned_ms"] - 0.25) < 1e-12, str(r))
+    check("query: the tuned problem", r["tuned_problem"]["head_dim"] == D and r["tuned_problem"]["seqlen_q"] == 4096 and
+          r["tuned_problem"]["features"] == 5, str(r["tuned_problem"]))
+    a = c._lib.args
+    check("query: o is q (nothing is written), no launch", a.o == 0x10000 and list(a.o_stride) == list(a.q_stride) and
+          c._lib.calls == calls and a.causal == 1)
+    st = c.stats()
+    check("stats through the extension", (st["shapes"], st["kernels"], st["compile_ms"]) == (3, 2, 1.5), str(st))
+
+    def invalid(descr, want, fn, cls=fatune.FatuneInvalid):
+        try:
+            fn()
+            check(descr, False, "no exception")
+        except cls as e:
+            check(descr, want in str(e), str(e))
+        except Exception as e:  # noqa: BLE001
+            check(descr, False, "%s: %s" % (type(e).__name__, e))
+
+    invalid("a size beyond int is refused naming it", "does not fit",
+            lambda: c.attention(FakeCAI((B, 1 << 31, H, D)), k, k, out=out))
+    invalid("a malformed window is refused naming window", "window: want (left, right)",
+            lambda: c.attention(q, k, k, out=out, window=(1, 2, 3)))
+    invalid("a softmax_scale that is no number is refused naming it", "softmax_scale",
+            lambda: c.attention(q, k, k, out=out, softmax_scale="x"))
+    invalid("backward other than None and 'sdpa' is refused naming it", "backward: want None or \"sdpa\"",
+            lambda: c.attention(q, k, k, out=out, backward="math"))
+    invalid("strides that are not whole elements are refused", "not whole elements",
+            lambda: c.attention(FakeCAI((B, S, H, D), strides=(2 * S * H * D, 2 * H * D + 1, 2 * D, 2)), k, k, out=out))
+    invalid("a CAI without typestr is refused naming it", "q: __cuda_array_interface__ lacks",
+            lambda: c.attention(types.SimpleNamespace(__cuda_array_interface__={"shape": (1,)}), k, k, out=out))
+    invalid("gpu=-1 is refused naming gpu", "gpu: -1", lambda: fatune.attention(q, k, k, out=out, gpu=-1))
+    c.attention(q, k, k, out=out, stream=2)
+    check("stream=2 (CU_STREAM_PER_THREAD) passes as it is", c._lib.stream == 2, str(c._lib.stream))
+    c.attention(FakeCAI((B, S, H, D), ptr=0x10000, stream=2), k, k, out=out)
+    check("a CAI producer's per-thread stream (2) passes as it is", c._lib.stream == 2, str(c._lib.stream))
+    c.attention(FakeCAI((B, S, H, D), ptr=0x10000, stream=1), k, k, out=out)
+    check("a CAI producer's legacy stream (1) is the legacy stream", c._lib.stream is None, str(c._lib.stream))
+
+    # Module-level calls: the default context of each GPU is asked of fatune.open once and kept
+    # (in C); a closed one is opened again; calls with db= ask fatune.open every time.
+    opened, real_open = [], fatune.open
+    made = {}
+
+    def fake_open(db=None, gpu=0):
+        opened.append((db, gpu))
+        if (db, gpu) not in made or made[(db, gpu)].closed:
+            made[(db, gpu)] = fake_context(gpu, db)
+        return made[(db, gpu)]
+
+    fatune.open = fake_open
+    try:
+        for _ in range(3):
+            fatune.attention(q, k, k, out=out)
+        check("the default context is opened once for three calls", opened == [(None, 0)], str(opened))
+        check("  and the calls ran in it", made[(None, 0)]._lib.calls == 3)
+        made[(None, 0)].close()
+        fatune.attention(q, k, k, out=out)
+        check("a closed default context is opened again", opened == [(None, 0), (None, 0)] and
+              made[(None, 0)]._lib.calls == 1, str(opened))
+        fatune.attention(q, k, k, out=out, gpu=1)
+        check("gpu=1 takes GPU 1's context", opened[-1] == (None, 1) and made[(None, 1)]._lib.calls == 1, str(opened))
+        q1, k1, o1 = (FakeCupyArray(x.__cuda_array_interface__["shape"], device=1, ptr=p) for x, p in
+                      ((q, 0x10000), (k, 0x20000), (out, 0x40000)))
+        fatune.attention(q1, k1, k1, out=o1)
+        check("a CuPy array's device chooses the context (GPU 1)", made[(None, 1)]._lib.calls == 2 and
+              len(opened) == 3, str(opened))
+        fatune.attention(q, k, k, out=out, gpu=0)
+        check("gpu=0 given: GPU 0's cached context", made[(None, 0)]._lib.calls == 2 and len(opened) == 3, str(opened))
+        fatune.attention(q, k, k, out=out, db="t.db")
+        fatune.attention(q, k, k, out=out, db="t.db")
+        check("db= asks fatune.open on each call", opened[-2:] == [("t.db", 0), ("t.db", 0)], str(opened))
+        fatune.attention_varlen(FakeCAI((5, H, D)), FakeCAI((7, Hk, D)), FakeCAI((7, Hk, D)), FakeCAI((3,), "<i4"),
+                                FakeCAI((3,), "<i4"), 4, 4, out=FakeCAI((5, H, D)))
+        check("varlen shares the cached default context", made[(None, 0)]._lib.calls == 3)
+    finally:
+        fatune.open = real_open
+        fatune._ext.setup(fatune.FatuneError, fatune.FatuneInvalid, fatune.FatuneNoGPU, fatune._open_for_c,
+                          fatune._alloc_cai)           # forgets the stand-ins
+
+
+class Fake4D:
+    """Just enough of a BHSD tensor for scaled_dot_product_attention's refusals."""
+
+    def __init__(self, shape):
+        self.shape, self.ndim = tuple(shape), len(shape)
+
+
+def test_sdpa_entry():
+    q, k = Fake4D((1, 8, 16, 64)), Fake4D((1, 2, 32, 64))
+    for descr, want, kw in (
+            ("attn_mask is refused, saying what to use", "attn_mask: fatune takes no mask tensor", dict(attn_mask=1)),
+            ("dropout is refused", "dropout_p: 0.1", dict(dropout_p=0.1)),
+            ("GQA without enable_gqa is refused, as SDPA does", "pass enable_gqa=True", dict()),
+            ("is_causal with seqlen_q < seqlen_k (SDPA's top-left) is refused, naming the alternative",
+             "fatune.attention(causal=True)", dict(is_causal=True, enable_gqa=True))):
+        try:
+            fatune.scaled_dot_product_attention(q, k, k, **kw)
+            check(descr, False, "no exception")
+        except fatune.FatuneInvalid as e:
+            check(descr, want in str(e), str(e))
+    try:
+        fatune.scaled_dot_product_attention(Fake4D((8, 16, 64)), k, k)
+        check("a 3-D query is refused", False, "no exception")
+    except fatune.FatuneInvalid as e:
+        check("a 3-D query is refused naming query", "query: want 4 dimensions" in str(e), str(e))
+
+
+def test_fake_torch():
+    """The extension's torch path, in a child process with a stand-in torch (tests/test_python_fake_torch.py)."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, os.path.join(here, "test_python_fake_torch.py")] + (["-v"] if verbose else []),
+                       capture_output=True, text=True)
+    global passed, failed
+    counts = None
+    for line in r.stdout.splitlines():
+        if line.startswith("fake_torch: "):
+            counts = [int(x) for x in line.split()[1::2][:2]]
+        elif line.startswith(("FAIL", "host time")) or verbose:
+            print(line)
+    if counts is None:
+        check("tests/test_python_fake_torch.py ran to the end", False, (r.stdout + r.stderr)[-2000:])
+        return
+    passed += counts[0]
+    failed += counts[1]
+
+
 test_layout()
 test_struct_layout()
 test_messages()
 test_binding_arguments()
 test_close()
+test_extension()
+test_sdpa_entry()
+test_fake_torch()
 
 try:
     import torch
@@ -698,7 +905,10 @@ if have_cuda:
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         check("the GPU tests ran to the end", False)
+    import test_python_torch
+    test_python_torch.run(check, skip)
 else:
+    N_GPU_CHECKS += 21 + 4   # tests/test_python_torch.py: N_CHECKS + N_TRANSFORMERS
     skip("GPU tests", "no CUDA or no PyTorch here" if torch is None or not have_cuda else "", N_GPU_CHECKS)
     print("python: no CUDA%s here: %d GPU checks skipped" % (" (no PyTorch)" if torch is None else "", N_GPU_CHECKS))
 done()

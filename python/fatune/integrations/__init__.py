@@ -1,0 +1,1 @@
+"""fatune inside other libraries: `fatune.integrations.transformers.register()` (Hugging Face)."""
