@@ -173,7 +173,8 @@ end
 -- The built-in default: the prototype's measured best per head_dim and causal (H200, 2026-12-02,
 -- docs/flash_hopper.md): d128 non-causal 128x128 with Q double buffer and O separate up to 2k keys,
 -- 128x176 beyond; d128 causal 128x128; d64 non-causal 192x128 (3 consumers); d64 causal 128x128
--- (2 consumers) below 2k keys, 192x128 from 2k. All persistent, 2 stages, overlap and ping-pong.
+-- (2 consumers) below 2k keys, 192x128 from 2k. All persistent, 2 stages, overlap and ping-pong,
+-- but d128 causal below 2k keys: one tile per CTA (the second session's exhaustive tune).
 -- Other head_dims up to 128 take d128's choice; above 128, 128 rows and the largest key block that
 -- fits two stages beside Q (FA3's choice: 112 at d192, 80 at d256). Then smaller key blocks, 2
 -- consumers and less staging until one is valid. false where the family serves no variant: other
@@ -194,6 +195,14 @@ function t.default(shape, dev)
     if not shape.causal and sk > 2048 then bn = 176 end
   else
     if not shape.causal or sk >= 2048 then bm = 192 end
+  end
+  -- causal at head_dims 72-128 below 2048 keys: one tile per CTA with ping-pong (an exhaustive
+  -- tune on the H200, 2026-12-02: 0.121 and 0.173 ms at 512 and 1024 keys, against 0.122-0.124 and
+  -- 0.184 persistent)
+  if shape.causal and shape.head_dim > 64 and shape.head_dim <= 128 and sk < 2048 then
+    local p = { block_m = 128, block_n = 128, stages = 2, persistent = 0, pingpong = 1, overlap = 1, q_stages = 1,
+                o_separate = 0 }
+    if t.valid(p, shape, dev) then return p end
   end
   for _, m in ipairs(bm == 192 and { 192, 128 } or { 128 }) do
     for _, n in ipairs(BLOCK_NS) do
