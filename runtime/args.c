@@ -53,6 +53,11 @@ void fat_attn_args_init(fat_attn_args *a, fat_dtype dt, int batch, int heads_q, 
     a->window_right = -1;
 }
 
+size_t fat_attn_args_size(void)
+{
+    return sizeof(fat_attn_args);
+}
+
 static size_t elem_size(fat_dtype dt)
 {
     return dt == FAT_FP32 ? 4 : 2;

@@ -107,6 +107,11 @@ typedef struct fat_attn_args {
 void fat_attn_args_init(fat_attn_args *a, fat_dtype dt, int batch, int heads_q, int heads_kv,
                         int seqlen_q, int seqlen_k, int head_dim);
 
+/* sizeof(fat_attn_args) in this library: a binding that fills the struct itself (the Python
+ * package) compares it with its own and refuses a library built from another version of the
+ * struct instead of misreading its fields. */
+size_t fat_attn_args_size(void);
+
 /* Checks every field of *a without touching memory. FAT_OK or FAT_ERR_INVALID with a message
  * naming the field (fat_last_error()). gpu != 0 applies the GPU kernels' rules (fp16/bf16 only,
  * head_dim a multiple of 8 up to 256, 16-byte aligned pointers and strides). */

@@ -154,6 +154,37 @@ def test_struct_layout():
             check("%s.%s: offset and size %s as in C %s" % (name, f, got, want), want == got)
 
 
+def test_library_version():
+    """A library built from another version of fat_attn_args is refused by name at load, before a
+    field is misread; the one built beside this package passes."""
+    check("the built library's fat_attn_args_size() is this package's AttnArgs",
+          lib.fat_attn_args_size() == ctypes.sizeof(fatune.AttnArgs), "%d vs %d" % (lib.fat_attn_args_size(),
+                                                                                ctypes.sizeof(fatune.AttnArgs)))
+
+    class Fn:                       # a ctypes function's stand-in: argtypes and restype settable
+        def __init__(self, ret=None):
+            self.ret = ret
+
+        def __call__(self, *args):
+            return self.ret
+
+    class Lib:
+        def __init__(self, size):
+            for n in ("fat_open", "fat_close", "fat_errmsg", "fat_last_error", "fat_strerror", "fat_attn_fwd",
+                      "fat_query", "fat_ctx_stats", "fat_attn_check", "fat_attn_cpu", "fat_attn_args_init"):
+                setattr(self, n, Fn())
+            if size is not None:
+                self.fat_attn_args_size = Fn(size)
+
+    why = fatune._setup(Lib(None)) or ""
+    check("a library without fat_attn_args_size(): older than the package, rebuild it", "older than this package" in why
+          and "make lib" in why, why)
+    why = fatune._setup(Lib(ctypes.sizeof(fatune.AttnArgs) - 8)) or ""
+    check("a library whose fat_attn_args has another size: both sizes named", "different versions" in why
+          and str(ctypes.sizeof(fatune.AttnArgs)) in why, why)
+    check("a library of this version: accepted", fatune._setup(Lib(ctypes.sizeof(fatune.AttnArgs))) is None)
+
+
 def test_messages():
     a = fatune.AttnArgs()
     lib.fat_attn_args_init(ctypes.byref(a), fatune.BF16, 1, 4, 2, 16, 16, 64)
@@ -690,6 +721,7 @@ def test_fake_torch():
 
 test_layout()
 test_struct_layout()
+test_library_version()
 test_messages()
 test_binding_arguments()
 test_close()

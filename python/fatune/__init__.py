@@ -199,7 +199,9 @@ def _load():
         if _lib is not None:
             return _lib
         lib, path = _find_lib()
-        _setup(lib)
+        why = _setup(lib)
+        if why:
+            raise ImportError("fatune: %s: %s" % (path, why))
         ext = _find_ext(path)
         ext.setup(FatuneError, FatuneInvalid, FatuneNoGPU, _open_for_c, _alloc_cai)
         _lib, _lib_path, _ext = lib, os.path.normpath(path) if os.sep in path else path, ext
@@ -213,6 +215,8 @@ def _extension():
 
 
 def _setup(lib):
+    """Declares the entry points ctypes calls; the reason the library cannot serve this package, or
+    None."""
     c_void_p, c_int, c_char_p = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
     lib.fat_open.argtypes = [c_char_p, c_int, ctypes.POINTER(c_void_p)]
     lib.fat_open.restype = c_int
@@ -236,6 +240,16 @@ def _setup(lib):
     lib.fat_attn_cpu.restype = c_int
     lib.fat_attn_args_init.argtypes = [ctypes.POINTER(AttnArgs), c_int, c_int, c_int, c_int, c_int, c_int, c_int]
     lib.fat_attn_args_init.restype = None
+    # The extension and AttnArgs fill fat_attn_args field by field: a library built from another
+    # version of the struct would read them shifted. Refuse it by name.
+    size = getattr(lib, "fat_attn_args_size", None)
+    if size is None:
+        return "it has no fat_attn_args_size(): it is older than this package (rebuild it: make lib)"
+    size.argtypes, size.restype = [], ctypes.c_size_t
+    if size() != ctypes.sizeof(AttnArgs):
+        return ("its fat_attn_args is %d bytes, this package's %d: they are different versions (rebuild both: "
+                "make lib python)" % (size(), ctypes.sizeof(AttnArgs)))
+    return None
 
 
 def _addresses(lib):
