@@ -10,6 +10,9 @@
 #            imports), in the same process
 #   explore  an exhaustive tune (every valid variant timed) of EXPLORE (default
 #            bench/prefill-causal-short.lua) with flash_hopper; `fatune show --top 12` of each problem
+#   ncu      ncu (SpeedOfLight, compute and memory workload, warp state, scheduler, source counters)
+#            of the kernel fatune picks for each of NCU_SHAPES ("dtype:head_dim:seqlen:causal"
+#            items; default the two short causal shapes furthest behind cuDNN) on /tmp/tuned.db
 #   sanitize compute-sanitizer memcheck and racecheck on two persistent variants per head_dim
 #            (64 with exp_fma, 72, 96, 128, 136, 192, 256, varlen) of the tier's cases
 #   runtime  gpu_runtime (the runtime's built-in defaults against the CPU attention)
@@ -65,6 +68,20 @@ for step in $steps; do
     "$b/fatune" list --db /tmp/explore.db 2>&1 | awk 'NR > 1 && $1 ~ /^[0-9]+$/ {print $1}' | while read id; do
       "$b/fatune" show "$id" --db /tmp/explore.db --top 12 2>&1
     done > "$out/explore-show.log" ;;
+  ncu)
+    for sh in ${NCU_SHAPES:-bf16:64:1024:1 bf16:128:512:1}; do
+      IFS=: read dt hd sl ca <<EOF2
+$sh
+EOF2
+      n="ncu-$dt-d$hd-s$sl-c$ca"; t1=$(date +%s)
+      db=""; [ -f /tmp/tuned.db ] && db="--db /tmp/tuned.db"
+      timeout ${T_NCU:-120} ncu --kernel-name regex:fat_ --launch-skip 3 --launch-count 1 \
+        --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+        --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
+        python3 bench/ncu_prefill.py $db --dtype "$dt" --head-dim "$hd" --seqlen "$sl" \
+        $( [ "$ca" = 1 ] && echo --causal ) > "$out/$n.log" 2>&1
+      add "$n: rc=$? ($(( $(date +%s) - t1 )) s)"
+    done ;;
   sanitize)
     cases=${SAN_CASES:-"seqlen 17 causal|head_dim 72 GQA|head_dim 96 BHSD|MQA|head_dim 136|head_dim 192|head_dim 256 Sq|varlen long"}
     for tool in memcheck racecheck; do
