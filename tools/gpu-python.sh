@@ -43,8 +43,14 @@ for step in $steps; do
     venv=$(mktemp -d)/venv
     {
       timeout ${T_WHEEL:-120} sh -c '
-        python3 -m venv --system-site-packages "$1" && "$1/bin/python" -m pip install --no-deps --no-index "$2" &&
-        cd "$(dirname "$1")" && env -u FATUNE_LIB -u LD_LIBRARY_PATH -u PYTHONPATH "$1/bin/python" -c "
+        python3 -m venv --system-site-packages "$1" &&
+        # python3 may itself be a venv (torch in /opt/torch/.venv on the GPU machine): its packages
+        # are not the base interpreter'"'"'s, so the new venv sees them through a .pth file
+        outer=$(python3 -c "import sysconfig; print(sysconfig.get_paths()[\"purelib\"])") &&
+        inner=$("$1/bin/python" -c "import sysconfig; print(sysconfig.get_paths()[\"purelib\"])") &&
+        echo "$outer" > "$inner/_outer_site.pth" &&
+        "$1/bin/python" -m pip install --no-deps --no-index "$2" &&
+        cd "$(dirname "$1")" && env -u FATUNE_LIB -u LD_LIBRARY_PATH "$1/bin/python" -c "
 import os, torch, fatune
 site = os.path.dirname(fatune.__file__)
 assert fatune.library_path().startswith(site) and fatune._ext.__file__.startswith(site), (fatune.library_path(), fatune._ext.__file__)
