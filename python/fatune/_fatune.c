@@ -1019,6 +1019,28 @@ static PyObject *result(PyObject *out, PyObject *lse, int return_lse)
     return r;
 }
 
+/* The common end of the attention entry points, once a is filled and checked: the outputs
+ * (allocated or checked), the stream, the launch, the result. Takes the reference to c. */
+static PyObject *run_call(fat_attn_args *a, ctx_object *c, const tensor *q, PyObject *ret_lse, PyObject *out_arg,
+                          PyObject *lse_arg, PyObject *stream_arg, int lse_ndim, const int64_t *lse_shape, int varlen,
+                          int bhsd)
+{
+    PyObject *out = NULL, *lse = NULL;
+    void *stream;
+    int return_lse = PyObject_IsTrue(ret_lse);
+    if (return_lse < 0 ||
+        outputs(a, c, q, out_arg, lse_arg, return_lse, lse_ndim, lse_shape, varlen, bhsd, &out, &lse) < 0 ||
+        read_stream(stream_arg, q, c, &stream) < 0 || launch(c, a, stream) < 0) {
+        Py_XDECREF(out);
+        Py_XDECREF(lse);
+        Py_DECREF(c);
+        return NULL;
+    }
+    Py_DECREF(c);
+    return result(out, lse, return_lse);
+}
+
+
 /* attention(q, k, v, causal, softmax_scale, window, softcap, return_lse, db, gpu, out, lse, stream,
  *           ctx, route, query, bhsd): bhsd: q, k, v and out are [batch, heads, seq, head_dim] (SDPA). */
 static PyObject *py_attention(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
@@ -1028,7 +1050,6 @@ static PyObject *py_attention(PyObject *mod, PyObject *const *args, Py_ssize_t n
     fat_attn_args a;
     char b1[128], b2[128], b3[128];
     ctx_object *c = NULL;
-    PyObject *out = NULL, *lse = NULL;
 
     (void)mod;
     if (nargs != N) {
@@ -1090,18 +1111,9 @@ static PyObject *py_attention(PyObject *mod, PyObject *const *args, Py_ssize_t n
         Py_DECREF(c);
         return r;
     }
-    int return_lse = PyObject_IsTrue(args[RETURN_LSE]);
     int64_t lse_shape[3] = { q.shape[0], q.shape[2], q.shape[1] };
-    void *stream;
-    if (return_lse < 0 ||
-        outputs(&a, c, &q, args[OUT], args[LSE], return_lse, 3, lse_shape, 0, bhsd, &out, &lse) < 0 ||
-        read_stream(args[STREAM], &q, c, &stream) < 0 || launch(c, &a, stream) < 0)
-        goto fail;
-    Py_DECREF(c);
-    return result(out, lse, return_lse);
+    return run_call(&a, c, &q, args[RETURN_LSE], args[OUT], args[LSE], args[STREAM], 3, lse_shape, 0, bhsd);
 fail:
-    Py_XDECREF(out);
-    Py_XDECREF(lse);
     Py_DECREF(c);
     return NULL;
 }
@@ -1116,7 +1128,6 @@ static PyObject *py_attention_varlen(PyObject *mod, PyObject *const *args, Py_ss
     fat_attn_args a;
     char b1[128], b2[128], b3[128];
     ctx_object *c = NULL;
-    PyObject *out = NULL, *lse = NULL;
     int64_t maxq, maxk;
 
     (void)mod;
@@ -1180,18 +1191,9 @@ static PyObject *py_attention_varlen(PyObject *mod, PyObject *const *args, Py_ss
     if (check_gpu(c, &q) < 0 || check_gpu(c, &k) < 0 || check_gpu(c, &v) < 0 || check_gpu(c, &cq) < 0 ||
         check_gpu(c, &ck) < 0)
         goto fail;
-    int return_lse = PyObject_IsTrue(args[RETURN_LSE]);
     int64_t lse_shape[2] = { q.shape[1], q.shape[0] };
-    void *stream;
-    if (return_lse < 0 ||
-        outputs(&a, c, &q, args[OUT], args[LSE], return_lse, 2, lse_shape, 1, 0, &out, &lse) < 0 ||
-        read_stream(args[STREAM], &q, c, &stream) < 0 || launch(c, &a, stream) < 0)
-        goto fail;
-    Py_DECREF(c);
-    return result(out, lse, return_lse);
+    return run_call(&a, c, &q, args[RETURN_LSE], args[OUT], args[LSE], args[STREAM], 2, lse_shape, 1, 0);
 fail:
-    Py_XDECREF(out);
-    Py_XDECREF(lse);
     Py_DECREF(c);
     return NULL;
 }
