@@ -684,6 +684,20 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         visible_keys(p, row1, sq, sk, &lo1, &hi1);
 /* a key block needs the elementwise mask unless every row of the tile sees all of it */
 #define NEEDS_MASK(n0) ((n0) < tk.lo_last || (n0) + BLOCK_N - 1 > tk.hi_first)
+/* S of the key block at ring slot r, alone (nothing else in flight): issued, waited for, its K
+ * slot released, softcap and the mask applied */
+#define S_BLOCK(first_key) do { \
+            fat_mbar_wait(FULL_K(r.st), r.ph); \
+            PP_SYNC(); \
+            issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES)); \
+            PP_ARRIVE(); \
+            fat_wgmma_wait<0>(); \
+            fat_pin(s); \
+            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st)); \
+            const int n0 = (first_key); \
+            SOFTCAP(s); \
+            if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1); \
+        } while (0)
 
         float s[S_REGS];
         float a0, a1;
@@ -692,24 +706,12 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         fat_mbar_wait(Q_FULL(qb), Q_PH(q_uses));
 #if OVERLAP
         /* ---- first block (n_end-1): S, softmax, P ---- */
-        {
-            fat_mbar_wait(FULL_K(r.st), r.ph);
-            PP_SYNC();
-            issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));
-            PP_ARRIVE();
-            fat_wgmma_wait<0>();
-            fat_pin(s);
-            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
-            const int n0 = (tk.n_end - 1) * BLOCK_N;
-            SOFTCAP(s);
-            if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
-            float nm0 = -FAT_INF, nm1 = -FAT_INF, nl0 = 0.f, nl1 = 0.f;   /* the tile's running max and sum start */
-            softmax_step(s, nm0, nm1, nl0, nl1, a0, a1, sl2);
+        S_BLOCK((tk.n_end - 1) * BLOCK_N);
+        m_0 = -FAT_INF; m_1 = -FAT_INF; l_0 = 0.f; l_1 = 0.f;   /* the tile's running max and sum start */
+        softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
 #pragma unroll
-            for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
-            m_0 = nm0; m_1 = nm1; l_0 = nl0; l_1 = nl1;
-            pack_p(pr, s);
-        }
+        for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
+        pack_p(pr, s);
         Ring prev = r;
         advance(r);
         for (int it = 1; it < n_iters; ++it) {
@@ -747,16 +749,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
         m_0 = -FAT_INF; m_1 = -FAT_INF; l_0 = 0.f; l_1 = 0.f;
         for (int it = 0; it < n_iters; ++it) {
-            fat_mbar_wait(FULL_K(r.st), r.ph);
-            PP_SYNC();
-            issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));
-            PP_ARRIVE();
-            fat_wgmma_wait<0>();
-            fat_pin(s);
-            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
-            const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
-            SOFTCAP(s);
-            if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
+            S_BLOCK((tk.n_end - 1 - it) * BLOCK_N);
             softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
             rescale_o(o, a0, a1);
             pack_p(pr, s);
