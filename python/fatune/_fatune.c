@@ -879,6 +879,14 @@ static int needs_autograd(const tensor *q, PyObject *const *xs, int n)
     return on;
 }
 
+/* 1 when the call goes through the registered operator instead (route set and autograd records
+ * q, k or v, args[0..2]), 0 when it runs here, -1 with an exception set. */
+static int routed_to_autograd(const tensor *q, PyObject *const *args, PyObject *route)
+{
+    int r = PyObject_IsTrue(route);
+    return r <= 0 ? r : needs_autograd(q, args, 3);
+}
+
 /* out (allocated like q unless given) and, with return_lse, the contiguous fp32 lse of lse_shape;
  * sets a->o, a->lse and o's strides. New references in *out_obj, *lse_obj. */
 static int outputs(fat_attn_args *a, const ctx_object *c, const tensor *q, PyObject *out, PyObject *lse,
@@ -1076,14 +1084,9 @@ static PyObject *py_attention(PyObject *mod, PyObject *const *args, Py_ssize_t n
     for (int i = 0; i < 4; i++)
         if (fits(&q, q.shape[i], "a size") < 0 || fits(&k, k.shape[i], "a size") < 0)
             return NULL;
-    int route = PyObject_IsTrue(args[ROUTE]);
-    if (route) {
-        int ag = needs_autograd(&q, args, 3);
-        if (ag < 0)
-            return NULL;
-        if (ag)
-            Py_RETURN_NOTIMPLEMENTED;
-    }
+    int ag = routed_to_autograd(&q, args, args[ROUTE]);
+    if (ag)
+        return ag < 0 ? NULL : Py_NewRef(Py_NotImplemented);
     memset(&a, 0, sizeof a);
     a.dtype = (fat_dtype)q.dtype;
     a.batch = (int)q.shape[0];
@@ -1159,13 +1162,9 @@ static PyObject *py_attention_varlen(PyObject *mod, PyObject *const *args, Py_ss
             return NULL;
     if (fits(&q, maxq, "max_seqlen_q") < 0 || fits(&k, maxk, "max_seqlen_k") < 0 || fits(&cq, cq.shape[0] - 1, "batch") < 0)
         return NULL;
-    if (PyObject_IsTrue(args[ROUTE])) {
-        int ag = needs_autograd(&q, args, 3);
-        if (ag < 0)
-            return NULL;
-        if (ag)
-            Py_RETURN_NOTIMPLEMENTED;
-    }
+    int ag = routed_to_autograd(&q, args, args[ROUTE]);
+    if (ag)
+        return ag < 0 ? NULL : Py_NewRef(Py_NotImplemented);
     memset(&a, 0, sizeof a);
     a.dtype = (fat_dtype)q.dtype;
     a.batch = (int)(cq.shape[0] - 1);
