@@ -760,7 +760,7 @@ CASES = [
     ("fp16 causal window left 100", 1, 400, 450, 4, 2, 128, "fp16", True, (100, -1), 0.0, "bshd"),
     ("bf16 causal softcap 30", 1, 300, 300, 4, 4, 128, "bf16", True, (-1, -1), 30.0, "bshd"),
 ]
-N_GPU_CHECKS = 2 * len(CASES) + 12
+N_GPU_CHECKS = 2 * len(CASES) + 12 + 9
 
 
 def reference(q, k, v, causal, window, softcap, scale):
@@ -928,12 +928,66 @@ def test_errors_and_streams():
     print("stats:", st)
 
 
+def test_dlpack_paths():
+    """The two ways the extension reads torch tensors (DLPack's C exchange API where torch has one,
+    else the tensors' methods) give the same launch: outputs bit for bit, on views with offsets and
+    strides, out= and lse; the output allocated like q either way."""
+    ext = fatune._ext
+    version = ext.dlpack()
+    has = hasattr(torch.Tensor, "__dlpack_c_exchange_api__")
+    print("dlpack: torch.Tensor.__dlpack_c_exchange_api__ %s; the extension reads tensors through %s" % (
+        "present" if has else "absent", "DLPack %d.%d" % version if version else "their methods"))
+    check("dlpack: used exactly where torch has a table (and FATUNE_NO_DLPACK is unset)",
+          (version is not None) == (has and not os.environ.get("FATUNE_NO_DLPACK")), repr(version))
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(7)
+    base = torch.randn(2, 8, 300, 128, generator=gen, device="cuda").to(torch.bfloat16)   # [B, H, S, D]
+    kv = torch.randn(2, 2, 300, 128, generator=gen, device="cuda").to(torch.bfloat16)
+    views = (
+        ("contiguous BSHD", lambda: (base.transpose(1, 2).contiguous(), kv.transpose(1, 2).contiguous(), {})),
+        ("BHSD views", lambda: (base.transpose(1, 2), kv.transpose(1, 2), {})),
+        ("offset slices (one query row)", lambda: (base.transpose(1, 2)[:, -1:], kv.transpose(1, 2)[:, 5:], {})),
+        ("causal with lse", lambda: (base.transpose(1, 2)[:, 40:], kv.transpose(1, 2), {"causal": True, "return_lse": True})),
+    )
+    for name, make_args in views:
+        q, k, kw = make_args()
+        got = []
+        for use in (True, False):
+            ext.dlpack(use)
+            r = fatune.attention(q, k, k, **kw)
+            o = r[0] if isinstance(r, tuple) else r
+            got.append((r, o.stride(), o.device, o.dtype))
+        ext.dlpack(True)
+        (a, sa, da, ta), (b, sb, db, tb) = got
+        same = all(torch.equal(x, y) for x, y in zip(a, b)) if isinstance(a, tuple) else torch.equal(a, b)
+        check("dlpack: %s: the same output (and lse) as through the methods, laid out alike" % name,
+              same and (sa, da, ta) == (sb, db, tb), "%s %s %s vs %s %s %s" % (sa, da, ta, sb, db, tb))
+    q, k = base.transpose(1, 2).contiguous(), kv.transpose(1, 2).contiguous()
+    o = fatune.attention(q, k, k)
+    check("dlpack: an allocated output is contiguous, like q, on q's GPU", o.is_contiguous() and o.shape == q.shape and
+          o.dtype == q.dtype and o.device == q.device)
+    given = torch.empty_like(q)
+    r = fatune.attention(q, k, k, out=given)
+    check("dlpack: out= is written and returned", r is given and torch.equal(given, o))
+    s = fatune.scaled_dot_product_attention(base, kv, kv, enable_gqa=True)
+    check("dlpack: the SDPA entry's output is BHSD like query and equals the BSHD call",
+          s.shape == base.shape and torch.equal(s.transpose(1, 2), o), str(s.shape))
+    q.requires_grad_(True)
+    try:
+        fatune.attention(q, k, k).sum().backward()
+        check("dlpack: a tensor that requires grad still reaches autograd's clear refusal", False, "no exception")
+    except RuntimeError as e:
+        check("dlpack: a tensor that requires grad still reaches autograd's clear refusal",
+              "no backward kernel" in str(e), str(e)[:300])
+
+
 if have_cuda:
     try:
         print("GPU: %s, torch %s, libfatune %s" % (torch.cuda.get_device_name(0), torch.__version__, fatune.library_path()))
         test_suite()
         test_varlen()
         test_errors_and_streams()
+        test_dlpack_paths()
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         check("the GPU tests ran to the end", False)

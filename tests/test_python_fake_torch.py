@@ -3,7 +3,9 @@
 A stand-in `torch` module goes into sys.modules after fatune is imported without the real one: its
 Tensor answers what the extension reads of a torch tensor (is_cuda, get_device(), dtype, data_ptr(),
 shape, stride(), requires_grad, new_empty) and it has the functions the extension calls
-(empty_like, is_grad_enabled, _C._cuda_getCurrentRawStream). Checks what fat_attn_args receives,
+(empty_like, is_grad_enabled, _C._cuda_getCurrentRawStream); then a DLPack C exchange table of
+ctypes callbacks on that Tensor for the extension's DLPack path (pointer, strides, the allocator,
+the stream, and the fallback to the methods where the table refuses a tensor). Checks what fat_attn_args receives,
 the allocation of out and lse, the stream of the tensors' device, the refusals, and the autograd
 hand-off (NotImplemented to the caller); prints the host time of one call with these stand-ins
 (not asserted). Closing line: "fake_torch: N passed, N failed, 0 skipped".
@@ -46,6 +48,7 @@ torch = types.ModuleType("torch")
 torch.float16, torch.bfloat16, torch.float32, torch.int32, torch.int64 = (Dtype(n) for n in (
     "float16", "bfloat16", "float32", "int32", "int64"))
 torch.grad, torch.streams, torch.allocs, torch.next_ptr = True, {0: 0, 1: 0x5500}, [], 0x900000
+torch.data_ptr_calls = 0
 
 
 def contiguous(shape):
@@ -72,6 +75,7 @@ class Tensor:
         return self._dev
 
     def data_ptr(self):
+        torch.data_ptr_calls += 1
         return self._ptr
 
     def stride(self):
@@ -216,15 +220,145 @@ finally:
     fatune._ext.setup(fatune.FatuneError, fatune.FatuneInvalid, fatune.FatuneNoGPU, fatune._open_for_c,
                       fatune._alloc_cai)
 
+# DLPack's C exchange API (dlpack.h 1.2+; torch.Tensor.__dlpack_c_exchange_api__): a stand-in table
+# of ctypes callbacks in a capsule on the stand-in Tensor, so that the extension's DLPack path (one
+# C call per tensor, the stream and the output from the table) is checked here as well.
+class DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32),
+                ("ndim", ctypes.c_int32), ("code", ctypes.c_uint8), ("bits", ctypes.c_uint8),
+                ("lanes", ctypes.c_uint16), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+
+FROM_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(DLTensor))
+STREAM_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p))
+ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(DLTensor), ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p,
+                            ctypes.c_void_p)
+TO_PY_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
+
+
+class ExchangeAPI(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32), ("prev_api", ctypes.c_void_p),
+                ("managed_tensor_allocator", ALLOC_FN), ("managed_tensor_from_py_object_no_sync", ctypes.c_void_p),
+                ("managed_tensor_to_py_object_no_sync", TO_PY_FN), ("dltensor_from_py_object_no_sync", FROM_FN),
+                ("current_work_stream", STREAM_FN)]
+
+
+CODES = {"float16": (2, 16), "bfloat16": (4, 16), "float32": (2, 32), "int32": (0, 32), "int64": (0, 64)}
+dl = types.SimpleNamespace(keep=[], streams=[], protos=[], made={})
+
+
+def dl_from(obj_ptr, out):
+    x = ctypes.cast(obj_ptr, ctypes.py_object).value
+    if x.requires_grad:                  # as torch does: such a tensor is not exported
+        return -1
+    d = out.contents
+    d.data, d.byte_offset = x._ptr - 0x100, 0x100           # the pointer is data + byte_offset
+    d.device_type, d.device_id = (2, x._dev) if x._dev >= 0 else (1, 0)
+    d.ndim = len(x.shape)
+    d.code, d.bits = CODES[x.dtype.name]
+    d.lanes = 1
+    shape = (ctypes.c_int64 * 4)(*x.shape)
+    dl.keep = [shape]
+    d.shape = shape
+    if x._strides == contiguous(x.shape):                     # NULL strides: row-major
+        d.strides = ctypes.POINTER(ctypes.c_int64)()
+    else:
+        strides = (ctypes.c_int64 * 4)(*x._strides)
+        dl.keep.append(strides)
+        d.strides = strides
+    return 0
+
+
+def dl_stream(device_type, device_id, out):
+    dl.streams.append((device_type, device_id))
+    out[0] = torch.streams[device_id]
+    return 0
+
+
+def dl_alloc(proto, out, error_ctx, set_error):
+    p = proto.contents
+    shape = tuple(p.shape[i] for i in range(p.ndim))
+    dtype = {(2, 16): torch.float16, (4, 16): torch.bfloat16}[(p.code, p.bits)]
+    dl.protos.append((shape, dtype.name, p.device_type, p.device_id, bool(p.strides)))
+    torch.next_ptr += 0x10000
+    t = Tensor(shape, dtype, torch.next_ptr, device=p.device_id)
+    handle = 0x4000 + len(dl.protos)
+    dl.made[handle] = t
+    out[0] = handle
+    return 0
+
+
+def dl_to_py(handle, out):
+    t = dl.made.pop(handle)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(t))          # a new reference, as the API hands over
+    out[0] = id(t)
+    return 0
+
+
+api = ExchangeAPI(1, 3, None, ALLOC_FN(dl_alloc), None, TO_PY_FN(dl_to_py), FROM_FN(dl_from), STREAM_FN(dl_stream))
+capsule_name = b"dlpack_exchange_api"
+new_capsule = ctypes.pythonapi.PyCapsule_New
+new_capsule.restype, new_capsule.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+Tensor.__dlpack_c_exchange_api__ = new_capsule(ctypes.addressof(api), capsule_name, None)
+ext = fatune._ext
+check("dlpack: the table of version 1.3 is taken", ext.dlpack(True) == (1, 3), repr(ext.dlpack()))
+for major, minor in ((2, 0), (1, 1)):
+    api.major, api.minor = major, minor
+    check("dlpack: a table of version %d.%d is not (torch's methods then)" % (major, minor), ext.dlpack(True) is None)
+api.major, api.minor = 1, 3
+ext.dlpack(True)
+
+calls = torch.data_ptr_calls
+n = len(torch.allocs)
+out = c0.attention(q, k, v, causal=True)
+a = seen["args"]
+check("dlpack: pointers are data + byte_offset, no data_ptr() called", (a.q, a.k, a.v) == (0x10000, 0x20000, 0x30000) and
+      torch.data_ptr_calls == calls, str((hex(a.q), torch.data_ptr_calls - calls)))
+check("dlpack: NULL strides read as row-major", list(a.q_stride) == [S * H * D, H * D, D] and
+      list(a.k_stride) == [Sk * Hk * D, Hk * D, D], str(list(a.q_stride)))
+check("dlpack: sizes and dtype", (a.dtype, a.batch, a.heads_q, a.heads_kv, a.seqlen_q, a.seqlen_k, a.head_dim) ==
+      (fatune.BF16, B, H, Hk, S, Sk, D))
+check("dlpack: a contiguous q's output comes from the table's allocator, shaped and typed like q on its GPU",
+      dl.protos[-1] == (q.shape, "bfloat16", 2, 0, False) and len(torch.allocs) == n and a.o == out._ptr and
+      list(a.o_stride) == [S * H * D, H * D, D], str(dl.protos[-1:]))
+check("dlpack: the stream is the table's current work stream of (CUDA, 0)", dl.streams[-1] == (2, 0) and
+      seen["stream"] is None, str(dl.streams[-1:]))
+out1 = c1.attention(q1, k1, k1)
+a = seen["args"]
+check("dlpack: a BHSD view's strides as given", list(a.q_stride) == [H * S * D, D, S * D] and
+      list(a.k_stride) == [Hk * Sk * D, D, Sk * D], str(list(a.q_stride)))
+check("dlpack: a non-contiguous q's output by empty_like (its layout kept), on GPU 1's stream",
+      torch.allocs[-1] == ("empty_like", q1.shape, torch.float16) and out1._strides == bhsd and
+      seen["stream"] == 0x5500 and dl.streams[-1] == (2, 1), str(torch.allocs[-1]))
+r = ext.attention(qg, k, v, False, None, (-1, -1), 0.0, False, None, None, None, None, None, c0._c, True, False, False)
+check("dlpack: a tensor the table refuses (requires grad) is read by its methods: autograd's hand-off",
+      r is NotImplemented, repr(r))
+invalid("dlpack: a CPU tensor (kDLCPU) is refused by the methods path's message", "k: must be a CUDA tensor (got device cpu)",
+        lambda: c0.attention(q, Tensor((B, Sk, Hk, D), device=-1), v))
+invalid("dlpack: int64 is named as torch names it", "torch.int64",
+        lambda: c0.attention(q, Tensor((B, Sk, Hk, D), torch.int64), v))
+c0.attention_varlen(Tensor((40, H, D)), Tensor((50, Hk, D), ptr=0x20000), Tensor((50, Hk, D), ptr=0x30000), cu, cu, 20, 30)
+a = seen["args"]
+check("dlpack: varlen (int32 cu_seqlens through the table)", (a.batch, a.total_q, a.total_k, a.k) == (2, 40, 50, 0x20000))
+dlpack_version = ext.dlpack()
+check("dlpack: off on request", ext.dlpack(False) is None)
+calls = torch.data_ptr_calls
+c0.attention(q, k, v)
+check("dlpack: off, torch's methods read the tensors", torch.data_ptr_calls - calls == 4, str(torch.data_ptr_calls - calls))
+
 # The host time of the extension's work with these stand-ins (their methods are Python functions,
 # slower than torch's C ones): for the record, not a target.
 out = Tensor((B, S, H, D), ptr=0x77000)
-for label, fn in (("out=", lambda: c0.attention(q, k, v, out=out)), ("allocating", lambda: c0.attention(q, k, v))):
-    times = []
-    for _ in range(2000):
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append(time.perf_counter_ns() - t0)
-    print("host time per call with stand-in torch tensors (%s): median %.2f us" % (label, statistics.median(times) / 1e3))
+for path in ("methods", "dlpack"):
+    ext.dlpack(path == "dlpack")
+    for label, fn in (("out=", lambda: c0.attention(q, k, v, out=out)), ("allocating", lambda: c0.attention(q, k, v))):
+        times = []
+        for _ in range(2000):
+            t0 = time.perf_counter_ns()
+            fn()
+            times.append(time.perf_counter_ns() - t0)
+        print("host time per call with stand-in torch tensors (%s, %s): median %.2f us" % (
+            path, label, statistics.median(times) / 1e3))
 print("fake_torch: %d passed, %d failed, 0 skipped" % (passed, failed))
 sys.exit(1 if failed else 0)

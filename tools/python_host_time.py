@@ -8,7 +8,9 @@ synchronised every 100 calls outside the timed region so the launch queue never 
 issue's decode step (1 query row, 256 keys, 8 heads, head_dim 128, bf16) and a small prefill.
 Rows: fatune.attention (allocating the output), with out=, the SDPA-compatible entry point, the
 operator torch.ops.fatune.attention (what torch.compile records), torch SDPA; and the pieces of a
-call (torch.empty_like, the current-stream lookup) to read the others against. Targets from the
+call (torch.empty_like, the current-stream lookup) to read the others against; where torch has
+DLPack's C exchange API, the first two rows again with the extension reading tensors through
+torch's methods instead ([methods]). Targets from the
 issue: <= 10 us allocating, <= 6 us with out=. Prints a table; not a test (exit 0 unless it fails
 to run).
 """
@@ -50,6 +52,8 @@ def main():
     print("GPU: %s, torch %s, python %s, fatune %s (%s)" % (torch.cuda.get_device_name(dev), torch.__version__,
                                                              sys.version.split()[0], fatune.__version__,
                                                              fatune.library_path()))
+    v = fatune._extension().dlpack()
+    print("tensors read through %s" % ("DLPack's C exchange API %d.%d" % v if v else "torch's methods"))
     shapes = (("decode b1 h8 s1/256 d128", (1, 1, 8, 128), (1, 256, 8, 128), False),
               ("prefill b1 h8 s128 d128 causal", (1, 128, 8, 128), (1, 128, 8, 128), True))
     db = args.db
@@ -77,6 +81,12 @@ def main():
                 med, p90 = host_time(fn, args.calls)
                 results[(label, name)] = med
                 print("%-34s %-40s %10.2f %10.2f" % (label, name, med, p90))
+            if fatune._extension().dlpack():                   # the same two calls with torch's methods
+                fatune._ext.dlpack(False)
+                for name, fn in rows[:2]:
+                    med, p90 = host_time(fn, args.calls)
+                    print("%-34s %-40s %10.2f %10.2f" % (label, "  " + name + " [methods]", med, p90))
+                fatune._ext.dlpack(True)
     dec = shapes[0][0]
     a, o, s = results[(dec, "fatune.attention")], results[(dec, "fatune.attention(out=)")], \
         results[(dec, "torch SDPA (BHSD)")]

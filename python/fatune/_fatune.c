@@ -9,11 +9,17 @@
  * one libfatune is loaded per process, the one ctypes found ($FATUNE_LIB, beside the package, the
  * build tree), and this module links nothing but libc.
  *
- * Tensors are read two ways. A PyTorch tensor through its own methods (is_cuda, get_device(),
- * dtype, data_ptr(), shape, stride()): about 0.1 us each, where __cuda_array_interface__ builds a
- * dict of tuples (several us) and __dlpack__ allocates a managed tensor per call. Anything else
- * through __cuda_array_interface__ (CuPy, Numba). torch is never imported here: its objects are
- * looked up once torch is in sys.modules (a torch tensor cannot exist before).
+ * Tensors are read three ways. A PyTorch tensor, where torch offers DLPack's C exchange API
+ * (dlpack.h 1.2+: the capsule torch.Tensor.__dlpack_c_exchange_api__), by one C call that fills a
+ * DLTensor view (pointer, shape, strides, dtype, device) with no Python object made, and its
+ * device's current stream by another; otherwise through its own methods (is_cuda, get_device(),
+ * dtype, data_ptr(), shape, stride()), about 0.1-0.3 us each, where __cuda_array_interface__
+ * builds a dict of tuples (several us) and __dlpack__ allocates a managed tensor per call. A
+ * tensor the C call refuses (one that requires grad, say) or describes in a way this module does
+ * not take (not on a CUDA device, another dtype) is read the second way, whose messages name what
+ * is wrong. Anything else through __cuda_array_interface__ (CuPy, Numba). torch is never imported
+ * here: its objects are looked up once torch is in sys.modules (a torch tensor cannot exist
+ * before).
  *
  * Messages name the argument ("fatune: k: ...") like the library's name the field, and are raised
  * as the exception classes fatune/__init__.py registers (FatuneInvalid is also a ValueError).
@@ -52,11 +58,39 @@ static PyObject *default_ctx[MAX_GPUS];   /* fatune.open(None, gpu), cached for 
 static PyObject *s_is_cuda, *s_get_device, *s_dtype, *s_data_ptr, *s_shape, *s_stride, *s_requires_grad,
                 *s_cai, *s_device, *s_id, *s_cuda_stream, *s_ptr, *s_new_empty;
 
+/* DLPack's C exchange API as dlpack.h (1.2 and later) lays it out: only what this module reads,
+ * declared here from the specification (the layout is the ABI; no header is needed). */
+enum { DL_CUDA = 2 };                                   /* DLDeviceType kDLCUDA */
+enum { DL_INT = 0, DL_FLOAT = 2, DL_BFLOAT = 4 };       /* DLDataTypeCode */
+typedef struct {
+    void *data;
+    struct { int32_t type, id; } device;               /* DLDevice */
+    int32_t ndim;
+    struct { uint8_t code, bits; uint16_t lanes; } dtype;   /* DLDataType */
+    int64_t *shape, *strides;                           /* strides in elements; NULL: row-major */
+    uint64_t byte_offset;
+} dl_tensor;
+typedef struct dl_api_header {
+    struct { uint32_t major, minor; } version;
+    struct dl_api_header *prev_api;
+} dl_api_header;
+typedef struct dl_managed dl_managed;                  /* DLManagedTensorVersioned, opaque here */
+typedef struct {
+    dl_api_header header;
+    int (*managed_tensor_allocator)(dl_tensor *prototype, dl_managed **out, void *error_ctx,
+                                    void (*set_error)(void *error_ctx, const char *kind, const char *message));
+    void *managed_tensor_from_py_object_no_sync;
+    int (*managed_tensor_to_py_object_no_sync)(dl_managed *tensor, void **out_py_object);   /* steals it */
+    int (*dltensor_from_py_object_no_sync)(void *py_object, dl_tensor *out);    /* may be NULL */
+    int (*current_work_stream)(int32_t device_type, int32_t device_id, void **out_stream);
+} dl_exchange_api;
+
 /* torch's objects, once torch is imported. */
 static struct {
     int ready;
     PyObject *tensor_type, *f16, *bf16, *f32, *i32;
     PyObject *empty_like, *raw_stream, *grad_enabled, *kw_f32;
+    const dl_exchange_api *dl;  /* torch.Tensor's, where it has one this module can use; else NULL */
 } T;
 
 /* *slot = v (a new reference), dropping the old one. */
@@ -341,7 +375,25 @@ static void torch_forget(void)
     Py_CLEAR(T.raw_stream);
     Py_CLEAR(T.grad_enabled);
     Py_CLEAR(T.kw_f32);
+    T.dl = NULL;
     T.ready = 0;
+}
+
+/* torch.Tensor's DLPack exchange table where it is version 1.2+ of major 1 and has the two
+ * functions this module calls; NULL otherwise (the methods path), never an error. */
+static const dl_exchange_api *dl_api(PyObject *tensor_type)
+{
+    PyObject *cap = PyObject_GetAttrString(tensor_type, "__dlpack_c_exchange_api__");
+    const dl_exchange_api *api = NULL;
+
+    if (cap && PyCapsule_IsValid(cap, "dlpack_exchange_api"))
+        api = PyCapsule_GetPointer(cap, "dlpack_exchange_api");
+    Py_XDECREF(cap);
+    PyErr_Clear();
+    if (api && (api->header.version.major != 1 || api->header.version.minor < 2 ||
+                !api->dltensor_from_py_object_no_sync || !api->current_work_stream))
+        api = NULL;
+    return getenv("FATUNE_NO_DLPACK") ? NULL : api;
 }
 
 /* Looks torch's objects up once torch is imported; until then no tensor can be torch's. Never
@@ -372,6 +424,7 @@ static int torch_ready(void)
         torch_forget();
         return 0;
     }
+    T.dl = dl_api(T.tensor_type);
     T.ready = 1;
     return 1;
 }
@@ -382,15 +435,10 @@ static int is_torch(PyObject *x)
                              PyType_IsSubtype(Py_TYPE(x), (PyTypeObject *)T.tensor_type));
 }
 
+/* x.name(): PyObject_CallMethodObjArgs looks the method up without making a bound method. */
 static PyObject *call_method0(PyObject *x, PyObject *name)
 {
-    PyObject *m = PyObject_GetAttr(x, name);
-
-    if (!m)
-        return NULL;
-    PyObject *r = PyObject_CallNoArgs(m);
-    Py_DECREF(m);
-    return r;
+    return PyObject_CallMethodObjArgs(x, name, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -466,11 +514,45 @@ static int read_ints(PyObject *seq, const tensor *t, const char *what, int64_t *
     return 0;
 }
 
+/* A torch.Tensor (not a subclass, whose methods may mean more) through DLPack's C exchange API:
+ * 1 when read, 0 when the methods must read it (refused, or not a CUDA fp16/bf16/fp32/int32
+ * tensor of at most MAX_DIM dimensions: their messages say which). */
+static int read_dlpack(tensor *t)
+{
+    dl_tensor d;
+
+    if (!T.dl || Py_TYPE(t->obj) != (PyTypeObject *)T.tensor_type)
+        return 0;
+    if (T.dl->dltensor_from_py_object_no_sync(t->obj, &d) != 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    int bits = d.dtype.bits, code = d.dtype.code;
+    t->dtype = d.dtype.lanes != 1 ? DT_OTHER
+             : code == DL_FLOAT && bits == 16 ? FAT_FP16 : code == DL_BFLOAT && bits == 16 ? FAT_BF16
+             : code == DL_FLOAT && bits == 32 ? FAT_FP32 : code == DL_INT && bits == 32 ? DT_INT32 : DT_OTHER;
+    if (d.device.type != DL_CUDA || d.ndim < 0 || d.ndim > MAX_DIM || t->dtype == DT_OTHER)
+        return 0;
+    t->ptr = (uintptr_t)d.data + (uintptr_t)d.byte_offset;
+    t->device = d.device.id;
+    t->ndim = d.ndim;
+    int64_t acc = 1;
+    for (int i = d.ndim - 1; i >= 0; i--) {
+        t->shape[i] = d.shape[i];
+        t->stride[i] = d.strides ? d.strides[i] : acc;
+        acc *= d.shape[i];
+    }
+    t->torch = 1;
+    return 1;
+}
+
 static int read_torch(tensor *t)
 {
     PyObject *x = t->obj, *o;
     int rc = -1;
 
+    if (read_dlpack(t))
+        return 0;
     if (!(o = PyObject_GetAttr(x, s_is_cuda)))
         return -1;
     int cuda = PyObject_IsTrue(o);
@@ -839,6 +921,10 @@ static int read_stream(PyObject *stream, const tensor *q, const ctx_object *c, v
             return -1;
         }
         Py_DECREF(attr);
+    } else if (q->torch && T.dl) {
+        if (T.dl->current_work_stream(DL_CUDA, q->device >= 0 ? q->device : c->gpu, out) == 0)
+            return 0;
+        return -1;
     } else if (q->torch) {
         h = PyObject_CallFunction(T.raw_stream, "i", q->device >= 0 ? q->device : c->gpu);
         if (!h)
@@ -887,6 +973,53 @@ static int routed_to_autograd(const tensor *q, PyObject *const *args, PyObject *
     return r <= 0 ? r : needs_autograd(q, args, 3);
 }
 
+static void dl_set_error(void *ctx, const char *kind, const char *message)
+{
+    (void)ctx;
+    (void)kind;
+    (void)message;      /* dl_empty's caller allocates again with torch.empty_like, which says why */
+}
+
+/* A new contiguous tensor shaped and typed like q, by torch's DLPack allocator (torch.empty_like's
+ * result for a contiguous q, without a Python call); NULL without an exception where q is not
+ * contiguous (empty_like keeps q's layout) or the allocator fails (empty_like then says why). q is
+ * the BSHD view; bhsd: q's own dimensions are [batch, heads, seq, dim]. */
+static PyObject *dl_empty(const tensor *q, int bhsd)
+{
+    dl_tensor proto;
+    int64_t shape[MAX_DIM], acc = 1;
+    dl_managed *m = NULL;
+    void *obj = NULL;
+
+    if (!T.dl || !T.dl->managed_tensor_allocator || !T.dl->managed_tensor_to_py_object_no_sync ||
+        Py_TYPE(q->obj) != (PyTypeObject *)T.tensor_type || q->device < 0)
+        return NULL;
+    for (int i = q->ndim - 1; i >= 0; i--) {
+        int j = bhsd && (i == 1 || i == 2) ? 3 - i : i;     /* q's own dimension i */
+        shape[i] = q->shape[j];
+        if (q->stride[j] != acc && q->shape[j] != 1)
+            return NULL;
+        acc *= q->shape[j];
+    }
+    memset(&proto, 0, sizeof proto);
+    proto.device.type = DL_CUDA;
+    proto.device.id = q->device;
+    proto.ndim = q->ndim;
+    proto.dtype.code = q->dtype == FAT_BF16 ? DL_BFLOAT : DL_FLOAT;
+    proto.dtype.bits = 16;
+    proto.dtype.lanes = 1;
+    proto.shape = shape;
+    if (T.dl->managed_tensor_allocator(&proto, &m, NULL, dl_set_error) != 0 || !m) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (T.dl->managed_tensor_to_py_object_no_sync(m, &obj) != 0 || !obj) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return (PyObject *)obj;
+}
+
 /* out (allocated like q unless given) and, with return_lse, the contiguous fp32 lse of lse_shape;
  * sets a->o, a->lse and o's strides. New references in *out_obj, *lse_obj. */
 static int outputs(fat_attn_args *a, const ctx_object *c, const tensor *q, PyObject *out, PyObject *lse,
@@ -898,10 +1031,12 @@ static int outputs(fat_attn_args *a, const ctx_object *c, const tensor *q, PyObj
 
     *out_obj = *lse_obj = NULL;
     if (out == Py_None) {
-        if (q->torch)
-            out = PyObject_CallFunctionObjArgs(T.empty_like, q->obj, NULL);
-        else
+        if (q->torch) {
+            if (!(out = dl_empty(q, bhsd)))
+                out = PyObject_CallFunctionObjArgs(T.empty_like, q->obj, NULL);
+        } else {
             out = PyObject_CallFunction(cai_alloc, "OiiO", q->obj, q->dtype, q->device, Py_None);
+        }
         if (!out)
             return -1;
     } else {
@@ -1220,6 +1355,28 @@ static PyObject *py_setup(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* dlpack([use]): the DLPack exchange API's version (major, minor) the torch path reads tensors
+ * through, or None (torch's methods); use=False turns it off, use=True looks torch.Tensor's up
+ * again (tests compare the two paths; FATUNE_NO_DLPACK=1 in the environment keeps it off). */
+static PyObject *py_dlpack(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "fatune: _fatune.dlpack takes at most 1 argument");
+        return NULL;
+    }
+    if (nargs == 1) {
+        int use = PyObject_IsTrue(args[0]);
+        if (use < 0)
+            return NULL;
+        if (torch_ready())
+            T.dl = use ? dl_api(T.tensor_type) : NULL;
+    }
+    if (!torch_ready() || !T.dl)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(II)", (unsigned)T.dl->header.version.major, (unsigned)T.dl->header.version.minor);
+}
+
 /* args_size(): sizeof(fat_attn_args) as this module was compiled, for the binding's layout check. */
 static PyObject *py_args_size(PyObject *mod, PyObject *unused)
 {
@@ -1237,6 +1394,8 @@ static PyMethodDef methods[] = {
       "window, softcap, return_lse, db, gpu, out, lse, stream, ctx, route)" },
     { "setup", py_setup, METH_VARARGS, "setup(FatuneError, FatuneInvalid, FatuneNoGPU, open, alloc_cai)" },
     { "args_size", py_args_size, METH_NOARGS, "sizeof(fat_attn_args) in this build" },
+    { "dlpack", (PyCFunction)(void (*)(void))py_dlpack, METH_FASTCALL,
+      "dlpack([use]): the DLPack exchange API version torch tensors are read through, or None" },
     { NULL, NULL, 0, NULL }
 };
 
