@@ -5,8 +5,9 @@
 -- query rows each, with the registers moved to them by setmaxnreg. S = Q Kᵀ on wgmma with both
 -- operands in shared memory (SS), O += P V with P from registers (RS); the softmax of key block j+1
 -- runs under the P V of block j (`overlap`) and the consumer warpgroups take turns issuing their
--- GEMMs (`pingpong`). A persistent grid (`persistent`) walks the tiles with a static schedule and
--- double-buffers Q (`q_stages`) and the O staging tile (`o_separate`). No CUTLASS, no CuTe: every
+-- GEMMs (`pingpong`). A persistent grid (`persistent`) walks the tiles with a static schedule, or
+-- claims them one by one from a counter (`persistent = 2`), and double-buffers Q (`q_stages`) and
+-- the O staging tile (`o_separate`). No CUTLASS, no CuTe: every
 -- instruction is inline PTX from lib/wgmma.lua and lib/tma.lua. docs/flash_hopper.md explains the
 -- steps, the barriers and the parameter space, and records the prototype's measurements.
 local P = require("prelude")
@@ -23,7 +24,8 @@ local t = {
     block_m = { 128, 192 },           -- query rows per tile: 64 per consumer warpgroup (2 or 3)
     block_n = { 64, 80, 96, 112, 128, 160, 176 },  -- keys per K/V block (the N of S = Q Kᵀ)
     stages = { 2, 3 },                -- K/V shared-memory buffers of the ring
-    persistent = { 0, 1 },            -- 1: min(#tiles, #SMs) CTAs walk the tiles (static schedule)
+    persistent = { 0, 1, 2 },         -- 1: min(#tiles, #SMs) CTAs walk the tiles (static schedule);
+                                      -- 2: they claim tiles from a counter (causal, window, varlen)
     pingpong = { 0, 1 },              -- 1: consumer warpgroups take turns issuing GEMMs
     overlap = { 0, 1 },               -- 1: softmax of block j+1 under the P V of block j
     q_stages = { 1, 2 },              -- Q buffers: 2 loads the next tile's Q during this tile
@@ -56,13 +58,18 @@ end
 -- swizzle (the TMA fills the columns past head_dim with zeros).
 local function padded(d) return (d + 63) // 64 * 64 end
 
+-- Tile slots of the dynamic schedule (persistent = 2): the producer hands claimed tiles to the
+-- consumers through a ring of this many (a tile index and a full/empty mbarrier pair each).
+local TILE_SLOTS = 4
+
 -- Shared memory of a variant: Q buffers, the O staging tile, K and V rings, the mbarriers
--- (Q full/empty per Q buffer; K and V full/empty per stage), the alignment slack.
+-- (Q full/empty per Q buffer; K and V full/empty per stage), the dynamic schedule's tile slots,
+-- the alignment slack.
 local function smem_bytes(p, d)
   local dp = padded(d)
   local q = p.block_m * dp * 2
   return q * (p.q_stages + p.o_separate) + 2 * p.stages * p.block_n * dp * 2
-      + 8 * (2 * p.q_stages + 4 * p.stages) + SMEM_SLACK
+      + 8 * (2 * p.q_stages + 4 * p.stages) + (p.persistent == 2 and 20 * TILE_SLOTS or 0) + SMEM_SLACK
 end
 
 -- Consumer registers the variant certainly needs: the O accumulator (head_dim/2 f32), S (block_n/2
@@ -107,13 +114,17 @@ function t.valid(p, shape, dev)
   if p.pingpong == 1 and p.overlap == 0 then
     return false, "pingpong=1 needs overlap=1 (FA3 couples them; the pair apart was never measured)"
   end
-  if p.overlap == 0 and (p.persistent == 1 or p.stages ~= 2) then
+  if p.overlap == 0 and (p.persistent ~= 0 or p.stages ~= 2) then
     return false, "overlap=0 is the unpipelined baseline, kept as measured: one tile per CTA, 2 stages "
                   .. "(2-12% slower than overlap=1 from 1k keys)"
   end
   if p.stages == 3 and p.persistent == 0 then
     return false, "stages=3 needs persistent=1: a third buffer measured the same as two (d64, calls 2-3); it is kept "
                   .. "only where the ring runs on across tiles"
+  end
+  if p.persistent == 2 and not (shape.causal or shape.window or shape.varlen) then
+    return false, "persistent=2 claims tiles one by one for tiles of unequal cost (causal, window, varlen): here every "
+                  .. "tile costs the same and the static schedule (persistent=1) balances them without a counter"
   end
   if p.block_n < 96 and d <= 160 then
     return false, string.format("block_n=%d at head_dim %d: key blocks below 96 are for head_dims above 160, where "
@@ -143,11 +154,12 @@ function t.valid(p, shape, dev)
   -- Staging: an unused Q or O tile of shared memory buys nothing at one CTA per SM, and each one
   -- measured equal or faster where it fits (O separate: 626 vs 520 TF at d128 4k; the Q double
   -- buffer: +3.5% at 512 keys). A persistent variant takes as many as fit beside its ring.
-  if p.persistent == 1 then
+  if p.persistent ~= 0 then
     for _, more in ipairs({ { 1, 0 }, { 0, 1 } }) do
       local q, o = p.q_stages + more[1], p.o_separate + more[2]
       if q <= 2 and o <= 1 and smem_bytes({ block_m = p.block_m, block_n = p.block_n, stages = p.stages,
-                                            q_stages = q, o_separate = o }, d) <= dev.smem_optin then
+                                            persistent = p.persistent, q_stages = q, o_separate = o }, d)
+                               <= dev.smem_optin then
         return false, string.format("q_stages=%d, o_separate=%d leave room for q_stages=%d, o_separate=%d in shared "
                                     .. "memory: a variant with more staging is never slower", p.q_stages,
                                     p.o_separate, q, o)
@@ -249,7 +261,13 @@ local KERNEL = [[
 #define OFF_V (OFF_K + STAGES * KV_BYTES)
 #define OFF_O (OFF_V + STAGES * KV_BYTES)
 #define OFF_BAR (OFF_O + O_SEPARATE * Q_BYTES)
-#define SMEM_BYTES (OFF_BAR + 8 * (2 * Q_STAGES + 4 * STAGES) + 1024)   /* + slack to align the base to 1 KiB */
+#if PERSISTENT == 2
+#define TILE_SLOTS 4                    /* the dynamic schedule's ring of claimed tiles */
+#else
+#define TILE_SLOTS 0
+#endif
+#define OFF_TS (OFF_BAR + 8 * (2 * Q_STAGES + 4 * STAGES))    /* tile slots: full, empty mbarriers, indices */
+#define SMEM_BYTES (OFF_TS + 20 * TILE_SLOTS + 1024)   /* + slack to align the base to 1 KiB */
 #define S_REGS (BLOCK_N / 2)
 #define O_REGS (HEAD_DIM / 2)
 #define P_REGS (BLOCK_N / 4)
@@ -516,14 +534,50 @@ static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (
 #endif
 }
 
+/* ---------------- the dynamic schedule (PERSISTENT == 2) ---------------- */
+/* The producer claims tiles from a counter zeroed before the launch (the first tile of CTA i is i,
+ * each later one atomicAdd(counter, 1) + gridDim.x, claimed while the tile before is loading) and
+ * hands every claimed index, the last one past the end included, to the consumers through a ring
+ * of TILE_SLOTS slots: full (1 arrival: the producer, after its store) and empty (one arrival per
+ * consumer thread, after its own read: a lane-0 arrive after __syncwarp is as correct by the memory
+ * model, but compute-sanitizer's racecheck reports it). The mbarrier arrive releases, the wait
+ * acquires. Both sides count their tiles (ts) to find slot and parity. */
+#define TS_FULL(i) (s_ts + 8u * (i))
+#define TS_EMPTY(i) (s_ts + 8u * (TILE_SLOTS + (i)))
+#define TS_INDEX(i) (s_ts + 16u * TILE_SLOTS + 4u * (i))
+static __device__ __forceinline__ int publish_tile(fat_u32 s_ts, int t, fat_u32 &ts) {
+    const fat_u32 i = ts % TILE_SLOTS, ph = (ts / TILE_SLOTS) & 1;
+    fat_mbar_wait(TS_EMPTY(i), ph ^ 1);                     /* fresh barrier: passes at once */
+    asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_INDEX(i)), "r"(t) : "memory");
+    fat_mbar_arrive(TS_FULL(i));
+    ++ts;
+    return t;
+}
+static __device__ __forceinline__ int take_tile(fat_u32 s_ts, fat_u32 &ts) {
+    const fat_u32 i = ts % TILE_SLOTS, ph = (ts / TILE_SLOTS) & 1;
+    int t;
+    fat_mbar_wait(TS_FULL(i), ph);
+    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(t) : "r"(TS_INDEX(i)) : "memory");
+    fat_mbar_arrive(TS_EMPTY(i));
+    ++ts;
+    return t;
+}
+
 /* ---------------- the kernel ---------------- */
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, const __grid_constant__ fat_tmap tm_k,
-                 const __grid_constant__ fat_tmap tm_v)
+                 const __grid_constant__ fat_tmap tm_v
+#if PERSISTENT == 2
+                 , unsigned *tile_counter
+#endif
+                 )
 {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const fat_u32 sbase = (fat_shared_addr(smem_raw) + 1023u) & ~1023u;
     const fat_u32 s_q = sbase, s_k = sbase + OFF_K, s_v = sbase + OFF_V, s_bar = sbase + OFF_BAR;
+#if PERSISTENT == 2
+    const fat_u32 s_ts = sbase + OFF_TS;
+#endif
 #if O_SEPARATE
     const fat_u32 s_o = sbase + OFF_O;
 #endif
@@ -571,6 +625,17 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #else
 #define TILE_LOOP for (int t = 0; t < 1; ++t)
 #endif
+#if PERSISTENT == 2
+/* tiles as claimed (the dynamic schedule above); CLAIM_NEXT at the top of the producer's body */
+#define PRODUCER_TILE_LOOP for (int t = publish_tile(s_ts, blockIdx.x, ts_), t_next_ = 0; t < num_tiles; \
+                                t = publish_tile(s_ts, t_next_, ts_))
+#define CLAIM_NEXT() (t_next_ = (int)atomicAdd(tile_counter, 1u) + (int)gridDim.x)
+#define CONSUMER_TILE_LOOP for (int t = take_tile(s_ts, ts_); t < num_tiles; t = take_tile(s_ts, ts_))
+#else
+#define PRODUCER_TILE_LOOP TILE_LOOP
+#define CLAIM_NEXT() do {} while (0)
+#define CONSUMER_TILE_LOOP TILE_LOOP
+#endif
 
     if (tid == 0) {
 #pragma unroll
@@ -585,6 +650,13 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             fat_mbar_init(EMPTY_K(st), CONSUMERS);
             fat_mbar_init(EMPTY_V(st), CONSUMERS);
         }
+#if PERSISTENT == 2
+#pragma unroll
+        for (int i = 0; i < TILE_SLOTS; ++i) {
+            fat_mbar_init(TS_FULL(i), 1);
+            fat_mbar_init(TS_EMPTY(i), 128 * CONSUMERS);        /* every consumer thread */
+        }
+#endif
         fat_mbar_fence_init();
     }
     __syncthreads();
@@ -597,8 +669,10 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             fat_tma_prefetch(&tm_k);
             fat_tma_prefetch(&tm_v);
             Ring w = {0, 0};
-            fat_u32 q_uses = 0;
-            TILE_LOOP {
+            fat_u32 q_uses = 0, ts_ = 0;
+            (void)ts_;
+            PRODUCER_TILE_LOOP {
+                CLAIM_NEXT();
                 int m_block, h, b;
                 decode_tile(p, t, num_m, m_block, h, b);
                 const int m0 = m_block * BLOCK_M;
@@ -659,12 +733,13 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #define SOFTCAP(s) do {} while (0)
 #endif
     Ring r = {0, 0};
-    fat_u32 q_uses = 0;
+    fat_u32 q_uses = 0, ts_ = 0;
+    (void)ts_;
     float o[O_REGS];                            /* O, m, l and P of the tile in hand */
     float m_0, m_1, l_0, l_1;
     fat_u32 pr[P_REGS];
 
-    TILE_LOOP {
+    CONSUMER_TILE_LOOP {
         int m_block, h, b;
         decode_tile(p, t, num_m, m_block, h, b);
         const int m0 = m_block * BLOCK_M;
@@ -782,23 +857,26 @@ function t.launch(p, shape, dev)
   local slabs = d % 64 == 0 and d // 64 or 1
   local grid
   local num_m = P.ceil_div(shape.seqlen_q, p.block_m)
-  if p.persistent == 1 then
+  if p.persistent ~= 0 then
     grid = { math.max(1, math.min(num_m * shape.heads_q * shape.batch, dev.sms)), 1, 1 }
   else
     grid = { num_m, shape.heads_q, shape.batch }
   end
+  local args = {
+    P.params(),
+    P.tma{ tensor = "q", box = { 64, p.block_m }, slabs = slabs, swizzle = "128B" },
+    P.tma{ tensor = "k", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
+    P.tma{ tensor = "v", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
+  }
+  -- the dynamic schedule's tile counter, zeroed before every launch
+  if p.persistent == 2 then args[#args + 1] = P.scratch{ bytes = 4, zero = true } end
   return P.launch(dev, {
     entry = "fat_flash_hopper",
     target = "sm_90a",
     grid = grid,
     block = { 128 * (p.block_m // 64 + 1), 1, 1 },
     smem = smem_bytes(p, d),
-    args = {
-      P.params(),
-      P.tma{ tensor = "q", box = { 64, p.block_m }, slabs = slabs, swizzle = "128B" },
-      P.tma{ tensor = "k", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
-      P.tma{ tensor = "v", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
-    },
+    args = args,
   })
 end
 
@@ -810,7 +888,7 @@ function t.emit(p, shape, dev)
   local defs = table.concat({
     string.format("/* ---- flash_hopper constants: tile %dx%d, %d consumer warpgroups, %d stages, %s, %s, %s,"
                   .. " %d Q buffer(s), O staged in %s ---- */",
-                  p.block_m, p.block_n, consumers, p.stages, p.persistent == 1 and "persistent" or "one tile per CTA",
+                  p.block_m, p.block_n, consumers, p.stages, ({ [0] = "one tile per CTA", "persistent", "persistent, tiles claimed" })[p.persistent],
                   p.overlap == 1 and "intra-warpgroup overlap" or "no overlap",
                   p.pingpong == 1 and "ping-pong" or "no ping-pong", p.q_stages,
                   p.o_separate == 1 and "its own tile" or "the Q tile"),
