@@ -59,7 +59,8 @@ end
 local function padded(d) return (d + 63) // 64 * 64 end
 
 -- Tile slots of the dynamic schedule (persistent = 2): the producer hands claimed tiles to the
--- consumers through a ring of this many (a tile index and a full/empty mbarrier pair each).
+-- consumers through a ring of this many (the tile's m-block, head and batch, and a full/empty
+-- mbarrier pair each: 32 bytes).
 local TILE_SLOTS = 4
 
 -- Shared memory of a variant: Q buffers, the O staging tile, K and V rings, the mbarriers
@@ -69,7 +70,7 @@ local function smem_bytes(p, d)
   local dp = padded(d)
   local q = p.block_m * dp * 2
   return q * (p.q_stages + p.o_separate) + 2 * p.stages * p.block_n * dp * 2
-      + 8 * (2 * p.q_stages + 4 * p.stages) + (p.persistent == 2 and 20 * TILE_SLOTS or 0) + SMEM_SLACK
+      + 8 * (2 * p.q_stages + 4 * p.stages) + (p.persistent == 2 and 32 * TILE_SLOTS or 0) + SMEM_SLACK
 end
 
 -- Consumer registers the variant certainly needs: the O accumulator (head_dim/2 f32), S (block_n/2
@@ -186,7 +187,9 @@ end
 -- docs/flash_hopper.md): d128 non-causal 128x128 with Q double buffer and O separate up to 2k keys,
 -- 128x176 beyond; d128 causal 128x128; d64 non-causal 192x128 (3 consumers); d64 causal 128x128
 -- (2 consumers) below 2k keys, 192x128 from 2k. All persistent, 2 stages, overlap and ping-pong,
--- but d128 causal below 2k keys: one tile per CTA (the second session's exhaustive tune).
+-- but the causal 128x128 ones: tiles claimed from a counter (persistent = 2), no ping-pong (the
+-- third session's suite, with the causal tiles in L2 sections: d128 causal at every length and d64
+-- causal below 2k keys chose it; docs/performance.md).
 -- Other head_dims up to 128 take d128's choice; above 128, 128 rows and the largest key block that
 -- fits two stages beside Q (FA3's choice: 112 at d192, 80 at d256). Then smaller key blocks, 2
 -- consumers and less staging until one is valid. false where the family serves no variant: other
@@ -208,12 +211,12 @@ function t.default(shape, dev)
   else
     if not shape.causal or sk >= 2048 then bm = 192 end
   end
-  -- causal at head_dims 72-128 below 2048 keys: one tile per CTA with ping-pong (an exhaustive
-  -- tune on the H200, 2026-12-02: 0.121 and 0.173 ms at 512 and 1024 keys, against 0.122-0.124 and
-  -- 0.184 persistent)
-  if shape.causal and shape.head_dim > 64 and shape.head_dim <= 128 and sk < 2048 then
-    local p = { block_m = 128, block_n = 128, stages = 2, persistent = 0, pingpong = 1, overlap = 1, q_stages = 1,
-                o_separate = 0 }
+  -- causal 128x128 (head_dims up to 128; at 64 below 2048 keys): the dynamic schedule without
+  -- ping-pong, Q double-buffered, O separate (the suite tuned on the H200, 2026-12-02, third
+  -- session: chosen at d128 causal 512-16k and d64 causal 512-1024)
+  if shape.causal and shape.head_dim <= 128 and bm == 128 and bn == 128 then
+    local p = { block_m = 128, block_n = 128, stages = 2, persistent = 2, pingpong = 0, overlap = 1, q_stages = 2,
+                o_separate = 1 }
     if t.valid(p, shape, dev) then return p end
   end
   for _, m in ipairs(bm == 192 and { 192, 128 } or { 128 }) do
@@ -266,8 +269,8 @@ local KERNEL = [[
 #else
 #define TILE_SLOTS 0
 #endif
-#define OFF_TS (OFF_BAR + 8 * (2 * Q_STAGES + 4 * STAGES))    /* tile slots: full, empty mbarriers, indices */
-#define SMEM_BYTES (OFF_TS + 20 * TILE_SLOTS + 1024)   /* + slack to align the base to 1 KiB */
+#define OFF_TS (OFF_BAR + 8 * (2 * Q_STAGES + 4 * STAGES))    /* tile slots: full, empty mbarriers, tiles */
+#define SMEM_BYTES (OFF_TS + 32 * TILE_SLOTS + 1024)   /* + slack to align the base to 1 KiB */
 #define S_REGS (BLOCK_N / 2)
 #define O_REGS (HEAD_DIM / 2)
 #define P_REGS (BLOCK_N / 4)
@@ -398,14 +401,26 @@ static __device__ __forceinline__ void rescale_o(float (&o)[O_REGS], float a0, f
 /* ---------------- tiles ---------------- */
 /* Tile t of the launch: m-block, query head, batch. Persistent, non-causal: m-block fastest, so the
  * CTAs of one wave share the K/V of one (head, batch) in L2. Persistent, causal: longest tiles first
- * (m-block descending across all heads and batches). Non-persistent: the 3D grid. */
+ * within sections of (head, batch) pairs whose K and V fit in L2_SECTION_BYTES together (the last
+ * section may hold fewer): a section's tiles run one after another, so each head's K and V come
+ * from HBM about once; longest first across all heads read them once per m-block (an L2 hit rate
+ * of 11% and HBM at 53% of its peak at d64 causal 1024, ncu, 2026-12-02). Non-persistent: the 3D
+ * grid, m-block fastest. */
+#define L2_SECTION_KIB (32u << 10)
 static __device__ __forceinline__ void decode_tile(const fat_kparams &p, int t, int num_m, int &m_block, int &h, int &b) {
 #if PERSISTENT
 #if FAT_CAUSAL
     const int hb = p.heads_q * p.batch;
-    m_block = num_m - 1 - t / hb;
-    h = (t % hb) % p.heads_q;
-    b = (t % hb) / p.heads_q;
+    /* KiB of K and V per query head (keys rounded up to 256; a GQA group shares them), in 32-bit
+     * integers: the producer and the consumers must agree exactly */
+    const unsigned kib = ((unsigned)p.seqlen_k + 255u) / 256u * HEAD_DIM / (unsigned)(p.heads_q / p.heads_kv);
+    const int sec = (int)min((unsigned)hb, max(1u, L2_SECTION_KIB / max(1u, kib)));
+    const int s = t / (sec * num_m), r = t - s * sec * num_m;
+    const int nh = min(sec, hb - s * sec);                 /* pairs in this section */
+    const int i = s * sec + r % nh;
+    m_block = num_m - 1 - r / nh;
+    h = i % p.heads_q;
+    b = i / p.heads_q;
 #else
     m_block = t % num_m;
     h = (t / num_m) % p.heads_q;
@@ -537,30 +552,40 @@ static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (
 /* ---------------- the dynamic schedule (PERSISTENT == 2) ---------------- */
 /* The producer claims tiles from a counter zeroed before the launch (the first tile of CTA i is i,
  * each later one atomicAdd(counter, 1) + gridDim.x, claimed while the tile before is loading) and
- * hands every claimed index, the last one past the end included, to the consumers through a ring
- * of TILE_SLOTS slots: full (1 arrival: the producer, after its store) and empty (one arrival per
- * consumer thread, after its own read: a lane-0 arrive after __syncwarp is as correct by the memory
- * model, but compute-sanitizer's racecheck reports it). The mbarrier arrive releases, the wait
- * acquires. Both sides count their tiles (ts) to find slot and parity. */
+ * hands each one, decoded (m-block, head, batch; m-block -1 past the last tile, which ends the
+ * consumers' loop), to the consumers through a ring of TILE_SLOTS slots: full (1 arrival: the
+ * producer, after its stores) and empty (one arrival per consumer thread, after its own reads: a
+ * lane-0 arrive after __syncwarp is as correct by the memory model, but compute-sanitizer's
+ * racecheck reports it). The mbarrier arrive releases, the wait acquires. Decoding in the producer
+ * keeps the schedule's arithmetic out of the consumers' registers (40-56 B of spill at d128
+ * 128x176 otherwise). Both sides count their tiles (ts) to find slot and parity. */
 #define TS_FULL(i) (s_ts + 8u * (i))
 #define TS_EMPTY(i) (s_ts + 8u * (TILE_SLOTS + (i)))
-#define TS_INDEX(i) (s_ts + 16u * TILE_SLOTS + 4u * (i))
-static __device__ __forceinline__ int publish_tile(fat_u32 s_ts, int t, fat_u32 &ts) {
+#define TS_TILE(i) (s_ts + 16u * TILE_SLOTS + 16u * (i))
+static __device__ __forceinline__ int publish_tile(const fat_kparams &p, fat_u32 s_ts, int t, int num_m, int num_tiles,
+                                                   fat_u32 &ts, int &m_block, int &h, int &b) {
     const fat_u32 i = ts % TILE_SLOTS, ph = (ts / TILE_SLOTS) & 1;
+    m_block = -1;
+    h = b = 0;
+    if (t < num_tiles) decode_tile(p, t, num_m, m_block, h, b);
     fat_mbar_wait(TS_EMPTY(i), ph ^ 1);                     /* fresh barrier: passes at once */
-    asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_INDEX(i)), "r"(t) : "memory");
+    asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i)), "r"(m_block) : "memory");
+    asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i) + 4), "r"(h) : "memory");
+    asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i) + 8), "r"(b) : "memory");
     fat_mbar_arrive(TS_FULL(i));
     ++ts;
     return t;
 }
-static __device__ __forceinline__ int take_tile(fat_u32 s_ts, fat_u32 &ts) {
+static __device__ __forceinline__ int take_tile(fat_u32 s_ts, fat_u32 &ts, int &h, int &b) {
     const fat_u32 i = ts % TILE_SLOTS, ph = (ts / TILE_SLOTS) & 1;
-    int t;
+    int m_block;
     fat_mbar_wait(TS_FULL(i), ph);
-    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(t) : "r"(TS_INDEX(i)) : "memory");
+    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(m_block) : "r"(TS_TILE(i)) : "memory");
+    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(h) : "r"(TS_TILE(i) + 4) : "memory");
+    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(b) : "r"(TS_TILE(i) + 8) : "memory");
     fat_mbar_arrive(TS_EMPTY(i));
     ++ts;
-    return t;
+    return m_block;
 }
 
 /* ---------------- the kernel ---------------- */
@@ -627,14 +652,20 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #endif
 #if PERSISTENT == 2
 /* tiles as claimed (the dynamic schedule above); CLAIM_NEXT at the top of the producer's body */
-#define PRODUCER_TILE_LOOP for (int t = publish_tile(s_ts, blockIdx.x, ts_), t_next_ = 0; t < num_tiles; \
-                                t = publish_tile(s_ts, t_next_, ts_))
+#define PRODUCER_TILE_LOOP int pm_ = 0, ph_ = 0, pb_ = 0; \
+                           for (int t = publish_tile(p, s_ts, blockIdx.x, num_m, num_tiles, ts_, pm_, ph_, pb_), t_next_ = 0; \
+                                t < num_tiles; t = publish_tile(p, s_ts, t_next_, num_m, num_tiles, ts_, pm_, ph_, pb_))
+#define PRODUCER_TILE(m, hh, bb) ((m) = pm_, (hh) = ph_, (bb) = pb_)
 #define CLAIM_NEXT() (t_next_ = (int)atomicAdd(tile_counter, 1u) + (int)gridDim.x)
-#define CONSUMER_TILE_LOOP for (int t = take_tile(s_ts, ts_); t < num_tiles; t = take_tile(s_ts, ts_))
+#define CONSUMER_TILE_LOOP int th_ = 0, tb_ = 0; \
+                           for (int tm_ = take_tile(s_ts, ts_, th_, tb_); tm_ >= 0; tm_ = take_tile(s_ts, ts_, th_, tb_))
+#define CONSUMER_TILE(m, hh, bb) ((m) = tm_, (hh) = th_, (bb) = tb_)
 #else
 #define PRODUCER_TILE_LOOP TILE_LOOP
+#define PRODUCER_TILE(m, hh, bb) decode_tile(p, t, num_m, m, hh, bb)
 #define CLAIM_NEXT() do {} while (0)
 #define CONSUMER_TILE_LOOP TILE_LOOP
+#define CONSUMER_TILE(m, hh, bb) decode_tile(p, t, num_m, m, hh, bb)
 #endif
 
     if (tid == 0) {
@@ -674,7 +705,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             PRODUCER_TILE_LOOP {
                 CLAIM_NEXT();
                 int m_block, h, b;
-                decode_tile(p, t, num_m, m_block, h, b);
+                PRODUCER_TILE(m_block, h, b);
                 const int m0 = m_block * BLOCK_M;
                 SEQ_OF_TILE(b);
                 if (FAT_VARLEN && m0 >= sq) continue;            /* varlen: past this sequence */
@@ -741,7 +772,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 
     CONSUMER_TILE_LOOP {
         int m_block, h, b;
-        decode_tile(p, t, num_m, m_block, h, b);
+        CONSUMER_TILE(m_block, h, b);
         const int m0 = m_block * BLOCK_M;
         SEQ_OF_TILE(b);
         (void)k0;

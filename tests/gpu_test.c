@@ -78,6 +78,9 @@ static const tcase cases[] = {
      * rows over 132 SMs), causal with LSE and non-causal in BHSD */
     { "persistent wrap causal GQA 4:1", P(FAT_FP16, 128, 1, 0, 2, 16, 4, 2000, 2000), { .with_lse = 1 } },
     { "persistent wrap BHSD d64", P(FAT_BF16, 64, 0, 0, 3, 16, 16, 1100, 1100), { .bhsd = 1, .with_lse = 1 } },
+    /* flash_hopper's persistent causal order in L2 sections: 2 MiB of K and V per head (2048 keys at
+     * d256) makes sections of 16 heads, so the 20 heads take a full section and a last one of 4 */
+    { "persistent causal L2 sections 16 + 4 d256", P(FAT_BF16, 256, 1, 0, 1, 20, 20, 2048, 2048), { .with_lse = 1 } },
     /* decoding shapes (the decode family's: at most 16 query rows per KV head; every family runs them) */
     { "decode GQA 4:1 Sk 4097", P(FAT_BF16, 128, 0, 0, 3, 16, 4, 1, 4097), { .with_lse = 1 } },
     { "decode causal Sq 3 GQA 4:1", P(FAT_FP16, 128, 1, 0, 2, 8, 2, 3, 1000), { .with_lse = 1 } },
