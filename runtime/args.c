@@ -215,20 +215,21 @@ static fat_status check_mask(const fat_attn_args *a)
 }
 
 /*
- * The strides of one tensor: non-negative (GPU: multiples of 8 elements; the output: no zero
- * stride along a dimension longer than one), and the offset of its last element representable as
- * a pointer offset. With varlen the batch stride is ignored and the
- * sequence dimension holds at most batch * seqlen rows.
+ * The strides of one tensor of `outer` x `seqlen` x `heads` rows: non-negative (GPU: multiples of 8
+ * elements; a tensor the call writes: no zero stride along a dimension longer than one), and the
+ * offset of its last element representable as a pointer offset. With varlen the batch stride is
+ * ignored and the sequence dimension holds at most batch * seqlen rows. A paged cache's outer
+ * dimension is its pages, of page_size rows.
  */
-static fat_status check_tensor(const fat_attn_args *a, const char *name, const int64_t st[3],
-                               int seqlen, int heads, int gpu)
+static fat_status check_tensor(const fat_attn_args *a, const char *name, const int64_t st[3], int64_t outer,
+                               int seqlen, int heads, int written, int gpu)
 {
-    static const char *dims[3] = { "batch", "sequence", "head" };
+    const char *dims[3] = { outer == a->batch ? "batch" : "page", "sequence", "head" };
     int varlen = a->cu_seqlens_q != NULL;
     int64_t count[3], last = a->head_dim - 1;
     int64_t limit = addressable(elem_size(a->dtype));
 
-    count[0] = varlen ? 1 : a->batch;
+    count[0] = varlen ? 1 : outer;
     count[1] = varlen ? (int64_t)a->batch * seqlen : seqlen;
     count[2] = heads;
     for (int i = varlen ? 1 : 0; i < 3; i++) {
@@ -236,9 +237,9 @@ static fat_status check_tensor(const fat_attn_args *a, const char *name, const i
             fat_set_error("%s_stride[%d]: %" PRId64 " is negative (%s stride)", name, i, st[i], dims[i]);
             return FAT_ERR_INVALID;
         }
-        /* a zero stride broadcasts an input, but would make rows of the output overwrite each
-         * other (and race between threads) */
-        if (st[i] == 0 && count[i] > 1 && name[0] == 'o') {
+        /* a zero stride broadcasts an input, but would make rows of the output (or of a cache the
+         * call appends to) overwrite each other (and race between threads) */
+        if (st[i] == 0 && count[i] > 1 && written) {
             fat_set_error("%s_stride[%d]: 0, but %s has %" PRId64 " entries along the %s dimension "
                           "that would overwrite each other", name, i, name, count[i], dims[i]);
             return FAT_ERR_INVALID;
@@ -272,8 +273,75 @@ static fat_status check_lse_size(const fat_attn_args *a)
     return FAT_OK;
 }
 
+/* The alignment of the KV cache's own pointers (those set). */
+static fat_status check_cache_pointers(const fat_attn_args *a, int gpu)
+{
+    size_t align = gpu ? GPU_ALIGN : elem_size(a->dtype);
+    fat_status st;
+
+    if ((st = check_pointer("cache_seqlens", a->cache_seqlens, sizeof(int32_t))) ||
+        (st = check_pointer("block_table", a->block_table, sizeof(int32_t))) ||
+        (st = check_pointer("k_new", a->k_new, align)) || (st = check_pointer("v_new", a->v_new, align)))
+        return st;
+    return FAT_OK;
+}
+
+/* The KV cache fields: what the struct alone tells (the values of cache_seqlens and block_table
+ * live with the tensors, on the GPU for the runtime; fat_attn_cpu checks them on the host). */
+static fat_status check_cache(const fat_attn_args *a, int gpu)
+{
+    fat_status st;
+
+    if (!a->cache_seqlens && !a->block_table && !a->k_new && !a->v_new)
+        return FAT_OK;
+    if (a->cu_seqlens_q) {
+        fat_set_error("%s: not with cu_seqlens (varlen): a KV cache gives each sequence its length "
+                      "through cache_seqlens", a->block_table ? "block_table" : a->cache_seqlens ? "cache_seqlens"
+                      : "k_new");
+        return FAT_ERR_INVALID;
+    }
+    if ((st = check_cache_pointers(a, gpu)))
+        return st;
+    if (a->block_table) {
+        if (a->page_size < 8 || a->page_size > 256 || a->page_size % 8 != 0) {
+            fat_set_error("page_size: %d, want a multiple of 8 from 8 to 256 (keys per page)", a->page_size);
+            return FAT_ERR_INVALID;
+        }
+        if ((st = check_positive("num_pages", a->num_pages)) ||
+            (st = check_positive("block_table_stride", a->block_table_stride)))
+            return st;
+        if ((int64_t)a->seqlen_k > (int64_t)a->block_table_stride * a->page_size) {
+            fat_set_error("seqlen_k: %d keys per sequence, but block_table_stride %d x page_size %d holds %" PRId64,
+                          a->seqlen_k, a->block_table_stride, a->page_size,
+                          (int64_t)a->block_table_stride * a->page_size);
+            return FAT_ERR_INVALID;
+        }
+    }
+    if (!a->k_new != !a->v_new) {
+        fat_set_error("k_new and v_new must both be set or both NULL");
+        return FAT_ERR_INVALID;
+    }
+    if (!a->k_new)
+        return FAT_OK;
+    if (!a->cache_seqlens) {
+        fat_set_error("k_new: needs cache_seqlens, the keys already in each sequence's cache (where to append)");
+        return FAT_ERR_INVALID;
+    }
+    if ((st = check_positive("seqlen_new", a->seqlen_new)))
+        return st;
+    if (a->seqlen_new > a->seqlen_k) {
+        fat_set_error("seqlen_new: %d rows do not fit a cache of seqlen_k %d keys per sequence", a->seqlen_new,
+                      a->seqlen_k);
+        return FAT_ERR_INVALID;
+    }
+    if ((st = check_tensor(a, "k_new", a->k_new_stride, a->batch, a->seqlen_new, a->heads_kv, 0, gpu)) ||
+        (st = check_tensor(a, "v_new", a->v_new_stride, a->batch, a->seqlen_new, a->heads_kv, 0, gpu)))
+        return st;
+    return FAT_OK;
+}
+
 /* FAT_OK, or FAT_ERR_INVALID with fat_last_error() naming the first bad field, checked in this
- * order: dtype, sizes, pointers, mask, strides of q, k, v, o, lse size. */
+ * order: dtype, sizes, pointers, mask, the KV cache fields, strides of q, k, v, o, lse size. */
 fat_status fat_attn_check(const fat_attn_args *a, int gpu)
 {
     fat_status st;
@@ -286,10 +354,15 @@ fat_status fat_attn_check(const fat_attn_args *a, int gpu)
         (st = check_sizes(a, gpu)) ||
         (st = check_pointers(a, gpu)) ||
         (st = check_mask(a)) ||
-        (st = check_tensor(a, "q", a->q_stride, a->seqlen_q, a->heads_q, gpu)) ||
-        (st = check_tensor(a, "k", a->k_stride, a->seqlen_k, a->heads_kv, gpu)) ||
-        (st = check_tensor(a, "v", a->v_stride, a->seqlen_k, a->heads_kv, gpu)) ||
-        (st = check_tensor(a, "o", a->o_stride, a->seqlen_q, a->heads_q, gpu)) ||
+        (st = check_cache(a, gpu)))
+        return st;
+    int paged = a->block_table != NULL, append = a->k_new != NULL;
+    int64_t kv_outer = paged ? a->num_pages : a->batch;
+    int kv_rows = paged ? a->page_size : a->seqlen_k;
+    if ((st = check_tensor(a, "q", a->q_stride, a->batch, a->seqlen_q, a->heads_q, 0, gpu)) ||
+        (st = check_tensor(a, "k", a->k_stride, kv_outer, kv_rows, a->heads_kv, append, gpu)) ||
+        (st = check_tensor(a, "v", a->v_stride, kv_outer, kv_rows, a->heads_kv, append, gpu)) ||
+        (st = check_tensor(a, "o", a->o_stride, a->batch, a->seqlen_q, a->heads_q, 1, gpu)) ||
         (st = check_lse_size(a)))
         return st;
     return FAT_OK;
@@ -309,6 +382,10 @@ static void mask_pointers(const fat_attn_args *a, fat_attn_args *m)
     m->lse = a->lse ? (float *)(uintptr_t)16 : NULL;
     m->cu_seqlens_q = a->cu_seqlens_q ? (const int32_t *)(uintptr_t)16 : NULL;
     m->cu_seqlens_k = a->cu_seqlens_k ? (const int32_t *)(uintptr_t)16 : NULL;
+    m->cache_seqlens = a->cache_seqlens ? (const int32_t *)(uintptr_t)16 : NULL;
+    m->block_table = a->block_table ? (const int32_t *)(uintptr_t)16 : NULL;
+    m->k_new = a->k_new ? (const void *)(uintptr_t)16 : NULL;
+    m->v_new = a->v_new ? (const void *)(uintptr_t)16 : NULL;
 }
 
 /* fat_attn_check(a, 1), with the shortcut above. Same codes and messages. */
@@ -320,7 +397,7 @@ fat_status args_check_gpu(const fat_attn_args *a)
         return fat_attn_check(a, 1);
     mask_pointers(a, &m);
     if (have_last_ok && memcmp(&m, &last_ok, sizeof m) == 0)
-        return check_pointers(a, 1);
+        return check_pointers(a, 1) ? FAT_ERR_INVALID : check_cache_pointers(a, 1);
     fat_status st = fat_attn_check(a, 1);
     if (st == FAT_OK) {
         last_ok = m;

@@ -18,6 +18,11 @@
  * keys a query row sees always form one interval (causal and window both bound j around the
  * bottom-right diagonal), so masking is done by loop bounds and masked scores are never computed.
  *
+ * A KV cache call (cache_seqlens, block_table, k_new: fatune.h) is read the same way once
+ * cache_prepare has checked the lengths and the block table on the host, appended k_new and v_new
+ * into the cache and, for a paged cache, gathered each sequence's keys and values into contiguous
+ * rows: the reference the paged kernels are tested against is attention on the gathered cache.
+ *
  * Threads take work items (batch, head, query block; for flash_v1 (batch, head)) from an atomic
  * counter. A row's arithmetic depends only on the tile sizes, never on the thread that runs it, so
  * any thread count gives bitwise identical results.
@@ -62,6 +67,11 @@ struct job {
     int64_t qblocks;                /* work items per (batch, head) */
     int64_t nitems;
     _Atomic int64_t next;           /* the next unclaimed work item */
+    /* a KV cache call (cache_seqlens, block_table, k_new): keys per sequence, and a paged cache's
+     * keys gathered into contiguous rows [rows of sequence b from koff[b]][heads_kv][head_dim] */
+    const int64_t *sk_of;           /* NULL: seqlen_k (or cu_seqlens) */
+    const char *gk, *gv;            /* NULL: k and v as given */
+    const int64_t *koff;
 };
 
 /* One thread's scratch, carved from one allocation made before any thread starts, so that running
@@ -377,6 +387,14 @@ static void resolve_head(const struct job *w, int64_t b, int64_t h, struct head 
     hd->k_rs = a->k_stride[1] * es;
     hd->v_rs = a->v_stride[1] * es;
     hd->o_rs = a->o_stride[1] * es;
+    if (w->sk_of)
+        hd->sk = w->sk_of[b];
+    if (w->gk) {
+        int64_t row = (int64_t)a->heads_kv * a->head_dim * es;
+        hd->k = w->gk + w->koff[b] * row + hk * a->head_dim * es;
+        hd->v = w->gv + w->koff[b] * row + hk * a->head_dim * es;
+        hd->k_rs = hd->v_rs = row;
+    }
     hd->lse = NULL;
     if (a->lse && a->cu_seqlens_q)
         hd->lse = a->lse + h * (int64_t)a->cu_seqlens_q[a->batch] + q0;
@@ -586,6 +604,108 @@ static fat_status setup_job(const fat_attn_args *a, const fat_cpu_opts *o, struc
     return FAT_OK;
 }
 
+/* ---- a KV cache: lengths, the append, a paged cache gathered ---- */
+
+struct cache {
+    int64_t *sk;                    /* [batch] keys each sequence attends to */
+    int64_t *koff;                  /* [batch + 1] first gathered row of each sequence (paged) */
+    char *gk, *gv;                  /* gathered keys and values (paged) */
+};
+
+static void cache_free(struct cache *c)
+{
+    free(c->sk);
+    free(c->koff);
+    free(c->gk);
+    free(c->gv);
+    memset(c, 0, sizeof *c);
+}
+
+/* Row j of sequence b, KV head h, in cache base (k or v with its strides): contiguous, or the
+ * page the block table gives. */
+static char *cache_row(const fat_attn_args *a, const void *base, const int64_t st[3], int64_t b, int64_t j,
+                       int64_t h, size_t es)
+{
+    int64_t outer = b, row = j;
+
+    if (a->block_table) {
+        outer = a->block_table[b * a->block_table_stride + j / a->page_size];
+        row = j % a->page_size;
+    }
+    return (char *)(uintptr_t)base + (outer * st[0] + row * st[1] + h * st[2]) * (int64_t)es;
+}
+
+/*
+ * Reads cache_seqlens and the block table on the host, checks them (nothing is written before
+ * they pass: FAT_ERR_INVALID names the entry), allocates what a paged cache is gathered into
+ * (FAT_ERR_NOMEM before any write), then appends k_new and v_new into the cache and gathers a paged
+ * cache's keys and values into contiguous rows that the loop orders read as they read k and v.
+ */
+static fat_status cache_prepare(const fat_attn_args *a, size_t es, struct cache *c)
+{
+    int64_t nb = a->batch, rows = 0, row_bytes = (int64_t)a->heads_kv * a->head_dim * (int64_t)es;
+    size_t rb = (size_t)a->head_dim * es;
+
+    memset(c, 0, sizeof *c);
+    if (!(c->sk = malloc((size_t)nb * sizeof *c->sk)) || !(c->koff = malloc((size_t)(nb + 1) * sizeof *c->koff))) {
+        cache_free(c);
+        fat_set_error("fat_attn_cpu: out of memory for the KV cache's %d sequence lengths", a->batch);
+        return FAT_ERR_NOMEM;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t have = a->cache_seqlens ? a->cache_seqlens[b] : a->seqlen_k;
+        int64_t n = have + (a->k_new ? a->seqlen_new : 0);
+        if (have < 0 || n > a->seqlen_k) {
+            if (have < 0)
+                fat_set_error("cache_seqlens[%" PRId64 "]: %" PRId64 " is negative", b, have);
+            else
+                fat_set_error("cache_seqlens[%" PRId64 "]: %" PRId64 " keys%s do not fit seqlen_k %d (%s)", b, have,
+                              a->k_new ? " + seqlen_new" : "", a->seqlen_k,
+                              a->block_table ? "the keys a sequence may hold in its pages" : "the cache's rows");
+            cache_free(c);
+            return FAT_ERR_INVALID;
+        }
+        c->sk[b] = n;
+        c->koff[b] = rows;
+        rows += n;
+        for (int64_t i = 0; a->block_table && i < (n + a->page_size - 1) / a->page_size; i++) {
+            int32_t pg = a->block_table[b * a->block_table_stride + i];
+            if (pg < 0 || pg >= a->num_pages) {
+                fat_set_error("block_table[%" PRId64 "][%" PRId64 "]: page %d is outside [0, num_pages %d)", b, i, pg,
+                              a->num_pages);
+                cache_free(c);
+                return FAT_ERR_INVALID;
+            }
+        }
+    }
+    c->koff[nb] = rows;
+    if (a->block_table && rows > 0 &&
+        (!(c->gk = malloc((size_t)(rows * row_bytes))) || !(c->gv = malloc((size_t)(rows * row_bytes))))) {
+        cache_free(c);
+        fat_set_error("fat_attn_cpu: out of memory for the %" PRId64 " keys of the paged cache gathered", rows);
+        return FAT_ERR_NOMEM;
+    }
+    for (int64_t b = 0; a->k_new && b < nb; b++)
+        for (int64_t i = 0; i < a->seqlen_new; i++)
+            for (int64_t h = 0; h < a->heads_kv; h++) {
+                int64_t j = a->cache_seqlens[b] + i;
+                const char *kn = (const char *)a->k_new + (b * a->k_new_stride[0] + i * a->k_new_stride[1] +
+                                                           h * a->k_new_stride[2]) * (int64_t)es;
+                const char *vn = (const char *)a->v_new + (b * a->v_new_stride[0] + i * a->v_new_stride[1] +
+                                                           h * a->v_new_stride[2]) * (int64_t)es;
+                memcpy(cache_row(a, a->k, a->k_stride, b, j, h, es), kn, rb);
+                memcpy(cache_row(a, a->v, a->v_stride, b, j, h, es), vn, rb);
+            }
+    for (int64_t b = 0; c->gk && b < nb; b++)
+        for (int64_t j = 0; j < c->sk[b]; j++)
+            for (int64_t h = 0; h < a->heads_kv; h++) {
+                int64_t off = (c->koff[b] + j) * row_bytes + h * (int64_t)rb;
+                memcpy(c->gk + off, cache_row(a, a->k, a->k_stride, b, j, h, es), rb);
+                memcpy(c->gv + off, cache_row(a, a->v, a->v_stride, b, j, h, es), rb);
+            }
+    return FAT_OK;
+}
+
 /*
  * Checks *a (CPU rules), *opts and the cu_seqlens offsets, then runs attention on threads that
  * live only for this call; the caller keeps ownership of every buffer. Returns FAT_OK,
@@ -596,6 +716,7 @@ fat_status fat_attn_cpu(const fat_attn_args *a, const fat_cpu_opts *opts)
     fat_cpu_opts o = { FAT_CPU_FLASH_V2, 0, 0, 0 };
     struct job job;
     struct worker *wk = NULL;
+    struct cache kc = { 0 };
     size_t bytes = 0;
     int nthreads = 0;
     fat_status st;
@@ -616,6 +737,12 @@ fat_status fat_attn_cpu(const fat_attn_args *a, const fat_cpu_opts *opts)
                       "fit in memory", a->head_dim);
         return FAT_ERR_NOMEM;
     }
+    if ((a->cache_seqlens || a->block_table || a->k_new) && (st = cache_prepare(a, job.esize, &kc)))
+        return st;
+    job.sk_of = kc.sk;
+    job.gk = kc.gk;
+    job.gv = kc.gv;
+    job.koff = kc.koff;
     wk = calloc((size_t)nthreads, sizeof *wk);
     if (!wk) {
         st = FAT_ERR_NOMEM;
@@ -646,5 +773,6 @@ out:
         for (int t = 0; t < nthreads; t++)
             free(wk[t].mem);
     free(wk);
+    cache_free(&kc);
     return st;
 }

@@ -204,6 +204,12 @@ static fat_status prepare(fat_ctx *c, const fat_attn_args *a, fat_problem *p, en
         fat_set_error("total_q: must be cu_seqlens_q[batch] (> 0) for a variable-length call that writes lse");
         return FAT_ERR_INVALID;
     }
+    /* A valid KV cache call (fat_attn_cpu serves it) that no GPU family reads yet. */
+    if (a->cache_seqlens || a->block_table || a->k_new) {
+        fat_set_error("%s: a KV cache call (cache_seqlens, block_table, k_new) has no GPU kernel yet; "
+                      "fat_attn_cpu runs it", a->block_table ? "block_table" : a->k_new ? "k_new" : "cache_seqlens");
+        return FAT_ERR_UNSUPPORTED;
+    }
     ctx_call_problem(a, p);
     return table_lookup(c, p, e);
 }

@@ -101,6 +101,34 @@ typedef struct fat_attn_args {
                                          read k and v through tensor maps (flash_hopper) need it to bound
                                          their copies; a call whose kernel needs it and gives 0 is
                                          FAT_ERR_INVALID naming total_k. Ignored without varlen. */
+
+    /* A KV cache as an inference server keeps it (docs/runtime.md, "KV cache"). Not with varlen.
+     * fat_attn_cpu serves every form; the GPU runtime refuses them for now (FAT_ERR_UNSUPPORTED):
+     * no GPU kernel reads a cache yet. */
+    const int32_t *cache_seqlens;     /* [batch]: keys of sequence b already in k and v (before k_new).
+                                         NULL: seqlen_k for every sequence (and no k_new). Sequence b
+                                         attends to cache_seqlens[b] + seqlen_new keys, at most
+                                         seqlen_k (checked where the values are readable: on the host
+                                         by fat_attn_cpu). Causal and window are bottom-right aligned
+                                         on each sequence's own length. */
+    const int32_t *block_table;       /* [batch, block_table_stride]: paged k and v, [num_pages,
+                                         page_size, heads_kv, head_dim] with k_stride and v_stride =
+                                         (page, row, head) strides; key j of sequence b is row
+                                         j % page_size of page block_table[b * block_table_stride +
+                                         j / page_size]. Pages in any order, shared or not. NULL:
+                                         k and v are [batch, seqlen_k, heads_kv, head_dim]. */
+    int block_table_stride;           /* entries per sequence; seqlen_k <= block_table_stride * page_size */
+    int page_size;                    /* keys per page: a multiple of 8 from 8 to 256 */
+    int num_pages;                    /* pages in k and v: an entry the call reads must be in
+                                         [0, num_pages) (FAT_ERR_INVALID naming block_table) */
+    const void *k_new, *v_new;        /* [batch, seqlen_new, heads_kv, head_dim] (k_new_stride,
+                                         v_new_stride): written into k and v at keys cache_seqlens[b]
+                                         .. cache_seqlens[b] + seqlen_new - 1 before attending, so the
+                                         caches are written (k and v must be writable memory, even
+                                         though the fields are const). Needs cache_seqlens. NULL: no
+                                         append. */
+    int seqlen_new;                   /* rows of k_new and v_new per sequence (>= 1 with k_new) */
+    int64_t k_new_stride[3], v_new_stride[3];
 } fat_attn_args;
 
 /* Fills *a with the sizes, BSHD-contiguous strides, no mask, default scale, NULL pointers. */

@@ -160,6 +160,28 @@ static void log_stdout(void *user, const char *msg) {
 /* ---------------------------------------------------------------------------------------------
  * Correctness with built-in defaults (JIT). */
 
+/* A valid KV cache call (fat_attn_cpu runs it) that no GPU kernel serves yet: refused by name,
+ * nothing launched. The pointers are never read (the refusal comes first). */
+static void test_kv_cache_refused(fat_ctx *ctx) {
+    static _Alignas(16) unsigned char buf[256];
+    static _Alignas(16) int32_t lens[2], table[2 * 16];
+    fat_attn_args a;
+    fat_attn_args_init(&a, FAT_BF16, 2, 8, 2, 1, 256, 128);
+    a.q = a.k = a.v = buf;
+    a.o = buf;
+    a.cache_seqlens = lens;
+    CHECK_INT("a KV cache call (cache_seqlens) on the GPU: FAT_ERR_UNSUPPORTED", fat_attn_fwd(ctx, &a, NULL),
+              FAT_ERR_UNSUPPORTED);
+    CHECK_STR_HAS("...saying that fat_attn_cpu runs it", fat_errmsg(ctx), "cache_seqlens: a KV cache call");
+    a.block_table = table;
+    a.block_table_stride = 16;
+    a.page_size = 16;
+    a.num_pages = 8;
+    a.k_stride[0] = a.v_stride[0] = 16 * 2 * 128;
+    CHECK_INT("a paged call on the GPU: FAT_ERR_UNSUPPORTED", fat_attn_fwd(ctx, &a, NULL), FAT_ERR_UNSUPPORTED);
+    CHECK_STR_HAS("...naming block_table", fat_errmsg(ctx), "block_table: a KV cache call");
+}
+
 static void test_defaults(fat_ctx *ctx) {
     printf("defaults, compiled on first use:\n");
     for (int i = 0; i < NCASES; i++) {
@@ -696,7 +718,7 @@ int main(int argc, char **argv) {
     int ngpu = 0;
     if (cu_device_count(&ngpu) != FAT_OK || ngpu == 0) {
         /* One skip per case and per check of the other parts: the count says how much did not run. */
-        for (int i = 0; i < NCASES + 40; i++) SKIP("gpu runtime", "no GPU");
+        for (int i = 0; i < NCASES + 44; i++) SKIP("gpu runtime", "no GPU");
         printf("gpu_runtime: no GPU here (%s)\n", ngpu == 0 && cu_load() == FAT_OK ? "the driver reports none" : fat_last_error());
         return test_done("gpu_runtime");
     }
@@ -717,6 +739,7 @@ int main(int argc, char **argv) {
     if (ctx) {
         fat_set_log(ctx, log_stdout, NULL);
         test_defaults(ctx);
+        test_kv_cache_refused(ctx);
         test_threads(ctx, cuctx);
         fat_stats s;
         fat_ctx_stats(ctx, &s);

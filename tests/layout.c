@@ -18,6 +18,9 @@ int main(void) {
     F(fat_attn_args, q_stride); F(fat_attn_args, k_stride); F(fat_attn_args, v_stride); F(fat_attn_args, o_stride);
     F(fat_attn_args, scale); F(fat_attn_args, causal); F(fat_attn_args, window_left); F(fat_attn_args, window_right);
     F(fat_attn_args, softcap); F(fat_attn_args, cu_seqlens_q); F(fat_attn_args, cu_seqlens_k); F(fat_attn_args, total_q); F(fat_attn_args, total_k);
+    F(fat_attn_args, cache_seqlens); F(fat_attn_args, block_table); F(fat_attn_args, block_table_stride);
+    F(fat_attn_args, page_size); F(fat_attn_args, num_pages); F(fat_attn_args, k_new); F(fat_attn_args, v_new);
+    F(fat_attn_args, seqlen_new); F(fat_attn_args, k_new_stride); F(fat_attn_args, v_new_stride);
     printf("fat_problem %zu\n", sizeof(fat_problem));
     F(fat_problem, dtype); F(fat_problem, head_dim); F(fat_problem, causal); F(fat_problem, features);
     F(fat_problem, batch); F(fat_problem, heads_q); F(fat_problem, heads_kv); F(fat_problem, seqlen_q);

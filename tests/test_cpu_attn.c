@@ -1228,6 +1228,302 @@ static void bench(void)
     problem_free(&p);
 }
 
+/* ---- a KV cache: lengths per sequence, the append, paged keys and values ---- */
+
+enum { KB = 3, KSQ = 5, KHQ = 4, KHK = 2, KD = 24, KCAP = 40, KNEW = 3, KPAGE = 8, KSTRIDE = KCAP / KPAGE,
+       KPAGES = 2 * KB * KSTRIDE };
+static const int32_t kv_have[KB] = { 0, 7, 29 };        /* keys in each cache before the call */
+
+/* n random elements of dt (values in [-1, 1)) */
+static unsigned char *random_elems(fat_dtype dt, size_t n)
+{
+    unsigned char *x = malloc(n * esize(dt));
+    for (size_t i = 0; x && i < n; i++) {
+        float f = (float)(2.0 * uniform() - 1.0);
+        half_encode(dt, &f, x + i * esize(dt), 1);
+    }
+    return x;
+}
+
+/* The varlen call on the sequences' keys laid out one after another: what the KV cache call
+ * must give, bit for bit (same loop order, same lengths). keys[b] points at sequence b's rows
+ * [len][KHK][KD] of k (and of v at vals[b]); q is [KB][KSQ][KHQ][KD], which varlen reads packed. */
+static fat_status kv_expected(fat_dtype dt, const unsigned char *q, unsigned char *const keys[KB],
+                              unsigned char *const vals[KB], const int32_t len[KB], int causal, void *o, float *lse)
+{
+    size_t es = esize(dt), row = (size_t)KHK * KD * es;
+    int32_t cq[KB + 1] = { 0 }, ck[KB + 1] = { 0 };
+    int maxk = 0;
+    for (int b = 0; b < KB; b++) {
+        cq[b + 1] = cq[b] + KSQ;
+        ck[b + 1] = ck[b] + len[b];
+        maxk = len[b] > maxk ? len[b] : maxk;
+    }
+    unsigned char *pk = malloc((size_t)(ck[KB] ? ck[KB] : 1) * row), *pv = malloc((size_t)(ck[KB] ? ck[KB] : 1) * row);
+    fat_status st = FAT_ERR_NOMEM;
+    if (pk && pv) {
+        for (int b = 0; b < KB; b++) {
+            memcpy(pk + (size_t)ck[b] * row, keys[b], (size_t)len[b] * row);
+            memcpy(pv + (size_t)ck[b] * row, vals[b], (size_t)len[b] * row);
+        }
+        fat_attn_args a;
+        fat_attn_args_init(&a, dt, KB, KHQ, KHK, KSQ, maxk, KD);
+        a.q = q;
+        a.k = pk;
+        a.v = pv;
+        a.o = o;
+        a.lse = lse;
+        a.causal = causal;
+        a.cu_seqlens_q = cq;
+        a.cu_seqlens_k = ck;
+        a.total_q = cq[KB];
+        a.total_k = ck[KB];
+        st = fat_attn_cpu(&a, NULL);
+    }
+    free(pk);
+    free(pv);
+    return st;
+}
+
+static void test_kv_cache_dtype(fat_dtype dt)
+{
+    const char *dn = dt == FAT_FP32 ? "fp32" : dt == FAT_BF16 ? "bf16" : "fp16";
+    size_t es = esize(dt), row = (size_t)KHK * KD * es, page = (size_t)KPAGE * row;
+    size_t nq = (size_t)KB * KSQ * KHQ * KD, ncache = (size_t)KB * KCAP * KHK * KD, nnew = (size_t)KB * KNEW * KHK * KD;
+    unsigned char *q = random_elems(dt, nq), *k = random_elems(dt, ncache), *v = random_elems(dt, ncache);
+    unsigned char *kn = random_elems(dt, nnew), *vn = random_elems(dt, nnew);
+    unsigned char *pk = random_elems(dt, (size_t)KPAGES * KPAGE * KHK * KD), *pv = random_elems(dt, (size_t)KPAGES * KPAGE * KHK * KD);
+    unsigned char *k0 = malloc(ncache * es), *v0 = malloc(ncache * es), *pk0 = malloc((size_t)KPAGES * page);
+    unsigned char *o = malloc(nq * es), *o_ref = malloc(nq * es), *o2 = malloc(nq * es);
+    float *lse = malloc((size_t)KB * KHQ * KSQ * sizeof(float)), *lse_ref = malloc((size_t)KB * KHQ * KSQ * sizeof(float));
+    int32_t table[KB * KSTRIDE], perm[KPAGES], have[KB], len[KB];
+    char what[200];
+
+    if (!q || !k || !v || !kn || !vn || !pk || !pv || !k0 || !v0 || !pk0 || !o || !o_ref || !o2 || !lse || !lse_ref) {
+        CHECK("kv cache: test buffers allocated", 0);
+        goto out;
+    }
+    memcpy(have, kv_have, sizeof have);
+    for (int i = 0; i < KPAGES; i++)
+        perm[i] = i;
+    for (int i = KPAGES - 1; i > 0; i--) {                 /* pages in a shuffled order */
+        int j = rand_int(0, i), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (int i = 0; i < KB * KSTRIDE; i++)
+        table[i] = perm[i];
+    /* the paged cache holds the contiguous cache's rows: page table[b][j / KPAGE], row j % KPAGE */
+    for (int b = 0; b < KB; b++)
+        for (int j = 0; j < KCAP; j++) {
+            memcpy(pk + (size_t)table[b * KSTRIDE + j / KPAGE] * page + (size_t)(j % KPAGE) * row,
+                   k + ((size_t)b * KCAP + j) * row, row);
+            memcpy(pv + (size_t)table[b * KSTRIDE + j / KPAGE] * page + (size_t)(j % KPAGE) * row,
+                   v + ((size_t)b * KCAP + j) * row, row);
+        }
+    memcpy(k0, k, ncache * es);
+    memcpy(v0, v, ncache * es);
+    memcpy(pk0, pk, (size_t)KPAGES * page);
+
+    /* what every call below must give: attention on each sequence's cache after the append */
+    unsigned char *keys[KB], *vals[KB];
+    unsigned char *ek = malloc(ncache * es), *ev = malloc(ncache * es);
+    if (!ek || !ev) {
+        CHECK("kv cache: test buffers allocated", 0);
+        free(ek);
+        free(ev);
+        goto out;
+    }
+    memcpy(ek, k, ncache * es);
+    memcpy(ev, v, ncache * es);
+    for (int b = 0; b < KB; b++) {
+        memcpy(ek + ((size_t)b * KCAP + have[b]) * row, kn + (size_t)b * KNEW * row, (size_t)KNEW * row);
+        memcpy(ev + ((size_t)b * KCAP + have[b]) * row, vn + (size_t)b * KNEW * row, (size_t)KNEW * row);
+        keys[b] = ek + (size_t)b * KCAP * row;
+        vals[b] = ev + (size_t)b * KCAP * row;
+        len[b] = have[b] + KNEW;
+    }
+    snprintf(what, sizeof what, "kv cache %s: the varlen call on the appended caches runs", dn);
+    CHECK_INT(what, kv_expected(dt, q, keys, vals, len, 1, o_ref, lse_ref), FAT_OK);
+
+    /* 1. a contiguous cache [KB, KCAP, KHK, KD], k_new appended at cache_seqlens */
+    fat_attn_args a;
+    fat_attn_args_init(&a, dt, KB, KHQ, KHK, KSQ, KCAP, KD);
+    a.q = q;
+    a.k = k;
+    a.v = v;
+    a.o = o;
+    a.lse = lse;
+    a.causal = 1;
+    a.cache_seqlens = have;
+    a.k_new = kn;
+    a.v_new = vn;
+    a.seqlen_new = KNEW;
+    for (int i = 0; i < 3; i++)
+        a.k_new_stride[i] = a.v_new_stride[i] = i == 0 ? (int64_t)KNEW * KHK * KD : i == 1 ? KHK * KD : KD;
+    snprintf(what, sizeof what, "kv cache %s: contiguous, append 3 rows, causal: runs", dn);
+    CHECK_INT(what, fat_attn_cpu(&a, NULL), FAT_OK);
+    int same_lse = 1;                   /* lse [batch][head][row] here, [head][total_q] for varlen */
+    for (int b = 0; b < KB; b++)
+        for (int h = 0; h < KHQ; h++)
+            for (int i = 0; i < KSQ; i++)
+                same_lse &= lse[(b * KHQ + h) * KSQ + i] == lse_ref[h * KB * KSQ + b * KSQ + i];
+    snprintf(what, sizeof what, "kv cache %s: contiguous: the output and lse are the varlen call's, bit for bit", dn);
+    CHECK(what, memcmp(o, o_ref, nq * es) == 0 && same_lse);
+    snprintf(what, sizeof what, "kv cache %s: contiguous: k_new and v_new written at cache_seqlens, nothing else", dn);
+    CHECK(what, memcmp(k, ek, ncache * es) == 0 && memcmp(v, ev, ncache * es) == 0);
+
+    /* 2. the same through pages in a shuffled order */
+    fat_attn_args pa = a;
+    pa.k = pk;
+    pa.v = pv;
+    pa.o = o2;
+    pa.block_table = table;
+    pa.block_table_stride = KSTRIDE;
+    pa.page_size = KPAGE;
+    pa.num_pages = KPAGES;
+    pa.k_stride[0] = pa.v_stride[0] = (int64_t)KPAGE * KHK * KD;
+    pa.k_stride[1] = pa.v_stride[1] = KHK * KD;
+    snprintf(what, sizeof what, "kv cache %s: paged (page 8, pages shuffled), append: runs", dn);
+    CHECK_INT(what, fat_attn_cpu(&pa, NULL), FAT_OK);
+    snprintf(what, sizeof what, "kv cache %s: paged: the contiguous cache's output, bit for bit", dn);
+    CHECK(what, memcmp(o2, o_ref, nq * es) == 0);
+    int only_new = 1;
+    for (int pg = 0; pg < KPAGES; pg++)
+        for (int r = 0; r < KPAGE; r++) {
+            int want_new = 0;
+            for (int b = 0; b < KB; b++)
+                for (int j = have[b]; j < have[b] + KNEW; j++)
+                    if (table[b * KSTRIDE + j / KPAGE] == pg && j % KPAGE == r) {
+                        want_new = 1;
+                        only_new &= memcmp(pk + (size_t)pg * page + (size_t)r * row,
+                                           kn + ((size_t)b * KNEW + (size_t)(j - have[b])) * row, row) == 0;
+                    }
+            if (!want_new)
+                only_new &= memcmp(pk + (size_t)pg * page + (size_t)r * row, pk0 + (size_t)pg * page + (size_t)r * row,
+                                   row) == 0;
+        }
+    snprintf(what, sizeof what, "kv cache %s: paged: the appended rows land in their pages (across a page boundary "
+             "at 7..9), every other row of the pool untouched", dn);
+    CHECK(what, only_new);
+
+    /* 3. no append, no cache_seqlens: every sequence attends to seqlen_k keys of its pages */
+    fat_attn_args full = pa;
+    full.cache_seqlens = NULL;
+    full.k_new = full.v_new = NULL;
+    full.seqlen_new = 0;
+    int32_t cap[KB] = { KCAP, KCAP, KCAP };
+    for (int b = 0; b < KB; b++) {
+        keys[b] = ek + (size_t)b * KCAP * row;
+        vals[b] = ev + (size_t)b * KCAP * row;
+    }
+    snprintf(what, sizeof what, "kv cache %s: paged, no cache_seqlens: runs", dn);
+    CHECK_INT(what, fat_attn_cpu(&full, NULL), FAT_OK);
+    CHECK_INT("kv cache: the varlen call of the whole caches runs", kv_expected(dt, q, keys, vals, cap, 1, o_ref, lse_ref), FAT_OK);
+    snprintf(what, sizeof what, "kv cache %s: paged, no cache_seqlens: seqlen_k keys each, bit for bit", dn);
+    CHECK(what, memcmp(o2, o_ref, nq * es) == 0);
+
+    /* 4. what is read on the host is checked before anything is written */
+    memcpy(pk0, pk, (size_t)KPAGES * page);
+    memset(o2, 0x5a, nq * es);
+    int32_t bad_table[KB * KSTRIDE];
+    memcpy(bad_table, table, sizeof bad_table);
+    bad_table[2 * KSTRIDE + 3] = KPAGES;                      /* sequence 2 (32 keys) reads its 4th page */
+    fat_attn_args bt = pa;
+    bt.block_table = bad_table;
+    expect_cpu_invalid("a block-table entry past num_pages", &bt, NULL, "block_table[2][3]: page 30 is outside");
+    bad_table[2 * KSTRIDE + 3] = -1;
+    expect_cpu_invalid("a negative block-table entry", &bt, NULL, "block_table[2][3]");
+    bad_table[2 * KSTRIDE + 3] = table[2 * KSTRIDE + 3];
+    bad_table[2 * KSTRIDE + 4] = 12345;                       /* its 5th is never read */
+    bad_table[0 * KSTRIDE + 4] = -7;                          /* sequence 0 (3 keys) never reads it */
+    snprintf(what, sizeof what, "kv cache %s: an entry past a sequence's keys is never read, so any value passes", dn);
+    CHECK_INT(what, fat_attn_cpu(&bt, NULL), FAT_OK);
+    memcpy(pk, pk0, (size_t)KPAGES * page);
+    memset(o2, 0x5a, nq * es);
+    int32_t over[KB] = { 0, 37, 29 };                         /* 37 + 3 fits 40 exactly; 38 would not */
+    fat_attn_args ov = pa;
+    ov.cache_seqlens = over;
+    ov.block_table = table;
+    snprintf(what, sizeof what, "kv cache %s: a cache filled to seqlen_k exactly runs", dn);
+    CHECK_INT(what, fat_attn_cpu(&ov, NULL), FAT_OK);
+    memcpy(pk, pk0, (size_t)KPAGES * page);
+    memset(o2, 0x5a, nq * es);
+    over[1] = 38;
+    expect_cpu_invalid("a cache too short for cache_seqlens + seqlen_new", &ov, NULL, "cache_seqlens[1]: 38 keys + seqlen_new");
+    over[1] = -1;
+    expect_cpu_invalid("a negative cache_seqlens", &ov, NULL, "cache_seqlens[1]: -1 is negative");
+    int untouched = memcmp(pk, pk0, (size_t)KPAGES * page) == 0;
+    for (size_t i = 0; i < nq * es; i++)
+        untouched &= o2[i] == 0x5a;
+    snprintf(what, sizeof what, "kv cache %s: refused calls write neither the cache nor the output", dn);
+    CHECK(what, untouched);
+    free(ek);
+    free(ev);
+out:
+    free(q); free(k); free(v); free(kn); free(vn); free(pk); free(pv); free(k0); free(v0); free(pk0);
+    free(o); free(o_ref); free(o2); free(lse); free(lse_ref);
+}
+
+/* The KV cache fields as fat_attn_check reads them (the struct alone). */
+static void test_check_kv_cache(void)
+{
+    static _Alignas(16) int32_t lens[4], table[16];
+    fat_attn_args g, a;
+
+    good_args(&g);
+    g.cache_seqlens = lens;
+    g.block_table = table;
+    g.block_table_stride = 16;
+    g.page_size = 16;
+    g.num_pages = 8;
+    g.k_stride[0] = g.v_stride[0] = 16 * 2 * 64;
+    CHECK_INT("a paged cache passes the CPU rules", fat_attn_check(&g, 0), FAT_OK);
+    CHECK_INT("a paged cache passes the GPU rules", fat_attn_check(&g, 1), FAT_OK);
+    a = g; a.page_size = 12;
+    expect_invalid("page_size 12", &a, 0, "page_size: 12, want a multiple of 8 from 8 to 256");
+    a = g; a.page_size = 512;
+    expect_invalid("page_size 512", &a, 1, "page_size: 512");
+    a = g; a.num_pages = 0;
+    expect_invalid("num_pages 0 with a block table", &a, 0, "num_pages");
+    a = g; a.block_table_stride = 0;
+    expect_invalid("block_table_stride 0", &a, 0, "block_table_stride");
+    a = g; a.block_table_stride = 15;
+    expect_invalid("seqlen_k 256 over 15 pages of 16", &a, 0, "seqlen_k: 256 keys per sequence, but block_table_stride 15");
+    a = g; a.block_table = (const int32_t *)(dummy + 2);
+    expect_invalid("a misaligned block table", &a, 0, "block_table: pointer");
+    a = g; a.cu_seqlens_q = a.cu_seqlens_k = lens;
+    expect_invalid("a block table with varlen", &a, 0, "block_table: not with cu_seqlens");
+    a = g; a.k_new = dummy;
+    expect_invalid("k_new without v_new", &a, 0, "k_new and v_new");
+    a = g; a.k_new = a.v_new = dummy; a.seqlen_new = 0;
+    expect_invalid("k_new with seqlen_new 0", &a, 0, "seqlen_new: must be positive");
+    a = g; a.k_new = a.v_new = dummy; a.seqlen_new = 300;
+    expect_invalid("seqlen_new above seqlen_k", &a, 0, "seqlen_new: 300 rows do not fit");
+    a = g; a.cache_seqlens = NULL; a.k_new = a.v_new = dummy; a.seqlen_new = 1;
+    a.k_new_stride[2] = a.v_new_stride[2] = 64;
+    expect_invalid("k_new without cache_seqlens", &a, 0, "k_new: needs cache_seqlens");
+    a = g; a.k_new = a.v_new = dummy; a.seqlen_new = 2;
+    a.k_new_stride[0] = a.v_new_stride[0] = 2 * 2 * 64;
+    a.k_new_stride[1] = a.v_new_stride[1] = 2 * 64;
+    a.k_new_stride[2] = a.v_new_stride[2] = 64;
+    CHECK_INT("an append of 2 rows passes", fat_attn_check(&a, 1), FAT_OK);
+    a.k_new_stride[1] = 12;
+    expect_invalid("a k_new stride that is not a multiple of 8 (GPU)", &a, 1, "k_new_stride[1]");
+    a.k_new_stride[1] = 2 * 64;
+    a.k_stride[1] = 0;
+    expect_invalid("a zero row stride in a cache the call appends to", &a, 0, "k_stride[1]: 0");
+    a = g; a.k_stride[1] = 0;
+    CHECK_INT("a zero row stride in a cache only read is a broadcast, allowed", fat_attn_check(&a, 0), FAT_OK);
+}
+
+static void test_kv_cache(void)
+{
+    test_check_kv_cache();
+    test_kv_cache_dtype(FAT_FP32);
+    test_kv_cache_dtype(FAT_BF16);
+}
+
 int main(int argc, char **argv)
 {
     int do_bench = 0;
@@ -1253,6 +1549,7 @@ int main(int argc, char **argv)
     test_default_opts();
     test_threads(FAT_FP32);
     test_threads(FAT_BF16);
+    test_kv_cache();
     if (do_bench)
         bench();
     return test_done("cpu");

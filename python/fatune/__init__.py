@@ -75,6 +75,10 @@ class AttnArgs(ctypes.Structure):
         ("softcap", ctypes.c_float),
         ("cu_seqlens_q", ctypes.c_void_p), ("cu_seqlens_k", ctypes.c_void_p),
         ("total_q", ctypes.c_int), ("total_k", ctypes.c_int),
+        ("cache_seqlens", ctypes.c_void_p), ("block_table", ctypes.c_void_p),
+        ("block_table_stride", ctypes.c_int), ("page_size", ctypes.c_int), ("num_pages", ctypes.c_int),
+        ("k_new", ctypes.c_void_p), ("v_new", ctypes.c_void_p), ("seqlen_new", ctypes.c_int),
+        ("k_new_stride", ctypes.c_int64 * 3), ("v_new_stride", ctypes.c_int64 * 3),
     ]
 
 
