@@ -220,6 +220,46 @@ finally:
     fatune._ext.setup(fatune.FatuneError, fatune.FatuneInvalid, fatune.FatuneNoGPU, fatune._open_for_c,
                       fatune._alloc_cai)
 
+# A KV cache call (attention_with_kvcache): what fat_attn_args receives for a contiguous cache with an
+# append and for a paged one, and the refusals that name the argument.
+Sq, Cap, New, Pages, Page, MaxP = 1, 64, 2, 9, 16, 4
+qc = Tensor((B, Sq, H, D), ptr=0x40000)
+kc = Tensor((B, Cap, Hk, D), ptr=0x41000)
+vc = Tensor((B, Cap, Hk, D), ptr=0x42000)
+kn = Tensor((B, New, Hk, D), ptr=0x43000)
+vn = Tensor((B, New, Hk, D), ptr=0x44000)
+lens = Tensor((B,), torch.int32, 0x45000)
+c0.attention_with_kvcache(qc, kc, vc, k=kn, v=vn, cache_seqlens=lens, causal=True)
+a = seen["args"]
+check("kvcache: sizes (seqlen_k is the cache's rows), pointers, cache_seqlens, the append",
+      (a.batch, a.seqlen_q, a.seqlen_k, a.heads_q, a.heads_kv, a.head_dim, a.seqlen_new) == (B, Sq, Cap, H, Hk, D, New) and
+      (a.q, a.k, a.v, a.k_new, a.v_new, a.cache_seqlens) == (0x40000, 0x41000, 0x42000, 0x43000, 0x44000, 0x45000) and
+      not a.block_table and a.causal == 1)
+check("kvcache: strides of the cache and of the new rows", list(a.k_stride) == [Cap * Hk * D, Hk * D, D] and
+      list(a.k_new_stride) == [New * Hk * D, Hk * D, D] and list(a.v_new_stride) == [New * Hk * D, Hk * D, D])
+kp = Tensor((Pages, Page, Hk, D), ptr=0x46000)
+vp = Tensor((Pages, Page, Hk, D), ptr=0x47000)
+table = Tensor((B, MaxP), torch.int32, 0x48000)
+c0.attention_with_kvcache(qc, kp, vp, cache_seqlens=lens, block_table=table)
+a = seen["args"]
+check("kvcache paged: page_size, num_pages, the table's row stride, seqlen_k = max_pages * page_size",
+      (a.page_size, a.num_pages, a.block_table_stride, a.seqlen_k, a.block_table) == (Page, Pages, MaxP, MaxP * Page, 0x48000)
+      and not a.k_new and list(a.k_stride) == [Page * Hk * D, Hk * D, D], str((a.page_size, a.num_pages, a.seqlen_k)))
+invalid("kvcache: an int64 block table is refused naming it", "block_table: want an int32 CUDA tensor [batch, max_pages]",
+        lambda: c0.attention_with_kvcache(qc, kp, vp, block_table=Tensor((B, MaxP), torch.int64)))
+invalid("kvcache: a block table of another batch", "block_table: want",
+        lambda: c0.attention_with_kvcache(qc, kp, vp, block_table=Tensor((B + 1, MaxP), torch.int32)))
+invalid("kvcache: cache_seqlens of another length", "cache_seqlens: want a contiguous int32 CUDA tensor [batch]",
+        lambda: c0.attention_with_kvcache(qc, kc, vc, cache_seqlens=Tensor((B + 1,), torch.int32)))
+invalid("kvcache: new keys without new values", "give both new key and value rows",
+        lambda: c0.attention_with_kvcache(qc, kc, vc, k=kn, cache_seqlens=lens))
+invalid("kvcache: new rows with other heads", "the new rows",
+        lambda: c0.attention_with_kvcache(qc, kc, vc, k=Tensor((B, New, H, D)), v=Tensor((B, New, H, D)), cache_seqlens=lens))
+invalid("kvcache: a contiguous cache of another batch", "k_cache and v_cache: shapes",
+        lambda: c0.attention_with_kvcache(qc, Tensor((B + 1, Cap, Hk, D)), Tensor((B + 1, Cap, Hk, D))))
+invalid("kvcache: an input that requires grad (a cache call has no backward)", "no backward",
+        lambda: c0.attention_with_kvcache(Tensor((B, Sq, H, D), requires_grad=True), kc, vc))
+
 # DLPack's C exchange API (dlpack.h 1.2+; torch.Tensor.__dlpack_c_exchange_api__): a stand-in table
 # of ctypes callbacks in a capsule on the stand-in Tensor, so that the extension's DLPack path (one
 # C call per tensor, the stream and the output from the table) is checked here as well.

@@ -29,7 +29,7 @@ import ctypes
 import os
 import threading
 
-__all__ = ["attention", "attention_varlen", "scaled_dot_product_attention", "query", "stats", "open", "Context",
+__all__ = ["attention", "attention_varlen", "attention_with_kvcache", "scaled_dot_product_attention", "query", "stats", "open", "Context",
            "FatuneError", "FatuneInvalid", "FatuneNoGPU", "library_path"]
 __version__ = "0.1.0"
 
@@ -395,6 +395,13 @@ class Context:
                                            stream, backward)
         return r
 
+    def attention_with_kvcache(self, q, k_cache, v_cache, k=None, v=None, cache_seqlens=None, block_table=None,
+                               causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0, return_lse=False,
+                               out=None, lse=None, stream=None):
+        """fatune.attention_with_kvcache on this context; see there."""
+        return _ext.attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal, softmax_scale,
+                                      window, softcap, return_lse, None, None, out, lse, stream, self._c)
+
     def query(self, q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0):
         """fatune.query on this context; see there."""
         return _ext.attention(q, k, v, causal, softmax_scale, window, softcap, False, None, None, None, None, None,
@@ -468,6 +475,26 @@ def attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
         return _torch.attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal,
                                        softmax_scale, window, softcap, return_lse, db, gpu, out, lse, stream, backward)
     return r
+
+
+def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=None, block_table=None, causal=False,
+                           softmax_scale=None, window=(-1, -1), softcap=0.0, return_lse=False, db=None, gpu=None,
+                           out=None, lse=None, stream=None):
+    """A step of an inference server, like flash_attn_with_kvcache: q [batch, seqlen_q, heads_q,
+    head_dim] (the step's new query rows) against a KV cache, k_cache and v_cache [batch,
+    seqlen_cache, heads_kv, head_dim], or paged, [num_pages, page_size, heads_kv, head_dim] with
+    block_table (int32 [batch, max_pages]: sequence b's key j is row j % page_size of page
+    block_table[b, j // page_size]). cache_seqlens (int32 [batch], or None: the whole cache) holds
+    the keys already in each sequence's cache; k and v ([batch, seqlen_new, heads_kv, head_dim], or
+    None) are appended there by the same call before it attends, so sequence b attends to
+    cache_seqlens[b] + seqlen_new keys (causal and window aligned bottom-right on that length).
+    Inference only (no autograd). Returns out or (out, lse [batch, heads_q, seqlen_q]).
+
+    No GPU kernel reads a cache yet (issue #14): the call is checked and then refused with
+    FatuneError (FAT_ERR_UNSUPPORTED); fat_attn_cpu, the C library's CPU attention, serves it."""
+    return (_ext or _extension()).attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
+                                                    softmax_scale, window, softcap, return_lse, db, gpu, out, lse,
+                                                    stream, None)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,

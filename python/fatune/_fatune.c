@@ -1332,6 +1332,110 @@ fail:
     return NULL;
 }
 
+/* attention_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens, block_table, causal, softmax_scale,
+ *                   window, softcap, return_lse, db, gpu, out, lse, stream, ctx): flash_attn_with_kvcache's
+ * call. q [batch, seqlen_q, heads_q, head_dim]; the cache [batch, seqlen_cache, heads_kv, head_dim], or
+ * paged [num_pages, page_size, heads_kv, head_dim] with block_table int32 [batch, max_pages];
+ * cache_seqlens int32 [batch] or None; k_new, v_new [batch, seqlen_new, heads_kv, head_dim] or None. */
+static PyObject *py_attention_kvcache(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    enum { Q, KC, VC, KN, VN, CSL, BT, CAUSAL, SCALE, WINDOW, SOFTCAP, RETURN_LSE, DB, GPU, OUT, LSE, STREAM, CTX, N };
+    tensor q, k, v, kn = { 0 }, vn = { 0 }, cs = { 0 }, bt = { 0 };
+    fat_attn_args a;
+    char b1[128], b2[128], b3[128];
+    ctx_object *c = NULL;
+    const char *dims = "[batch, seqlen, heads, head_dim]";
+
+    (void)mod;
+    if (nargs != N) {
+        PyErr_Format(PyExc_TypeError, "fatune: _fatune.attention_kvcache takes %d arguments (%zd given)", N, nargs);
+        return NULL;
+    }
+    int paged = args[BT] != Py_None, append = args[KN] != Py_None || args[VN] != Py_None;
+    const char *cdims = paged ? "[num_pages, page_size, heads_kv, head_dim]" : "[batch, seqlen_cache, heads_kv, head_dim]";
+    if (read_tensor(&q, args[Q], "q") < 0 || read_tensor(&k, args[KC], "k_cache") < 0 ||
+        read_tensor(&v, args[VC], "v_cache") < 0 || check_layout(&q, 4, dims) < 0 || check_layout(&k, 4, cdims) < 0 ||
+        check_layout(&v, 4, cdims) < 0 || check_same(&q, &k, &v) < 0)
+        return NULL;
+    if (memcmp(k.shape, v.shape, sizeof k.shape) || k.shape[3] != q.shape[3] || (!paged && k.shape[0] != q.shape[0]))
+        return invalid("k_cache and v_cache: shapes %s and %s do not match q %s (want %s)", fmt_tuple(b1, sizeof b1, 4, k.shape),
+                       fmt_tuple(b2, sizeof b2, 4, v.shape), fmt_tuple(b3, sizeof b3, 4, q.shape), cdims);
+    memset(&a, 0, sizeof a);
+    if (paged) {
+        if (read_tensor(&bt, args[BT], "block_table") < 0)
+            return NULL;
+        if (bt.dtype != DT_INT32 || bt.ndim != 2 || (bt.shape[1] > 1 && bt.stride[1] != 1) || bt.shape[0] != q.shape[0])
+            return invalid("block_table: want an int32 CUDA tensor [batch, max_pages] with contiguous rows (got %s %s)",
+                           fmt_tuple(b1, sizeof b1, bt.ndim, bt.shape), dtype_name(bt.dtype, bt.dtype_name));
+        if (fits(&bt, bt.shape[1] * k.shape[1], "max_pages * page_size") < 0 || fits(&bt, bt.stride[0], "a row stride") < 0)
+            return NULL;
+        a.block_table = (const int32_t *)bt.ptr;
+        a.block_table_stride = (int)bt.stride[0];
+        a.page_size = (int)k.shape[1];
+        a.num_pages = (int)k.shape[0];
+    }
+    if (args[CSL] != Py_None) {
+        if (read_tensor(&cs, args[CSL], "cache_seqlens") < 0)
+            return NULL;
+        if (cs.dtype != DT_INT32 || cs.ndim != 1 || cs.shape[0] != q.shape[0] || (cs.shape[0] > 1 && cs.stride[0] != 1))
+            return invalid("cache_seqlens: want a contiguous int32 CUDA tensor [batch] (got %s %s)",
+                           fmt_tuple(b1, sizeof b1, cs.ndim, cs.shape), dtype_name(cs.dtype, cs.dtype_name));
+        a.cache_seqlens = (const int32_t *)cs.ptr;
+    }
+    if (append) {
+        if (args[KN] == Py_None || args[VN] == Py_None)
+            return invalid("k and v: give both new key and value rows, or neither");
+        if (read_tensor(&kn, args[KN], "k") < 0 || read_tensor(&vn, args[VN], "v") < 0 || check_layout(&kn, 4, dims) < 0 ||
+            check_layout(&vn, 4, dims) < 0 || check_same(&q, &kn, &vn) < 0)
+            return NULL;
+        if (memcmp(kn.shape, vn.shape, sizeof kn.shape) || kn.shape[0] != q.shape[0] || kn.shape[2] != k.shape[2] ||
+            kn.shape[3] != q.shape[3])
+            return invalid("k and v (the new rows): shapes %s and %s, want [%lld, seqlen_new, %lld, %lld]",
+                           fmt_tuple(b1, sizeof b1, 4, kn.shape), fmt_tuple(b2, sizeof b2, 4, vn.shape),
+                           (long long)q.shape[0], (long long)k.shape[2], (long long)q.shape[3]);
+        a.k_new = (const void *)kn.ptr;
+        a.v_new = (const void *)vn.ptr;
+        a.seqlen_new = (int)kn.shape[1];
+        set_strides(a.k_new_stride, &kn, 0);
+        set_strides(a.v_new_stride, &vn, 0);
+    }
+    for (int i = 0; i < 4; i++)
+        if (fits(&q, q.shape[i], "a size") < 0 || fits(&k, k.shape[i], "a size") < 0 ||
+            (append && fits(&kn, kn.shape[i], "a size") < 0))
+            return NULL;
+    /* a cache call is inference: nothing records it for a backward */
+    PyObject *grads[3] = { args[Q], append ? args[KN] : args[Q], append ? args[VN] : args[Q] };
+    int ag = needs_autograd(&q, grads, 3);
+    if (ag)
+        return ag < 0 ? NULL : invalid("attention_with_kvcache: an input requires grad: a KV cache call has no backward "
+                                       "(run it under torch.no_grad() or torch.inference_mode())");
+    a.dtype = (fat_dtype)q.dtype;
+    a.batch = (int)q.shape[0];
+    a.seqlen_q = (int)q.shape[1];
+    a.heads_q = (int)q.shape[2];
+    a.head_dim = (int)q.shape[3];
+    a.heads_kv = (int)k.shape[2];
+    a.seqlen_k = paged ? (int)(bt.shape[1] * k.shape[1]) : (int)k.shape[1];
+    if (read_mask(&a, args[CAUSAL], args[SCALE], args[WINDOW], args[SOFTCAP]) < 0)
+        return NULL;
+    a.q = (const void *)q.ptr;
+    a.k = (const void *)k.ptr;
+    a.v = (const void *)v.ptr;
+    set_strides(a.q_stride, &q, 0);
+    set_strides(a.k_stride, &k, 0);
+    set_strides(a.v_stride, &v, 0);
+    if (!(c = context_for(args[CTX], args[DB], args[GPU], &q)))
+        return NULL;
+    if (check_gpu(c, &q) < 0 || check_gpu(c, &k) < 0 || check_gpu(c, &v) < 0 || (paged && check_gpu(c, &bt) < 0) ||
+        (a.cache_seqlens && check_gpu(c, &cs) < 0) || (append && (check_gpu(c, &kn) < 0 || check_gpu(c, &vn) < 0)))
+        goto fail;
+    int64_t lse_shape[3] = { q.shape[0], q.shape[2], q.shape[1] };
+    return run_call(&a, c, &q, args[RETURN_LSE], args[OUT], args[LSE], args[STREAM], 3, lse_shape, 0, 0);
+fail:
+    Py_DECREF(c);
+    return NULL;
+}
+
 /* setup(FatuneError, FatuneInvalid, FatuneNoGPU, open, alloc_cai): what the Python side provides. */
 static PyObject *py_setup(PyObject *mod, PyObject *args)
 {
@@ -1392,6 +1496,9 @@ static PyMethodDef methods[] = {
     { "attention_varlen", (PyCFunction)(void (*)(void))py_attention_varlen, METH_FASTCALL,
       "attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, softmax_scale, "
       "window, softcap, return_lse, db, gpu, out, lse, stream, ctx, route)" },
+    { "attention_kvcache", (PyCFunction)(void (*)(void))py_attention_kvcache, METH_FASTCALL,
+      "attention_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens, block_table, causal, softmax_scale, "
+      "window, softcap, return_lse, db, gpu, out, lse, stream, ctx)" },
     { "setup", py_setup, METH_VARARGS, "setup(FatuneError, FatuneInvalid, FatuneNoGPU, open, alloc_cai)" },
     { "args_size", py_args_size, METH_NOARGS, "sizeof(fat_attn_args) in this build" },
     { "dlpack", (PyCFunction)(void (*)(void))py_dlpack, METH_FASTCALL,
