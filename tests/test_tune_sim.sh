@@ -6,7 +6,8 @@
 # tries a few on the rest, the exhaustive one everything, both choose alike; a finished run run again
 # measures nothing and keeps its choices; a plan that fails to verify falls back to the rest; a
 # decoding step and a prefill problem do not guide each other; the
-# compiled cubins are reused. Needs NVRTC (compiling is real); skips, with a count, without it.
+# compiled cubins are reused; --shard K/N shares a suite out over machines, whose databases, merged,
+# choose as one run does. Needs NVRTC (compiling is real); skips, with a count, without it.
 fatune="$1/fatune"
 pass=0; fail=0
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -22,7 +23,7 @@ tune() { db=$1; shift; "$fatune" --gpu 0 --shapes tests/shapes/sim.lua --db "$db
 
 out=$(tune "$tmp/g.db"); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nvrtc"; then
-    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 15 skipped"; exit 0
+    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 27 skipped"; exit 0
 fi
 [ $rc -eq 0 ] && [ "$(sql "$tmp/g.db" "select count(*) from best")" = 4 ] && ok || bad "a guided run tunes the four problems (exit $rc): $out"
 first=$(echo "$out" | grep -m1 TFLOPS)
@@ -83,6 +84,76 @@ wait $p1; r1=$?; wait $p2; r2=$?
 [ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "$(sql "$tmp/race.db" "select count(*) from best")" = 4 ] &&
     [ "$(sql "$tmp/race.db" "select count(*) from trial")" = $((36 + 3 * 48)) ] && ok ||
     bad "two tuners on one database both finish, every trial once (exit $r1, $r2): $(cat "$tmp/r1.log" "$tmp/r2.log")"
+
+# machines: --shard K/N shares a suite out so that N runs, merged, choose as one run does; each kernel
+# kind stays whole on one machine where it fits (four kinds over 2 and 4 machines), a kind split
+# over machines costs trials but (here) not the choice; auto reads Slurm's or torchrun's variables
+cat > "$tmp/kinds.lua" <<'EOS'
+local s = {}
+for _, dt in ipairs({ "bf16", "fp16" }) do
+  for _, c in ipairs({ false, true }) do
+    for _, n in ipairs({ 128, 512 }) do
+      s[#s + 1] = shape{ batch = 1, heads_q = 4, seqlen = n, head_dim = 64, dtype = dt, causal = c }
+    end
+  end
+end
+return s
+EOS
+kchoices() { sql "$1" "select group_concat(x, ' ') from (select p.dtype || p.causal || ':' || p.seqlen_q || ':' || c.params x from best b join problem p on p.id = b.problem_id join config c on c.id = b.config_id order by p.dtype, p.causal, p.seqlen_q)"; }
+ktune() { db=$1; shift; "$fatune" --gpu 0 --shapes "$tmp/kinds.lua" --db "$db" --only toy --quiet "$@" 2>&1; }
+ktune "$tmp/k1.db" >/dev/null; want=$(kchoices "$tmp/k1.db")
+for n in 2 4; do
+    outs=""; k=0
+    while [ $k -lt $n ]; do
+        kernels_only "$tmp/k1.db" "$tmp/k$n-$k.db"          # the compiled kernels, as a deployed cache would give
+        outs="$outs$(ktune "$tmp/k$n-$k.db" --shard $k/$n | head -n 1)
+"
+        k=$((k + 1))
+    done
+    cp "$tmp/k$n-0.db" "$tmp/k$n-m.db"
+    k=1; while [ $k -lt $n ]; do "$fatune" merge --db "$tmp/k$n-m.db" "$tmp/k$n-$k.db" >/dev/null 2>&1; k=$((k + 1)); done
+    got=$(sql "$tmp/k$n-0.db" "select count(*) from best")
+    [ "$(kchoices "$tmp/k$n-m.db")" = "$want" ] && [ "$got" = $((8 / n)) ] &&
+        echo "$outs" | grep -c "of the suite's 4 kernel kinds, 4 are tuned whole" | grep -qx $n && ok ||
+        bad "$n machines (--shard K/$n) tune 8/$n problems each, every kind whole, and merged choose as one run: $(kchoices "$tmp/k$n-m.db") vs $want: $outs"
+done
+[ "$(sql "$tmp/k2-0.db" "select count(*) from best")" = 4 ] && [ "$(sql "$tmp/k2-1.db" "select count(*) from best")" = 4 ] &&
+    [ "$(sql "$tmp/k2-m.db" "select count(*) from best")" = 8 ] && ok || bad "the two shards' problems are disjoint and cover the suite"
+kernels_only "$tmp/g.db" "$tmp/sp0.db"; kernels_only "$tmp/g.db" "$tmp/sp1.db"
+tune "$tmp/sp0.db" --shard 0/2 >/dev/null; tune "$tmp/sp1.db" --shard 1/2 >/dev/null
+cp "$tmp/sp0.db" "$tmp/spm.db"; "$fatune" merge --db "$tmp/spm.db" "$tmp/sp1.db" >/dev/null 2>&1
+tr1=$(sql "$tmp/g.db" "select count(*) from trial"); tr2=$(( $(sql "$tmp/sp0.db" "select count(*) from trial") + $(sql "$tmp/sp1.db" "select count(*) from trial") ))
+[ "$(choices "$tmp/spm.db")" = "$(choices "$tmp/g.db")" ] && [ "$tr2" -gt "$tr1" ] && ok ||
+    bad "one kind split over two machines: more trials ($tr2 against $tr1 in one run), the same choices: $(choices "$tmp/spm.db")"
+echo "one kind over two machines: $tr2 trials against $tr1 in one run, the same choices"
+a1=$(RANK=1 WORLD_SIZE=2 ktune "$tmp/ka.db" --shard auto | head -n 1)
+a2=$(SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_COUNT=2 RANK=0 WORLD_SIZE=3 ktune "$tmp/kb.db" --shard auto | head -n 1)
+[ "$(kchoices "$tmp/ka.db")" = "$(kchoices "$tmp/k2-1.db")" ] && echo "$a1" | grep -q "^shard 1/2:" &&
+    [ "$(kchoices "$tmp/kb.db")" = "$(kchoices "$tmp/k2-1.db")" ] && echo "$a2" | grep -q "^shard 1/2:" && ok ||
+    bad "--shard auto: RANK/WORLD_SIZE, and a Slurm array (task id less its minimum) before them: $a1 / $a2"
+for arg in 2/2 x 1/0 -1/2; do
+    out=$(ktune "$tmp/kx.db" --shard "$arg"); rc=$?
+    [ $rc -eq 2 ] && echo "$out" | grep -q "\-\-shard" && [ ! -e "$tmp/kx.db" ] && ok || bad "--shard $arg is refused by name, nothing written (exit $rc): $out"
+done
+out=$(env -u RANK -u WORLD_SIZE -u SLURM_ARRAY_TASK_ID -u SLURM_ARRAY_TASK_COUNT "$fatune" --gpu 0 --shapes "$tmp/kinds.lua" --db "$tmp/kx.db" --only toy --shard auto 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$out" | grep -q "set SLURM_ARRAY_TASK_ID" && ok || bad "--shard auto without a scheduler's variables says which to set (exit $rc): $out"
+# the Slurm example as the cluster would run it: two array tasks (ids 3 and 4), then the merge job
+mkdir -p "$tmp/bin" && ln -sf "$(cd "$(dirname "$fatune")" && pwd)/fatune" "$tmp/bin/fatune"
+for id in 3 4; do
+    PATH="$tmp/bin:$PATH" SLURM_ARRAY_TASK_ID=$id SLURM_ARRAY_TASK_MIN=3 SLURM_ARRAY_TASK_COUNT=2 \
+        sh examples/slurm/tune-array.sbatch "$tmp/kinds.lua" "$tmp/slurm" --only toy > "$tmp/slurm-$id.log" 2>&1
+done
+PATH="$tmp/bin:$PATH" sh examples/slurm/merge-after-array.sbatch 2 "$tmp/slurm" > "$tmp/slurm-merge.log" 2>&1; rc=$?
+[ $rc -eq 0 ] && [ "$(kchoices "$tmp/slurm/tuned.db")" = "$want" ] && ! grep -q "missing" "$tmp/slurm-merge.log" && ok ||
+    bad "examples/slurm: two array tasks and the merge job give one run's choices (exit $rc): $(cat "$tmp"/slurm-*.log)"
+# two machines' shards written into one database at once: serialised by SQLite, nothing lost
+kernels_only "$tmp/k1.db" "$tmp/ks.db"
+ktune "$tmp/ks.db" --shard 0/2 > "$tmp/s1.log" & p1=$!
+ktune "$tmp/ks.db" --shard 1/2 > "$tmp/s2.log" & p2=$!
+wait $p1; r1=$?; wait $p2; r2=$?
+[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "$(kchoices "$tmp/ks.db")" = "$want" ] &&
+    [ "$(sql "$tmp/ks.db" "pragma integrity_check")" = ok ] && ok ||
+    bad "two shards writing one database both finish, the file whole, the choices one run's (exit $r1, $r2): $(cat "$tmp/s1.log" "$tmp/s2.log")"
 
 out=$("$fatune" --gpu 1 --shapes tests/shapes/sim.lua --db "$tmp/u.db" --only toy 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$out" | grep -q "no GPU 1" && ok || bad "a GPU that is not there is refused (exit $rc): $out"

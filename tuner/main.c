@@ -20,6 +20,7 @@
 #include "tune.h"
 #include "worker.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +56,7 @@ static const char usage_text[] =
 static const char tune_usage[] =
     "usage: fatune [tune] --gpu N[,M...] [--shapes FILE] [--db FILE] [--only FAMILIES] [--budget T]\n"
     "                     [--strategy guided|exhaustive|random] [--effort quick|full] [--json]\n"
-    "                     [--quiet] [--or-check] [--trial-timeout T]\n"
+    "                     [--quiet] [--or-check] [--trial-timeout T] [--shard K/N|auto]\n"
     "Compiles, verifies and times the variants of every problem of a suite and stores the trials and\n"
     "the best config per problem (fatune list shows them; a rerun resumes).\n"
     "  --gpu N[,M...]     GPUs to tune on (several: problems are shared out between them)\n"
@@ -71,7 +72,12 @@ static const char tune_usage[] =
     "  --json             one JSON object per tuned problem on stdout\n"
     "  --quiet            no progress line, only failures and the summary\n"
     "  --or-check         without a GPU, say so and run the compile-only check instead\n"
-    "  --trial-timeout T  kill a trial that runs longer (default 60s): status timeout\n";
+    "  --trial-timeout T  kill a trial that runs longer (default 60s): status timeout\n"
+    "  --shard K/N        tune machine K's share of the suite (0 <= K < N), the same on every machine:\n"
+    "                     each kernel kind whole on one machine where it fits a fair share, balanced\n"
+    "                     by estimated cost; fatune merge of the N databases gives the whole suite.\n"
+    "                     auto: K and N from SLURM_ARRAY_TASK_ID (less SLURM_ARRAY_TASK_MIN) and\n"
+    "                     SLURM_ARRAY_TASK_COUNT, or from RANK and WORLD_SIZE (torchrun)\n";
 
 static const char check_usage[] =
     "usage: fatune check [--shapes FILE] [--arch ARCH] [--only FAMILIES] [-j N]\n"
@@ -482,11 +488,58 @@ static int parse_gpus(const char *s, tune_opts *o) {
     return o->ngpus ? 0 : -1;
 }
 
+/* "K/N", or "auto" from a scheduler's environment (Slurm job arrays, torchrun): 0, or -1 with the
+ * reason in why. */
+static int env_int(const char *name, long *v) {
+    const char *s = getenv(name);
+    char *end;
+    if (!s || !*s) return 0;
+    errno = 0;
+    *v = strtol(s, &end, 10);
+    return errno == 0 && *end == 0 ? 1 : -1;
+}
+
+static int parse_shard(const char *arg, tune_opts *o, char *why, size_t n) {
+    long k = -1, total = -1, min = 0;
+    if (strcmp(arg, "auto") == 0) {
+        int a = env_int("SLURM_ARRAY_TASK_ID", &k), b = env_int("SLURM_ARRAY_TASK_COUNT", &total);
+        if (a && b) {
+            if (a < 0 || b < 0 || env_int("SLURM_ARRAY_TASK_MIN", &min) < 0) {
+                snprintf(why, n, "tune: --shard auto: SLURM_ARRAY_TASK_ID, _COUNT or _MIN is not an integer");
+                return -1;
+            }
+            k -= min;
+        } else {
+            a = env_int("RANK", &k);
+            b = env_int("WORLD_SIZE", &total);
+            if (a <= 0 || b <= 0) {
+                snprintf(why, n, "tune: --shard auto: set SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT (a Slurm job "
+                                 "array) or RANK and WORLD_SIZE (torchrun), or give --shard K/N");
+                return -1;
+            }
+        }
+    } else {
+        char *end;
+        k = strtol(arg, &end, 10);
+        if (end == arg || *end != '/' || (total = strtol(end + 1, &end, 10), *end != 0)) {
+            snprintf(why, n, "tune: --shard wants K/N (machine K of N, from 0) or auto, got %s", arg);
+            return -1;
+        }
+    }
+    if (total < 1 || total > 65536 || k < 0 || k >= total) {
+        snprintf(why, n, "tune: --shard %ld/%ld: want 0 <= K < N <= 65536", k, total);
+        return -1;
+    }
+    o->shard = (int)k;
+    o->nshards = (int)total;
+    return 0;
+}
+
 static int cmd_tune(int argc, char **argv) {
     static const struct option lo[] = { { "gpu", 1, 0, 'g' }, { "shapes", 1, 0, 's' }, { "db", 1, 0, 'b' },
         { "only", 1, 0, 'o' }, { "or-check", 0, 0, 'C' }, { "budget", 1, 0, 'B' }, { "strategy", 1, 0, 'S' },
         { "effort", 1, 0, 'e' }, { "json", 0, 0, 'J' }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
-        { "trial-timeout", 1, 0, 'T' },
+        { "trial-timeout", 1, 0, 'T' }, { "shard", 1, 0, 'K' },
         { 0, 0, 0, 0 } };
     tune_opts o;
     memset(&o, 0, sizeof o);
@@ -522,6 +575,11 @@ static int cmd_tune(int argc, char **argv) {
             if ((o.trial_timeout_s = parse_duration(optarg)) < 0) return usage(tune_usage, "tune: --trial-timeout wants a duration like 30s");
             break;
         case 'q': o.quiet = 1; break;
+        case 'K': {
+            char why[256];
+            if (parse_shard(optarg, &o, why, sizeof why)) return usage(tune_usage, why);
+            break;
+        }
         case 'h': return help(tune_usage);
         default: return bad_option(tune_usage, c, argv);
         }

@@ -835,6 +835,95 @@ out:
 
 static int by_cost(const void *a, const void *b) { return cost_cmp(a, b); }
 
+/* ---------------------------------------------------------------------------------------------
+ * Machines: --shard K/N (tune_machine_share in tune.h). */
+
+enum { SHARD_PROBLEM_S = 2 };               /* seconds of compiles, inputs and checks per problem */
+#define SHARD_SLACK 1.25                    /* a kind stays whole up to this much over a fair share */
+#define SHARD_FLOPS 2e13                    /* FLOPs timed per second of tuning: the timed runs
+                                               (tens of repetitions) at hundreds of TFLOPS */
+
+typedef struct shard_item {
+    int first, count;                       /* problems [first, first + count) of the kind-sorted list */
+    double cost;
+} shard_item;
+
+static int same_kind(const fat_problem *a, const fat_problem *b, int rows) {
+    return a->dtype == b->dtype && a->head_dim == b->head_dim && a->causal == b->causal &&
+           a->features == b->features && dispatch_decoding(a, rows) == dispatch_decoding(b, rows);
+}
+
+static int kind_decoding_rows;              /* for by_kind (qsort has no user pointer) */
+
+/* kind (decoding, dtype, head_dim, causal, features), then the run's order within it */
+static int by_kind(const void *pa, const void *pb) {
+    const fat_problem *a = pa, *b = pb;
+    const int ka[] = { dispatch_decoding(a, kind_decoding_rows), (int)a->dtype, a->head_dim, a->causal, (int)a->features };
+    const int kb[] = { dispatch_decoding(b, kind_decoding_rows), (int)b->dtype, b->head_dim, b->causal, (int)b->features };
+    for (size_t i = 0; i < sizeof ka / sizeof ka[0]; i++)
+        if (ka[i] != kb[i]) return ka[i] < kb[i] ? -1 : 1;
+    return cost_cmp(a, b);
+}
+
+/* the longest first; equal costs in list order, so that every machine sorts alike */
+static int by_item_cost(const void *pa, const void *pb) {
+    const shard_item *a = pa, *b = pb;
+    if (a->cost != b->cost) return a->cost > b->cost ? -1 : 1;
+    return a->first < b->first ? -1 : a->first > b->first;
+}
+
+static double shard_cost(const fat_problem *p) { return SHARD_PROBLEM_S + bench_flops(p) / SHARD_FLOPS; }
+
+int tune_machine_share(fat_problem *probs, int *n, int shard, int nshards, int decoding_rows, int *whole, int *kinds,
+                       double *share) {
+    int m = *n, nitems = 0, nk = 0, kept = 0;
+    double total = 0, mine = 0;
+    *whole = *kinds = 0;
+    *share = 0;
+    if (m == 0) return 0;
+    kind_decoding_rows = decoding_rows;
+    qsort(probs, (size_t)m, sizeof *probs, by_kind);
+    for (int i = 0; i < m; i++) total += shard_cost(&probs[i]);
+    shard_item *items = calloc((size_t)m, sizeof *items);
+    double *load = calloc((size_t)nshards, sizeof *load);
+    int *owner = calloc((size_t)m, sizeof *owner);
+    if (!items || !load || !owner) { free(items); free(load); free(owner); return -1; }
+    for (int i = 0; i < m;) {
+        int j = i;
+        double c = 0;
+        while (j < m && same_kind(&probs[i], &probs[j], decoding_rows)) c += shard_cost(&probs[j++]);
+        nk++;
+        if (c <= SHARD_SLACK * total / nshards || j - i == 1) {
+            items[nitems++] = (shard_item){ i, j - i, c };
+            kept++;
+        } else {
+            for (int k = i; k < j; k++) items[nitems++] = (shard_item){ k, 1, shard_cost(&probs[k]) };
+        }
+        i = j;
+    }
+    qsort(items, (size_t)nitems, sizeof *items, by_item_cost);
+    for (int i = 0; i < nitems; i++) {
+        int best = 0;
+        for (int s = 1; s < nshards; s++) if (load[s] < load[best]) best = s;
+        load[best] += items[i].cost;
+        for (int k = 0; k < items[i].count; k++) owner[items[i].first + k] = best;
+    }
+    int w = 0;
+    for (int i = 0; i < m; i++)
+        if (owner[i] == shard) {
+            mine += shard_cost(&probs[i]);
+            probs[w++] = probs[i];
+        }
+    *n = w;
+    *whole = kept;
+    *kinds = nk;
+    *share = total > 0 ? mine / total : 0;
+    free(items);
+    free(load);
+    free(owner);
+    return 0;
+}
+
 /* One GPU's share of the problems: those with index % nshard == shard. */
 static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
     tuner t = { .o = o, .gpu = gpu, .t0 = now_s(), .tty = isatty(2) };
@@ -854,6 +943,18 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
         fprintf(stderr, "fatune: %s\n", gen_errmsg(t.g));
         rc = 2;
         goto out;
+    }
+    if (o->nshards > 0) {
+        int all = n, whole, kinds;
+        double share;
+        if (tune_machine_share(probs, &n, o->shard, o->nshards, t.decoding_rows, &whole, &kinds, &share)) {
+            fprintf(stderr, "fatune: out of memory\n");
+            goto out;
+        }
+        if (shard == 0 && !o->json)
+            printf("shard %d/%d: %d of %d problem%s (%.0f%% of the suite's estimated tuning time); of the suite's %d "
+                   "kernel kind%s, %d %s tuned whole on one machine\n", o->shard, o->nshards, n, all, all == 1 ? "" : "s",
+                   100 * share, kinds, kinds == 1 ? "" : "s", whole, whole == 1 ? "is" : "are");
     }
     if (db_open(o->db, DB_CREATE, &t.d, err, sizeof err) != FAT_OK) { fprintf(stderr, "fatune: %s\n", err); goto out; }
     if (worker_start(gpu, &t.w, &t.dev) != FAT_OK) { fprintf(stderr, "fatune: %s\n", fat_last_error()); goto out; }

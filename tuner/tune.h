@@ -33,7 +33,21 @@ typedef struct tune_opts {
     int json;               /* one JSON object per problem on stdout */
     int quiet;              /* no progress, only failures and the summary */
     double trial_timeout_s; /* a trial still running after this is killed (status timeout) */
+    int shard, nshards;     /* --shard K/N: this machine's share of the suite (tune_machine_share);
+                               nshards 0: the whole suite */
 } tune_opts;
+
+/* --shard K/N: machine `shard`'s share of problems probs[0..n) (in place; *n becomes its count),
+ * the same on every machine for the same suite and nshards. Each kernel kind (dtype, head_dim,
+ * causal, features, and decoding or not: what the guided search learns within) stays whole on one
+ * machine unless its estimated cost is over 1.25 times a machine's fair share, in which case its problems
+ * are shared out one by one; then the longest items first, each to the least loaded machine (ties
+ * to the lowest index). Cost, in estimated seconds of tuning: SHARD_PROBLEM_S per problem (its
+ * compiles, inputs and verification) plus its FLOPs over SHARD_FLOPS (its timed runs). Writes
+ * the kinds kept whole and in all to *whole and *kinds, the share of the estimated cost to *share
+ * (0..1). 0, or -1 out of memory. */
+int tune_machine_share(fat_problem *probs, int *n, int shard, int nshards, int decoding_rows, int *whole, int *kinds,
+                       double *share);
 
 /* Runs the job; returns the process exit code (0 ok, 1 failure, 2 bad input). */
 int tune_main(const tune_opts *o);
