@@ -23,7 +23,7 @@ tune() { db=$1; shift; "$fatune" --gpu 0 --shapes tests/shapes/sim.lua --db "$db
 
 out=$(tune "$tmp/g.db"); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nvrtc"; then
-    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 27 skipped"; exit 0
+    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 29 skipped"; exit 0
 fi
 [ $rc -eq 0 ] && [ "$(sql "$tmp/g.db" "select count(*) from best")" = 4 ] && ok || bad "a guided run tunes the four problems (exit $rc): $out"
 first=$(echo "$out" | grep -m1 TFLOPS)
@@ -137,6 +137,26 @@ for arg in 2/2 x 1/0 -1/2; do
 done
 out=$(env -u RANK -u WORLD_SIZE -u SLURM_ARRAY_TASK_ID -u SLURM_ARRAY_TASK_COUNT "$fatune" --gpu 0 --shapes "$tmp/kinds.lua" --db "$tmp/kx.db" --only toy --shard auto 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$out" | grep -q "set SLURM_ARRAY_TASK_ID" && ok || bad "--shard auto without a scheduler's variables says which to set (exit $rc): $out"
+# a machine killed halfway: its database keeps the problems it finished, a merge takes them (and
+# gives the rest nothing), and the same shard run again resumes and completes the choices
+kernels_only "$tmp/k1.db" "$tmp/kk.db"
+FATUNE_SIMULATE_TRIAL_MS=10 "$fatune" --gpu 0 --shapes "$tmp/kinds.lua" --db "$tmp/kk.db" --only toy --strategy exhaustive \
+    --shard 0/1 > "$tmp/kk.log" 2>&1 & pk=$!
+i=0
+while [ "$(sql "$tmp/kk.db" "select count(*) from best" 2>/dev/null)" -lt 2 ] 2>/dev/null && [ $i -lt 600 ]; do
+    sleep 0.05; i=$((i + 1))
+done
+kill -9 $pk 2>/dev/null; wait $pk 2>/dev/null
+done_k=$(sql "$tmp/kk.db" "select count(*) from best")
+rm -f "$tmp/km.db"; "$fatune" merge --db "$tmp/km.db" "$tmp/kk.db" > /dev/null 2>&1; rc=$?
+[ $rc -eq 0 ] && [ "$done_k" -ge 2 ] && [ "$done_k" -lt 8 ] && [ "$(sql "$tmp/km.db" "select count(*) from best")" = "$done_k" ] &&
+    [ "$(sql "$tmp/kk.db" "pragma integrity_check")" = ok ] && ok ||
+    bad "a machine killed after $done_k of 8 problems: its file whole, and a merge takes what it finished (exit $rc)"
+out=$(ktune "$tmp/kk.db" --shard 0/1 --strategy exhaustive); rc=$?
+"$fatune" merge --db "$tmp/km.db" "$tmp/kk.db" > /dev/null 2>&1
+[ $rc -eq 0 ] && [ "$(sql "$tmp/km.db" "select count(*) from best where complete = 1")" = 8 ] && ok ||
+    bad "the killed machine's shard run again resumes, and merged again the suite is complete (exit $rc): $out"
+
 # the Slurm example as the cluster would run it: two array tasks (ids 3 and 4), then the merge job
 mkdir -p "$tmp/bin" && ln -sf "$(cd "$(dirname "$fatune")" && pwd)/fatune" "$tmp/bin/fatune"
 for id in 3 4; do

@@ -211,7 +211,8 @@ out:
  *   FLOPs / 200 TFLOPS x (1 + f),  f in [0, 1) from a hash of the cubin,
  * so a variant ranks the same on every problem of its kind, and one run's answers are the next
  * one's. FATUNE_SIMULATE_FAIL_ABOVE=S: on problems with seqlen_k > S the faster half (f < 0.5)
- * fails (wrong_result), as a neighbour's tiles may fail at a size. */
+ * fails (wrong_result), as a neighbour's tiles may fail at a size. FATUNE_SIMULATE_TRIAL_MS=T: each
+ * trial takes T ms of wall time, so that a test can stop a run partway. */
 
 /* The rest of a trial message whose header is mh: *tm and the cubin after it (malloc'ed); NULL when
  * the pipe broke or the message does not add up. */
@@ -245,8 +246,8 @@ static int sim_main(int gpu) {
         snprintf(h.dev.name, sizeof h.dev.name, "simulated GPU (sm_90)");
     }
     if (send_msg(1, MSG_HELLO, &h, sizeof h, NULL, 0) || h.status != FAT_OK) return 1;
-    const char *fail = getenv("FATUNE_SIMULATE_FAIL_ABOVE");
-    long fail_above = fail && *fail ? atol(fail) : -1;
+    const char *fail = getenv("FATUNE_SIMULATE_FAIL_ABOVE"), *slow = getenv("FATUNE_SIMULATE_TRIAL_MS");
+    long fail_above = fail && *fail ? atol(fail) : -1, trial_ms = slow && *slow ? atol(slow) : 0;
     problem_msg pm;
     int have = 0;
     for (;;) {
@@ -266,6 +267,10 @@ static int sim_main(int gpu) {
             memset(&r, 0, sizeof r);
             double f = sim_factor(cubin, tm.cubin_size);
             free(cubin);
+            if (trial_ms > 0) {
+                struct timespec ts = { trial_ms / 1000, trial_ms % 1000 * 1000000L };
+                nanosleep(&ts, NULL);
+            }
             if (!have) {
                 r.status = DB_TRIAL_FAULT;
                 snprintf(r.reason, sizeof r.reason, "no problem set");
