@@ -829,6 +829,25 @@ static void set_strides(int64_t dst[3], const tensor *t, int varlen)
     }
 }
 
+/* a's dtype, sizes, pointers and strides from [batch, seq, heads, head_dim] views of q, k and v
+ * (seqlen_k is k's second dimension). */
+static void fill_bshd(fat_attn_args *a, const tensor *q, const tensor *k, const tensor *v)
+{
+    a->dtype = (fat_dtype)q->dtype;
+    a->batch = (int)q->shape[0];
+    a->seqlen_q = (int)q->shape[1];
+    a->heads_q = (int)q->shape[2];
+    a->head_dim = (int)q->shape[3];
+    a->seqlen_k = (int)k->shape[1];
+    a->heads_kv = (int)k->shape[2];
+    a->q = (const void *)q->ptr;
+    a->k = (const void *)k->ptr;
+    a->v = (const void *)v->ptr;
+    set_strides(a->q_stride, q, 0);
+    set_strides(a->k_stride, k, 0);
+    set_strides(a->v_stride, v, 0);
+}
+
 /* The context of (db, gpu): a cached default one for db None, else fatune.open(db, gpu). A new
  * reference, or NULL with the exception fatune.open raised (FatuneNoGPU, ...). */
 static ctx_object *context_for(PyObject *ctx, PyObject *db, PyObject *gpu_arg, const tensor *q)
@@ -1223,21 +1242,9 @@ static PyObject *py_attention(PyObject *mod, PyObject *const *args, Py_ssize_t n
     if (ag)
         return ag < 0 ? NULL : Py_NewRef(Py_NotImplemented);
     memset(&a, 0, sizeof a);
-    a.dtype = (fat_dtype)q.dtype;
-    a.batch = (int)q.shape[0];
-    a.seqlen_q = (int)q.shape[1];
-    a.heads_q = (int)q.shape[2];
-    a.head_dim = (int)q.shape[3];
-    a.seqlen_k = (int)k.shape[1];
-    a.heads_kv = (int)k.shape[2];
+    fill_bshd(&a, &q, &k, &v);
     if (read_mask(&a, args[CAUSAL], args[SCALE], args[WINDOW], args[SOFTCAP]) < 0)
         return NULL;
-    a.q = (const void *)q.ptr;
-    a.k = (const void *)k.ptr;
-    a.v = (const void *)v.ptr;
-    set_strides(a.q_stride, &q, 0);
-    set_strides(a.k_stride, &k, 0);
-    set_strides(a.v_stride, &v, 0);
     if (!(c = context_for(args[CTX], args[DB], args[GPU], &q)))
         return NULL;
     if (check_gpu(c, &q) < 0 || check_gpu(c, &k) < 0 || check_gpu(c, &v) < 0)
@@ -1409,21 +1416,11 @@ static PyObject *py_attention_kvcache(PyObject *mod, PyObject *const *args, Py_s
     if (ag)
         return ag < 0 ? NULL : invalid("attention_with_kvcache: an input requires grad: a KV cache call has no backward "
                                        "(run it under torch.no_grad() or torch.inference_mode())");
-    a.dtype = (fat_dtype)q.dtype;
-    a.batch = (int)q.shape[0];
-    a.seqlen_q = (int)q.shape[1];
-    a.heads_q = (int)q.shape[2];
-    a.head_dim = (int)q.shape[3];
-    a.heads_kv = (int)k.shape[2];
-    a.seqlen_k = paged ? (int)(bt.shape[1] * k.shape[1]) : (int)k.shape[1];
+    fill_bshd(&a, &q, &k, &v);
+    if (paged)
+        a.seqlen_k = (int)(bt.shape[1] * k.shape[1]);    /* what the table holds; k's rows are a page's */
     if (read_mask(&a, args[CAUSAL], args[SCALE], args[WINDOW], args[SOFTCAP]) < 0)
         return NULL;
-    a.q = (const void *)q.ptr;
-    a.k = (const void *)k.ptr;
-    a.v = (const void *)v.ptr;
-    set_strides(a.q_stride, &q, 0);
-    set_strides(a.k_stride, &k, 0);
-    set_strides(a.v_stride, &v, 0);
     if (!(c = context_for(args[CTX], args[DB], args[GPU], &q)))
         return NULL;
     if (check_gpu(c, &q) < 0 || check_gpu(c, &k) < 0 || check_gpu(c, &v) < 0 || (paged && check_gpu(c, &bt) < 0) ||
