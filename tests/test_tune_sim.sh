@@ -23,7 +23,7 @@ tune() { db=$1; shift; "$fatune" --gpu 0 --shapes tests/shapes/sim.lua --db "$db
 
 out=$(tune "$tmp/g.db"); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nvrtc"; then
-    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 29 skipped"; exit 0
+    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 30 skipped"; exit 0
 fi
 [ $rc -eq 0 ] && [ "$(sql "$tmp/g.db" "select count(*) from best")" = 4 ] && ok || bad "a guided run tunes the four problems (exit $rc): $out"
 first=$(echo "$out" | grep -m1 TFLOPS)
@@ -78,6 +78,8 @@ kernels_only "$tmp/g.db" "$tmp/race.db"
 out=$(FATUNE_SIMULATE_GPU=2 tune "$tmp/two.db" --gpu 0,1); rc=$?
 [ $rc -eq 0 ] && echo "$out" | grep -q "tuning 2 problems on GPU 0" && echo "$out" | grep -q "tuning 2 problems on GPU 1" &&
     [ "$(sql "$tmp/two.db" "select count(*) from best")" = 4 ] && ok || bad "--gpu 0,1 shares the four problems out, two each (exit $rc): $out"
+[ "$(sql "$tmp/two.db" "select count(*) from device")" = 1 ] && [ "$(sql "$tmp/two.db" "select count(distinct device_id) from best")" = 1 ] &&
+    ok || bad "two GPUs of one model keep one set of rows (one device row, not one per ordinal)"
 tune "$tmp/race.db" --strategy exhaustive > "$tmp/r1.log" 2>&1 & p1=$!
 tune "$tmp/race.db" --strategy exhaustive > "$tmp/r2.log" 2>&1 & p2=$!
 wait $p1; r1=$?; wait $p2; r2=$?
