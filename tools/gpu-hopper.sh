@@ -1,7 +1,9 @@
 #!/bin/sh
 # gpu-hopper.sh: one call to the GPU machine for flash_hopper, on a build made elsewhere (B=build,
 # carried with .deb and .shared). Steps (STEPS, in this order; each under its own timeout T_<STEP>):
-#   test     every valid flash_hopper variant on the GPU tier's cases (gpu_test --only flash_hopper)
+#   test     every valid flash_hopper variant on the GPU tier's cases (gpu_test --only flash_hopper;
+#            GT_VARIANT: one run per word, each of the variants whose parameters contain it, e.g.
+#            "cluster=2 half_diag=1")
 #   check    compile every valid flash_hopper variant of SHAPES for sm_90a: registers, spills
 #   tune     a guided tune of each file of SHAPES (default bench/prefill-hdims.lua) with FAMILIES
 #            (default flash_hopper) into one database, $OUT/tuned.db (cubins stripped)
@@ -18,6 +20,10 @@
 #   runtime  gpu_runtime (the runtime's built-in defaults against the CPU attention)
 #   python   tests/test_python.sh (the binding against SDPA)
 #   tier     the whole GPU tier: gpu_test gpu_contract gpu_tune gpu_runtime python
+#   clocks   bench/clocks.py for each of CLOCK_SHAPES ("dtype:head_dim:seqlen:causal"; default bf16
+#            d128 16k non-causal): TFLOPS by do_bench, spaced and sustained launches, with the SM
+#            clock and power nvidia-smi sampled meanwhile, fatune beside cuDNN and a matmul
+#            (fatune's choice from CLOCK_DB, default /tmp/tuned.db, where it exists)
 # Logs in $OUT; a summary last.
 out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
 b=${B:-build}
@@ -36,9 +42,12 @@ for step in $steps; do
   t0=$(date +%s)
   case $step in
   test)
-    timeout ${T_TEST:-240} "$b/gpu_test" --only flash_hopper > "$out/gpu_test_hopper.log" 2>&1
-    add "gpu_test --only flash_hopper: rc=$? $(tail -n 1 "$out/gpu_test_hopper.log") ($(( $(date +%s) - t0 )) s)"
-    grep -E "^FAIL" "$out/gpu_test_hopper.log" | head -8 ;;
+    for v in ${GT_VARIANT:-all}; do
+      t1=$(date +%s); f="$out/gpu_test_hopper${GT_VARIANT:+-$(echo "$v" | tr '=,' '--')}.log"   # no '=' in names: $OUT refuses them
+      timeout ${T_TEST:-240} "$b/gpu_test" --only flash_hopper $( [ "$v" != all ] && echo --variant "$v" ) > "$f" 2>&1
+      add "gpu_test --only flash_hopper${GT_VARIANT:+ --variant $v}: rc=$? $(tail -n 1 "$f") ($(( $(date +%s) - t1 )) s)"
+      grep -E "^FAIL" "$f" | head -8
+    done ;;
   check)
     for sh in $shapes; do
       n=$(basename "$sh" .lua)
@@ -102,6 +111,18 @@ EOF2
     timeout ${T_TIER:-360} sh tests/run.sh "$b" ${TIER:-gpu_test gpu_contract gpu_tune gpu_runtime python} > "$out/tier.log" 2>&1
     add "tier: rc=$? $(grep -E 'passed' "$out/tier.log" | tail -n 6 | tr '\n' ';') ($(( $(date +%s) - t0 )) s)"
     grep -E "^FAIL" "$out/tier.log" | head -8 ;;
+  clocks)
+    for sh in ${CLOCK_SHAPES:-bf16:128:16384:0}; do
+      IFS=: read dt hd sl ca <<EOF2
+$sh
+EOF2
+      n="clocks-$dt-d$hd-s$sl-c$ca"; t1=$(date +%s)
+      db=""; [ -f "${CLOCK_DB:-/tmp/tuned.db}" ] && db="--db ${CLOCK_DB:-/tmp/tuned.db}"
+      timeout ${T_CLOCKS:-120} python3 bench/clocks.py $db --dtype "$dt" --head-dim "$hd" --seqlen "$sl" \
+        $( [ "$ca" = 1 ] && echo --causal ) --json "$out/$n.json" --smi-log "$out/$n-smi.csv" > "$out/$n.log" 2>&1
+      add "$n: rc=$? ($(( $(date +%s) - t1 )) s)"
+      sed -n '/^problem/p;/^| phase/,$p' "$out/$n.log"
+    done ;;
   *) add "unknown step $step" ;;
   esac
 done
