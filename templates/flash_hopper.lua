@@ -30,6 +30,8 @@ local t = {
     overlap = { 0, 1 },               -- 1: softmax of block j+1 under the P V of block j
     q_stages = { 1, 2 },              -- Q buffers: 2 loads the next tile's Q during this tile
     o_separate = { 0, 1 },            -- 1: O staged in its own tile (the next Q may land meanwhile)
+    tma_store = { 0, 1 },             -- 1: each warpgroup's O rows leave shared memory by one TMA store
+                                      -- (fixed lengths); 0: 16-byte stores by every thread
   },
 }
 
@@ -127,6 +129,10 @@ function t.valid(p, shape, dev)
     return false, "persistent=2 claims tiles one by one for tiles of unequal cost (causal, window, varlen): here every "
                   .. "tile costs the same and the static schedule (persistent=1) balances them without a counter"
   end
+  if p.tma_store == 1 and shape.varlen then
+    return false, "tma_store=1: a varlen tile's rows past its sequence belong to the next one, which a TMA store "
+                  .. "(bounded by the packed tensor only) would overwrite; 16-byte stores serve varlen"
+  end
   if p.block_n < 96 and d <= 160 then
     return false, string.format("block_n=%d at head_dim %d: key blocks below 96 are for head_dims above 160, where "
                                 .. "two stages of larger K and V blocks do not fit in shared memory", p.block_n, d)
@@ -159,7 +165,8 @@ function t.valid(p, shape, dev)
     for _, more in ipairs({ { 1, 0 }, { 0, 1 } }) do
       local q, o = p.q_stages + more[1], p.o_separate + more[2]
       if q <= 2 and o <= 1 and smem_bytes({ block_m = p.block_m, block_n = p.block_n, stages = p.stages,
-                                            persistent = p.persistent, q_stages = q, o_separate = o }, d)
+                                            persistent = p.persistent, q_stages = q, o_separate = o,
+                                            tma_store = p.tma_store }, d)
                                <= dev.smem_optin then
         return false, string.format("q_stages=%d, o_separate=%d leave room for q_stages=%d, o_separate=%d in shared "
                                     .. "memory: a variant with more staging is never slower", p.q_stages,
@@ -214,17 +221,21 @@ function t.default(shape, dev)
   -- causal 128x128 (head_dims up to 128; at 64 below 2048 keys): the dynamic schedule without
   -- ping-pong, Q double-buffered, O separate (the suite tuned on the H200, 2026-12-02, third
   -- session: chosen at d128 causal 512-16k and d64 causal 512-1024)
+  -- O by TMA store where it is valid (fixed lengths: 3-4% faster at d64 and d128 causal 512-1024)
+  -- and, at d64, a third K/V stage (2-5% there); 2026-12-03, exhaustive, tuner's events)
   if shape.causal and shape.head_dim <= 128 and bm == 128 and bn == 128 then
-    local p = { block_m = 128, block_n = 128, stages = 2, persistent = 2, pingpong = 0, overlap = 1, q_stages = 2,
-                o_separate = 1 }
-    if t.valid(p, shape, dev) then return p end
+    for _, v in ipairs({ { 3, 1 }, { 3, 0 }, { 2, 1 }, { 2, 0 } }) do
+      local p = { block_m = 128, block_n = 128, stages = v[1], persistent = 2, pingpong = 0, overlap = 1, q_stages = 2,
+                  o_separate = 1, tma_store = v[2] }
+      if (v[1] == 2 or shape.head_dim <= 64) and t.valid(p, shape, dev) then return p end
+    end
   end
   for _, m in ipairs(bm == 192 and { 192, 128 } or { 128 }) do
     for _, n in ipairs(BLOCK_NS) do
       if n <= bn then
         for _, qo in ipairs({ { 2, 1 }, { 2, 0 }, { 1, 1 }, { 1, 0 } }) do
           local p = { block_m = m, block_n = n, stages = 2, persistent = 1, pingpong = 1, overlap = 1,
-                      q_stages = qo[1], o_separate = qo[2] }
+                      q_stages = qo[1], o_separate = qo[2], tma_store = 0 }
           if t.valid(p, shape, dev) then return p end
         end
       end
@@ -483,12 +494,14 @@ static __device__ __forceinline__ void store_zero_rows(const fat_kparams &p, con
 }
 
 /* O / l, the LSE (natural log; -inf for a row that sees no key), then O to the dtype into this
- * warp's own 16 rows of the staging tile (swizzled slab layout like Q) and 16-byte stores of the rows
- * < seqlen_q. q_release: the Q_EMPTY barrier to arrive on once O left the Q tile it was staged in
- * (0 when O has its own tile). */
+ * warp's own 16 rows of the staging tile (swizzled slab layout like Q) and out: 16-byte stores of
+ * the rows < seqlen_q by every thread, or (TMA_STORE) one TMA store per 64-column slab of the
+ * warpgroup's 64 rows by one thread, which the map clips at seqlen_q. q_release: the Q_EMPTY
+ * barrier to arrive on once O left the Q tile it was staged in (0 when O has its own tile). */
 static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (&o)[O_REGS], float m_0, float m_1,
                                                    float l_0, float l_1, float sl2, const TileOut &id, fat_u32 s_o,
-                                                   fat_u32 q_release, int cw, int warp, int wtid) {
+                                                   fat_u32 q_release, int cw, int warp, int wtid, const fat_tmap *tm_o) {
+    (void)tm_o;
     l_0 += __shfl_xor_sync(0xffffffffu, l_0, 1);
     l_1 += __shfl_xor_sync(0xffffffffu, l_1, 1);
     l_0 += __shfl_xor_sync(0xffffffffu, l_0, 2);
@@ -511,9 +524,11 @@ static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (
         if (row0 < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row0)] = l_0 > 0.f ? (m_0 * sl2 + fat_lg2(l_0)) * ln2 : -FAT_INF;
         if (row1 < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row1)] = l_1 > 0.f ? (m_1 * sl2 + fat_lg2(l_1)) * ln2 : -FAT_INF;
     }
-    char *g_o = (char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, id.b, id.q0, id.h);
     constexpr int CH = HEAD_DIM / 8;                                             /* 16-byte chunks per row */
-#if !O_SEPARATE
+#if TMA_STORE && O_SEPARATE
+    if (wtid == 0) fat_bulk_wait_read<0>();     /* the previous tile's store has read the staging rows */
+    fat_bar_sync(4 + cw, 128);
+#elif !O_SEPARATE
     fat_bar_sync(4 + cw, 128);                  /* every warp of the warpgroup is past its last read of Q */
 #endif
     {
@@ -526,6 +541,23 @@ static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (
             asm volatile("st.shared.b32 [%0], %1;" :: "r"(sb), "r"(pack2(o[4 * c + 2], o[4 * c + 3])) : "memory");
         }
     }
+#if TMA_STORE
+    /* the generic writes above before the async proxy's reads; every warp's rows in place */
+    fat_fence_proxy_async();
+    fat_bar_sync(4 + cw, 128);
+    if (wtid == 0) {
+#pragma unroll
+        for (int sl = 0; sl < SLABS; ++sl)
+            fat_tma_store_4d(tm_o, s_o + sl * SLAB_Q + cw * 64 * 128, sl * 64, id.m0 + 64 * cw, id.h, id.b);
+        fat_bulk_commit();
+#if !O_SEPARATE
+        fat_bulk_wait_read<0>();                /* the store has read Q's buffer: the next Q may land */
+        fat_mbar_arrive(q_release);
+#endif
+    }
+    (void)q_release;
+#else
+    char *g_o = (char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, id.b, id.q0, id.h);
     __syncwarp();
 #pragma unroll
     for (int idx = lane; idx < 16 * CH; idx += 32) {
@@ -546,6 +578,7 @@ static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (
     fat_fence_proxy_async();
     fat_bar_sync(4 + cw, 128);
     if (wtid == 0) fat_mbar_arrive(q_release);
+#endif
 #endif
 }
 
@@ -592,6 +625,9 @@ static __device__ __forceinline__ int take_tile(fat_u32 s_ts, fat_u32 &ts, int &
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, const __grid_constant__ fat_tmap tm_k,
                  const __grid_constant__ fat_tmap tm_v
+#if TMA_STORE
+                 , const __grid_constant__ fat_tmap tm_o
+#endif
 #if PERSISTENT == 2
                  , unsigned *tile_counter
 #endif
@@ -612,6 +648,11 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #define FULL_V(st) (s_bar + 8u * (2u * Q_STAGES + STAGES + (st)))
 #define EMPTY_K(st) (s_bar + 8u * (2u * Q_STAGES + 2u * STAGES + (st)))
 #define EMPTY_V(st) (s_bar + 8u * (2u * Q_STAGES + 3u * STAGES + (st)))
+#if TMA_STORE
+#define TM_O (&tm_o)
+#else
+#define TM_O nullptr
+#endif
 /* Q buffer of the u-th Q use and the parity of that buffer's phase */
 #define Q_BUF(u) ((u) % Q_STAGES)
 #define Q_PH(u) (((u) / Q_STAGES) & 1)
@@ -873,9 +914,12 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #if O_SEPARATE
         if (wtid == 0) fat_mbar_arrive(Q_EMPTY(qb));        /* Q no longer read: a later tile's Q may land */
 #endif
-        finish_tile(p, o, m_0, m_1, l_0, l_1, sl2, here, STAGING(q_uses), Q_RELEASE(q_uses), cw, warp, wtid);
+        finish_tile(p, o, m_0, m_1, l_0, l_1, sl2, here, STAGING(q_uses), Q_RELEASE(q_uses), cw, warp, wtid, TM_O);
         ++q_uses;
     }
+#if TMA_STORE
+    if (wtid == 0) fat_bulk_wait<0>();          /* this warpgroup's stores are done before the CTA ends */
+#endif
 }
 ]]
 
@@ -899,6 +943,9 @@ function t.launch(p, shape, dev)
     P.tma{ tensor = "k", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
     P.tma{ tensor = "v", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
   }
+  -- O: one warpgroup's 64 rows of one 64-column slab per store (rank 4: the staging tile's slabs
+  -- are block_m rows apart)
+  if p.tma_store == 1 then args[#args + 1] = P.tma{ tensor = "o", box = { 64, 64 }, slabs = 1, swizzle = "128B" } end
   -- the dynamic schedule's tile counter, zeroed before every launch
   if p.persistent == 2 then args[#args + 1] = P.scratch{ bytes = 4, zero = true } end
   return P.launch(dev, {
@@ -918,11 +965,11 @@ function t.emit(p, shape, dev)
   local def = P.define
   local defs = table.concat({
     string.format("/* ---- flash_hopper constants: tile %dx%d, %d consumer warpgroups, %d stages, %s, %s, %s,"
-                  .. " %d Q buffer(s), O staged in %s ---- */",
+                  .. " %d Q buffer(s), O staged in %s%s ---- */",
                   p.block_m, p.block_n, consumers, p.stages, ({ [0] = "one tile per CTA", "persistent", "persistent, tiles claimed" })[p.persistent],
                   p.overlap == 1 and "intra-warpgroup overlap" or "no overlap",
                   p.pingpong == 1 and "ping-pong" or "no ping-pong", p.q_stages,
-                  p.o_separate == 1 and "its own tile" or "the Q tile"),
+                  p.o_separate == 1 and "its own tile" or "the Q tile", p.tma_store == 1 and ", stored by TMA" or ""),
     def("HEAD_DIM", shape.head_dim),
     def("HEAD_DIM_PAD", padded(shape.head_dim), "columns of a row in shared memory: whole 64-column slabs"),
     def("BLOCK_M", p.block_m, "query rows per tile"),
@@ -934,6 +981,7 @@ function t.emit(p, shape, dev)
     def("PINGPONG", p.pingpong, "warpgroups take turns issuing GEMMs"),
     def("Q_STAGES", p.q_stages),
     def("O_SEPARATE", p.o_separate),
+    def("TMA_STORE", p.tma_store, "O leaves shared memory by TMA stores"),
     def("PRODUCER_REGS", REGS[consumers][1], "setmaxnreg of the producer warpgroup"),
     def("CONSUMER_REGS", REGS[consumers][2], "setmaxnreg of a consumer warpgroup"),
     def("SMEM_LAUNCH", smem_bytes(p, shape.head_dim), "dynamic shared memory of launch()"),

@@ -78,6 +78,10 @@ static const tcase cases[] = {
      * rows over 132 SMs), causal with LSE and non-causal in BHSD */
     { "persistent wrap causal GQA 4:1", P(FAT_FP16, 128, 1, 0, 2, 16, 4, 2000, 2000), { .with_lse = 1 } },
     { "persistent wrap BHSD d64", P(FAT_BF16, 64, 0, 0, 3, 16, 16, 1100, 1100), { .bhsd = 1, .with_lse = 1 } },
+    /* 12 m-blocks of 128 rows (8 of 192) over 2 x 32 heads: a non-causal persistent schedule wraps
+     * several times, GQA 4:1, a key tail that is no multiple of a key block or half of one (a
+     * TMA-stored O clipped at the last tile) */
+    { "persistent wrap d128 GQA 4:1 key tail", P(FAT_BF16, 128, 0, 0, 2, 32, 8, 1500, 1500), { .with_lse = 1 } },
     /* flash_hopper's persistent causal order in L2 sections: 2 MiB of K and V per head (2048 keys at
      * d256) makes sections of 16 heads, so the 20 heads take a full section and a last one of 4 */
     { "persistent causal L2 sections 16 + 4 d256", P(FAT_BF16, 256, 1, 0, 1, 20, 20, 2048, 2048), { .with_lse = 1 } },

@@ -354,7 +354,7 @@ static void test_builtin_default(void) {
         { { FAT_BF16, 128, 1, 0, 1, 32, 8, 5, 4096 }, "sm_90", "flash_hopper", "block_m=128" },   /* 20 rows */
         { { FAT_BF16, 128, 1, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128,block_n=128" },
         { { FAT_BF16, 128, 1, 0, 16, 16, 16, 1024, 1024 }, "sm_90", "flash_hopper", "persistent=2,pingpong=0,q_stages=2" },
-        { { FAT_BF16, 64, 1, 0, 32, 32, 32, 512, 512 }, "sm_90", "flash_hopper", "block_m=128,block_n=128,o_separate=1,overlap=1,persistent=2" },
+        { { FAT_BF16, 64, 1, 0, 32, 32, 32, 512, 512 }, "sm_90", "flash_hopper", "block_m=128,block_n=128,o_separate=1,overlap=1,persistent=2,pingpong=0,q_stages=2,stages=3,tma_store=1" },
         { { FAT_BF16, 64, 1, 0, 4, 32, 32, 4096, 4096 }, "sm_90", "flash_hopper", "block_m=192,block_n=128,o_separate=1,overlap=1,persistent=1,pingpong=1" },
         { { FAT_BF16, 128, 0, FAT_FEAT_WINDOW, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "persistent=1,pingpong=1" },
         { { FAT_BF16, 128, 1, 0, 16, 16, 16, 1024, 1024 }, "sm_90", "flash_hopper", "block_m=128,block_n=128" },

@@ -64,6 +64,28 @@ static __device__ __forceinline__ void fat_tma_load_5d(unsigned dst, const fat_t
                  " [%0], [%1, {%3, %4, %5, %6, %7}], [%2];\n"
                  :: "r"(dst), "l"(map), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4) : "memory");
 }
+/* The other way: one box of shared memory at src (laid out as a load of the map would write it)
+ * to the tensor at the coordinates; elements out of bounds are not written. The copies of a thread
+ * form bulk groups (fat_bulk_commit); fat_bulk_wait_read<n> returns when at most n of its groups
+ * still read shared memory (src may then be written again), fat_bulk_wait<n> when at most n have
+ * not finished writing global memory. Generic writes to src need fat_fence_proxy_async (lib/wgmma)
+ * and a barrier before the copy is issued. */
+static __device__ __forceinline__ void fat_tma_store_4d(const fat_tmap *map, unsigned src, int c0, int c1, int c2,
+                                                        int c3) {
+    asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n"
+                 :: "l"(map), "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3) : "memory");
+}
+static __device__ __forceinline__ void fat_bulk_commit() {
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+template <int N>
+static __device__ __forceinline__ void fat_bulk_wait_read() {
+    asm volatile("cp.async.bulk.wait_group.read %0;\n" :: "n"(N) : "memory");
+}
+template <int N>
+static __device__ __forceinline__ void fat_bulk_wait() {
+    asm volatile("cp.async.bulk.wait_group %0;\n" :: "n"(N) : "memory");
+}
 /* Brings the map into the descriptor cache before its first use. */
 static __device__ __forceinline__ void fat_tma_prefetch(const fat_tmap *map) {
     asm volatile("prefetch.tensormap [%0];\n" :: "l"(map) : "memory");
