@@ -104,11 +104,11 @@ EOF2
     add "gpu_runtime: rc=$? $(tail -n 1 "$out/gpu_runtime.log") ($(( $(date +%s) - t0 )) s)"
     grep -E "^FAIL|host time" "$out/gpu_runtime.log" | head -6 ;;
   python)
-    timeout ${T_PY:-70} sh tests/test_python.sh "$b" > "$out/python.log" 2>&1
+    timeout ${T_PY:-150} sh tests/test_python.sh "$b" > "$out/python.log" 2>&1
     add "python: rc=$? $(tail -n 1 "$out/python.log") ($(( $(date +%s) - t0 )) s)"
     grep -E "^FAIL" "$out/python.log" | head -5 ;;
   tier)
-    timeout ${T_TIER:-360} sh tests/run.sh "$b" ${TIER:-gpu_test gpu_contract gpu_tune gpu_runtime python} > "$out/tier.log" 2>&1
+    timeout ${T_TIER:-540} sh tests/run.sh "$b" ${TIER:-gpu_test gpu_contract gpu_tune gpu_runtime python} > "$out/tier.log" 2>&1
     add "tier: rc=$? $(grep -E 'passed' "$out/tier.log" | tail -n 6 | tr '\n' ';') ($(( $(date +%s) - t0 )) s)"
     grep -E "^FAIL" "$out/tier.log" | head -8 ;;
   clocks)
