@@ -165,8 +165,7 @@ function t.valid(p, shape, dev)
     for _, more in ipairs({ { 1, 0 }, { 0, 1 } }) do
       local q, o = p.q_stages + more[1], p.o_separate + more[2]
       if q <= 2 and o <= 1 and smem_bytes({ block_m = p.block_m, block_n = p.block_n, stages = p.stages,
-                                            persistent = p.persistent, q_stages = q, o_separate = o,
-                                            tma_store = p.tma_store }, d)
+                                            persistent = p.persistent, q_stages = q, o_separate = o }, d)
                                <= dev.smem_optin then
         return false, string.format("q_stages=%d, o_separate=%d leave room for q_stages=%d, o_separate=%d in shared "
                                     .. "memory: a variant with more staging is never slower", p.q_stages,
@@ -221,8 +220,8 @@ function t.default(shape, dev)
   -- causal 128x128 (head_dims up to 128; at 64 below 2048 keys): the dynamic schedule without
   -- ping-pong, Q double-buffered, O separate (the suite tuned on the H200, 2026-12-02, third
   -- session: chosen at d128 causal 512-16k and d64 causal 512-1024)
-  -- O by TMA store where it is valid (fixed lengths: 3-4% faster at d64 and d128 causal 512-1024)
-  -- and, at d64, a third K/V stage (2-5% there); 2026-12-03, exhaustive, tuner's events)
+  -- O by TMA store where it is valid (fixed lengths: 2-4% faster at d64 and d128 causal 512-1024)
+  -- and, at d64, a third K/V stage (2-5% there): 2026-12-03, an exhaustive tune, tuner's events
   if shape.causal and shape.head_dim <= 128 and bm == 128 and bn == 128 then
     for _, v in ipairs({ { 3, 1 }, { 3, 0 }, { 2, 1 }, { 2, 0 } }) do
       local p = { block_m = 128, block_n = 128, stages = v[1], persistent = 2, pingpong = 0, overlap = 1, q_stages = 2,
