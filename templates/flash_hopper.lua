@@ -294,6 +294,7 @@ static_assert(HEAD_DIM % 8 == 0 && HEAD_DIM >= 64 && HEAD_DIM <= 256, "head_dim:
 static_assert(HEAD_DIM_PAD == (HEAD_DIM + 63) / 64 * 64, "rows padded to whole slabs");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N: multiple of 16, at most 256");
 static_assert(SMEM_BYTES == SMEM_LAUNCH, "the kernel's shared memory is what launch() asks for");
+static_assert(!(TMA_STORE && FAT_VARLEN), "a TMA store of O would cross into the next sequence of a packed batch");
 static_assert(SMEM_BYTES <= 232448, "shared memory over 227 KiB");
 static_assert(128 * PRODUCER_REGS + 128 * CONSUMERS * CONSUMER_REGS <= 65536, "setmaxnreg over the SM's registers");
 
