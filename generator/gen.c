@@ -441,6 +441,12 @@ static void push_problem(lua_State *L, const fat_problem *p) {
     lua_pushboolean(L, (p->features & FAT_FEAT_WINDOW) != 0); lua_setfield(L, -2, "window");
     lua_pushboolean(L, (p->features & FAT_FEAT_SOFTCAP) != 0); lua_setfield(L, -2, "softcap");
     lua_pushboolean(L, (p->features & FAT_FEAT_VARLEN) != 0); lua_setfield(L, -2, "varlen");
+    if (p->features & FAT_FEAT_PAGED) {
+        lua_pushinteger(L, FAT_FEAT_PAGE_SIZE(p->features));
+        lua_setfield(L, -2, "page_size");
+    }
+    lua_pushboolean(L, (p->features & FAT_FEAT_CACHE) != 0); lua_setfield(L, -2, "kv_cache");
+    lua_pushboolean(L, (p->features & FAT_FEAT_APPEND) != 0); lua_setfield(L, -2, "append");
     lua_pushinteger(L, p->batch); lua_setfield(L, -2, "batch");
     lua_pushinteger(L, p->heads_q); lua_setfield(L, -2, "heads_q");
     lua_pushinteger(L, p->heads_kv); lua_setfield(L, -2, "heads_kv");
@@ -798,7 +804,11 @@ static fat_status run_shapes(gen *g, const char *chunkname, fat_problem **out, i
         p[i].causal = bool_field(L, -1, "causal");
         p[i].features = (bool_field(L, -1, "window") ? FAT_FEAT_WINDOW : 0) |
                         (bool_field(L, -1, "softcap") ? FAT_FEAT_SOFTCAP : 0) |
-                        (bool_field(L, -1, "varlen") ? FAT_FEAT_VARLEN : 0);
+                        (bool_field(L, -1, "varlen") ? FAT_FEAT_VARLEN : 0) |
+                        (bool_field(L, -1, "kv_cache") ? FAT_FEAT_CACHE : 0) |
+                        (bool_field(L, -1, "append") ? FAT_FEAT_APPEND : 0);
+        long long page = int_field(L, -1, "page_size");   /* 0: absent (not paged) */
+        if (page > 0) p[i].features |= FAT_FEAT_PAGED | ((unsigned)page << FAT_FEAT_PAGE_SHIFT);
         p[i].batch = (int)int_field(L, -1, "batch");
         p[i].heads_q = (int)int_field(L, -1, "heads_q");
         p[i].heads_kv = (int)int_field(L, -1, "heads_kv");
@@ -856,10 +866,13 @@ fat_status gen_shapes_file(gen *g, const char *path, fat_problem **out, int *n) 
 }
 
 void gen_problem_name(const fat_problem *p, char *buf, size_t n) {
-    snprintf(buf, n, "%s b%d h%d/%d s%d/%d d%d%s%s%s%s", fat_dtype_name(p->dtype), p->batch,
+    char paged[24] = "";
+    if (p->features & FAT_FEAT_PAGED) snprintf(paged, sizeof paged, " paged%d", FAT_FEAT_PAGE_SIZE(p->features));
+    snprintf(buf, n, "%s b%d h%d/%d s%d/%d d%d%s%s%s%s%s%s%s", fat_dtype_name(p->dtype), p->batch,
              p->heads_q, p->heads_kv, p->seqlen_q, p->seqlen_k, p->head_dim, p->causal ? " causal" : "",
              (p->features & FAT_FEAT_WINDOW) ? " window" : "", (p->features & FAT_FEAT_SOFTCAP) ? " softcap" : "",
-             (p->features & FAT_FEAT_VARLEN) ? " varlen" : "");
+             (p->features & FAT_FEAT_VARLEN) ? " varlen" : "", paged,
+             (p->features & FAT_FEAT_CACHE) ? " cache" : "", (p->features & FAT_FEAT_APPEND) ? " append" : "");
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -24,17 +24,29 @@ function H.template(name)
   return t
 end
 
+-- A KV-cache problem (a paged cache, per-sequence key counts, an append) reaches only a family
+-- that declares it reads one (`serves_kv_cache = true`); every other family refuses it whole, with
+-- this reason, so that no contiguous kernel is tuned or launched on a cache it cannot read.
+local function kv_unserved(t, shape)
+  if (shape.page_size or shape.kv_cache or shape.append) and not t.serves_kv_cache then
+    return t.name .. " does not read a KV cache (page_size, kv_cache, append)"
+  end
+  return nil
+end
+
 -- Every parameter choice of template `name`, in a fixed order (names sorted, values as listed),
 -- each as { canon = "k=v,...", ok = bool, reason = string|nil }.
 function H.enumerate(name, shape, dev)
   local t = H.template(name)
+  local kv_why = kv_unserved(t, shape)
   local keys = sorted_keys(t.params)
   local out, cur = {}, {}
   local function rec(i)
     if i > #keys then
       local p = {}
       for k, v in pairs(cur) do p[k] = v end
-      local ok, reason = t.valid(p, shape, dev)
+      local ok, reason
+      if kv_why then ok, reason = false, kv_why else ok, reason = t.valid(p, shape, dev) end
       local canon = {}
       for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k]) end
       out[#out + 1] = { canon = table.concat(canon, ","), ok = ok and true or false,
@@ -80,7 +92,9 @@ local LAUNCH_FIELDS = { entry = true, grid = true, block = true, smem = true, ta
 local function variant(name, params_text, shape, dev, with_source)
   local t = H.template(name)
   local p = parse_params(t, params_text)
-  local ok, reason = t.valid(p, shape, dev)
+  local ok, reason
+  local kv_why = kv_unserved(t, shape)
+  if kv_why then ok, reason = false, kv_why else ok, reason = t.valid(p, shape, dev) end
   if not ok then
     error(name .. (params_text ~= "" and " " .. params_text or "") .. " is not valid here: " .. tostring(reason), 0)
   end
@@ -142,6 +156,7 @@ end
 -- Returns the canonical text, or nil when nothing is valid.
 function H.default(name, shape, dev)
   local t = H.template(name)
+  if kv_unserved(t, shape) then return nil end
   if t.default then
     local p = t.default(shape, dev)
     if p == false then return nil end
@@ -166,7 +181,7 @@ end
 local FIELDS = { batch = "integer", heads_q = "integer", heads_kv = "integer", seqlen = "integer",
                  seqlen_q = "integer", seqlen_k = "integer", head_dim = "integer", dtype = "string",
                  causal = "boolean", window = "boolean", softcap = "boolean", varlen = "boolean",
-                 heads = "integer" }
+                 heads = "integer", page_size = "integer", kv_cache = "boolean", append = "boolean" }
 local LIMIT = { batch = 65535, heads_q = 65535, heads_kv = 65535, seqlen_q = 1 << 22, seqlen_k = 1 << 22 }
 -- A suite larger than this is a mistake (a sweep over too many values), not a tuning job.
 local MAX_PROBLEMS = 100000
@@ -190,7 +205,8 @@ local function normalise(s)
   local p = { batch = s.batch, heads_q = s.heads_q or s.heads, heads_kv = s.heads_kv,
               seqlen_q = s.seqlen_q or s.seqlen, seqlen_k = s.seqlen_k or s.seqlen,
               head_dim = s.head_dim, dtype = s.dtype, causal = s.causal or false,
-              window = s.window or false, softcap = s.softcap or false, varlen = s.varlen or false }
+              window = s.window or false, softcap = s.softcap or false, varlen = s.varlen or false,
+              page_size = s.page_size, kv_cache = s.kv_cache or false, append = s.append or false }
   for _, k in ipairs({ "batch", "heads_q", "seqlen_q", "head_dim", "dtype" }) do
     if p[k] == nil then error("missing field '" .. k .. "'", level) end
   end
@@ -206,6 +222,15 @@ local function normalise(s)
   if p.head_dim > 256 then error("head_dim " .. p.head_dim .. " is above 256", level) end
   if p.heads_q % p.heads_kv ~= 0 then
     error("heads_q " .. p.heads_q .. " is not a multiple of heads_kv " .. p.heads_kv, level)
+  end
+  if p.page_size and (p.page_size < 8 or p.page_size > 256 or p.page_size % 8 ~= 0) then
+    error("page_size " .. p.page_size .. " is not a multiple of 8 from 8 to 256 (keys per page)", level)
+  end
+  if p.append and not p.kv_cache then
+    error("append needs kv_cache: the rows are written at each sequence's cache_seqlens", level)
+  end
+  if p.varlen and (p.page_size or p.kv_cache) then
+    error("varlen with a KV cache: the cache gives each sequence its length through cache_seqlens", level)
   end
   if p.dtype ~= "fp16" and p.dtype ~= "bf16" then
     error("unknown dtype '" .. p.dtype .. "' (want \"fp16\" or \"bf16\")", level)

@@ -186,7 +186,8 @@ static unsigned round_pow2(int x) {
 /* The cache and dispatch key of a call. See ctx.h. */
 void ctx_call_problem(const fat_attn_args *a, fat_problem *p) {
     dispatch_problem(a, p);
-    if (p->features & FAT_FEAT_VARLEN) {
+    /* lengths that vary per sequence (varlen) or per call (a KV cache's keys) key by power of two */
+    if (p->features & (FAT_FEAT_VARLEN | FAT_FEAT_CACHE)) {
         p->seqlen_q = (int)round_pow2(p->seqlen_q);
         p->seqlen_k = (int)round_pow2(p->seqlen_k);
     }

@@ -77,6 +77,9 @@ void dispatch_problem(const fat_attn_args *a, fat_problem *p) {
     if (a->window_left >= 0 || (a->window_right >= 0 && !a->causal)) p->features |= FAT_FEAT_WINDOW;
     if (a->softcap > 0) p->features |= FAT_FEAT_SOFTCAP;
     if (a->cu_seqlens_q) p->features |= FAT_FEAT_VARLEN;
+    if (a->block_table) p->features |= FAT_FEAT_PAGED | ((unsigned)a->page_size << FAT_FEAT_PAGE_SHIFT);
+    if (a->cache_seqlens) p->features |= FAT_FEAT_CACHE;
+    if (a->k_new) p->features |= FAT_FEAT_APPEND;
     p->batch = a->batch;
     p->heads_q = a->heads_q;
     p->heads_kv = a->heads_kv;

@@ -53,6 +53,12 @@ const char *fat_dtype_name(fat_dtype dt);
 #define FAT_FEAT_WINDOW  1u  /* sliding window (window_left / window_right) */
 #define FAT_FEAT_SOFTCAP 2u  /* scores = softcap * tanh(scores / softcap) */
 #define FAT_FEAT_VARLEN  4u  /* variable-length batch through cu_seqlens */
+#define FAT_FEAT_PAGED   8u  /* K/V read through block_table (a paged KV cache), the page size below */
+#define FAT_FEAT_CACHE  16u  /* each sequence's key count from cache_seqlens (a KV cache) */
+#define FAT_FEAT_APPEND 32u  /* k_new / v_new written into the cache by the call */
+/* A paged problem's page size (keys per page, 8 to 256) is part of its features: bits 16-24. */
+#define FAT_FEAT_PAGE_SHIFT 16
+#define FAT_FEAT_PAGE_SIZE(f) ((int)(((unsigned)(f) >> FAT_FEAT_PAGE_SHIFT) & 0x1ffu))
 
 /* A problem shape: what a kernel is tuned for. */
 typedef struct fat_problem {

@@ -57,6 +57,22 @@ static void test_shapes(void) {
     BAD_SHAPES("a non-positive size", "return { shape{batch=0, heads_q=8, seqlen=128, head_dim=64, dtype='bf16'} }", "field 'batch' must be positive");
     BAD_SHAPES("an absurd seqlen", "return { shape{batch=1, heads_q=8, seqlen=1e9, head_dim=64, dtype='bf16'} }", "is absurd");
     BAD_SHAPES("an absurd total", "return { shape{batch=60000, heads_q=600, seqlen=400000, head_dim=256, dtype='bf16'} }", "absurd");
+    {
+        fat_problem *kp = NULL;
+        int kn = 0;
+        CHECK_INT("a KV-cache shape loads",
+                  gen_shapes_string(g, "shapes.lua", "return { shape{batch=4, heads_q=32, heads_kv=8, seqlen_q=1, "
+                                    "seqlen_k=4096, head_dim=128, dtype='bf16', page_size=16, kv_cache=true, "
+                                    "append=true} }", &kp, &kn), FAT_OK);
+        CHECK("  its features: paged with 16-key pages, a cache, an append",
+              kn == 1 && kp[0].features == (FAT_FEAT_PAGED | FAT_FEAT_CACHE | FAT_FEAT_APPEND | (16u << FAT_FEAT_PAGE_SHIFT))
+              && FAT_FEAT_PAGE_SIZE(kp[0].features) == 16);
+        free(kp);
+    }
+    BAD_SHAPES("a page size off the multiples of 8", "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16', page_size=12} }", "page_size 12 is not a multiple of 8 from 8 to 256");
+    BAD_SHAPES("a page size above 256", "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16', page_size=512} }", "page_size 512");
+    BAD_SHAPES("an append without a cache", "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16', append=true} }", "append needs kv_cache");
+    BAD_SHAPES("varlen with a KV cache", "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=64, dtype='bf16', varlen=true, kv_cache=true} }", "varlen with a KV cache");
     BAD_SHAPES("head_dim not a multiple of 8", "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=100, dtype='bf16'} }", "head_dim 100 is not a multiple of 8");
     BAD_SHAPES("head_dim above 256", "return { shape{batch=1, heads_q=8, seqlen=128, head_dim=264, dtype='bf16'} }", "head_dim 264 is above 256");
     BAD_SHAPES("heads_q not a multiple of heads_kv", "return { shape{batch=1, heads_q=12, heads_kv=5, seqlen=128, head_dim=64, dtype='bf16'} }", "heads_q 12 is not a multiple of heads_kv 5");
@@ -105,6 +121,24 @@ static void test_templates(void) {
         }
         CHECK(fams[f], valid > 0);
     }
+    /* a KV-cache problem (a paged cache of 16-key pages, per-sequence lengths): no family reads one
+     * yet, so each refuses every variant by name, and none has a default */
+    const fat_problem paged = { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT),
+                                4, 32, 8, 1, 4096 };
+    for (int f = 0; f < nf; f++) {
+        int pvalid = 0;
+        CHECK_INT(fams[f], gen_enumerate(g, fams[f], &paged, &dev, &c1, &n1), FAT_OK);
+        for (int i = 0; i < n1; i++) pvalid += c1[i].ok;
+        CHECK_INT("a paged KV cache: no variant is valid", pvalid, 0);
+        CHECK_STR_HAS("a paged KV cache: the reason names it", n1 ? c1[0].reason : "", "does not read a KV cache");
+        gen_choices_free(c1, n1);
+        char dp[256];
+        CHECK_INT("a paged KV cache: no default", gen_default(g, fams[f], &paged, &dev, dp, sizeof dp), FAT_ERR_NOT_FOUND);
+    }
+    char pname[128];
+    gen_problem_name(&paged, pname, sizeof pname);
+    CHECK_STR_HAS("a paged problem's name gives the page size and the cache", pname, " paged16 cache");
+
     CHECK_INT("decode: no variant for 400 query rows per KV head", gen_enumerate(g, "decode", &p, &dev, &c1, &n1), FAT_OK);
     int dvalid = 0;
     for (int i = 0; i < n1; i++) dvalid += c1[i].ok;

@@ -173,6 +173,25 @@ static void test_call_problem(void) {
     ctx_call_problem(&a, &p);
     CHECK("varlen: the bounds rounded up to powers of two (300 -> 512, 1 -> 1)",
           p.features == FAT_FEAT_VARLEN && p.seqlen_q == 512 && p.seqlen_k == 1 && p.batch == 2);
+    /* a KV cache: a paged cache of 256-key pages keys by its page size, per-call key counts by
+     * powers of two, an append by its own bit */
+    {
+        fat_attn_args c;
+        static const int32_t lens[2] = { 700, 3000 }, table[2 * 16] = { 0 };
+        fat_attn_args_init(&c, FAT_BF16, 2, 32, 8, 1, 3000, 128);
+        c.cache_seqlens = lens; c.block_table = table; c.block_table_stride = 16; c.page_size = 256; c.num_pages = 32;
+        ctx_call_problem(&c, &p);
+        CHECK("a paged cache: paged, its page size, per-sequence lengths; 3000 keys -> 4096",
+              p.features == (FAT_FEAT_PAGED | FAT_FEAT_CACHE | (256u << FAT_FEAT_PAGE_SHIFT)) &&
+              FAT_FEAT_PAGE_SIZE(p.features) == 256 && p.seqlen_k == 4096 && p.seqlen_q == 1);
+        c.page_size = 16;
+        dispatch_problem(&c, &p);
+        CHECK("  another page size is another problem", FAT_FEAT_PAGE_SIZE(p.features) == 16);
+        c.block_table = NULL;
+        c.k_new = c.v_new = (const void *)table;
+        dispatch_problem(&c, &p);
+        CHECK("a contiguous cache with an append", p.features == (FAT_FEAT_CACHE | FAT_FEAT_APPEND));
+    }
     /* a varlen decoding step (one new token per sequence, 4 query heads per KV head) stays one */
     fat_attn_args_init(&a, FAT_BF16, 3, 8, 2, 1, 5000, 128);
     a.cu_seqlens_q = offs; a.cu_seqlens_k = offs;

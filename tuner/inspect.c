@@ -114,12 +114,16 @@ void inspect_config_text(const db_keys *k, char *buf, size_t n)
 /* The shape text `show` reads. See inspect.h. */
 void inspect_shape_text(const fat_problem *p, char *buf, size_t n)
 {
+    /* the KV-cache bits go as the raw features= field, which the reader takes as it is */
+    unsigned kv = p->features & ~(FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP | FAT_FEAT_VARLEN);
+    char more[32] = "";
+    if (kv) snprintf(more, sizeof more, ",features=%u", kv);
     snprintf(buf, n, "dtype=%s,head_dim=%d,causal=%d,batch=%d,heads_q=%d,heads_kv=%d,seqlen_q=%d,"
-             "seqlen_k=%d%s%s%s", fat_dtype_name(p->dtype), p->head_dim, p->causal, p->batch,
+             "seqlen_k=%d%s%s%s%s", fat_dtype_name(p->dtype), p->head_dim, p->causal, p->batch,
              p->heads_q, p->heads_kv, p->seqlen_q, p->seqlen_k,
              p->features & FAT_FEAT_WINDOW ? ",window=1" : "",
              p->features & FAT_FEAT_SOFTCAP ? ",softcap=1" : "",
-             p->features & FAT_FEAT_VARLEN ? ",varlen=1" : "");
+             p->features & FAT_FEAT_VARLEN ? ",varlen=1" : "", more);
 }
 
 /* How a best row was chosen. See inspect.h. */
