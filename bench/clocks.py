@@ -32,7 +32,7 @@ FIELDS = "timestamp,clocks.sm,power.draw,temperature.gpu,clocks_event_reasons.ac
 
 
 def sampler(path):
-    """nvidia-smi every 20 ms into path; the process, or None where nvidia-smi refuses the fields."""
+    """nvidia-smi every 20 ms into path (its errors too, where it refuses a field); the process."""
     f = open(path, "w")
     p = subprocess.Popen(["nvidia-smi", "--query-gpu=" + FIELDS, "--format=csv,noheader,nounits", "-lms", "20"],
                          stdout=f, stderr=subprocess.STDOUT)

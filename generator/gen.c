@@ -865,14 +865,19 @@ fat_status gen_shapes_file(gen *g, const char *path, fat_problem **out, int *n) 
     return st;
 }
 
-void gen_problem_name(const fat_problem *p, char *buf, size_t n) {
+void gen_features_text(unsigned f, char *buf, size_t n) {
     char paged[24] = "";
-    if (p->features & FAT_FEAT_PAGED) snprintf(paged, sizeof paged, " paged%d", FAT_FEAT_PAGE_SIZE(p->features));
-    snprintf(buf, n, "%s b%d h%d/%d s%d/%d d%d%s%s%s%s%s%s%s", fat_dtype_name(p->dtype), p->batch,
-             p->heads_q, p->heads_kv, p->seqlen_q, p->seqlen_k, p->head_dim, p->causal ? " causal" : "",
-             (p->features & FAT_FEAT_WINDOW) ? " window" : "", (p->features & FAT_FEAT_SOFTCAP) ? " softcap" : "",
-             (p->features & FAT_FEAT_VARLEN) ? " varlen" : "", paged,
-             (p->features & FAT_FEAT_CACHE) ? " cache" : "", (p->features & FAT_FEAT_APPEND) ? " append" : "");
+    if (f & FAT_FEAT_PAGED) snprintf(paged, sizeof paged, " paged%d", FAT_FEAT_PAGE_SIZE(f));
+    snprintf(buf, n, "%s%s%s%s%s%s", (f & FAT_FEAT_WINDOW) ? " window" : "", (f & FAT_FEAT_SOFTCAP) ? " softcap" : "",
+             (f & FAT_FEAT_VARLEN) ? " varlen" : "", paged, (f & FAT_FEAT_CACHE) ? " cache" : "",
+             (f & FAT_FEAT_APPEND) ? " append" : "");
+}
+
+void gen_problem_name(const fat_problem *p, char *buf, size_t n) {
+    char feat[48];   /* " window softcap varlen paged256 cache append": 44 */
+    gen_features_text(p->features, feat, sizeof feat);
+    snprintf(buf, n, "%s b%d h%d/%d s%d/%d d%d%s%s", fat_dtype_name(p->dtype), p->batch, p->heads_q, p->heads_kv,
+             p->seqlen_q, p->seqlen_k, p->head_dim, p->causal ? " causal" : "", feat);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -189,5 +189,8 @@ fat_status gen_template_hash(const char *tmpl, char hex[33]);
 
 /* "bf16 b16 h16/16 s512/512 d64 causal": a short human name of a problem, into buf. */
 void gen_problem_name(const fat_problem *p, char *buf, size_t n);
+/* The feature words of a problem name: " window softcap varlen paged16 cache append" (those set;
+ * "" when none), as gen_problem_name and `fatune check`'s kinds print them. */
+void gen_features_text(unsigned features, char *buf, size_t n);
 
 #endif

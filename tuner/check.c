@@ -66,12 +66,9 @@ static void count_reason(reason_count **rc, int *nrc, const char *reason) {
 
 /* "bf16 d128 causal": what a kernel is specialised on (the sizes do not matter to it). */
 static void kind_name(const fat_problem *p, char *buf, size_t n) {
-    char paged[24] = "";
-    if (p->features & FAT_FEAT_PAGED) snprintf(paged, sizeof paged, " paged%d", FAT_FEAT_PAGE_SIZE(p->features));
-    snprintf(buf, n, "%s d%d%s%s%s%s%s%s%s", fat_dtype_name(p->dtype), p->head_dim, p->causal ? " causal" : "",
-             (p->features & FAT_FEAT_WINDOW) ? " window" : "", (p->features & FAT_FEAT_SOFTCAP) ? " softcap" : "",
-             (p->features & FAT_FEAT_VARLEN) ? " varlen" : "", paged, (p->features & FAT_FEAT_CACHE) ? " cache" : "",
-             (p->features & FAT_FEAT_APPEND) ? " append" : "");
+    char feat[48];   /* " window softcap varlen paged256 cache append": 44 */
+    gen_features_text(p->features, feat, sizeof feat);
+    snprintf(buf, n, "%s d%d%s%s", fat_dtype_name(p->dtype), p->head_dim, p->causal ? " causal" : "", feat);
 }
 
 fat_status check_run(gen *g, const fat_problem *probs, int nprobs, const check_opts *o, FILE *out,
