@@ -195,6 +195,13 @@ static fat_status check_mask(const fat_attn_args *a)
         fat_set_error("scale: must be finite (got %g)", (double)a->scale);
         return FAT_ERR_INVALID;
     }
+    /* every kernel takes a row's max of the unscaled scores, which a negative scale turns into
+       the min: refused rather than overflowing */
+    if (a->scale < 0) {
+        fat_set_error("scale: %g is negative (0 means 1/sqrt(head_dim); the kernels take a row's max before "
+                      "scaling)", (double)a->scale);
+        return FAT_ERR_INVALID;
+    }
     if (a->causal != 0 && a->causal != 1) {
         fat_set_error("causal: %d, must be 0 or 1", a->causal);
         return FAT_ERR_INVALID;

@@ -94,7 +94,7 @@ typedef struct fat_attn_args {
     void *o;
     float *lse;                       /* may be NULL */
     int64_t q_stride[3], k_stride[3], v_stride[3], o_stride[3];
-    float scale;                      /* 0: 1 / sqrt(head_dim) */
+    float scale;                      /* 0: 1 / sqrt(head_dim); negative: FAT_ERR_INVALID */
     int causal;
     int window_left, window_right;    /* -1: unbounded */
     float softcap;                    /* 0: off */

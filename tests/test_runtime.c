@@ -448,6 +448,7 @@ static void test_tuned_db(void) {
         { "negative softcap", "softcap: must be >= 0", 11, 0 },
         { "zero output stride", "o_stride[1]: 0", 12, 0 },
         { "varlen with a negative total_k", "total_k: -3 is negative", 13, -3 },
+        { "negative scale", "scale: -0.5 is negative", 14, 0 },
     };
     static const int32_t offs[3] = { 0, 5, 9 };
     static float lse[64];
@@ -469,6 +470,7 @@ static void test_tuned_db(void) {
         case 11: b.softcap = -1; break;
         case 12: b.o_stride[1] = 0; break;
         case 13: b.cu_seqlens_q = offs; b.cu_seqlens_k = offs; b.total_q = 9; b.total_k = (int)bad[i].value; break;
+        case 14: b.scale = -0.5f; break;
         }
         CHECK_INT(bad[i].descr, fat_attn_fwd(ctx, &b, NULL), FAT_ERR_INVALID);
         CHECK_STR_HAS("  the message names the field", fat_errmsg(ctx), bad[i].want);
