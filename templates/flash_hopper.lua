@@ -365,8 +365,14 @@ static __device__ __forceinline__ void mask_scores(float (&s)[S_REGS], int n0, i
         if (col < lo || col > hi) s[r] = -FAT_INF;
     }
 }
-/* New row max, exponentials in place (s becomes P in f32), alpha = rescale factor of O and l. */
-static __device__ __forceinline__ void softmax_step(float (&s)[S_REGS], float &m0, float &m1, float &l0,
+/* New row max, exponentials in place (s becomes P in f32), alpha = rescale factor of O and l;
+ * returns whether O needs the rescale. A row's max is lazy: it moves only when the block's exceeds
+ * it by more than RESCALE_SLACK in exp2's units, so P stays <= 2^RESCALE_SLACK (exact in f32 and
+ * fp16/bf16 alike) and O and l, both relative to the kept max, stay consistent. Most blocks then
+ * move no max of the warp's rows and skip O's rescale, by one vote, so the warp branches as one
+ * (1-4% on the H200: fewer instructions per score under its power cap; docs/flash_hopper.md). */
+#define RESCALE_SLACK 8.f
+static __device__ __forceinline__ bool softmax_step(float (&s)[S_REGS], float &m0, float &m1, float &l0,
                                                     float &l1, float &a0, float &a1, float sl2) {
     float x0 = -FAT_INF, x1 = -FAT_INF;
 #pragma unroll
@@ -378,11 +384,13 @@ static __device__ __forceinline__ void softmax_step(float (&s)[S_REGS], float &m
     x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
     x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
     x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
-    const float mn0 = fmaxf(m0, x0), mn1 = fmaxf(m1, x1);
+    /* a first visible key moves the max (finite - -inf = +inf); none yet keeps -inf (-inf - -inf is NaN) */
+    const bool up0 = (x0 - m0) * sl2 > RESCALE_SLACK, up1 = (x1 - m1) * sl2 > RESCALE_SLACK;
+    const float mn0 = up0 ? x0 : m0, mn1 = up1 ? x1 : m1;
     /* a row with no visible key so far keeps base 0: 2^(-inf) = 0, never NaN */
     const float b0 = mn0 == -FAT_INF ? 0.f : mn0 * sl2, b1 = mn1 == -FAT_INF ? 0.f : mn1 * sl2;
-    a0 = fat_exp2(m0 * sl2 - b0);
-    a1 = fat_exp2(m1 * sl2 - b1);
+    a0 = up0 ? fat_exp2(m0 * sl2 - b0) : 1.f;
+    a1 = up1 ? fat_exp2(m1 * sl2 - b1) : 1.f;
     m0 = mn0;
     m1 = mn1;
     float sum0 = 0.f, sum1 = 0.f;
@@ -397,6 +405,7 @@ static __device__ __forceinline__ void softmax_step(float (&s)[S_REGS], float &m
     }
     l0 = l0 * a0 + sum0;
     l1 = l1 * a1 + sum1;
+    return __any_sync(0xffffffffu, up0 || up1);
 }
 /* P for P V: the m64k16 A fragment of key step kk is the accumulator registers 8kk .. 8kk+7 in
  * pairs: (R0, c), (R1, c), (R0, c+8), (R1, c+8). */
@@ -874,12 +883,12 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
             SOFTCAP(s);
             if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
-            softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
+            const bool resc = softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
             fat_wgmma_wait<0>();                                                               /* P V done */
             fat_pin(o);
             fat_pin(pr);
             if (wtid == 0) fat_mbar_arrive(EMPTY_V(prev.st));
-            rescale_o(o, a0, a1);
+            if (resc) rescale_o(o, a0, a1);
             pack_p(pr, s);
             prev = r;
             advance(r);
@@ -897,8 +906,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         m_0 = -FAT_INF; m_1 = -FAT_INF; l_0 = 0.f; l_1 = 0.f;
         for (int it = 0; it < n_iters; ++it) {
             S_BLOCK((tk.n_end - 1 - it) * BLOCK_N);
-            softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
-            rescale_o(o, a0, a1);
+            if (softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2)) rescale_o(o, a0, a1);
             pack_p(pr, s);
             fat_mbar_wait(FULL_V(r.st), r.ph);
             PP_SYNC();

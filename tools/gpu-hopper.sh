@@ -12,6 +12,10 @@
 #            imports), in the same process
 #   explore  an exhaustive tune (every valid variant timed) of EXPLORE (default
 #            bench/prefill-causal-short.lua) with flash_hopper; `fatune show --top 12` of each problem
+#   ab       bench/ab.py for each of AB_SHAPES ("dtype:head_dim:seqlen:causal"; default the three
+#            of bench/prefill-long.lua): the AB_TOP (default 6) fastest variants of the explore
+#            step's database (and with AB_TWIN=NAME each one's twin with that 0/1 parameter
+#            flipped) timed interleaved beside cuDNN, so that they share the clock
 #   ncu      ncu (SpeedOfLight, compute and memory workload, warp state, scheduler, source counters)
 #            of the kernel fatune picks for each of NCU_SHAPES ("dtype:head_dim:seqlen:causal"
 #            items; default the two short causal shapes furthest behind cuDNN) on /tmp/tuned.db
@@ -77,6 +81,17 @@ for step in $steps; do
     "$b/fatune" list --db /tmp/explore.db 2>&1 | awk 'NR > 1 && $1 ~ /^[0-9]+$/ {print $1}' | while read id; do
       "$b/fatune" show "$id" --db /tmp/explore.db --top 12 2>&1
     done > "$out/explore-show.log" ;;
+  ab)
+    for sh in ${AB_SHAPES:-bf16:128:8192:0 bf16:128:16384:0 bf16:64:4096:0}; do
+      IFS=: read dt hd sl ca <<EOF2
+$sh
+EOF2
+      n="ab-$dt-d$hd-s$sl-c$ca"; t1=$(date +%s)
+      timeout ${T_AB:-90} python3 bench/ab.py --db /tmp/explore.db --dtype "$dt" --head-dim "$hd" --seqlen "$sl" \
+        $( [ "$ca" = 1 ] && echo --causal ) --top ${AB_TOP:-6} ${AB_TWIN:+--twin $AB_TWIN} --json "$out/$n.json" > "$out/$n.log" 2>&1
+      add "$n: rc=$? ($(( $(date +%s) - t1 )) s)"
+      sed -n '/^problem/p;/^| variant/,$p' "$out/$n.log"
+    done ;;
   ncu)
     for sh in ${NCU_SHAPES:-bf16:64:1024:1 bf16:128:512:1}; do
       IFS=: read dt hd sl ca <<EOF2
