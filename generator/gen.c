@@ -689,16 +689,17 @@ fat_status gen_launch_only(gen *g, const char *tmpl, const char *params, const f
 
 fat_status gen_default(gen *g, const char *tmpl, const fat_problem *p, const gen_device *d, char *out, size_t n) {
     lua_State *L = g->L;
-    fat_status st = call_family(g, "default", tmpl, NULL, p, d, 1);
+    fat_status st = call_family(g, "default", tmpl, NULL, p, d, 2);
     if (st != FAT_OK) return st;
-    const char *s = lua_tostring(L, -1);
+    const char *s = lua_tostring(L, -2);
     if (!s) {
-        snprintf(g->err, sizeof g->err, "%s: no valid configuration for this problem", tmpl);
-        lua_pop(L, 1);
+        const char *why = lua_tostring(L, -1);
+        snprintf(g->err, sizeof g->err, "%s: %s", tmpl, why ? why : "no valid configuration for this problem");
+        lua_pop(L, 2);
         return FAT_ERR_NOT_FOUND;
     }
     snprintf(out, n, "%s", s);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     return FAT_OK;
 }
 
@@ -748,12 +749,17 @@ fat_status gen_builtin_default(gen *g, const fat_problem *p, const gen_device *d
     fat_status st = gen_default_families(g, order, &nd);
     if (st != FAT_OK) return st;
     st = FAT_ERR_NOT_FOUND;
-    snprintf(g->err, sizeof g->err, "no family of this build offers a built-in default");
+    /* every family's reason, "decode: ...; flash_hopper: ...", so that the refusal says why */
+    char why[sizeof g->err] = "no family of this build offers a built-in default";
+    size_t used = 0;
     for (int i = 0; i < nd; i++) {
         st = gen_default(g, order[i], p, d, out, n);
         if (st == FAT_OK) { *family = order[i]; return FAT_OK; }
         if (st != FAT_ERR_NOT_FOUND) return st;
+        int w = snprintf(why + used, sizeof why - used, "%s%s", used ? "; " : "", g->err);
+        if (w > 0) used = used + (size_t)w < sizeof why ? used + (size_t)w : sizeof why - 1;
     }
+    snprintf(g->err, sizeof g->err, "%s", why);
     return st;
 }
 

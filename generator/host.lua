@@ -153,13 +153,22 @@ end
 -- The built-in default of a family for a shape: the template's default(shape, dev) when it has
 -- one, else its first valid choice. default() may return false for a shape the family does not
 -- serve at all: then nothing is searched (the runtime asks this for every new untuned shape).
--- Returns the canonical text, or nil when nothing is valid.
+-- Returns the canonical text, or nil and why when nothing is valid (the reason of the first choice
+-- refused: the runtime's error when no family serves a call).
+local function refusal(name, shape, dev)
+  for _, c in ipairs(H.enumerate(name, shape, dev)) do
+    if not c.ok and c.reason then return c.reason end
+  end
+  return "no valid configuration for this problem"
+end
+
 function H.default(name, shape, dev)
   local t = H.template(name)
-  if kv_unserved(t, shape) then return nil end
+  local kv_why = kv_unserved(t, shape)
+  if kv_why then return nil, kv_why end
   if t.default then
     local p = t.default(shape, dev)
-    if p == false then return nil end
+    if p == false then return nil, refusal(name, shape, dev) end
     if p then
       local keys, canon = sorted_keys(t.params), {}
       for _, k in ipairs(keys) do canon[#canon + 1] = k .. "=" .. tostring(p[k] == nil and t.params[k][1] or p[k]) end
@@ -172,7 +181,7 @@ function H.default(name, shape, dev)
   for _, c in ipairs(H.enumerate(name, shape, dev)) do
     if c.ok then return c.canon end
   end
-  return nil
+  return nil, refusal(name, shape, dev)
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -186,11 +186,10 @@ static unsigned round_pow2(int x) {
 /* The cache and dispatch key of a call. See ctx.h. */
 void ctx_call_problem(const fat_attn_args *a, fat_problem *p) {
     dispatch_problem(a, p);
-    /* lengths that vary per sequence (varlen) or per call (a KV cache's keys) key by power of two */
-    if (p->features & (FAT_FEAT_VARLEN | FAT_FEAT_CACHE)) {
-        p->seqlen_q = (int)round_pow2(p->seqlen_q);
-        p->seqlen_k = (int)round_pow2(p->seqlen_k);
-    }
+    /* lengths that vary per sequence (varlen) or per call (a KV cache's keys) key by power of two;
+       a cache call's query rows are its own (the new tokens), kept exact */
+    if (p->features & FAT_FEAT_VARLEN) p->seqlen_q = (int)round_pow2(p->seqlen_q);
+    if (p->features & (FAT_FEAT_VARLEN | FAT_FEAT_CACHE)) p->seqlen_k = (int)round_pow2(p->seqlen_k);
 }
 
 /* Checks the arguments and finds the entry of their problem. */
@@ -204,12 +203,6 @@ static fat_status prepare(fat_ctx *c, const fat_attn_args *a, fat_problem *p, en
     if (a->cu_seqlens_q && a->lse && a->total_q <= 0) {
         fat_set_error("total_q: must be cu_seqlens_q[batch] (> 0) for a variable-length call that writes lse");
         return FAT_ERR_INVALID;
-    }
-    /* A valid KV cache call (fat_attn_cpu serves it) that no GPU family reads yet. */
-    if (a->cache_seqlens || a->block_table || a->k_new) {
-        fat_set_error("%s: a KV cache call (cache_seqlens, block_table, k_new) has no GPU kernel yet; "
-                      "fat_attn_cpu runs it", a->block_table ? "block_table" : a->k_new ? "k_new" : "cache_seqlens");
-        return FAT_ERR_UNSUPPORTED;
     }
     ctx_call_problem(a, p);
     return table_lookup(c, p, e);
@@ -250,9 +243,10 @@ fat_status fat_attn_fwd(fat_ctx *c, const fat_attn_args *a, void *stream) {
     if (prev != c->cuctx) CU_CHECK(CtxSetCurrent(c->cuctx));
     fat_kparams kp;
     launch_params(a, NULL, &kp);
-    /* varlen: the key's rounded bounds, so that the grid and the parameters agree */
+    /* varlen: the key's rounded bounds, so that the grid and the parameters agree; a KV cache keeps
+       its own seqlen_k, the capacity the kernel checks cache_seqlens + seqlen_new against */
     kp.seqlen_q = p.seqlen_q;
-    kp.seqlen_k = p.seqlen_k;
+    if (!(p.features & FAT_FEAT_CACHE)) kp.seqlen_k = p.seqlen_k;
     st = launch_run(e->fn, &e->launch, a, &kp, &e->maps, c->arena, (CUstream)stream);
     if (prev != c->cuctx) cu.CtxSetCurrent(prev);
 out:

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#define FAT_KPARAMS_SIZE 224
+#define FAT_KPARAMS_SIZE 312
 
 typedef struct fat_kparams {
     const void *q, *k, *v;
@@ -28,7 +28,15 @@ typedef struct fat_kparams {
     float scale_log2;                  /* scale * log2(e), for exp2 */
     float softcap;                     /* 0: off */
     int32_t total_q;                   /* varlen: cu_seqlens_q[batch]; else batch * seqlen_q */
-    int64_t reserved[2];
+    /* a KV cache (fatune.h, fat_attn_args): k and v are the cache, seqlen_k its keys per sequence */
+    int32_t page_size;                 /* paged: keys per page (the kernel's is compiled in) */
+    const int32_t *cache_seqlens;      /* NULL: seqlen_k keys in every sequence */
+    const int32_t *block_table;        /* NULL: k and v contiguous; else k_sb, v_sb are page strides */
+    const void *k_new, *v_new;         /* NULL: no append */
+    int64_t kn_sb, kn_ss, kn_sh;       /* strides of k_new and v_new */
+    int64_t vn_sb, vn_ss, vn_sh;
+    int32_t block_table_stride, num_pages, seqlen_new;
+    int32_t reserved;
 } fat_kparams;
 
 _Static_assert(sizeof(fat_kparams) == FAT_KPARAMS_SIZE, "fat_kparams size");

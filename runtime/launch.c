@@ -57,7 +57,7 @@ out:
 
 void launch_params(const fat_attn_args *a, void *ws, fat_kparams *kp) {
     /* every field is set (the block has no padding), so no memset on the hot path */
-    kp->reserved[0] = kp->reserved[1] = 0;
+    kp->reserved = 0;
     kp->q = a->q; kp->k = a->k; kp->v = a->v; kp->o = a->o; kp->lse = a->lse;
     kp->ws = ws;
     kp->cu_seqlens_q = a->cu_seqlens_q;
@@ -80,6 +80,16 @@ void launch_params(const fat_attn_args *a, void *ws, fat_kparams *kp) {
     kp->scale_log2 = kp->scale * 1.4426950408889634f;
     kp->softcap = a->softcap;
     kp->total_q = a->cu_seqlens_q ? a->total_q : a->batch * a->seqlen_q;
+    kp->page_size = a->block_table ? a->page_size : 0;
+    kp->cache_seqlens = a->cache_seqlens;
+    kp->block_table = a->block_table;
+    kp->block_table_stride = a->block_table ? a->block_table_stride : 0;
+    kp->num_pages = a->block_table ? a->num_pages : 0;
+    kp->k_new = a->k_new;
+    kp->v_new = a->k_new ? a->v_new : NULL;
+    kp->seqlen_new = a->k_new ? a->seqlen_new : 0;
+    kp->kn_sb = a->k_new_stride[0]; kp->kn_ss = a->k_new_stride[1]; kp->kn_sh = a->k_new_stride[2];
+    kp->vn_sb = a->v_new_stride[0]; kp->vn_ss = a->v_new_stride[1]; kp->vn_sh = a->v_new_stride[2];
 }
 
 /* ---------------------------------------------------------------------------------------------

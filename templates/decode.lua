@@ -22,6 +22,8 @@ local ROWS = 16          -- query rows of one CTA: one mma row tile
 local t = {
   name = "decode",
   version = 1,
+  -- reads a KV cache: paged (any page size of the problem), per-sequence key counts, an append
+  serves_kv_cache = true,
   -- The built-in default of a decoding step (asked before flash_v2's), and what a decoding step is:
   -- at most ROWS query rows per KV head, the query group one CTA takes.
   default_rank = 10,
@@ -148,6 +150,87 @@ local KERNEL = [[
  * swizzle is worked out per copy. */
 ]] .. tile.loader("warp_load_tile", "TROWS", "fat_tid_fresh() & 31", true) .. [[
 
+/* Step 1b (a KV cache, issue 14): key j of sequence b is, paged, row j % FAT_PAGE_SIZE of page
+ * block_table[b][j / FAT_PAGE_SIZE] ([page, row, head] strides k_sb, k_ss, k_sh), else row j of
+ * sequence b; with an append, keys from `have` (cache_seqlens[b]) on are rows j - have of k_new and
+ * v_new, read from there (the cache's copy is written by Step 0b of the same launch, which no CTA
+ * waits for). A table entry outside [0, num_pages) is never followed: its rows are zero-filled and
+ * `bad` is set, which poisons the sequence's output (Step 7). kv_load_rows finds each row's address
+ * (the lanes of a row read the same table entry: one broadcast load); the same lanes, rows and
+ * swizzle as warp_load_tile. */
+#define KV_CACHE (FAT_CACHE || FAT_PAGED)   /* a KV cache's reads: lengths and entries checked */
+#if KV_CACHE
+static __device__ __forceinline__ void kv_row_ptrs(const fat_kparams &p, int b, int kvh, int j, int have,
+                                                   const char *&gk, const char *&gv, bool &ok, bool &bad) {
+    gk = (const char *)p.k;
+    gv = (const char *)p.v;
+#if FAT_APPEND
+    if (j >= have) {
+        const long long i = j - have;
+        gk = (const char *)p.k_new + 2 * ((long long)b * p.kn_sb + i * p.kn_ss + (long long)kvh * p.kn_sh);
+        gv = (const char *)p.v_new + 2 * ((long long)b * p.vn_sb + i * p.vn_ss + (long long)kvh * p.vn_sh);
+        return;
+    }
+#endif
+#if FAT_PAGED
+    const int e = p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
+    if (e < 0 || e >= p.num_pages) { bad = true; ok = false; return; }
+    const long long pg = e, r = j % FAT_PAGE_SIZE;
+#else
+    const long long pg = b, r = j;
+#endif
+    gk += 2 * (pg * p.k_sb + r * p.k_ss + (long long)kvh * p.k_sh);
+    gv += 2 * (pg * p.v_sb + r * p.v_ss + (long long)kvh * p.v_sh);
+}
+static __device__ __forceinline__ void kv_load_rows(unsigned s_k, unsigned s_v, const fat_kparams &p, int b, int kvh,
+                                                    int n0, int sk, int have, bool &bad) {
+    const int t = fat_tid_fresh() & 31;
+    const int r = t / LD_CW, c = t % LD_CW;
+#pragma unroll
+    for (int i = 0; i < (BLOCK_N + LD_RS - 1) / LD_RS; ++i) {
+        const int row = r + i * LD_RS;
+        if (BLOCK_N % LD_RS != 0 && row >= BLOCK_N) break;
+        const char *gk = (const char *)p.k, *gv = (const char *)p.v;
+        bool ok = n0 + row < sk;
+        if (ok) kv_row_ptrs(p, b, kvh, n0 + row, have, gk, gv, ok, bad);
+#pragma unroll
+        for (int jj = 0; jj < LD_NJ; ++jj) {
+            const int cj = c + jj * LD_CW;
+            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
+            const int bytes = ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS) ? 16 : 0;
+            const unsigned so = row * ROW_BYTES + (fat_swz(row, cj) << 4);
+            fat_cp_async16(s_k + so, gk + cj * 16, bytes);
+            fat_cp_async16(s_v + so, gv + cj * 16, bytes);
+        }
+    }
+}
+#endif
+/* Step 1: key tile n of this CTA's head into a warp's K and V buffers. Whole tiles of a page (the
+ * page a multiple of the tile, no append) take one table entry and warp_load_tile's row stride;
+ * otherwise a cache is read row by row. */
+static __device__ __forceinline__ void load_kv(unsigned s_k, unsigned s_v, const fat_kparams &p, int b, int kvh,
+                                               long long k0, int n, int sk, int have, bool &bad) {
+    const int n0 = n * BLOCK_N;
+#if FAT_APPEND || (FAT_PAGED && FAT_PAGE_SIZE % BLOCK_N != 0)
+    kv_load_rows(s_k, s_v, p, b, kvh, n0, sk, have, bad);
+#elif FAT_PAGED
+    const int e = p.block_table[(long long)b * p.block_table_stride + n0 / FAT_PAGE_SIZE];
+    const bool ok = e >= 0 && e < p.num_pages;
+    if (!ok) bad = true;
+    const long long r = n0 % FAT_PAGE_SIZE, pg = ok ? e : 0;
+    warp_load_tile<BLOCK_N>(s_k, (const char *)p.k + 2 * (pg * p.k_sb + r * p.k_ss + (long long)kvh * p.k_sh),
+                            p.k_ss, ok ? sk - n0 : 0);
+    warp_load_tile<BLOCK_N>(s_v, (const char *)p.v + 2 * (pg * p.v_sb + r * p.v_ss + (long long)kvh * p.v_sh),
+                            p.v_ss, ok ? sk - n0 : 0);
+#else
+    (void)have; (void)bad;
+    warp_load_tile<BLOCK_N>(s_k, (const char *)p.k + 2 * ROW_OFF(p.k_sb, p.k_ss, p.k_sh, b, k0 + n0, kvh), p.k_ss,
+                            sk - n0);
+    warp_load_tile<BLOCK_N>(s_v, (const char *)p.v + 2 * ROW_OFF(p.v_sb, p.v_ss, p.v_sh, b, k0 + n0, kvh), p.v_ss,
+                            sk - n0);
+#endif
+}
+
 /* Step 3: S = Q Kᵀ for one key tile: per 16-deep head-dim step one ldmatrix.x4 of K gives the B
  * fragments of two 8-key tiles; Q's A fragment comes from registers or from the Q tile. */
 static __device__ __forceinline__ void gemm_qk(float (&s)[1][N_TILES][4],
@@ -241,6 +324,13 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
     long long q0, k0;
     int sq, sk;
     seq_bounds(p, b, &q0, &k0, &sq, &sk);
+    bool bad = false;                     /* a cache length or table entry out of range: output NaN */
+    int have = 0;                         /* a KV cache: the keys already in it (k_new's come after) */
+#if FAT_CACHE
+    have = p.cache_seqlens[b];
+    if (have < 0 || have > p.seqlen_k - p.seqlen_new) { bad = true; sk = 0; }   /* nothing is read */
+    else sk = have + p.seqlen_new;
+#endif
     const int rows = min(group * sq, ROWS);
     /* Keys visible to some row: [lo(query 0), hi(query sq-1)] (both bounds grow with the query);
      * keys in [lo(sq-1), hi(0)] are visible to every row, and a tile inside them skips the mask. */
@@ -265,12 +355,36 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         }
     }
 
+#if FAT_APPEND
+    /* ---- Step 0b: k_new and v_new of this head into the cache at keys have .. have + seqlen_new - 1,
+     * 16 bytes a thread, the rows shared by the cluster's CTAs. The attention reads those keys from
+     * k_new and v_new (Step 1b), so nothing waits for these stores. A page entry out of range is
+     * skipped and poisons the output. ---- */
+    if (!bad) {
+        for (int idx = rank * THREADS + tid; idx < p.seqlen_new * VALID_CHUNKS; idx += SPLITS * THREADS) {
+            const int i = idx / VALID_CHUNKS, c = idx % VALID_CHUNKS, j = have + i;
+#if FAT_PAGED
+            const int e = p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
+            if (e < 0 || e >= p.num_pages) { bad = true; continue; }
+            const long long pg = e, r = j % FAT_PAGE_SIZE;
+#else
+            const long long pg = b, r = j;
+#endif
+            unsigned x[4];
+            fat_ld_global_v4(x, (const char *)p.k_new + 2 * ((long long)b * p.kn_sb + (long long)i * p.kn_ss +
+                                                            (long long)kvh * p.kn_sh) + c * 16);
+            fat_st_global_v4((char *)p.k + 2 * (pg * p.k_sb + r * p.k_ss + (long long)kvh * p.k_sh) + c * 16, x);
+            fat_ld_global_v4(x, (const char *)p.v_new + 2 * ((long long)b * p.vn_sb + (long long)i * p.vn_ss +
+                                                            (long long)kvh * p.vn_sh) + c * 16);
+            fat_st_global_v4((char *)p.v + 2 * (pg * p.v_sb + r * p.v_ss + (long long)kvh * p.v_sh) + c * 16, x);
+        }
+    }
+#endif
+
     /* ---- Shared memory: [Q tile][warp 0: K x STAGES, V x STAGES][warp 1 ...], swizzled ---- */
     const unsigned s_q = fat_smem_u32(smem);
     const unsigned s_parts = s_q + SMEM_Q;
     const unsigned s_k = s_parts + warp * WARP_SMEM, s_v = s_k + STAGES * SMEM_KV;
-#define K_TILE(n) ((const char *)p.k + 2 * ROW_OFF(p.k_sb, p.k_ss, p.k_sh, b, k0 + (long long)(n) * BLOCK_N, kvh))
-#define V_TILE(n) ((const char *)p.v + 2 * ROW_OFF(p.v_sb, p.v_ss, p.v_sh, b, k0 + (long long)(n) * BLOCK_N, kvh))
 
     /* ---- Step 1: Q's rows (every thread, one group), then this warp's first STAGES-1 tiles ---- */
     for (int idx = tid; idx < ROWS * CHUNKS; idx += THREADS) {
@@ -291,8 +405,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {
         if (n_load < n_end) {
-            warp_load_tile<BLOCK_N>(s_k + st * SMEM_KV, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
-            warp_load_tile<BLOCK_N>(s_v + st * SMEM_KV, V_TILE(n_load), p.v_ss, sk - n_load * BLOCK_N);
+            load_kv(s_k + st * SMEM_KV, s_v + st * SMEM_KV, p, b, kvh, k0, n_load, sk, have, bad);
             n_load += WORKERS;
         }
         fat_cp_async_commit();
@@ -333,8 +446,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         fat_cp_async_wait<STAGES - 2>();
         __syncwarp();
         if (n_load < n_end) {
-            warp_load_tile<BLOCK_N>(s_k + wr * SMEM_KV, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
-            warp_load_tile<BLOCK_N>(s_v + wr * SMEM_KV, V_TILE(n_load), p.v_ss, sk - n_load * BLOCK_N);
+            load_kv(s_k + wr * SMEM_KV, s_v + wr * SMEM_KV, p, b, kvh, k0, n_load, sk, have, bad);
             n_load += WORKERS;
         }
         fat_cp_async_commit();
@@ -374,6 +486,10 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         float lsum[2];
 #pragma unroll
         for (int r = 0; r < 2; ++r) lsum[r] = fat_quad_sum(l[0][r]);
+#if KV_CACHE
+        /* a bad length or page entry seen by any lane of any worker: l = NaN marks the partial */
+        if (__any_sync(0xffffffffu, bad)) lsum[0] = lsum[1] = __int_as_float(0x7fc00000);
+#endif
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int row = (lane >> 2) + 8 * r;
@@ -402,6 +518,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         float mx = -FAT_INF;
         for (int w = 0; w < WORKERS; ++w) mx = fmaxf(mx, part_f32(part_addr(s_parts, w) + PART_M + r * 4));
         float sum = 0.f, o[8] = { 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f };
+        bool poisoned = false;
         for (int w = 0; w < WORKERS; ++w) {
             const unsigned a = part_addr(s_parts, w);
             const float mw = part_f32(a + PART_M + r * 4);
@@ -409,14 +526,17 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
             float x[4], y[4];
             part_v4(x, a + (r * PART_LD + c * 8) * 4);
             part_v4(y, a + (r * PART_LD + c * 8 + 4) * 4);
-            sum += f * part_f32(a + PART_L + r * 4);
+            const float lw = part_f32(a + PART_L + r * 4);
+            poisoned |= (__float_as_uint(lw) & 0x7fffffffu) > 0x7f800000u;   /* NaN: Step 7's mark */
+            sum += f * lw;
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 o[e] += f * x[e];
                 o[4 + e] += f * y[e];
             }
         }
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        /* a poisoned row: NaN output and LSE, never a plausible answer from a wrong cache */
+        const float inv = poisoned ? __int_as_float(0x7fc00000) : sum > 0.f ? 1.f / sum : 0.f;
         int j, i;
         split_row(r, sq, &j, &i);
         const int h = kvh * group + j;
@@ -424,7 +544,8 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
                                  pack2(o[4] * inv, o[5] * inv), pack2(o[6] * inv, o[7] * inv) };
         fat_st_global_v4((char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, b, q0 + i, h) + c * 16, v4);
         if (c == 0 && p.lse != nullptr)
-            p.lse[LSE_OFF(p, b, h, q0, i)] = sum > 0.f ? (mx * sl2 + log2f(sum)) * 0.6931471805599453f : -FAT_INF;
+            p.lse[LSE_OFF(p, b, h, q0, i)] = poisoned ? __int_as_float(0x7fc00000)
+                                           : sum > 0.f ? (mx * sl2 + log2f(sum)) * 0.6931471805599453f : -FAT_INF;
     }
 #if SPLITS > 1
     fat_cluster_sync();                   /* no CTA leaves while another still reads its partials */

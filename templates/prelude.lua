@@ -47,9 +47,16 @@ struct fat_kparams {
     int window_left, window_right;
     float scale, scale_log2, softcap;
     int total_q;
-    long long reserved[2];
+    int page_size;
+    const int *cache_seqlens;
+    const int *block_table;
+    const void *k_new, *v_new;
+    long long kn_sb, kn_ss, kn_sh;
+    long long vn_sb, vn_ss, vn_sh;
+    int block_table_stride, num_pages, seqlen_new;
+    int reserved;
 };
-static_assert(sizeof(fat_kparams) == 224, "fat_kparams must match runtime/kparams.h");
+static_assert(sizeof(fat_kparams) == 312, "fat_kparams must match runtime/kparams.h");
 ]]
 
 -- 16-bit element types and conversions, through PTX so that no CUDA header is needed.
@@ -97,6 +104,12 @@ function P.mask_defs(shape)
   s[#s + 1] = "#define FAT_WINDOW " .. (shape.window and 1 or 0)
   s[#s + 1] = "#define FAT_SOFTCAP " .. (shape.softcap and 1 or 0)
   s[#s + 1] = "#define FAT_VARLEN " .. (shape.varlen and 1 or 0)
+  -- a KV cache (only families with serves_kv_cache see one): paged with its page size compiled in,
+  -- per-sequence key counts (cache_seqlens), an append of k_new/v_new
+  s[#s + 1] = "#define FAT_PAGED " .. (shape.page_size and 1 or 0)
+  s[#s + 1] = "#define FAT_PAGE_SIZE " .. (shape.page_size or 0)
+  s[#s + 1] = "#define FAT_CACHE " .. (shape.kv_cache and 1 or 0)
+  s[#s + 1] = "#define FAT_APPEND " .. (shape.append and 1 or 0)
   s[#s + 1] = [[
 /* Keys [*lo, *hi] are visible to query row i (0-based within its sequence). */
 static __device__ __forceinline__ void visible_keys(const fat_kparams &p, int i, int sq, int sk,

@@ -501,27 +501,27 @@ static double time_launch(CUfunction fn, void **params, CUstream s) {
     return t[ROUNDS / 2];
 }
 
-/* The driver's own floor on this machine: an empty kernel with no parameters, 64 bytes and 224 bytes
+/* The driver's own floor on this machine: an empty kernel with no parameters, 64 bytes and 312 bytes
  * (fatune's block), on the legacy stream and on a stream of its own. Printed, not checked: it is
  * what the host-time target is up against. */
 static void launch_floor(const char *arch) {
     static const char src[] = "struct p64 { long long x[8]; };\n"
-                              "struct p224 { long long x[28]; };\n"
+                              "struct p312 { long long x[39]; };\n"
                               "extern \"C\" __global__ void e0() {}\n"
                               "extern \"C\" __global__ void e64(const p64 p) { (void)p; }\n"
-                              "extern \"C\" __global__ void e224(const p224 p) { (void)p; }\n";
+                              "extern \"C\" __global__ void e312(const p312 p) { (void)p; }\n";
     rtc_result r;
     CUmodule mod = NULL;
     CUfunction f[3];
     CUstream s = NULL;
-    long long blk[28] = { 0 };
+    long long blk[39] = { 0 };
     void *params[] = { blk };
     if (rtc_compile(src, "floor", arch, 0, &r) != FAT_OK) { rtc_result_free(&r); return; }
     if (cu.ModuleLoadData(&mod, r.image) == CUDA_SUCCESS && cu.ModuleGetFunction(&f[0], mod, "e0") == CUDA_SUCCESS &&
         cu.ModuleGetFunction(&f[1], mod, "e64") == CUDA_SUCCESS &&
-        cu.ModuleGetFunction(&f[2], mod, "e224") == CUDA_SUCCESS && cu.StreamCreate(&s, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS) {
+        cu.ModuleGetFunction(&f[2], mod, "e312") == CUDA_SUCCESS && cu.StreamCreate(&s, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS) {
         printf("launch floor (empty kernel, median us per cuLaunchKernel): params 0 B: legacy stream %.2f, own stream %.2f;"
-               " 64 B: %.2f, %.2f; 224 B: %.2f, %.2f\n",
+               " 64 B: %.2f, %.2f; 312 B: %.2f, %.2f\n",
                time_launch(f[0], NULL, NULL), time_launch(f[0], NULL, s), time_launch(f[1], params, NULL),
                time_launch(f[1], params, s), time_launch(f[2], params, NULL), time_launch(f[2], params, s));
     }

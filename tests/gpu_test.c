@@ -38,6 +38,14 @@ static const int lens_ql[] = { 700, 1, 0, 513, 1200 }, lens_kl[] = { 700, 900, 5
 /* decoding steps: one or two new tokens per sequence (none in one), caches of 1 to 4097 tokens */
 static const int lens_qd[] = { 1, 1, 2, 0, 1 }, lens_kd[] = { 1000, 17, 1, 300, 4097 };
 
+/* KV caches (issue 14): keys already cached per sequence: none, one, a page boundary and one either
+ * side, a page filled exactly by the append, and one across a boundary */
+static const int cache_a[] = { 15, 0, 1, 511 }, cache_b[] = { 0, 8, 299 }, cache_c[] = { 63, 65 },
+                 cache_d[] = { 255, 1000 }, cache_e[] = { 0, 497, 250 }, cache_f[] = { 22, 47 };
+#define PAGED(n) (FAT_FEAT_PAGED | ((unsigned)(n) << FAT_FEAT_PAGE_SHIFT))
+#define CACHE FAT_FEAT_CACHE
+#define APPEND FAT_FEAT_APPEND
+
 #define P(dt, d, c, f, b, hq, hk, sq, sk) { dt, d, c, f, b, hq, hk, sq, sk }
 static const tcase cases[] = {
     { "seqlen 1", P(FAT_BF16, 64, 0, 0, 2, 4, 4, 1, 1), { .with_lse = 1 } },
@@ -99,6 +107,21 @@ static const tcase cases[] = {
       { .window_left = 100, .window_right = 0, .with_lse = 1 } },
     { "decode causal window left 200, Sq 4", P(FAT_FP16, 64, 1, FAT_FEAT_WINDOW, 3, 8, 2, 4, 1500),
       { .window_left = 200, .window_right = -1, .with_lse = 1 } },
+    /* KV caches: pages shuffled (with spare pages no entry names), the append checked byte for byte
+     * against the CPU's (bench_fetch: the whole cache must equal it) */
+    { "paged16 cache append 2 across page boundaries GQA 4:1", P(FAT_BF16, 128, 1, PAGED(16) | CACHE | APPEND, 4, 16, 4, 2, 1000),
+      { .cache_lens = cache_a, .with_lse = 1 } },
+    { "paged8 cache lengths 0, 8, 299", P(FAT_FP16, 64, 0, PAGED(8) | CACHE, 3, 8, 2, 1, 300), { .cache_lens = cache_b, .with_lse = 1 } },
+    { "paged64 cache append window (100, 0)", P(FAT_BF16, 128, 0, PAGED(64) | CACHE | APPEND | FAT_FEAT_WINDOW, 2, 8, 8, 1, 600),
+      { .cache_lens = cache_c, .window_left = 100, .window_right = 0, .with_lse = 1 } },
+    { "paged256 cache append fills a page", P(FAT_FP16, 128, 1, PAGED(256) | CACHE | APPEND, 2, 32, 8, 1, 2048),
+      { .cache_lens = cache_d, .with_lse = 1 } },
+    { "contiguous cache append Sq 3 causal", P(FAT_BF16, 64, 1, CACHE | APPEND, 3, 4, 4, 3, 500), { .cache_lens = cache_e, .with_lse = 1 } },
+    { "paged16 whole sequences MQA head_dim 96", P(FAT_FP16, 96, 0, PAGED(16), 2, 8, 1, 1, 320), { .with_lse = 1 } },
+    { "paged24 cache append GQA 8:1 padded rows", P(FAT_BF16, 128, 1, PAGED(24) | CACHE | APPEND, 2, 16, 2, 2, 700),
+      { .cache_lens = cache_f, .pad = 8, .with_lse = 1 } },
+    { "paged16 cache append softcap head_dim 256", P(FAT_BF16, 256, 0, PAGED(16) | CACHE | APPEND | FAT_FEAT_SOFTCAP, 2, 4, 2, 1, 900),
+      { .cache_lens = cache_c, .softcap = 30.f, .with_lse = 1 } },
 };
 
 /* Kernels compiled in this run, by source hash. */

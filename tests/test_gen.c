@@ -121,19 +121,38 @@ static void test_templates(void) {
         }
         CHECK(fams[f], valid > 0);
     }
-    /* a KV-cache problem (a paged cache of 16-key pages, per-sequence lengths): no family reads one
-     * yet, so each refuses every variant by name, and none has a default */
+    /* a KV-cache problem (a paged cache of 16-key pages, per-sequence lengths): decode reads one
+     * (serves_kv_cache) and has a default; every other family refuses every variant by name, and
+     * has none */
     const fat_problem paged = { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT),
                                 4, 32, 8, 1, 4096 };
     for (int f = 0; f < nf; f++) {
-        int pvalid = 0;
+        int pvalid = 0, reads = strcmp(fams[f], "decode") == 0;
         CHECK_INT(fams[f], gen_enumerate(g, fams[f], &paged, &dev, &c1, &n1), FAT_OK);
         for (int i = 0; i < n1; i++) pvalid += c1[i].ok;
-        CHECK_INT("a paged KV cache: no variant is valid", pvalid, 0);
-        CHECK_STR_HAS("a paged KV cache: the reason names it", n1 ? c1[0].reason : "", "does not read a KV cache");
-        gen_choices_free(c1, n1);
         char dp[256];
-        CHECK_INT("a paged KV cache: no default", gen_default(g, fams[f], &paged, &dev, dp, sizeof dp), FAT_ERR_NOT_FOUND);
+        if (reads) {
+            CHECK(  "a paged KV cache: decode has valid variants", pvalid > 0);
+            CHECK_INT("a paged KV cache: decode has a default", gen_default(g, fams[f], &paged, &dev, dp, sizeof dp), FAT_OK);
+        } else {
+            CHECK_INT("a paged KV cache: no variant is valid", pvalid, 0);
+            CHECK_STR_HAS("a paged KV cache: the reason names it", n1 ? c1[0].reason : "", "does not read a KV cache");
+            CHECK_INT("a paged KV cache: no default", gen_default(g, fams[f], &paged, &dev, dp, sizeof dp), FAT_ERR_NOT_FOUND);
+        }
+        gen_choices_free(c1, n1);
+    }
+    /* the built-in default of a paged decoding step is decode's, whose source compiles the page size in */
+    {
+        const char *fam = "";
+        char dp[256];
+        CHECK_INT("a paged decoding step: a built-in default", gen_builtin_default(g, &paged, &dev, &fam, dp, sizeof dp), FAT_OK);
+        CHECK(  "  decode's", strcmp(fam, "decode") == 0);
+        gen_variant v;
+        memset(&v, 0, sizeof v);
+        CHECK_INT("  emitted", gen_emit(g, "decode", dp, &paged, &dev, &v), FAT_OK);
+        CHECK_STR_HAS("  with the page size compiled in", v.source ? v.source : "", "#define FAT_PAGE_SIZE 16");
+        CHECK_STR_HAS("  and the cache's lengths", v.source ? v.source : "", "#define FAT_CACHE 1");
+        gen_variant_free(&v);
     }
     char pname[128];
     gen_problem_name(&paged, pname, sizeof pname);

@@ -4,7 +4,8 @@ torch.compile (fullgraph) of a function and of a small model gives eager's outpu
 torch.ops.fatune.attention / attention_varlen have fake implementations with the real outputs'
 shapes and strides; CUDA graph capture after a warm-up call, with and without out=, replays on new
 inputs; autograd: backward() says there is no backward kernel, backward="sdpa" gives SDPA's gradient
-(fixed and varlen); the SDPA-compatible entry point matches torch's SDPA; transformers: a tiny
+(fixed and varlen); the SDPA-compatible entry point matches torch's SDPA; attention_with_kvcache
+on a paged cache (pages shuffled, two rows appended) and a contiguous one; transformers: a tiny
 Llama-style model (random weights, GQA, made here) with attn_implementation="fatune" gives
 "sdpa"'s logits within bf16 tolerance, for a padded batch too, and the same greedy tokens over
 32 new tokens with the KV cache.
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 import fatune
 
-N_CHECKS = 21          # the checks of the four torch tests below
+N_CHECKS = 25          # the checks of the five torch tests below
 N_TRANSFORMERS = 4
 
 
@@ -43,7 +44,7 @@ def run(check, skip):
     gen = torch.Generator(device="cuda")
     gen.manual_seed(7)
     for name, fn in (("compile", test_compile), ("graphs", test_graphs), ("autograd", test_autograd),
-                     ("sdpa entry", test_sdpa_entry)):
+                     ("sdpa entry", test_sdpa_entry), ("kvcache", test_kvcache)):
         try:
             fn(check, gen)
         except Exception:  # noqa: BLE001
@@ -206,6 +207,48 @@ def test_sdpa_entry(check, gen):
     want = F.scaled_dot_product_attention(qs, ks, ks, is_causal=True)
     err = (got.float() - want.float()).nan_to_num(0).abs().max().item()
     check("is_causal with seqlen_q > seqlen_k: SDPA's top-left mask (max diff %.1e)" % err, err < 2e-2)
+
+
+def test_kvcache(check, gen):
+    B, Hq, Hk, D, P, maxp, new = 3, 16, 4, 128, 16, 8, 2
+    lens = torch.tensor([15, 0, 100], dtype=torch.int32, device="cuda")   # across a page boundary, empty, mid-page
+    npages = B * maxp + 2                                                     # two pages no entry names
+    perm = torch.randperm(npages, device="cuda", generator=gen).to(torch.int32)
+    table = perm[:B * maxp].view(B, maxp).contiguous()
+    kc, vc = _rand(npages, P, Hk, D, gen=gen), _rand(npages, P, Hk, D, gen=gen)
+    k, v, q = _rand(B, new, Hk, D, gen=gen), _rand(B, new, Hk, D, gen=gen), _rand(B, new, Hq, D, gen=gen)
+    kc0, vc0 = kc.clone(), vc.clone()
+    out = fatune.attention_with_kvcache(q, kc, vc, k=k, v=v, cache_seqlens=lens, block_table=table, causal=True)
+    err, want_k, want_v = 0.0, kc0.clone(), vc0.clone()
+    for b in range(B):
+        n = int(lens[b])
+        for i in range(new):                  # where flash_attn_with_kvcache appends: key n + i of sequence b
+            page, row = int(table[b, (n + i) // P]), (n + i) % P
+            want_k[page, row], want_v[page, row] = k[b, i], v[b, i]
+        keys = want_k[table[b].long()].reshape(maxp * P, Hk, D)[:n + new]
+        vals = want_v[table[b].long()].reshape(maxp * P, Hk, D)[:n + new]
+        ref = _ref(q[b:b + 1], keys[None], vals[None], causal=True)
+        err = max(err, (out[b:b + 1].float() - ref).abs().max().item())
+    check("attention_with_kvcache, paged 16 shuffled, 2 rows appended, causal: within bf16 tolerance of the gathered "
+          "cache's attention (max diff %.1e)" % err, err < 2e-2)
+    check("  the append wrote k and v at cache_seqlens in their pages and nothing else changed",
+          torch.equal(kc, want_k) and torch.equal(vc, want_v))
+    # a contiguous cache, one query row, no append: the keys past cache_seqlens are never read
+    kc2, vc2 = _rand(B, 300, Hk, D, gen=gen), _rand(B, 300, Hk, D, gen=gen)
+    q2 = _rand(B, 1, Hq, D, gen=gen)
+    lens2 = torch.tensor([1, 299, 64], dtype=torch.int32, device="cuda")
+    kc2[1, 299:] = float("nan")              # what lies past a sequence's keys must not matter
+    out2, lse2 = fatune.attention_with_kvcache(q2, kc2, vc2, cache_seqlens=lens2, return_lse=True)
+    err2 = max((out2[b:b + 1].float() - _ref(q2[b:b + 1], kc2[b:b + 1, :int(lens2[b])], vc2[b:b + 1, :int(lens2[b])])
+                ).abs().max().item() for b in range(B))
+    check("attention_with_kvcache, contiguous cache, cache_seqlens 1/299/64: within tolerance (max diff %.1e)" % err2,
+          err2 < 2e-2)
+    # a table entry out of range is never followed: the sequence's output is NaN, the others are answers
+    bad = table.clone()
+    bad[0, 0] = npages + 5
+    out3 = fatune.attention_with_kvcache(q[:, :1], kc, vc, cache_seqlens=lens, block_table=bad, causal=True)
+    check("  a block-table entry past num_pages: that sequence's rows are NaN, the others finite",
+          bool(torch.isnan(out3[0]).all()) and bool(torch.isfinite(out3[1:]).all()))
 
 
 def _tiny_llama():

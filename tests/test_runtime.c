@@ -191,6 +191,9 @@ static void test_call_problem(void) {
         c.k_new = c.v_new = (const void *)table;
         dispatch_problem(&c, &p);
         CHECK("a contiguous cache with an append", p.features == (FAT_FEAT_CACHE | FAT_FEAT_APPEND));
+        c.seqlen_q = 3;
+        ctx_call_problem(&c, &p);
+        CHECK("  its query rows (the new tokens) key exactly: 3 stays 3", p.seqlen_q == 3 && p.seqlen_k == 4096);
     }
     /* a varlen decoding step (one new token per sequence, 4 query heads per KV head) stays one */
     fat_attn_args_init(&a, FAT_BF16, 3, 8, 2, 1, 5000, 128);
@@ -479,6 +482,21 @@ static void test_tuned_db(void) {
     CHECK_STR_HAS("  names args", fat_errmsg(ctx), "args");
     fat_ctx_stats(ctx, &s);
     CHECK_INT("bad calls resolve nothing", s.shapes, shapes);
+    /* A KV cache call resolves to the decode family (the one that reads a cache) for a decoding
+     * step, and is refused by name when no family serves it (a 64-row chunk per KV head). */
+    {
+        static const int32_t lens[2] = { 700, 3000 }, table[2 * 16] = { 0 };
+        fat_attn_args kc;
+        fat_attn_args_init(&kc, FAT_BF16, 2, 32, 8, 1, 3000, 128);
+        kc.q = kc.k = kc.v = kc.o = (void *)(uintptr_t)0x10000;
+        kc.cache_seqlens = lens; kc.block_table = table; kc.block_table_stride = 16; kc.page_size = 16 * 16;
+        kc.num_pages = 32;
+        CHECK_INT("a paged decoding step: resolved", fat_query(ctx, &kc, &c), FAT_OK);
+        CHECK(  "  by decode, the family that reads a cache", strcmp(c.family, "decode") == 0);
+        kc.seqlen_q = 64;
+        CHECK_INT("a paged chunk of 64 rows per KV head: FAT_ERR_UNSUPPORTED", fat_query(ctx, &kc, &c), FAT_ERR_UNSUPPORTED);
+        CHECK_STR_HAS("  the message says no family reads it", fat_errmsg(ctx), "does not read a KV cache");
+    }
     fat_close(ctx);
 
     /* A database that is not one, and one that is absent. */

@@ -69,13 +69,61 @@ static void strides(const bench_layout *lay, int seq, int heads, int d, int64_t 
 
 void bench_case_free(bench_case *c) {
     if (!c) return;
-    CUdeviceptr m[] = { c->mem_q, c->mem_k, c->mem_v, c->mem_o, c->mem_lse, c->mem_cu };
+    CUdeviceptr m[] = { c->mem_q, c->mem_k, c->mem_v, c->mem_o, c->mem_lse, c->mem_cu, c->mem_kn, c->mem_vn, c->mem_aux };
     if (c->arena) cu.CtxSynchronize();          /* its buffers may still be in use */
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) if (m[i]) cu.MemFree(m[i]);
     launch_arena_free(c->arena);
     free(c->maps);
     free(c->hq); free(c->hk); free(c->hv); free(c->hcu);
+    free(c->hkn); free(c->hvn); free(c->haux);
     free(c);
+}
+
+/* A KV cache's host side: cache_seqlens, the block table (a shuffled permutation of the pages), and
+ * the fields of the call that say so. rows_k and nb become the cache's rows per outer index and
+ * its outer count (pages or sequences). */
+static fat_status cache_setup(bench_case *c, const fat_problem *p, const bench_layout *lay, uint64_t *seed,
+                              int *rows_k, int *nb) {
+    fat_attn_args *a = &c->host;
+    int b = p->batch, paged = (p->features & FAT_FEAT_PAGED) != 0;
+    int page = FAT_FEAT_PAGE_SIZE(p->features), fresh = (p->features & FAT_FEAT_APPEND) ? p->seqlen_q : 0;
+    c->table_stride = paged ? (p->seqlen_k + page - 1) / page : 0;
+    c->num_pages = paged ? b * c->table_stride + BENCH_SPARE_PAGES : 0;
+    c->haux = calloc((size_t)b + (size_t)b * c->table_stride + 1, sizeof *c->haux);
+    if (!c->haux) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
+    if (p->features & FAT_FEAT_CACHE) {
+        for (int i = 0; i < b; i++) {
+            int room = p->seqlen_k - fresh;
+            int n = lay->cache_lens ? lay->cache_lens[i] : lay->timing_only ? room : room - (int)((i * 2654435761u) % (unsigned)(room / 2 + 1));
+            if (n < 0 || n > room) {
+                fat_set_error("bench: cache_lens[%d] = %d does not fit %d keys less %d new rows", i, n, p->seqlen_k, fresh);
+                return FAT_ERR_INVALID;
+            }
+            c->haux[i] = n;
+        }
+        a->cache_seqlens = c->haux;
+    }
+    if (paged) {
+        /* pages 0 .. num_pages-1 shuffled (Fisher-Yates); the first b * stride name the sequences' pages */
+        int *perm = malloc((size_t)c->num_pages * sizeof *perm);
+        if (!perm) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
+        for (int i = 0; i < c->num_pages; i++) perm[i] = i;
+        for (int i = c->num_pages - 1; i > 0; i--) {
+            int j = (int)(splitmix(seed) % (uint64_t)(i + 1)), t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+        memcpy(c->haux + b, perm, (size_t)b * c->table_stride * sizeof *perm);
+        free(perm);
+        a->block_table = c->haux + b;
+        a->block_table_stride = c->table_stride;
+        a->page_size = page;
+        a->num_pages = c->num_pages;
+        *rows_k = page;
+        *nb = c->num_pages;
+    }
+    if (fresh) a->seqlen_new = fresh;
+    return FAT_OK;
 }
 
 fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_t seed, bench_case **out) {
@@ -94,7 +142,9 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
     a->causal = p->causal;
     if (p->features & FAT_FEAT_WINDOW) { a->window_left = lay->window_left; a->window_right = lay->window_right; }
     if (p->features & FAT_FEAT_SOFTCAP) a->softcap = lay->softcap;
-    int rows_q = p->seqlen_q, rows_k = p->seqlen_k, nb = b;
+    int rows_q = p->seqlen_q, rows_k = p->seqlen_k, nb = b, nbk = b;
+    int cache = (p->features & (FAT_FEAT_PAGED | FAT_FEAT_CACHE | FAT_FEAT_APPEND)) != 0;
+    if (cache && (st = cache_setup(c, p, lay, &seed, &rows_k, &nbk)) != FAT_OK) goto out;
     if (varlen) {
         c->hcu = calloc(2 * ((size_t)b + 1), sizeof *c->hcu);
         if (!c->hcu) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
@@ -104,7 +154,7 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         }
         rows_q = c->hcu[b];
         rows_k = c->hcu[2 * b + 1];
-        nb = 1;                             /* one packed "batch" of all tokens */
+        nb = nbk = 1;                       /* one packed "batch" of all tokens */
         a->cu_seqlens_q = c->hcu;
         a->cu_seqlens_k = c->hcu + b + 1;
     }
@@ -117,7 +167,15 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
     strides(lay, rows_k, p->heads_kv, d, a->v_stride);
     strides(lay, rows_q, p->heads_q, d, a->o_stride);
     c->q_elems = (size_t)nb * rows_q * p->heads_q * (size_t)(d + lay->pad);
-    c->k_elems = (size_t)nb * rows_k * p->heads_kv * (size_t)(d + lay->pad);
+    c->k_elems = (size_t)nbk * rows_k * p->heads_kv * (size_t)(d + lay->pad);
+    if (a->seqlen_new) {                    /* the new rows: [batch, seqlen_new, heads_kv, d], BSHD */
+        bench_layout bshd = { .pad = lay->pad };
+        strides(&bshd, a->seqlen_new, p->heads_kv, d, a->k_new_stride);
+        strides(&bshd, a->seqlen_new, p->heads_kv, d, a->v_new_stride);
+        c->kn_elems = (size_t)b * a->seqlen_new * p->heads_kv * (size_t)(d + lay->pad);
+        CU_CHECK(MemAlloc(&c->mem_kn, c->kn_elems * 2));
+        CU_CHECK(MemAlloc(&c->mem_vn, c->kn_elems * 2));
+    }
     c->o_elems = c->q_elems;
     c->lse_elems = (size_t)c->total_q * p->heads_q;
     CU_CHECK(MemAlloc(&c->mem_q, c->q_elems * 2));
@@ -131,6 +189,8 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         if ((st = fill_repeated(p->dtype, c->mem_q, c->q_elems, &seed)) != FAT_OK ||
             (st = fill_repeated(p->dtype, c->mem_k, c->k_elems, &seed)) != FAT_OK ||
             (st = fill_repeated(p->dtype, c->mem_v, c->k_elems, &seed)) != FAT_OK) goto out;
+        if (c->kn_elems && ((st = fill_repeated(p->dtype, c->mem_kn, c->kn_elems, &seed)) != FAT_OK ||
+                            (st = fill_repeated(p->dtype, c->mem_vn, c->kn_elems, &seed)) != FAT_OK)) goto out;
         a->q = a->k = a->v = NULL;
     } else {
         c->hq = malloc(c->q_elems * 2);
@@ -144,6 +204,17 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         CU_CHECK(MemcpyHtoD(c->mem_q, c->hq, c->q_elems * 2));
         CU_CHECK(MemcpyHtoD(c->mem_k, c->hk, c->k_elems * 2));
         CU_CHECK(MemcpyHtoD(c->mem_v, c->hv, c->k_elems * 2));
+        if (c->kn_elems) {
+            c->hkn = malloc(c->kn_elems * 2);
+            c->hvn = malloc(c->kn_elems * 2);
+            if (!c->hkn || !c->hvn) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
+            fill_random(p->dtype, c->hkn, c->kn_elems, &seed);
+            fill_random(p->dtype, c->hvn, c->kn_elems, &seed);
+            CU_CHECK(MemcpyHtoD(c->mem_kn, c->hkn, c->kn_elems * 2));
+            CU_CHECK(MemcpyHtoD(c->mem_vn, c->hvn, c->kn_elems * 2));
+            a->k_new = c->hkn;
+            a->v_new = c->hvn;
+        }
     }
     c->dev = *a;
     c->dev.q = (void *)c->mem_q;
@@ -156,6 +227,17 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         CU_CHECK(MemcpyHtoD(c->mem_cu, c->hcu, 2 * ((size_t)b + 1) * sizeof(int32_t)));
         c->dev.cu_seqlens_q = (const int32_t *)c->mem_cu;
         c->dev.cu_seqlens_k = (const int32_t *)c->mem_cu + b + 1;
+    }
+    if (cache) {
+        size_t n = (size_t)b + (size_t)b * c->table_stride;
+        CU_CHECK(MemAlloc(&c->mem_aux, (n + 1) * sizeof(int32_t)));
+        CU_CHECK(MemcpyHtoD(c->mem_aux, c->haux, (n + 1) * sizeof(int32_t)));
+        if (a->cache_seqlens) c->dev.cache_seqlens = (const int32_t *)c->mem_aux;
+        if (a->block_table) c->dev.block_table = (const int32_t *)c->mem_aux + b;
+        if (c->kn_elems) {
+            c->dev.k_new = (const void *)c->mem_kn;
+            c->dev.v_new = (const void *)c->mem_vn;
+        }
     }
     st = bench_poison(c);
 out:
@@ -197,6 +279,21 @@ fat_status bench_fetch(bench_case *c, float *o, float *lse, int *guards_ok) {
     CU_CHECK(MemcpyDtoH(lbuf, c->mem_lse, c->lse_elems * 4 + 2 * BENCH_GUARD));
     *guards_ok = guard_intact(buf, BENCH_GUARD) && guard_intact(buf + BENCH_GUARD + c->o_elems * 2, BENCH_GUARD) &&
                  guard_intact(lbuf, BENCH_GUARD) && guard_intact(lbuf + BENCH_GUARD + c->lse_elems * 4, BENCH_GUARD);
+    if (c->cache_ref) {                     /* the whole cache, byte for byte, against the CPU's append */
+        unsigned char *kv = malloc(c->k_elems * 2);
+        if (!kv) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
+        const CUdeviceptr m[2] = { c->mem_k, c->mem_v };
+        const void *want[2] = { c->hk, c->hv };
+        for (int i = 0; i < 2 && st == FAT_OK; i++) {
+            if (cu.MemcpyDtoH(kv, m[i], c->k_elems * 2) != CUDA_SUCCESS) {
+                fat_set_error("bench: cannot read the KV cache back");
+                st = FAT_ERR_CUDA;
+            } else if (memcmp(kv, want[i], c->k_elems * 2) != 0) {
+                *guards_ok = 0;
+            }
+        }
+        free(kv);
+    }
     if (o) half_decode(c->prob.dtype, buf + BENCH_GUARD, o, c->o_elems);
     if (lse) memcpy(lse, lbuf + BENCH_GUARD, c->lse_elems * 4);
 out:
@@ -218,6 +315,8 @@ fat_status bench_cpu_reference(bench_case *c, float *o, float *lse) {
     a.lse = lse;
     fat_cpu_opts opt = { FAT_CPU_FLASH_V2, 64, 64, 0 };
     fat_status st = fat_attn_cpu(&a, &opt);
+    /* the CPU attention appended k_new and v_new into the host cache: what the GPU's must become */
+    if (st == FAT_OK && (a.cache_seqlens || a.block_table)) c->cache_ref = 1;
     if (st == FAT_OK) half_decode(c->prob.dtype, ho, o, c->o_elems);
     free(ho);
     return st;

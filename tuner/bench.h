@@ -19,7 +19,15 @@ typedef struct bench_layout {
     int timing_only;            /* 1: inputs are one random block repeated on the device, made in
                                    milliseconds whatever the size; no host copies, so no CPU
                                    reference (the tuner's timed problem) */
+    /* A KV cache (the problem's FAT_FEAT_PAGED, _CACHE, _APPEND): k and v are a cache of seqlen_k
+     * keys per sequence, paged with the problem's page size (every page of every sequence, plus
+     * BENCH_SPARE_PAGES never named, in an order shuffled from the seed) or [batch, seqlen_k];
+     * with an append, seqlen_q new rows per sequence (k_new, v_new) are written at cache_lens[b]. */
+    const int *cache_lens;      /* [batch] keys already cached (FAT_FEAT_CACHE); NULL: seqlen_k less the
+                                   new rows for timing, lengths spread over the cache otherwise */
 } bench_layout;
+
+#define BENCH_SPARE_PAGES 3     /* pages of a paged cache no table entry names: they must stay as they were */
 
 typedef struct bench_case {
     fat_problem prob;
@@ -32,6 +40,14 @@ typedef struct bench_case {
     launch_maps *maps;          /* the tensor maps of the last launch, kept for timing */
     void *hq, *hk, *hv;         /* host inputs */
     int32_t *hcu;               /* host cu_seqlens (q then k) */
+    /* a KV cache: the new rows, cache_seqlens then the block table (device and host), and the
+     * cache as the CPU attention left it (the append done), what the GPU's must equal after a run */
+    size_t kn_elems;
+    int num_pages, table_stride;
+    CUdeviceptr mem_kn, mem_vn, mem_aux;
+    void *hkn, *hvn;
+    int32_t *haux;
+    int cache_ref;              /* 1: hk and hv hold the cache after the CPU attention's append */
 } bench_case;
 
 #define BENCH_GUARD 4096        /* guard bytes before and after O and LSE */
@@ -47,7 +63,9 @@ fat_status bench_poison(bench_case *c);
 fat_status bench_launch(bench_case *c, const launch_fn *f, const gen_launch *l, CUstream s);
 
 /* Downloads O (as floats, o_elems of them, in the case's layout) and LSE; *guards_ok is 0 when a
- * guard byte changed. Either output pointer may be NULL. */
+ * guard byte changed, or, for a KV cache once the CPU reference has run, when a byte of the cache
+ * differs from the reference's (a write outside the appended rows, or a wrong append). Either
+ * output pointer may be NULL. */
 fat_status bench_fetch(bench_case *c, float *o, float *lse, int *guards_ok);
 
 /* The CPU attention on the case's host inputs: O as floats in the case's layout, and LSE. */

@@ -88,6 +88,10 @@ static __device__ __forceinline__ void fat_ld_shared_v4(unsigned (&v)[4], unsign
     asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "r"(addr) : "memory");
 }
+static __device__ __forceinline__ void fat_ld_global_v4(unsigned (&v)[4], const void *ptr) {
+    asm volatile("ld.global.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(ptr) : "memory");
+}
 static __device__ __forceinline__ void fat_st_global_v4(void *ptr, const unsigned (&v)[4]) {
     asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n"
                  :: "l"(ptr), "r"(v[0]), "r"(v[1]), "r"(v[2]), "r"(v[3]) : "memory");
