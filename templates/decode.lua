@@ -100,6 +100,12 @@ end
 -- over CTAs, two otherwise. Then smaller tiles and fewer stages until one fits (head_dim 256).
 -- false for more than 16 query rows per KV head (no variant is valid: nothing to search).
 local DEFAULTS = { { 4, 32 }, { 4, 16 }, { 2, 16 } }
+-- A paged cache whose pages hold no whole 32-key tile (16, 48, 80, ... keys) takes 16-key tiles,
+-- which a page then holds whole (one table entry per tile): 16x1024 and 16x4096 keys in 16-key
+-- pages ran at 0.78x and 0.69x of the contiguous cache with 32-key tiles read row by row, and
+-- their guided tunes chose 16-key tiles: 0.97x and 0.90x of the tuned contiguous (H200, 2026-12-03,
+-- bench/paged_decode.py and bench/decode-paged.lua; docs/performance.md).
+local PAGED_DEFAULTS = { { 4, 16 }, { 2, 16 } }
 
 function t.default(shape, dev)
   local group = (shape.heads_q or 1) // (shape.heads_kv or 1)
@@ -110,7 +116,9 @@ function t.default(shape, dev)
     local sk = shape.seqlen_k or 0
     while splits < 8 and ctas * splits * 2 <= half and 2 * splits * 4 * 32 <= sk do splits = splits * 2 end
   end
-  for _, c in ipairs(DEFAULTS) do
+  local page = shape.page_size
+  local tiles = (page and page % 32 ~= 0 and page % 16 == 0) and PAGED_DEFAULTS or DEFAULTS
+  for _, c in ipairs(tiles) do
     for stages = splits > 1 and 3 or 2, 2, -1 do
       local p = { splits = splits, warps = c[1], block_n = c[2], stages = stages }
       if t.valid(p, shape, dev) then return p end

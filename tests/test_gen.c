@@ -152,7 +152,12 @@ static void test_templates(void) {
         CHECK_INT("  emitted", gen_emit(g, "decode", dp, &paged, &dev, &v), FAT_OK);
         CHECK_STR_HAS("  with the page size compiled in", v.source ? v.source : "", "#define FAT_PAGE_SIZE 16");
         CHECK_STR_HAS("  and the cache's lengths", v.source ? v.source : "", "#define FAT_CACHE 1");
+        CHECK_STR_HAS("  16-key pages: 16-key tiles, one table entry each", dp, "block_n=16");
         gen_variant_free(&v);
+        fat_problem p256 = paged;
+        p256.features = FAT_FEAT_PAGED | FAT_FEAT_CACHE | (256u << FAT_FEAT_PAGE_SHIFT);
+        CHECK_INT("256-key pages: a default", gen_builtin_default(g, &p256, &dev, &fam, dp, sizeof dp), FAT_OK);
+        CHECK_STR_HAS("  the contiguous cache's 32-key tiles", dp, "block_n=32");
     }
     char pname[128];
     gen_problem_name(&paged, pname, sizeof pname);
