@@ -16,19 +16,13 @@ import argparse, json, os, sys
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
-import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
+from decode_bench import ms_of  # noqa: E402  (do_bench's median, as the decode suite times)
 
 SHAPES = [(16, 1024), (16, 4096), (8, 16384), (2, 65536)]   # (batch, keys per sequence)
 HQ, HK, D = 32, 8, 128
-
-
-def ms_of(fn):
-    fn()
-    torch.cuda.synchronize()
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
 
 
 def main():
