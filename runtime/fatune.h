@@ -109,8 +109,9 @@ typedef struct fat_attn_args {
                                          FAT_ERR_INVALID naming total_k. Ignored without varlen. */
 
     /* A KV cache as an inference server keeps it (docs/runtime.md, "KV cache"). Not with varlen.
-     * fat_attn_cpu serves every form; on the GPU the decode family does (at most 16 query rows per
-     * KV head; more: FAT_ERR_UNSUPPORTED). The GPU cannot check cache_seqlens and block_table on the
+     * fat_attn_cpu serves every form; on the GPU the decode family does up to 16 query rows per KV
+     * head, and on sm_90a flash_hopper longer chunks without an append (their keys already in the
+     * cache; with k_new: FAT_ERR_UNSUPPORTED). The GPU cannot check cache_seqlens and block_table on the
      * host: a sequence whose length is out of range or whose reads name a page outside [0,
      * num_pages) gets NaN in o and lse, and nothing out of range is read or written. */
     const int32_t *cache_seqlens;     /* [batch]: keys of sequence b already in k and v (before k_new).

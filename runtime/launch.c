@@ -264,6 +264,10 @@ static fat_status tma_geometry(const gen_tma *t, const fat_attn_args *a, const v
     }
     int64_t d = a->head_dim, batch = varlen ? 1 : a->batch;
     int64_t sb = varlen ? rows * sd[1] : sd[0];          /* one packed sequence: any valid stride */
+    if (a->block_table && (t->tensor == 'k' || t->tensor == 'v')) {
+        rows = a->page_size;                             /* a paged cache: a page's rows, the pages */
+        batch = a->num_pages;
+    }
     if ((uintptr_t)*ptr % 16 != 0 || (sd[1] * 2) % 16 != 0 || (sd[2] * 2) % 16 != 0 || (sb * 2) % 16 != 0 ||
         sd[1] <= 0 || sd[2] < 0 || sb < 0) {
         fat_set_error("tensor map of %c: the pointer and the strides (%lld, %lld, %lld elements) must be "
@@ -290,7 +294,7 @@ static fat_status tma_geometry(const gen_tma *t, const fat_attn_args *a, const v
     }
     key[0] = rows; key[1] = sd[1]; key[2] = sd[2]; key[3] = sb; key[4] = batch;
     key[5] = ((int64_t)t->tensor << 48) | ((int64_t)t->box_cols << 36) | ((int64_t)t->box_rows << 24) |
-             ((int64_t)t->slabs << 12) | (t->swizzle << 4) | t->l2;
+             ((int64_t)t->slabs << 12) | ((int64_t)t->oob_nan << 8) | (t->swizzle << 4) | t->l2;
     key[6] = a->dtype;
     key[7] = d;
     return FAT_OK;
@@ -306,7 +310,8 @@ static fat_status tma_encode(const gen_tma *t, const fat_attn_args *a, CUtensorM
                                                                  : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                                          rank, (void *)*ptr, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                          (CUtensorMapSwizzle)t->swizzle, (CUtensorMapL2promotion)t->l2,
-                                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                                         t->oob_nan ? CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA
+                                                    : CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) {
         const char *name = "?";
         cu.GetErrorName(r, &name);

@@ -20,6 +20,7 @@ local t = {
   name = "flash_hopper",
   version = 1,
   default_rank = 20,                  -- the built-in default of prefill on sm_90a (decode 10, flash_v2 30)
+  serves_kv_cache = true,             -- a paged or contiguous KV cache with cache_seqlens (no append)
   params = {
     block_m = { 128, 192 },           -- query rows per tile: 64 per consumer warpgroup (2 or 3)
     block_n = { 64, 80, 96, 112, 128, 160, 176 },  -- keys per K/V block (the N of S = Q Kᵀ)
@@ -65,14 +66,42 @@ local function padded(d) return (d + 63) // 64 * 64 end
 -- mbarrier pair each: 32 bytes).
 local TILE_SLOTS = 4
 
+-- A KV cache (issue 14): a paged cache or per-sequence key counts (cache_seqlens).
+local function kv_cache(shape) return shape.page_size ~= nil or shape.kv_cache == true end
+
+local function gcd(a, b) while b ~= 0 do a, b = b, a % b end return a end
+
+-- Rows of one K or V copy: a paged cache's key block is copied in runs that each lie inside one page
+-- (gcd(page size, block_n): a multiple of 8), other caches whole.
+local function kv_chunk(p, shape)
+  return shape.page_size and gcd(shape.page_size, p.block_n) or p.block_n
+end
+
+-- A producer reading a KV cache needs more with 2 consumers: the dynamic schedule's (a sequence
+-- length per claimed tile) spilled 16-52 B at 24 registers, and a paged cache's in runs of a few
+-- rows holds the block's table entries (KV_PRELOAD, below). It gets 40 (the consumers 232).
+local REGS_CACHE = { 40, 232 }
+-- Table entries a producer of 40 registers reads together per key block; more runs than this are
+-- read one before each copy.
+local PRELOAD_MAX = 8
+local function kv_runs(p, shape) return p.block_n // kv_chunk(p, shape) end
+local function regs_split(p, shape)
+  local consumers = p.block_m // 64
+  if consumers == 2 and ((p.persistent == 2 and (shape.page_size or shape.kv_cache)) or kv_runs(p, shape) > 1) then
+    return REGS_CACHE
+  end
+  return REGS[consumers]
+end
+
 -- Shared memory of a variant: Q buffers, the O staging tile, K and V rings, the mbarriers
--- (Q full/empty per Q buffer; K and V full/empty per stage), the dynamic schedule's tile slots,
--- the alignment slack.
-local function smem_bytes(p, d)
-  local dp = padded(d)
+-- (Q full/empty per Q buffer; K and V full/empty per stage; with a KV cache the ragged block's
+-- barrier and a poison word per stage), the dynamic schedule's tile slots, the alignment slack.
+local function smem_bytes(p, shape)
+  local dp = padded(shape.head_dim)
   local q = p.block_m * dp * 2
   return q * (p.q_stages + p.o_separate) + 2 * p.stages * p.block_n * dp * 2
-      + 8 * (2 * p.q_stages + 4 * p.stages) + (p.persistent == 2 and 32 * TILE_SLOTS or 0) + SMEM_SLACK
+      + 8 * (2 * p.q_stages + 4 * p.stages) + (kv_cache(shape) and 8 * (1 + p.stages) or 0)
+      + (p.persistent == 2 and 32 * TILE_SLOTS or 0) + SMEM_SLACK
 end
 
 -- Consumer registers the variant certainly needs: the O accumulator (head_dim/2 f32), S (block_n/2
@@ -125,8 +154,13 @@ function t.valid(p, shape, dev)
     return false, "stages=3 needs persistent=1: a third buffer measured the same as two (d64, calls 2-3); it is kept "
                   .. "only where the ring runs on across tiles"
   end
-  if p.persistent == 2 and not (shape.causal or shape.window or shape.varlen) then
-    return false, "persistent=2 claims tiles one by one for tiles of unequal cost (causal, window, varlen): here every "
+  if shape.append then
+    return false, "append: flash_hopper reads the cache through tensor maps, and rows appended by the same launch "
+                  .. "are not in it when other CTAs read them (the decode family appends, at most 16 query rows per "
+                  .. "KV head; for a longer chunk, write its keys into the cache first)"
+  end
+  if p.persistent == 2 and not (shape.causal or shape.window or shape.varlen or kv_cache(shape)) then
+    return false, "persistent=2 claims tiles one by one for tiles of unequal cost (causal, window, varlen, a KV cache): here every "
                   .. "tile costs the same and the static schedule (persistent=1) balances them without a counter"
   end
   if p.tma_store == 1 and shape.varlen then
@@ -146,14 +180,14 @@ function t.valid(p, shape, dev)
                                 .. "0.85-1.13x; key blocks above 128 pay only at head_dim 128", p.block_n)
   end
   -- Resources.
-  local smem = smem_bytes(p, d)
+  local smem = smem_bytes(p, shape)
   if smem > dev.smem_optin then
     return false, string.format("shared memory %d B (%d Q/O tiles of %d + %d stages of K and V, %d each) > smem_optin %d B",
                                 smem, p.q_stages + p.o_separate, p.block_m * padded(d) * 2, p.stages,
                                 p.block_n * padded(d) * 2, dev.smem_optin)
   end
   local regs, parts = regs_estimate(p, shape)
-  local budget = REGS[consumers][2]
+  local budget = regs_split(p, shape)[2]
   if regs > budget then
     return false, string.format("estimated %d consumer registers/thread > %d with %d consumer warpgroups (%s): would spill",
                                 regs, budget, consumers, parts())
@@ -165,7 +199,7 @@ function t.valid(p, shape, dev)
     for _, more in ipairs({ { 1, 0 }, { 0, 1 } }) do
       local q, o = p.q_stages + more[1], p.o_separate + more[2]
       if q <= 2 and o <= 1 and smem_bytes({ block_m = p.block_m, block_n = p.block_n, stages = p.stages,
-                                            persistent = p.persistent, q_stages = q, o_separate = o }, d)
+                                            persistent = p.persistent, q_stages = q, o_separate = o }, shape)
                                <= dev.smem_optin then
         return false, string.format("q_stages=%d, o_separate=%d leave room for q_stages=%d, o_separate=%d in shared "
                                     .. "memory: a variant with more staging is never slower", p.q_stages,
@@ -279,7 +313,15 @@ local KERNEL = [[
 #else
 #define TILE_SLOTS 0
 #endif
-#define OFF_TS (OFF_BAR + 8 * (2 * Q_STAGES + 4 * STAGES))    /* tile slots: full, empty mbarriers, tiles */
+#define KV_CACHE (FAT_CACHE || FAT_PAGED)   /* a KV cache: per-sequence keys, rows past them unread */
+#define KV_CHUNKS (BLOCK_N / KV_CHUNK)      /* K or V copies per key block (and slab, unless KV_RANK5) */
+#define KV_RANK5 (TMA_RANK5 && KV_CHUNKS == 1)
+#if KV_CACHE
+#define CACHE_BYTES (8 * (1 + STAGES))     /* the ragged block's mbarrier, a poison word per stage */
+#else
+#define CACHE_BYTES 0
+#endif
+#define OFF_TS (OFF_BAR + 8 * (2 * Q_STAGES + 4 * STAGES) + CACHE_BYTES)  /* tile slots: full, empty mbarriers, tiles */
 #define SMEM_BYTES (OFF_TS + 32 * TILE_SLOTS + 1024)   /* + slack to align the base to 1 KiB */
 #define S_REGS (BLOCK_N / 2)
 #define O_REGS (HEAD_DIM / 2)
@@ -293,6 +335,8 @@ static_assert(BLOCK_M == 64 * CONSUMERS, "each consumer warpgroup owns 64 rows")
 static_assert(HEAD_DIM % 8 == 0 && HEAD_DIM >= 64 && HEAD_DIM <= 256, "head_dim: a multiple of 8 from 64 to 256");
 static_assert(HEAD_DIM_PAD == (HEAD_DIM + 63) / 64 * 64, "rows padded to whole slabs");
 static_assert(BLOCK_N % 16 == 0 && BLOCK_N <= 256, "BLOCK_N: multiple of 16, at most 256");
+static_assert(BLOCK_N % KV_CHUNK == 0 && KV_CHUNK % 8 == 0, "K/V copies: whole 8-row swizzle atoms of the block");
+static_assert(!FAT_APPEND, "an append is the decode family's");
 static_assert(SMEM_BYTES == SMEM_LAUNCH, "the kernel's shared memory is what launch() asks for");
 static_assert(!(TMA_STORE && FAT_VARLEN), "a TMA store of O would cross into the next sequence of a packed batch");
 static_assert(SMEM_BYTES <= 232448, "shared memory over 227 KiB");
@@ -306,16 +350,104 @@ static __device__ __forceinline__ float fat_lg2(float x) {
  * [slab][rows][64] at dst. Rank 5: one copy (coordinates col=0, row, slab=0, head, batch);
  * rank 4: one copy per 64-column slab (col, row, head, batch), the columns past HEAD_DIM of the
  * last one filled with zeros (they count in the transaction bytes). Completes on `bar`. */
-static __device__ __forceinline__ void tma_load(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int row,
+template <bool RANK5>
+static __device__ __forceinline__ void tma_copy(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int row,
                                                 int head, int batch, int slab_bytes) {
-#if TMA_RANK5
-    fat_tma_load_5d(dst, map, bar, 0, row, 0, head, batch);
-#else
+    if (RANK5) {
+        fat_tma_load_5d(dst, map, bar, 0, row, 0, head, batch);
+    } else {
 #pragma unroll
-    for (int sl = 0; sl < SLABS; ++sl)
-        fat_tma_load_4d(dst + sl * slab_bytes, map, bar, sl * 64, row, head, batch);
+        for (int sl = 0; sl < SLABS; ++sl)
+            fat_tma_load_4d(dst + sl * slab_bytes, map, bar, sl * 64, row, head, batch);
+    }
+}
+#define tma_load tma_copy<TMA_RANK5>
+
+/* ---------------- a KV cache (issue 14) ----------------
+ * Sequence b's keys are cache_seqlens[b] (FAT_CACHE; out of [0, seqlen_k]: none are read and its
+ * rows are NaN), else seqlen_k. Paged, key j is row j % FAT_PAGE_SIZE of page block_table[b][j /
+ * FAT_PAGE_SIZE]: the producer copies a key block in KV_CHUNKS runs of KV_CHUNK rows, each inside one
+ * page (the map's batch is the page). A run past the sequence, or whose table entry is outside [0,
+ * num_pages), is read from page num_pages, out of the map's bounds: zeros, nothing read; a bad
+ * entry also sets the stage's poison word, and the consumers make the tile's rows NaN. Rows past
+ * the sequence inside a run it reads (the cache's, not the sequence's) may hold anything, NaN
+ * included: K's are masked like any key past the sequence, but 0 x NaN in P V is NaN, so the block
+ * that holds the sequence's end (ragged) lands on a barrier of its own, the producer zeroes V's rows
+ * past the end, then arrives on the stage's full barrier. */
+static __device__ __forceinline__ bool cache_keys(const fat_kparams &p, int b, int &sk) {
+#if FAT_CACHE
+    const int have = p.cache_seqlens[b];
+    const bool bad = have < 0 || have > p.seqlen_k - p.seqlen_new;
+    sk = bad ? 0 : have + p.seqlen_new;
+    return bad;
+#else
+    (void)b;
+    sk = p.seqlen_k;
+    return false;
 #endif
 }
+#if FAT_PAGED && KV_PRELOAD
+/* The table entries of key block n0's runs (num_pages: none, for runs past sk and bad entries),
+ * read together before the producer waits for the stage (their latency under the wait); returns
+ * whether an entry the sequence reads was bad. Then K's and V's copies, a run each. */
+static __device__ __forceinline__ bool block_pages(const fat_kparams &p, int b, int n0, int sk, int (&pg)[KV_CHUNKS]) {
+    const int *row = p.block_table + (long long)b * p.block_table_stride;
+    bool bad = false;
+#pragma unroll
+    for (int c = 0; c < KV_CHUNKS; ++c) {
+        const int j = n0 + c * KV_CHUNK;
+        const int e = j < sk ? row[j / FAT_PAGE_SIZE] : p.num_pages;
+        const bool ok = e >= 0 && e < p.num_pages;
+        bad |= j < sk && !ok;
+        pg[c] = ok ? e : p.num_pages;
+    }
+    return bad;
+}
+static __device__ __forceinline__ void copy_pages(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int n0, int kvh,
+                                                  const int (&pg)[KV_CHUNKS]) {
+#pragma unroll
+    for (int c = 0; c < KV_CHUNKS; ++c)
+        tma_copy<KV_RANK5>(dst + c * KV_CHUNK * 128, map, bar, (n0 + c * KV_CHUNK) % FAT_PAGE_SIZE, kvh, pg[c], SLAB_KV);
+}
+#define BLOCK_PAGES(n0) int pg[KV_CHUNKS]; const bool pbad_ = block_pages(p, b, n0, sk, pg)
+#define LOAD_KV(dst, map, bar, n0) (copy_pages(dst, map, bar, n0, kvh, pg), pbad_)
+#elif FAT_PAGED
+/* Key block n0 of sequence b into dst, run by run, each run's table entry read just before its copy
+ * (one at a time, where the producer has too few registers to hold them; the entries stay in L1
+ * for V's copies); returns whether an entry the sequence reads was bad. */
+static __device__ __forceinline__ bool load_pages(fat_u32 dst, const fat_tmap *map, fat_u32 bar, const fat_kparams &p,
+                                                  int b, int n0, int sk, int kvh) {
+    const int *row = p.block_table + (long long)b * p.block_table_stride;
+    bool bad = false;
+#pragma unroll 1
+    for (int c = 0; c < KV_CHUNKS; ++c) {
+        const int j = n0 + c * KV_CHUNK;
+        const int e = j < sk ? row[j / FAT_PAGE_SIZE] : p.num_pages;
+        const bool ok = e >= 0 && e < p.num_pages;
+        bad |= j < sk && !ok;
+        tma_copy<KV_RANK5>(dst + c * KV_CHUNK * 128, map, bar, j % FAT_PAGE_SIZE, kvh, ok ? e : p.num_pages, SLAB_KV);
+    }
+    return bad;
+}
+#define BLOCK_PAGES(n0) do {} while (0)
+#define LOAD_KV(dst, map, bar, n0) load_pages(dst, map, bar, p, b, n0, sk, kvh)
+#else
+#define BLOCK_PAGES(n0) do {} while (0)
+#define LOAD_KV(dst, map, bar, n0) (tma_copy<KV_RANK5>(dst, map, bar, kr + (n0), kvh, tb, SLAB_KV), false)
+#endif
+#if KV_CACHE
+/* rows [r0, r1) of every slab of a K/V buffer to zeros (whole 128-byte rows: the swizzle only
+ * permutes 16-byte chunks inside a row) */
+static __device__ __forceinline__ void zero_rows(fat_u32 dst, int r0, int r1) {
+#pragma unroll 1
+    for (int sl = 0; sl < SLABS; ++sl)
+#pragma unroll 1
+        for (int r = r0; r < r1; ++r)
+#pragma unroll
+            for (int c = 0; c < 8; ++c)
+                asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" :: "r"(dst + sl * SLAB_KV + r * 128 + c * 16), "r"(0) : "memory");
+}
+#endif
 
 /* ---------------- GEMMs (issue only: fence, wgmmas, commit) ---------------- */
 /* S = Q K^T over HEAD_DIM: k16 step kk is +32 B inside a slab, slab kk/4 is +rows*128 B. */
@@ -485,20 +617,22 @@ static __device__ __forceinline__ void advance(Ring &r) {
 struct TileOut { int b, h, m0, sq; long long q0; fat_u32 q_use; };
 
 /* A tile with no visible key: zeros for this warp's 16 rows < seqlen_q, straight to global memory
- * (no shared memory: the staging tile may be in use), and LSE -inf. */
+ * (no shared memory: the staging tile may be in use), and LSE -inf; NaN and NaN for a sequence
+ * whose cache length is out of range (poison). */
 static __device__ __forceinline__ void store_zero_rows(const fat_kparams &p, const TileOut &id, int cw, int warp,
-                                                       int lane) {
+                                                       int lane, bool poison) {
     constexpr int CH = HEAD_DIM / 8;                                             /* 16-byte chunks per row */
+    const fat_u32 fill = poison ? 0x7fff7fffu : 0u;                              /* NaN in fp16 and bf16 */
     char *g_o = (char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, id.b, id.q0, id.h);
 #pragma unroll
     for (int idx = lane; idx < 16 * CH; idx += 32) {
         const int rr = idx / CH, c = idx % CH, grow = id.m0 + 64 * cw + 16 * warp + rr;
         if (grow < id.sq)
-            asm volatile("st.global.v4.b32 [%0], {%1, %1, %1, %1};" :: "l"(g_o + 2LL * grow * p.o_ss + c * 16), "r"(0) : "memory");
+            asm volatile("st.global.v4.b32 [%0], {%1, %1, %1, %1};" :: "l"(g_o + 2LL * grow * p.o_ss + c * 16), "r"(fill) : "memory");
     }
     if (p.lse != nullptr && lane < 16) {
         const int row = id.m0 + 64 * cw + 16 * warp + lane;
-        if (row < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row)] = -FAT_INF;
+        if (row < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row)] = poison ? __int_as_float(0x7fffffff) : -FAT_INF;
     }
 }
 
@@ -515,7 +649,12 @@ static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (
     l_1 += __shfl_xor_sync(0xffffffffu, l_1, 1);
     l_0 += __shfl_xor_sync(0xffffffffu, l_0, 2);
     l_1 += __shfl_xor_sync(0xffffffffu, l_1, 2);
+#if KV_CACHE
+    /* a poisoned tile's l is NaN: so are its O and LSE */
+    const float inv0 = l_0 > 0.f ? 1.f / l_0 : l_0 * 0.f, inv1 = l_1 > 0.f ? 1.f / l_1 : l_1 * 0.f;
+#else
     const float inv0 = l_0 > 0.f ? 1.f / l_0 : 0.f, inv1 = l_1 > 0.f ? 1.f / l_1 : 0.f;
+#endif
     rescale_o(o, inv0, inv1);
 #if CONSUMERS == 3 || FAT_SOFTCAP || HEAD_DIM > 128
     /* where the registers bind (160 with 3 consumers; softcap's tanhf; O of more than 64
@@ -530,8 +669,13 @@ static __device__ __forceinline__ void finish_tile(const fat_kparams &p, float (
     if (p.lse != nullptr && (lane & 3) == 0) {
         const float ln2 = 0.69314718055994531f;
         const int row0 = id.m0 + 64 * cw + 16 * warp + (lane >> 2), row1 = row0 + 8;
-        if (row0 < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row0)] = l_0 > 0.f ? (m_0 * sl2 + fat_lg2(l_0)) * ln2 : -FAT_INF;
-        if (row1 < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row1)] = l_1 > 0.f ? (m_1 * sl2 + fat_lg2(l_1)) * ln2 : -FAT_INF;
+#if KV_CACHE
+        const float none0 = l_0 == l_0 ? -FAT_INF : l_0, none1 = l_1 == l_1 ? -FAT_INF : l_1;
+#else
+        const float none0 = -FAT_INF, none1 = -FAT_INF;
+#endif
+        if (row0 < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row0)] = l_0 > 0.f ? (m_0 * sl2 + fat_lg2(l_0)) * ln2 : none0;
+        if (row1 < id.sq) p.lse[LSE_OFF(p, id.b, id.h, id.q0, row1)] = l_1 > 0.f ? (m_1 * sl2 + fat_lg2(l_1)) * ln2 : none1;
     }
     constexpr int CH = HEAD_DIM / 8;                                             /* 16-byte chunks per row */
 #if TMA_STORE && O_SEPARATE
@@ -657,6 +801,8 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #define FULL_V(st) (s_bar + 8u * (2u * Q_STAGES + STAGES + (st)))
 #define EMPTY_K(st) (s_bar + 8u * (2u * Q_STAGES + 2u * STAGES + (st)))
 #define EMPTY_V(st) (s_bar + 8u * (2u * Q_STAGES + 3u * STAGES + (st)))
+#define RAGGED (s_bar + 8u * (2u * Q_STAGES + 4u * STAGES))     /* KV_CACHE: the ragged V block's copies */
+#define POISON(st) (RAGGED + 8u + 8u * (st))                    /* KV_CACHE: the stage's block read a bad entry */
 #if TMA_STORE
 #define TM_O (&tm_o)
 #else
@@ -681,10 +827,15 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
      * (the per-tile form costs the consumers registers: 32 B of spill at d64 192x128 causal). */
     const int num_m = (p.seqlen_q + BLOCK_M - 1) / BLOCK_M;
 #if FAT_VARLEN
-#define SEQ_OF_TILE(b) long long q0, k0; int sq, sk; seq_bounds(p, b, &q0, &k0, &sq, &sk)
+#define SEQ_OF_TILE(b) long long q0, k0; int sq, sk; seq_bounds(p, b, &q0, &k0, &sq, &sk); const bool bad = false
+#elif KV_CACHE
+    const int sq = p.seqlen_q;
+    const long long q0 = 0, k0 = 0;
+#define SEQ_OF_TILE(b) int sk; const bool bad = cache_keys(p, b, sk)
 #else
     const int sq = p.seqlen_q, sk = p.seqlen_k;
     const long long q0 = 0, k0 = 0;
+    const bool bad = false;
 #define SEQ_OF_TILE(b) do {} while (0)
 #endif
 #if PERSISTENT
@@ -731,6 +882,9 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             fat_mbar_init(EMPTY_K(st), CONSUMERS);
             fat_mbar_init(EMPTY_V(st), CONSUMERS);
         }
+#if KV_CACHE
+        fat_mbar_init(RAGGED, 1);
+#endif
 #if PERSISTENT == 2
 #pragma unroll
         for (int i = 0; i < TILE_SLOTS; ++i) {
@@ -750,14 +904,16 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             fat_tma_prefetch(&tm_k);
             fat_tma_prefetch(&tm_v);
             Ring w = {0, 0};
-            fat_u32 q_uses = 0, ts_ = 0;
+            fat_u32 q_uses = 0, ts_ = 0, rag_ph = 0;
             (void)ts_;
+            (void)rag_ph;
             PRODUCER_TILE_LOOP {
                 CLAIM_NEXT();
                 int m_block, h, b;
                 PRODUCER_TILE(m_block, h, b);
                 const int m0 = m_block * BLOCK_M;
                 SEQ_OF_TILE(b);
+                (void)bad;
                 if (FAT_VARLEN && m0 >= sq) continue;            /* varlen: past this sequence */
                 const TileKeys tk = tile_keys(p, m0, sq, sk);
                 if (tk.n_end == tk.n_begin) continue;            /* no key: no load, no Q use */
@@ -772,9 +928,22 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                 tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
 #endif
                 for (int n = tk.n_end - 1; n >= tk.n_begin; --n) {
+                    const int n0 = n * BLOCK_N;
+                    BLOCK_PAGES(n0);
                     fat_mbar_wait(EMPTY_K(w.st), w.ph ^ 1);          /* fresh barrier: passes at once */
+#if KV_CACHE
+                    {
+                        /* the copies first (the phase also waits for this thread's arrival, and a
+                         * transaction count may go below zero meanwhile), then the poison word that
+                         * the arrival releases */
+                        const bool pbad = LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
+                        fat_st_shared_b32(POISON(w.st), pbad ? 1u : 0u);
+                        fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
+                    }
+#else
                     fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
-                    tma_load(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), kr + n * BLOCK_N, kvh, tb, SLAB_KV);
+                    LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
+#endif
 #if Q_STAGES == 1
                     if (n == tk.n_end - 1) {                     /* Q after the first K: K may prefetch */
                         fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1); /* the previous tile is done with Q */
@@ -783,8 +952,24 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                     }
 #endif
                     fat_mbar_wait(EMPTY_V(w.st), w.ph ^ 1);
+#if KV_CACHE
+                    const int valid = sk - n0;                       /* the block's rows inside the sequence */
+                    if (valid < BLOCK_N && valid % KV_CHUNK != 0) {
+                        /* ragged: copied, then V's rows past the sequence (inside the last run read)
+                         * zeroed, then the stage is full */
+                        fat_mbar_expect_tx(RAGGED, KV_BYTES);
+                        LOAD_KV(s_v + w.st * KV_BYTES, &tm_v, RAGGED, n0);
+                        fat_mbar_wait(RAGGED, rag_ph);
+                        rag_ph ^= 1;
+                        zero_rows(s_v + w.st * KV_BYTES, valid, min(BLOCK_N, (valid / KV_CHUNK + 1) * KV_CHUNK));
+                        fat_fence_proxy_async();                     /* before the consumers' wgmma reads */
+                        fat_mbar_arrive(FULL_V(w.st));
+                        advance(w);
+                        continue;
+                    }
+#endif
                     fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
-                    tma_load(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), kr + n * BLOCK_N, kvh, tb, SLAB_KV);
+                    LOAD_KV(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n0);
                     advance(w);
                 }
                 ++q_uses;
@@ -831,9 +1016,15 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         const int n_iters = tk.n_end - tk.n_begin;
         const TileOut here = {b, h, m0, sq, q0, q_uses};
         if (n_iters == 0) {                     /* no key: zeros, straight to global memory */
-            store_zero_rows(p, here, cw, warp, lane);
+            store_zero_rows(p, here, cw, warp, lane, bad);
             continue;
         }
+#if KV_CACHE
+        fat_u32 poison = 0;                     /* a key block read a bad table entry: the rows become NaN */
+#define TAKE_POISON(st) do { fat_u32 x_; asm volatile("ld.shared.b32 %0, [%1];" : "=r"(x_) : "r"(POISON(st)) : "memory"); poison |= x_; } while (0)
+#else
+#define TAKE_POISON(st) do {} while (0)
+#endif
         const int row0 = m0 + 64 * cw + 16 * warp + (lane >> 2), row1 = row0 + 8;
         int lo0, hi0, lo1, hi1;
         visible_keys(p, row0, sq, sk, &lo0, &hi0);
@@ -844,6 +1035,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
  * slot released, softcap and the mask applied */
 #define S_BLOCK(first_key) do { \
             fat_mbar_wait(FULL_K(r.st), r.ph); \
+            TAKE_POISON(r.st); \
             PP_SYNC(); \
             issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES)); \
             PP_ARRIVE(); \
@@ -872,6 +1064,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         advance(r);
         for (int it = 1; it < n_iters; ++it) {
             fat_mbar_wait(FULL_K(r.st), r.ph);
+            TAKE_POISON(r.st);
             PP_SYNC();
             issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));                     /* S(j+1) */
             fat_mbar_wait(FULL_V(prev.st), prev.ph);
@@ -922,6 +1115,9 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #if O_SEPARATE
         if (wtid == 0) fat_mbar_arrive(Q_EMPTY(qb));        /* Q no longer read: a later tile's Q may land */
 #endif
+#if KV_CACHE
+        if (poison) l_0 = l_1 = __int_as_float(0x7fffffff);
+#endif
         finish_tile(p, o, m_0, m_1, l_0, l_1, sl2, here, STAGING(q_uses), Q_RELEASE(q_uses), cw, warp, wtid, TM_O);
         ++q_uses;
     }
@@ -948,8 +1144,12 @@ function t.launch(p, shape, dev)
   local args = {
     P.params(),
     P.tma{ tensor = "q", box = { 64, p.block_m }, slabs = slabs, swizzle = "128B" },
-    P.tma{ tensor = "k", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
-    P.tma{ tensor = "v", box = { 64, p.block_n }, slabs = slabs, swizzle = "128B" },
+    -- K and V: a paged cache's in runs of kv_chunk rows inside one page (rank 4 then: one copy per
+    -- slab and run)
+    P.tma{ tensor = "k", box = { 64, kv_chunk(p, shape) }, slabs = kv_chunk(p, shape) == p.block_n and slabs or 1,
+           swizzle = "128B" },
+    P.tma{ tensor = "v", box = { 64, kv_chunk(p, shape) }, slabs = kv_chunk(p, shape) == p.block_n and slabs or 1,
+           swizzle = "128B" },
   }
   -- O: one warpgroup's 64 rows of one 64-column slab per store (rank 4: the staging tile's slabs
   -- are block_m rows apart)
@@ -961,7 +1161,7 @@ function t.launch(p, shape, dev)
     target = "sm_90a",
     grid = grid,
     block = { 128 * (p.block_m // 64 + 1), 1, 1 },
-    smem = smem_bytes(p, d),
+    smem = smem_bytes(p, shape),
     args = args,
   })
 end
@@ -990,9 +1190,12 @@ function t.emit(p, shape, dev)
     def("Q_STAGES", p.q_stages),
     def("O_SEPARATE", p.o_separate),
     def("TMA_STORE", p.tma_store, "O leaves shared memory by TMA stores"),
-    def("PRODUCER_REGS", REGS[consumers][1], "setmaxnreg of the producer warpgroup"),
-    def("CONSUMER_REGS", REGS[consumers][2], "setmaxnreg of a consumer warpgroup"),
-    def("SMEM_LAUNCH", smem_bytes(p, shape.head_dim), "dynamic shared memory of launch()"),
+    def("PRODUCER_REGS", regs_split(p, shape)[1], "setmaxnreg of the producer warpgroup"),
+    def("CONSUMER_REGS", regs_split(p, shape)[2], "setmaxnreg of a consumer warpgroup"),
+    def("KV_CHUNK", kv_chunk(p, shape), "rows of one K or V copy (a run inside one page of a paged cache)"),
+    def("KV_PRELOAD", (kv_runs(p, shape) > 1 and kv_runs(p, shape) <= PRELOAD_MAX and regs_split(p, shape)[1] >= 40) and 1 or 0,
+        "a key block's table entries read together, before the producer waits"),
+    def("SMEM_LAUNCH", smem_bytes(p, shape), "dynamic shared memory of launch()"),
   }, "\n") .. "\n"
   local e = t.launch(p, shape, dev)
   e.source = P.common(t, p, shape) .. ptx.misc .. tma.defs .. wgmma.defs

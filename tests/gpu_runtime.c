@@ -160,26 +160,30 @@ static void log_stdout(void *user, const char *msg) {
 /* ---------------------------------------------------------------------------------------------
  * Correctness with built-in defaults (JIT). */
 
-/* A valid KV cache call (fat_attn_cpu runs it) that no GPU kernel serves yet: refused by name,
- * nothing launched. The pointers are never read (the refusal comes first). */
-static void test_kv_cache_refused(fat_ctx *ctx) {
+/* A valid KV cache call (fat_attn_cpu runs it) that no GPU kernel serves: a chunk of 64 new rows
+ * per KV head appended to a paged cache (decode appends at most 16 rows per KV head; flash_hopper
+ * reads a cache but does not append). Refused by name, nothing launched: the pointers are never
+ * read (the refusal comes first). */
+static void test_kv_cache_unserved(fat_ctx *ctx) {
     static _Alignas(16) unsigned char buf[256];
     static _Alignas(16) int32_t lens[2], table[2 * 16];
     fat_attn_args a;
-    fat_attn_args_init(&a, FAT_BF16, 2, 8, 2, 1, 256, 128);
-    a.q = a.k = a.v = buf;
+    fat_attn_args_init(&a, FAT_BF16, 2, 8, 2, 64, 256, 128);
+    a.q = a.k = a.v = a.k_new = a.v_new = buf;
     a.o = buf;
     a.cache_seqlens = lens;
-    CHECK_INT("a KV cache call (cache_seqlens) on the GPU: FAT_ERR_UNSUPPORTED", fat_attn_fwd(ctx, &a, NULL),
-              FAT_ERR_UNSUPPORTED);
-    CHECK_STR_HAS("...saying that fat_attn_cpu runs it", fat_errmsg(ctx), "cache_seqlens: a KV cache call");
+    a.seqlen_new = 64;
+    a.k_new_stride[0] = a.v_new_stride[0] = 64 * 2 * 128;
+    a.k_new_stride[1] = a.v_new_stride[1] = 2 * 128;
+    a.k_new_stride[2] = a.v_new_stride[2] = 128;
     a.block_table = table;
     a.block_table_stride = 16;
     a.page_size = 16;
     a.num_pages = 8;
     a.k_stride[0] = a.v_stride[0] = 16 * 2 * 128;
-    CHECK_INT("a paged call on the GPU: FAT_ERR_UNSUPPORTED", fat_attn_fwd(ctx, &a, NULL), FAT_ERR_UNSUPPORTED);
-    CHECK_STR_HAS("...naming block_table", fat_errmsg(ctx), "block_table: a KV cache call");
+    CHECK_INT("a prefill chunk appended to a paged cache on the GPU: FAT_ERR_UNSUPPORTED", fat_attn_fwd(ctx, &a, NULL),
+              FAT_ERR_UNSUPPORTED);
+    CHECK_STR_HAS("...with flash_hopper's reason (the append)", fat_errmsg(ctx), "append");
 }
 
 static void test_defaults(fat_ctx *ctx) {
@@ -739,7 +743,7 @@ int main(int argc, char **argv) {
     if (ctx) {
         fat_set_log(ctx, log_stdout, NULL);
         test_defaults(ctx);
-        test_kv_cache_refused(ctx);
+        test_kv_cache_unserved(ctx);
         test_threads(ctx, cuctx);
         fat_stats s;
         fat_ctx_stats(ctx, &s);

@@ -42,6 +42,11 @@ static const int lens_qd[] = { 1, 1, 2, 0, 1 }, lens_kd[] = { 1000, 17, 1, 300, 
  * side, a page filled exactly by the append, and one across a boundary */
 static const int cache_a[] = { 15, 0, 1, 511 }, cache_b[] = { 0, 8, 299 }, cache_c[] = { 63, 65 },
                  cache_d[] = { 255, 1000 }, cache_e[] = { 0, 497, 250 }, cache_f[] = { 22, 47 };
+/* prefill chunks against a cache that already holds them (flash_hopper): fewer keys than query
+ * rows (the first rows see none), a page boundary +-1, a length that ends inside a key block, the
+ * whole room */
+static const int chunk_a[] = { 300, 1000, 129, 0 }, chunk_b[] = { 1, 257, 640 }, chunk_c[] = { 2000, 255, 1537 },
+                 chunk_d[] = { 700, 333 };
 #define PAGED(n) (FAT_FEAT_PAGED | ((unsigned)(n) << FAT_FEAT_PAGE_SHIFT))
 #define CACHE FAT_FEAT_CACHE
 #define APPEND FAT_FEAT_APPEND
@@ -122,6 +127,21 @@ static const tcase cases[] = {
       { .cache_lens = cache_f, .pad = 8, .with_lse = 1 } },
     { "paged16 cache append softcap head_dim 256", P(FAT_BF16, 256, 0, PAGED(16) | CACHE | APPEND | FAT_FEAT_SOFTCAP, 2, 4, 2, 1, 900),
       { .cache_lens = cache_c, .softcap = 30.f, .with_lse = 1 } },
+    /* prefill chunks of 300 and 200 rows per sequence against a cache that holds them: paged (runs
+     * of gcd(page, key block) rows, shuffled pages), contiguous with cache_seqlens; the rows past
+     * each sequence hold NaN */
+    { "paged16 cache chunk 300 causal GQA 4:1", P(FAT_BF16, 128, 1, PAGED(16) | CACHE, 4, 8, 2, 300, 1000),
+      { .cache_lens = chunk_a, .with_lse = 1 } },
+    { "paged8 cache chunk 200 fp16 head_dim 64", P(FAT_FP16, 64, 0, PAGED(8) | CACHE, 3, 4, 4, 200, 640),
+      { .cache_lens = chunk_b, .with_lse = 1 } },
+    { "paged256 cache chunk 300 causal", P(FAT_BF16, 128, 1, PAGED(256) | CACHE, 3, 4, 1, 300, 2048),
+      { .cache_lens = chunk_c, .with_lse = 1 } },
+    { "paged24 cache chunk 200 head_dim 72 window", P(FAT_BF16, 72, 0, PAGED(24) | CACHE | FAT_FEAT_WINDOW, 2, 4, 2, 200, 1000),
+      { .cache_lens = chunk_d, .window_left = 150, .window_right = 0, .with_lse = 1 } },
+    { "contiguous cache chunk 300 causal head_dim 256", P(FAT_FP16, 256, 1, CACHE, 4, 4, 2, 300, 1000),
+      { .cache_lens = chunk_a, .with_lse = 1 } },
+    { "paged64 whole sequences 500 causal softcap head_dim 96", P(FAT_BF16, 96, 1, PAGED(64) | FAT_FEAT_SOFTCAP, 2, 4, 2, 500, 700),
+      { .softcap = 30.f, .with_lse = 1 } },
 };
 
 /* Kernels compiled in this run, by source hash. */

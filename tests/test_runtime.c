@@ -482,8 +482,9 @@ static void test_tuned_db(void) {
     CHECK_STR_HAS("  names args", fat_errmsg(ctx), "args");
     fat_ctx_stats(ctx, &s);
     CHECK_INT("bad calls resolve nothing", s.shapes, shapes);
-    /* A KV cache call resolves to the decode family (the one that reads a cache) for a decoding
-     * step, and is refused by name when no family serves it (a 64-row chunk per KV head). */
+    /* A KV cache call resolves to the decode family for a decoding step, to flash_hopper (sm_90a)
+     * for a chunk of 64 rows per KV head, and is refused by name when no family serves it (that
+     * chunk with an append). */
     {
         static const int32_t lens[2] = { 700, 3000 }, table[2 * 16] = { 0 };
         fat_attn_args kc;
@@ -494,8 +495,13 @@ static void test_tuned_db(void) {
         CHECK_INT("a paged decoding step: resolved", fat_query(ctx, &kc, &c), FAT_OK);
         CHECK(  "  by decode, the family that reads a cache", strcmp(c.family, "decode") == 0);
         kc.seqlen_q = 64;
-        CHECK_INT("a paged chunk of 64 rows per KV head: FAT_ERR_UNSUPPORTED", fat_query(ctx, &kc, &c), FAT_ERR_UNSUPPORTED);
-        CHECK_STR_HAS("  the message says no family reads it", fat_errmsg(ctx), "does not read a KV cache");
+        CHECK_INT("a paged chunk of 64 rows per KV head: resolved", fat_query(ctx, &kc, &c), FAT_OK);
+        CHECK(  "  by flash_hopper", strcmp(c.family, "flash_hopper") == 0);
+        kc.k_new = kc.v_new = (void *)(uintptr_t)0x20000;
+        kc.seqlen_new = 64;
+        CHECK_INT("the same chunk appended: FAT_ERR_UNSUPPORTED", fat_query(ctx, &kc, &c), FAT_ERR_UNSUPPORTED);
+        CHECK_STR_HAS("  the message gives flash_hopper's reason", fat_errmsg(ctx), "append: flash_hopper reads the cache");
+        CHECK_STR_HAS("  and the others'", fat_errmsg(ctx), "does not read a KV cache");
     }
     fat_close(ctx);
 

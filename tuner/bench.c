@@ -126,6 +126,35 @@ static fat_status cache_setup(bench_case *c, const fat_problem *p, const bench_l
     return FAT_OK;
 }
 
+/* Every row of a KV cache that no sequence holds (past a sequence's cache_seqlens, its appended rows
+ * included, and the spare pages) becomes NaN, as a cache from torch.empty may hold: a kernel that
+ * reads such a row and multiplies it by a weight of 0 (a masked key's V) outputs NaN and fails. */
+static void cache_poison_unused(bench_case *c, const fat_problem *p, int rows_k, int nbk) {
+    const fat_attn_args *a = &c->host;
+    size_t n = (size_t)nbk * rows_k;
+    unsigned char *held = calloc(n, 1);
+    if (!held) return;                      /* only the test's strength is lost */
+    for (int b = 0; b < p->batch; b++) {
+        int have = a->cache_seqlens ? a->cache_seqlens[b] : p->seqlen_k;
+        for (int j = 0; j < have; j++) {
+            size_t outer = a->block_table ? (size_t)a->block_table[(size_t)b * a->block_table_stride + j / a->page_size]
+                                          : (size_t)b;
+            held[outer * rows_k + (a->block_table ? j % a->page_size : j)] = 1;
+        }
+    }
+    uint16_t nan = p->dtype == FAT_BF16 ? 0x7fc0 : 0x7e00;
+    for (size_t i = 0; i < n; i++) {
+        if (held[i]) continue;
+        size_t outer = i / rows_k, row = i % rows_k;
+        for (int h = 0; h < p->heads_kv; h++)
+            for (int e = 0; e < p->head_dim; e++) {
+                ((uint16_t *)c->hk)[outer * a->k_stride[0] + row * a->k_stride[1] + h * a->k_stride[2] + e] = nan;
+                ((uint16_t *)c->hv)[outer * a->v_stride[0] + row * a->v_stride[1] + h * a->v_stride[2] + e] = nan;
+            }
+    }
+    free(held);
+}
+
 fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_t seed, bench_case **out) {
     fat_status st = FAT_OK;
     bench_case *c = calloc(1, sizeof *c);
@@ -201,6 +230,7 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         fill_random(p->dtype, c->hk, c->k_elems, &seed);
         fill_random(p->dtype, c->hv, c->k_elems, &seed);
         a->q = c->hq; a->k = c->hk; a->v = c->hv;
+        if (cache) cache_poison_unused(c, p, rows_k, nbk);
         CU_CHECK(MemcpyHtoD(c->mem_q, c->hq, c->q_elems * 2));
         CU_CHECK(MemcpyHtoD(c->mem_k, c->hk, c->k_elems * 2));
         CU_CHECK(MemcpyHtoD(c->mem_v, c->hv, c->k_elems * 2));

@@ -91,7 +91,7 @@ static const char check_usage[] =
 static const char gen_usage[] =
     "usage: fatune gen --template FAMILY [--param NAME=VALUE]... [--dtype fp16|bf16] [--head-dim D]\n"
     "                  [--causal] [--window] [--softcap] [--varlen] [--seqlen-q N] [--seqlen-k N]\n"
-    "                  [--arch ARCH] [--ptx]\n"
+    "                  [--kv-cache] [--page-size N] [--append] [--arch ARCH] [--ptx]\n"
     "Prints one variant's CUDA source and how it is launched (its PTX with --ptx) for one problem:\n"
     "bf16, head_dim 128, batch 1, 8 heads, 1024 query and key rows unless told otherwise.\n"
     "  --template FAMILY   the kernel family (see below)\n"
@@ -99,6 +99,9 @@ static const char gen_usage[] =
     "                      the family's default for the problem (a comment line says which)\n"
     "  --dtype, --head-dim, --causal, --window, --softcap, --varlen, --seqlen-q, --seqlen-k\n"
     "                      the problem\n"
+    "  --kv-cache          a KV cache with per-sequence key counts (cache_seqlens; seqlen-k: its room)\n"
+    "  --page-size N       the cache in pages of N keys (a multiple of 8 from 8 to 256)\n"
+    "  --append            new keys appended by the call (needs --kv-cache; seqlen-q rows of them)\n"
     "  --arch ARCH         sm_80, sm_86, sm_89, sm_90, sm_90a (default: GPU 0's, else sm_90)\n"
     "  --ptx               compile it with NVRTC and print the PTX\n";
 
@@ -402,7 +405,8 @@ static int cmd_gen(int argc, char **argv) {
     static const struct option lo[] = { { "template", 1, 0, 't' }, { "param", 1, 0, 'p' }, { "ptx", 0, 0, 'x' },
         { "dtype", 1, 0, 'd' }, { "head-dim", 1, 0, 'D' }, { "causal", 0, 0, 'c' }, { "window", 0, 0, 'w' },
         { "softcap", 0, 0, 'S' }, { "varlen", 0, 0, 'v' }, { "arch", 1, 0, 'a' }, { "help", 0, 0, 'h' },
-        { "seqlen-q", 1, 0, 'Q' }, { "seqlen-k", 1, 0, 'K' }, { 0, 0, 0, 0 } };
+        { "seqlen-q", 1, 0, 'Q' }, { "seqlen-k", 1, 0, 'K' }, { "kv-cache", 0, 0, 'C' }, { "page-size", 1, 0, 'P' },
+        { "append", 0, 0, 'A' }, { 0, 0, 0, 0 } };
     const char *tmpl = NULL, *arch = NULL;
     char given[1024] = "", params[1024], note[2048];
     int ptx = 0, c;
@@ -432,6 +436,16 @@ static int cmd_gen(int argc, char **argv) {
         case 'w': p.features |= FAT_FEAT_WINDOW; break;
         case 'S': p.features |= FAT_FEAT_SOFTCAP; break;
         case 'v': p.features |= FAT_FEAT_VARLEN; break;
+        case 'C': p.features |= FAT_FEAT_CACHE; break;
+        case 'A': p.features |= FAT_FEAT_APPEND; break;
+        case 'P': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end || n < 8 || n > 256 || n % 8)
+                return usage(gen_usage, "gen: --page-size wants a multiple of 8 from 8 to 256");
+            p.features = (p.features & ~(0x1ffu << FAT_FEAT_PAGE_SHIFT)) | FAT_FEAT_PAGED | ((unsigned)n << FAT_FEAT_PAGE_SHIFT);
+            break;
+        }
         case 'a': arch = optarg; break;
         case 'Q':
         case 'K': {
@@ -449,6 +463,10 @@ static int cmd_gen(int argc, char **argv) {
     }
     if (!tmpl) return usage(gen_usage, "gen needs --template");
     if (optind < argc) return usage(gen_usage, "gen: unexpected argument");
+    if ((p.features & FAT_FEAT_APPEND) && !(p.features & FAT_FEAT_CACHE))
+        return usage(gen_usage, "gen: --append needs --kv-cache (the rows go in at each sequence's cache_seqlens)");
+    if ((p.features & FAT_FEAT_VARLEN) && (p.features & (FAT_FEAT_CACHE | FAT_FEAT_PAGED)))
+        return usage(gen_usage, "gen: --varlen and a KV cache (--kv-cache, --page-size) do not go together");
     if (!known_family(tmpl, "template")) return 2;
     gen_device dev;
     int rc = pick_device(arch, &dev);

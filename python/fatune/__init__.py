@@ -490,8 +490,11 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     cache_seqlens[b] + seqlen_new keys (causal and window aligned bottom-right on that length).
     Inference only (no autograd). Returns out or (out, lse [batch, heads_q, seqlen_q]).
 
-    No GPU kernel reads a cache yet (issue #14): the call is checked and then refused with
-    FatuneError (FAT_ERR_UNSUPPORTED); fat_attn_cpu, the C library's CPU attention, serves it."""
+    On the GPU the decode family serves steps of up to 16 query rows per KV head, with or without the
+    append; on sm_90a (H100, H200) flash_hopper serves longer chunks (chunked prefill) against a
+    cache that already holds their keys (k=None). A chunk of more rows with k and v is refused with
+    FatuneError (FAT_ERR_UNSUPPORTED): write its keys into the cache first. Rows past a sequence's
+    keys are never used, whatever they hold."""
     return (_ext or _extension()).attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
                                                     softmax_scale, window, softcap, return_lse, db, gpu, out, lse,
                                                     stream, None)

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Chunked prefill against a KV cache (issue 14's bar: a step of 512 new tokens against 8k paged keys
+>= 0.95x our contiguous prefill of the same shape), through the Python binding, beside PyTorch SDPA
+on the same keys laid out contiguously.
+
+  python3 bench/chunked_prefill.py [--db tuned.db] [--json rows.json]
+
+Per shape (bf16, 32 query heads on 8 KV heads, causal aligned bottom-right, the chunk's keys
+already in the cache): fatune.attention on contiguous [B, S, Hkv, D] (the plain prefill of the
+same shape), fatune.attention_with_kvcache on the contiguous cache with cache_seqlens, and on paged
+caches of 16 and 256 keys per page whose pages are a shuffled permutation (plus spare pages no
+entry names, and NaN in every row past a sequence's keys). Peers: SDPA's flash and
+memory-efficient backends with a lower-right causal mask (SDPA's is_causal is top-left; cuDNN
+refuses the mask). triton.testing.do_bench medians (L2 cleared); TFLOPS count the visible
+(query, key) pairs, 4 * D flops each. Every output is checked against the first peer's.
+"""
+import argparse, json, os, sys
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import sdpa_kernel, SDPBackend
+from torch.nn.attention.bias import causal_lower_right
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import fatune  # noqa: E402
+from decode_bench import ms_of  # noqa: E402  (do_bench's median, as the decode suite times)
+
+SHAPES = [(1, 512, 8192), (4, 512, 8192), (4, 512, 8000), (1, 512, 2048), (8, 512, 4096)]   # (batch, new rows, keys before them); 8000: a length that ends inside a key block
+HQ, HK = 32, 8
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db")
+    ap.add_argument("--json")
+    ap.add_argument("--head-dim", type=int, default=128)
+    a = ap.parse_args()
+    D = a.head_dim
+    ctx = fatune.open(db=a.db)
+    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}; fatune {'db ' + a.db if a.db else 'built-in defaults'}")
+    rows = []
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(14)
+    for b, sq, past in SHAPES:
+        s = past + sq
+        q = torch.randn(b, sq, HQ, D, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(b, s, HK, D, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(b, s, HK, D, device="cuda", dtype=torch.bfloat16)
+        lens = torch.full((b,), s, dtype=torch.int32, device="cuda")
+        qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+        mask = causal_lower_right(sq, s)
+        fns = {}
+        for name, be in (("torch_flash", SDPBackend.FLASH_ATTENTION), ("torch_efficient", SDPBackend.EFFICIENT_ATTENTION)):
+            def run(be=be):
+                with sdpa_kernel([be]):
+                    return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=True)
+            fns[name] = (run, lambda o: o.transpose(1, 2))
+        fns["fatune"] = (lambda: ctx.attention(q, k, v, causal=True), lambda o: o)
+        fns["fatune_cache"] = (lambda: ctx.attention_with_kvcache(q, k, v, cache_seqlens=lens, causal=True),
+                               lambda o: o)
+        for page in (16, 256):
+            per = (s + page - 1) // page
+            n = b * per + 3
+            perm = torch.randperm(n, device="cuda", generator=gen).to(torch.int32)
+            table = perm[:b * per].view(b, per).contiguous()
+            kp = torch.full((n, page, HK, D), float("nan"), device="cuda", dtype=torch.bfloat16)
+            vp = torch.full_like(kp, float("nan"))
+            pad = per * page - s                      # the last page's rows past the keys stay NaN
+            kpad = torch.cat([k, kp.new_full((b, pad, HK, D), float("nan"))], 1) if pad else k
+            vpad = torch.cat([v, vp.new_full((b, pad, HK, D), float("nan"))], 1) if pad else v
+            kp.view(n, page * HK * D)[table.view(-1).long()] = kpad.reshape(b * per, page * HK * D)
+            vp.view(n, page * HK * D)[table.view(-1).long()] = vpad.reshape(b * per, page * HK * D)
+            fns[f"fatune_paged{page}"] = (lambda kp=kp, vp=vp, table=table:
+                                          ctx.attention_with_kvcache(q, kp, vp, cache_seqlens=lens, block_table=table,
+                                                                     causal=True), lambda o: o)
+        pairs = b * HQ * sum(min(s, past + i + 1) for i in range(sq))
+        row = {"batch": b, "seqlen_q": sq, "seqlen_k": s, "heads_q": HQ, "heads_kv": HK, "head_dim": D}
+        ref = None
+        for name, (fn, view) in fns.items():
+            try:
+                out = view(fn()).float()
+            except Exception as e:  # noqa: BLE001  (a backend that refuses the shape)
+                row[name] = None
+                row[name + "_error"] = str(e).splitlines()[0][:120]
+                continue
+            if ref is None:
+                ref = out
+            err = ((out - ref).norm() / ref.norm()).item()
+            if not err < 2e-2:
+                sys.exit(f"chunked_prefill.py: {name} at B={b} Sq={sq} Sk={s}: relative L2 {err:.2e} against the first")
+            row[name] = pairs * 4 * D / ms_of(fn) / 1e9    # TFLOPS
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    impls = ["torch_flash", "torch_efficient", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256"]
+    print("\n| B | new | keys | " + " | ".join(impls) + " | contiguous vs best peer | cache / contiguous | "
+          "paged16 / contiguous | paged256 / contiguous |")
+    print("|" + "---|" * (len(impls) + 7))
+    for r in rows:
+        peers = [x for x in (r.get("torch_flash"), r.get("torch_efficient")) if x]
+        cont = r.get("fatune")
+        cells = " | ".join("%.0f" % r[i] if r.get(i) else "-" for i in impls)
+        ratio = lambda x: "%.2f" % (x / cont) if x and cont else "-"  # noqa: E731
+        vs_peer = "%.2f" % (cont / max(peers)) if peers and cont else "-"
+        print(f"| {r['batch']} | {r['seqlen_q']} | {r['seqlen_k']} | {cells} | {vs_peer} | "
+              f"{ratio(r.get('fatune_cache'))} | {ratio(r.get('fatune_paged16'))} | {ratio(r.get('fatune_paged256'))} |")
+    print("(TFLOPS of visible pairs; contiguous = fatune.attention on contiguous K and V of the same keys)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
