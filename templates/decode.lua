@@ -167,6 +167,14 @@ local KERNEL = [[
  * entries once (a lane each) and gives each row its entry by a shuffle; the same lanes, rows and
  * swizzle as warp_load_tile. */
 #define KV_CACHE (FAT_CACHE || FAT_PAGED)   /* a KV cache's reads: lengths and entries checked */
+#if FAT_PAGED
+/* A table entry names a page of the cache: [0, num_pages). */
+static __device__ __forceinline__ bool page_ok(const fat_kparams &p, int e) { return e >= 0 && e < p.num_pages; }
+/* The table entry of the page holding key j of sequence b. */
+static __device__ __forceinline__ int page_of(const fat_kparams &p, int b, int j) {
+    return p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
+}
+#endif
 #if KV_CACHE
 static __device__ __forceinline__ void kv_row_ptrs(const fat_kparams &p, int b, int kvh, int j, int have, int e,
                                                    const char *&gk, const char *&gv, bool &ok, bool &bad) {
@@ -181,7 +189,7 @@ static __device__ __forceinline__ void kv_row_ptrs(const fat_kparams &p, int b, 
     }
 #endif
 #if FAT_PAGED
-    if (e < 0 || e >= p.num_pages) { bad = true; ok = false; return; }   /* e: the row's table entry */
+    if (!page_ok(p, e)) { bad = true; ok = false; return; }   /* e: the row's table entry */
     const long long pg = e, r = j % FAT_PAGE_SIZE;
 #else
     (void)e;
@@ -200,7 +208,7 @@ static __device__ __forceinline__ void kv_load_rows(unsigned s_k, unsigned s_v, 
     const int first = n0 / FAT_PAGE_SIZE, last = (n0 + BLOCK_N - 1) / FAT_PAGE_SIZE;
     int mine = -1;
     if (first + t <= last && (first + t) * FAT_PAGE_SIZE < sk)
-        mine = p.block_table[(long long)b * p.block_table_stride + first + t];
+        mine = page_of(p, b, (first + t) * FAT_PAGE_SIZE);
 #endif
 #pragma unroll
     for (int i = 0; i < (BLOCK_N + LD_RS - 1) / LD_RS; ++i) {
@@ -235,8 +243,8 @@ static __device__ __forceinline__ void load_kv(unsigned s_k, unsigned s_v, const
 #if FAT_APPEND || (FAT_PAGED && FAT_PAGE_SIZE % BLOCK_N != 0)
     kv_load_rows(s_k, s_v, p, b, kvh, n0, sk, have, bad);
 #elif FAT_PAGED
-    const int e = p.block_table[(long long)b * p.block_table_stride + n0 / FAT_PAGE_SIZE];
-    const bool ok = e >= 0 && e < p.num_pages;
+    const int e = page_of(p, b, n0);
+    const bool ok = page_ok(p, e);
     if (!ok) bad = true;
     const long long r = n0 % FAT_PAGE_SIZE, pg = ok ? e : 0;
     warp_load_tile<BLOCK_N>(s_k, (const char *)p.k + 2 * (pg * p.k_sb + r * p.k_ss + (long long)kvh * p.k_sh),
@@ -385,8 +393,8 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         for (int idx = rank * THREADS + tid; idx < p.seqlen_new * VALID_CHUNKS; idx += SPLITS * THREADS) {
             const int i = idx / VALID_CHUNKS, c = idx % VALID_CHUNKS, j = have + i;
 #if FAT_PAGED
-            const int e = p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
-            if (e < 0 || e >= p.num_pages) { bad = true; continue; }
+            const int e = page_of(p, b, j);
+            if (!page_ok(p, e)) { bad = true; continue; }
             const long long pg = e, r = j % FAT_PAGE_SIZE;
 #else
             const long long pg = b, r = j;
