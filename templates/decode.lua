@@ -163,12 +163,20 @@ local KERNEL = [[
  * sequence b; with an append, keys from `have` (cache_seqlens[b]) on are rows j - have of k_new and
  * v_new, read from there (the cache's copy is written by Step 0b of the same launch, which no CTA
  * waits for). A table entry outside [0, num_pages) is never followed: its rows are zero-filled and
- * `bad` is set, which poisons the sequence's output (Step 7). kv_load_rows finds each row's address
- * (the lanes of a row read the same table entry: one broadcast load); the same lanes, rows and
+ * `bad` is set, which poisons the sequence's output (Step 7). kv_load_rows reads the tile's table
+ * entries once (a lane each) and gives each row its entry by a shuffle; the same lanes, rows and
  * swizzle as warp_load_tile. */
 #define KV_CACHE (FAT_CACHE || FAT_PAGED)   /* a KV cache's reads: lengths and entries checked */
+#if FAT_PAGED
+/* A table entry names a page of the cache: [0, num_pages). */
+static __device__ __forceinline__ bool page_ok(const fat_kparams &p, int e) { return e >= 0 && e < p.num_pages; }
+/* The table entry of the page holding key j of sequence b. */
+static __device__ __forceinline__ int page_of(const fat_kparams &p, int b, int j) {
+    return p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
+}
+#endif
 #if KV_CACHE
-static __device__ __forceinline__ void kv_row_ptrs(const fat_kparams &p, int b, int kvh, int j, int have,
+static __device__ __forceinline__ void kv_row_ptrs(const fat_kparams &p, int b, int kvh, int j, int have, int e,
                                                    const char *&gk, const char *&gv, bool &ok, bool &bad) {
     gk = (const char *)p.k;
     gv = (const char *)p.v;
@@ -181,10 +189,10 @@ static __device__ __forceinline__ void kv_row_ptrs(const fat_kparams &p, int b, 
     }
 #endif
 #if FAT_PAGED
-    const int e = p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
-    if (e < 0 || e >= p.num_pages) { bad = true; ok = false; return; }
+    if (!page_ok(p, e)) { bad = true; ok = false; return; }   /* e: the row's table entry */
     const long long pg = e, r = j % FAT_PAGE_SIZE;
 #else
+    (void)e;
     const long long pg = b, r = j;
 #endif
     gk += 2 * (pg * p.k_sb + r * p.k_ss + (long long)kvh * p.k_sh);
@@ -194,13 +202,26 @@ static __device__ __forceinline__ void kv_load_rows(unsigned s_k, unsigned s_v, 
                                                     int n0, int sk, int have, bool &bad) {
     const int t = fat_tid_fresh() & 31;
     const int r = t / LD_CW, c = t % LD_CW;
+#if FAT_PAGED
+    /* the tile's table entries (at most BLOCK_N / 8 + 1), lane t holding the t-th, read once per tile;
+     * each row takes its entry by a shuffle instead of a load of its own before its copies */
+    const int first = n0 / FAT_PAGE_SIZE, last = (n0 + BLOCK_N - 1) / FAT_PAGE_SIZE;
+    int mine = -1;
+    if (first + t <= last && (first + t) * FAT_PAGE_SIZE < sk)
+        mine = page_of(p, b, (first + t) * FAT_PAGE_SIZE);
+#endif
 #pragma unroll
     for (int i = 0; i < (BLOCK_N + LD_RS - 1) / LD_RS; ++i) {
         const int row = r + i * LD_RS;
         if (BLOCK_N % LD_RS != 0 && row >= BLOCK_N) break;
+#if FAT_PAGED
+        const int e = __shfl_sync(0xffffffffu, mine, (n0 + row) / FAT_PAGE_SIZE - first);
+#else
+        const int e = 0;
+#endif
         const char *gk = (const char *)p.k, *gv = (const char *)p.v;
         bool ok = n0 + row < sk;
-        if (ok) kv_row_ptrs(p, b, kvh, n0 + row, have, gk, gv, ok, bad);
+        if (ok) kv_row_ptrs(p, b, kvh, n0 + row, have, e, gk, gv, ok, bad);
 #pragma unroll
         for (int jj = 0; jj < LD_NJ; ++jj) {
             const int cj = c + jj * LD_CW;
@@ -222,8 +243,8 @@ static __device__ __forceinline__ void load_kv(unsigned s_k, unsigned s_v, const
 #if FAT_APPEND || (FAT_PAGED && FAT_PAGE_SIZE % BLOCK_N != 0)
     kv_load_rows(s_k, s_v, p, b, kvh, n0, sk, have, bad);
 #elif FAT_PAGED
-    const int e = p.block_table[(long long)b * p.block_table_stride + n0 / FAT_PAGE_SIZE];
-    const bool ok = e >= 0 && e < p.num_pages;
+    const int e = page_of(p, b, n0);
+    const bool ok = page_ok(p, e);
     if (!ok) bad = true;
     const long long r = n0 % FAT_PAGE_SIZE, pg = ok ? e : 0;
     warp_load_tile<BLOCK_N>(s_k, (const char *)p.k + 2 * (pg * p.k_sb + r * p.k_ss + (long long)kvh * p.k_sh),
@@ -372,8 +393,8 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         for (int idx = rank * THREADS + tid; idx < p.seqlen_new * VALID_CHUNKS; idx += SPLITS * THREADS) {
             const int i = idx / VALID_CHUNKS, c = idx % VALID_CHUNKS, j = have + i;
 #if FAT_PAGED
-            const int e = p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
-            if (e < 0 || e >= p.num_pages) { bad = true; continue; }
+            const int e = page_of(p, b, j);
+            if (!page_ok(p, e)) { bad = true; continue; }
             const long long pg = e, r = j % FAT_PAGE_SIZE;
 #else
             const long long pg = b, r = j;
