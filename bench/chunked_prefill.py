@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Chunked prefill against a KV cache (issue 14's bar: a step of 512 new tokens against 8k paged keys
 >= 0.95x our contiguous prefill of the same shape), through the Python binding, beside PyTorch SDPA
-on the same keys laid out contiguously.
+on the same keys laid out contiguously, FlexAttention and FlashAttention-4 where they run.
 
   python3 bench/chunked_prefill.py [--db tuned.db] [--json rows.json]
 
@@ -11,7 +11,9 @@ same shape), fatune.attention_with_kvcache on the contiguous cache with cache_se
 caches of 16 and 256 keys per page whose pages are a shuffled permutation (plus spare pages no
 entry names, and NaN in every row past a sequence's keys). Peers: SDPA's flash and
 memory-efficient backends with a lower-right causal mask (SDPA's is_causal is top-left; cuDNN
-refuses the mask). triton.testing.do_bench medians (L2 cleared); TFLOPS count the visible
+refuses the mask, memory-efficient refuses it with GQA), FlexAttention compiled with a lower-right
+block mask, and FlashAttention-4 (flash_attn.cute) where it is installed; a peer that cannot run
+is recorded with its error. triton.testing.do_bench medians (L2 cleared); TFLOPS count the visible
 (query, key) pairs, 4 * D flops each. Every output is checked against the first peer's.
 """
 import argparse, json, os, sys
@@ -22,10 +24,17 @@ from torch.nn.attention.bias import causal_lower_right
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
-from decode_bench import ms_of  # noqa: E402  (do_bench's median, as the decode suite times)
+from decode_bench import check_and_time  # noqa: E402  (do_bench's median, as the decode suite times)
 
 SHAPES = [(1, 512, 8192), (4, 512, 8192), (4, 512, 8000), (1, 512, 2048), (8, 512, 4096)]   # (batch, new rows, keys before them); 8000: a length that ends inside a key block
 HQ, HK = 32, 8
+
+
+def refused(e):
+    """A peer that could not be set up: calling it raises e, which the row records."""
+    def fn():
+        raise e
+    return fn
 
 
 def main():
@@ -54,6 +63,21 @@ def main():
                 with sdpa_kernel([be]):
                     return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=True)
             fns[name] = (run, lambda o: o.transpose(1, 2))
+        # FlexAttention (torch.compile'd) with a lower-right causal block mask; FlashAttention-4's
+        # sm90 forward where its package is installed (causal is bottom-right there)
+        try:
+            from torch.nn.attention.flex_attention import flex_attention, create_block_mask
+            flex = torch.compile(flex_attention, dynamic=False)
+            bm = create_block_mask(lambda b_, h_, i, j: j <= i + (s - sq), None, None, sq, s, device="cuda")
+            qc, kc, vc = qt.contiguous(), kt.contiguous(), vt.contiguous()
+            fns["torch_flex"] = (lambda: flex(qc, kc, vc, block_mask=bm, enable_gqa=True), lambda o: o.transpose(1, 2))
+        except Exception as e:  # noqa: BLE001
+            fns["torch_flex"] = (refused(e), None)
+        try:
+            from flash_attn.cute import flash_attn_func as fa4
+            fns["flash_attn_4"] = (lambda: fa4(q, k, v, causal=True), lambda o: o[0] if isinstance(o, tuple) else o)
+        except Exception as e:  # noqa: BLE001
+            fns["flash_attn_4"] = (refused(e), None)
         fns["fatune"] = (lambda: ctx.attention(q, k, v, causal=True), lambda o: o)
         fns["fatune_cache"] = (lambda: ctx.attention_with_kvcache(q, k, v, cache_seqlens=lens, causal=True),
                                lambda o: o)
@@ -74,28 +98,15 @@ def main():
                                                                      causal=True), lambda o: o)
         pairs = b * HQ * sum(min(s, past + i + 1) for i in range(sq))
         row = {"batch": b, "seqlen_q": sq, "seqlen_k": s, "heads_q": HQ, "heads_kv": HK, "head_dim": D}
-        ref = None
-        for name, (fn, view) in fns.items():
-            try:
-                out = view(fn()).float()
-            except Exception as e:  # noqa: BLE001  (a backend that refuses the shape)
-                row[name] = None
-                row[name + "_error"] = str(e).splitlines()[0][:120]
-                continue
-            if ref is None:
-                ref = out
-            err = ((out - ref).norm() / ref.norm()).item()
-            if not err < 2e-2:
-                sys.exit(f"chunked_prefill.py: {name} at B={b} Sq={sq} Sk={s}: relative L2 {err:.2e} against the first")
-            row[name] = pairs * 4 * D / ms_of(fn) / 1e9    # TFLOPS
+        check_and_time(fns, row, None, pairs * 4 * D, f"chunked_prefill.py at B={b} Sq={sq} Sk={s}")   # TFLOPS
         rows.append(row)
         print(json.dumps(row), flush=True)
-    impls = ["torch_flash", "torch_efficient", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256"]
+    impls = ["torch_flash", "torch_flex", "flash_attn_4", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256"]
     print("\n| B | new | keys | " + " | ".join(impls) + " | contiguous vs best peer | cache / contiguous | "
           "paged16 / contiguous | paged256 / contiguous |")
     print("|" + "---|" * (len(impls) + 7))
     for r in rows:
-        peers = [x for x in (r.get("torch_flash"), r.get("torch_efficient")) if x]
+        peers = [x for x in (r.get("torch_flash"), r.get("torch_efficient"), r.get("torch_flex"), r.get("flash_attn_4")) if x]
         cont = r.get("fatune")
         cells = " | ".join("%.0f" % r[i] if r.get(i) else "-" for i in impls)
         ratio = lambda x: "%.2f" % (x / cont) if x and cont else "-"  # noqa: E731

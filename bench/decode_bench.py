@@ -29,6 +29,26 @@ def ms_of(fn):
     torch.cuda.synchronize()
     return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
 
+
+def check_and_time(fns, row, ref, work, where):
+    """Each of fns ({name: (fn, view)}) run once and checked against ref (relative L2 below 2e-2;
+    ref None: the first that runs), then timed: row[name] = work / ms / 1e9, or None with
+    row[name + "_error"] for an implementation that refuses the shape. Exits naming `where` on a
+    wrong answer."""
+    for name, (fn, view) in fns.items():
+        try:
+            out = view(fn()).float()
+        except Exception as e:  # noqa: BLE001  (a backend that refuses the shape)
+            row[name] = None
+            row[name + "_error"] = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+            continue
+        if ref is None:
+            ref = out
+        err = ((out - ref).norm() / ref.norm()).item()
+        if not err < 2e-2:
+            sys.exit(f"{where}: {name}: relative L2 {err:.2e} against the reference")
+        row[name] = work / ms_of(fn) / 1e9
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", required=True)

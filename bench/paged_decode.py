@@ -19,7 +19,7 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
-from decode_bench import ms_of  # noqa: E402  (do_bench's median, as the decode suite times)
+from decode_bench import check_and_time  # noqa: E402  (do_bench's median, as the decode suite times)
 
 SHAPES = [(16, 1024), (16, 4096), (8, 16384), (2, 65536)]   # (batch, keys per sequence)
 HQ, HK, D = 32, 8, 128
@@ -64,17 +64,7 @@ def main():
                                           lambda o: o)
         kv_bytes = 2 * b * HK * s * D * 2
         row = {"batch": b, "seqlen_k": s, "heads_q": HQ, "heads_kv": HK, "head_dim": D}
-        for name, (fn, view) in fns.items():
-            try:
-                out = view(fn()).float()
-            except Exception as e:  # noqa: BLE001  (a backend that refuses the shape)
-                row[name] = None
-                row[name + "_error"] = str(e).splitlines()[0][:120]
-                continue
-            err = ((out - ref).norm() / ref.norm()).item()
-            if not err < 2e-2:
-                sys.exit(f"paged_decode.py: {name} at B={b} S={s}: relative L2 {err:.2e}")
-            row[name] = kv_bytes / ms_of(fn) / 1e9    # TB/s
+        check_and_time(fns, row, ref, kv_bytes, f"paged_decode.py at B={b} S={s}")   # TB/s
         rows.append(row)
         print(json.dumps(row), flush=True)
     impls = ["torch_flash", "torch_cudnn", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256"]

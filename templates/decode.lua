@@ -235,15 +235,26 @@ static __device__ __forceinline__ void kv_load_rows(unsigned s_k, unsigned s_v, 
 }
 #endif
 /* Step 1: key tile n of this CTA's head into a warp's K and V buffers. Whole tiles of a page (the
- * page a multiple of the tile, no append) take one table entry and warp_load_tile's row stride;
- * otherwise a cache is read row by row. */
+ * page a multiple of the tile, no append: WHOLE_PAGES) take one table entry, `e`, and
+ * warp_load_tile's row stride; otherwise a cache is read row by row. The caller reads a tile's
+ * entry one load ahead (next_entry), so that its latency passes under a tile's compute instead of
+ * stalling the warp before the copies (16-key pages read 16-key tiles: a lookup per 4 KiB). */
+#define WHOLE_PAGES (FAT_PAGED && !FAT_APPEND && FAT_PAGE_SIZE % BLOCK_N == 0)
+static __device__ __forceinline__ int next_entry(const fat_kparams &p, int b, int n, int n_end) {
+#if WHOLE_PAGES
+    return n < n_end ? page_of(p, b, n * BLOCK_N) : -1;
+#else
+    (void)p; (void)b; (void)n; (void)n_end;
+    return 0;
+#endif
+}
 static __device__ __forceinline__ void load_kv(unsigned s_k, unsigned s_v, const fat_kparams &p, int b, int kvh,
-                                               long long k0, int n, int sk, int have, bool &bad) {
+                                               long long k0, int n, int sk, int have, bool &bad, int e) {
     const int n0 = n * BLOCK_N;
 #if FAT_APPEND || (FAT_PAGED && FAT_PAGE_SIZE % BLOCK_N != 0)
+    (void)e;
     kv_load_rows(s_k, s_v, p, b, kvh, n0, sk, have, bad);
 #elif FAT_PAGED
-    const int e = page_of(p, b, n0);
     const bool ok = page_ok(p, e);
     if (!ok) bad = true;
     const long long r = n0 % FAT_PAGE_SIZE, pg = ok ? e : 0;
@@ -252,7 +263,7 @@ static __device__ __forceinline__ void load_kv(unsigned s_k, unsigned s_v, const
     warp_load_tile<BLOCK_N>(s_v, (const char *)p.v + 2 * (pg * p.v_sb + r * p.v_ss + (long long)kvh * p.v_sh),
                             p.v_ss, ok ? sk - n0 : 0);
 #else
-    (void)have; (void)bad;
+    (void)have; (void)bad; (void)e;
     warp_load_tile<BLOCK_N>(s_k, (const char *)p.k + 2 * ROW_OFF(p.k_sb, p.k_ss, p.k_sh, b, k0 + n0, kvh), p.k_ss,
                             sk - n0);
     warp_load_tile<BLOCK_N>(s_v, (const char *)p.v + 2 * ROW_OFF(p.v_sb, p.v_ss, p.v_sh, b, k0 + n0, kvh), p.v_ss,
@@ -431,11 +442,13 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
     fat_cp_async_commit();
     const int worker = rank * WARPS + warp;
     int n_load = n_begin + worker;        /* this warp's next tile to copy */
+    int e_load = next_entry(p, b, n_load, n_end);   /* its table entry (WHOLE_PAGES) */
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {
         if (n_load < n_end) {
-            load_kv(s_k + st * SMEM_KV, s_v + st * SMEM_KV, p, b, kvh, k0, n_load, sk, have, bad);
+            load_kv(s_k + st * SMEM_KV, s_v + st * SMEM_KV, p, b, kvh, k0, n_load, sk, have, bad, e_load);
             n_load += WORKERS;
+            e_load = next_entry(p, b, n_load, n_end);
         }
         fat_cp_async_commit();
     }
@@ -475,8 +488,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         fat_cp_async_wait<STAGES - 2>();
         __syncwarp();
         if (n_load < n_end) {
-            load_kv(s_k + wr * SMEM_KV, s_v + wr * SMEM_KV, p, b, kvh, k0, n_load, sk, have, bad);
+            load_kv(s_k + wr * SMEM_KV, s_v + wr * SMEM_KV, p, b, kvh, k0, n_load, sk, have, bad, e_load);
             n_load += WORKERS;
+            e_load = next_entry(p, b, n_load, n_end);
         }
         fat_cp_async_commit();
         wr = wr + 1 == STAGES ? 0 : wr + 1;

@@ -77,19 +77,12 @@ local function kv_chunk(p, shape)
   return shape.page_size and gcd(shape.page_size, p.block_n) or p.block_n
 end
 
--- A producer reading a KV cache needs more with 2 consumers: the dynamic schedule's (a sequence
--- length per claimed tile) spilled 16-52 B at 24 registers, and a paged cache's in runs of a few
--- rows holds the block's table entries (KV_PRELOAD, below). It gets 40 (the consumers 232).
+-- The dynamic schedule's producer reading a KV cache (a sequence length per claimed tile) spilled
+-- 16-52 B at 24 registers: with 2 consumers it gets 40 (the consumers 232).
 local REGS_CACHE = { 40, 232 }
--- Table entries a producer of 40 registers reads together per key block; more runs than this are
--- read one before each copy.
-local PRELOAD_MAX = 8
-local function kv_runs(p, shape) return p.block_n // kv_chunk(p, shape) end
 local function regs_split(p, shape)
   local consumers = p.block_m // 64
-  if consumers == 2 and ((p.persistent == 2 and (shape.page_size or shape.kv_cache)) or kv_runs(p, shape) > 1) then
-    return REGS_CACHE
-  end
+  if consumers == 2 and p.persistent == 2 and kv_cache(shape) then return REGS_CACHE end
   return REGS[consumers]
 end
 
@@ -386,66 +379,59 @@ static __device__ __forceinline__ bool cache_keys(const fat_kparams &p, int b, i
     return false;
 #endif
 }
-#if FAT_PAGED && KV_PRELOAD
-/* The table entries of key block n0's runs (num_pages: none, for runs past sk and bad entries),
- * read together before the producer waits for the stage (their latency under the wait); returns
- * whether an entry the sequence reads was bad. Then K's and V's copies, a run each. */
-static __device__ __forceinline__ bool block_pages(const fat_kparams &p, int b, int n0, int sk, int (&pg)[KV_CHUNKS]) {
-    const int *row = p.block_table + (long long)b * p.block_table_stride;
-    bool bad = false;
-#pragma unroll
-    for (int c = 0; c < KV_CHUNKS; ++c) {
-        const int j = n0 + c * KV_CHUNK;
-        const int e = j < sk ? row[j / FAT_PAGE_SIZE] : p.num_pages;
-        const bool ok = e >= 0 && e < p.num_pages;
-        bad |= j < sk && !ok;
-        pg[c] = ok ? e : p.num_pages;
-    }
-    return bad;
+/* The producer: one thread issues every copy, or, for a paged cache read in several runs per key
+ * block, the whole warp runs the loop alike and lane c copies run c (PRODUCER_LANES 32): the table
+ * entries are read together, one per lane, and the copies are issued by one warp instruction
+ * instead of 2 x KV_CHUNKS x SLABS by one thread (which bound the producer: 0.80-0.89x the
+ * contiguous cache at pages of 16, 2026-12-03). Lane 0 (lead) alone arrives, sets transaction
+ * counts, claims and publishes tiles, and copies Q. */
+#define PRODUCER_LANES ((FAT_PAGED && KV_CHUNKS > 1) ? 32 : 1)
+static __device__ __forceinline__ bool producer_lead() { return PRODUCER_LANES == 1 || threadIdx.x == 0; }
+#if FAT_PAGED && KV_CHUNKS > 1
+/* This lane's run of key block n0 of sequence b: its page (num_pages for a lane past the runs, a
+ * run past sk, or a bad entry: out of the map's bounds, zeros, nothing read); *bad for a bad entry
+ * the sequence reads. */
+static __device__ __forceinline__ int run_page(const fat_kparams &p, int b, int n0, int sk, bool &bad) {
+    const int c = threadIdx.x & 31, j = n0 + c * KV_CHUNK;
+    const bool mine = c < KV_CHUNKS && j < sk;
+    const int e = mine ? p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE] : p.num_pages;
+    const bool ok = e >= 0 && e < p.num_pages;
+    bad = mine && !ok;
+    return ok ? e : p.num_pages;
 }
-static __device__ __forceinline__ void copy_pages(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int n0, int kvh,
-                                                  const int (&pg)[KV_CHUNKS]) {
-#pragma unroll
-    for (int c = 0; c < KV_CHUNKS; ++c)
-        tma_copy<KV_RANK5>(dst + c * KV_CHUNK * 128, map, bar, (n0 + c * KV_CHUNK) % FAT_PAGE_SIZE, kvh, pg[c], SLAB_KV);
+static __device__ __forceinline__ void copy_run(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int n0, int kvh, int pg) {
+    const int c = threadIdx.x & 31;
+    if (c < KV_CHUNKS)
+        tma_copy<false>(dst + c * KV_CHUNK * 128, map, bar, (n0 + c * KV_CHUNK) % FAT_PAGE_SIZE, kvh, pg, SLAB_KV);
 }
-#define BLOCK_PAGES(n0) int pg[KV_CHUNKS]; const bool pbad_ = block_pages(p, b, n0, sk, pg)
-#define LOAD_KV(dst, map, bar, n0) (copy_pages(dst, map, bar, n0, kvh, pg), pbad_)
+#define BLOCK_PAGES(n0) bool lbad_; const int pg_ = run_page(p, b, n0, sk, lbad_); \
+                        const bool pbad_ = __any_sync(0xffffffffu, lbad_)
+#define LOAD_KV(dst, map, bar, n0) (copy_run(dst, map, bar, n0, kvh, pg_), pbad_)
 #elif FAT_PAGED
-/* Key block n0 of sequence b into dst, run by run, each run's table entry read just before its copy
- * (one at a time, where the producer has too few registers to hold them; the entries stay in L1
- * for V's copies); returns whether an entry the sequence reads was bad. */
-static __device__ __forceinline__ bool load_pages(fat_u32 dst, const fat_tmap *map, fat_u32 bar, const fat_kparams &p,
-                                                  int b, int n0, int sk, int kvh) {
-    const int *row = p.block_table + (long long)b * p.block_table_stride;
-    bool bad = false;
-#pragma unroll 1
-    for (int c = 0; c < KV_CHUNKS; ++c) {
-        const int j = n0 + c * KV_CHUNK;
-        const int e = j < sk ? row[j / FAT_PAGE_SIZE] : p.num_pages;
-        const bool ok = e >= 0 && e < p.num_pages;
-        bad |= j < sk && !ok;
-        tma_copy<KV_RANK5>(dst + c * KV_CHUNK * 128, map, bar, j % FAT_PAGE_SIZE, kvh, ok ? e : p.num_pages, SLAB_KV);
-    }
-    return bad;
+/* one run a block (a page holds whole key blocks): its entry, then one copy like a contiguous cache's */
+static __device__ __forceinline__ bool load_page(fat_u32 dst, const fat_tmap *map, fat_u32 bar, const fat_kparams &p,
+                                                 int b, int n0, int sk, int kvh) {
+    const int e = n0 < sk ? p.block_table[(long long)b * p.block_table_stride + n0 / FAT_PAGE_SIZE] : p.num_pages;
+    const bool ok = e >= 0 && e < p.num_pages;
+    tma_copy<KV_RANK5>(dst, map, bar, n0 % FAT_PAGE_SIZE, kvh, ok ? e : p.num_pages, SLAB_KV);
+    return n0 < sk && !ok;
 }
 #define BLOCK_PAGES(n0) do {} while (0)
-#define LOAD_KV(dst, map, bar, n0) load_pages(dst, map, bar, p, b, n0, sk, kvh)
+#define LOAD_KV(dst, map, bar, n0) load_page(dst, map, bar, p, b, n0, sk, kvh)
 #else
 #define BLOCK_PAGES(n0) do {} while (0)
 #define LOAD_KV(dst, map, bar, n0) (tma_copy<KV_RANK5>(dst, map, bar, kr + (n0), kvh, tb, SLAB_KV), false)
 #endif
 #if KV_CACHE
 /* rows [r0, r1) of every slab of a K/V buffer to zeros (whole 128-byte rows: the swizzle only
- * permutes 16-byte chunks inside a row) */
+ * permutes 16-byte chunks inside a row), 16 bytes a store, spread over the producer's lanes */
 static __device__ __forceinline__ void zero_rows(fat_u32 dst, int r0, int r1) {
-#pragma unroll 1
+    const int first = PRODUCER_LANES == 1 ? 0 : (int)(threadIdx.x & 31);
+#pragma unroll
     for (int sl = 0; sl < SLABS; ++sl)
 #pragma unroll 1
-        for (int r = r0; r < r1; ++r)
-#pragma unroll
-            for (int c = 0; c < 8; ++c)
-                asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" :: "r"(dst + sl * SLAB_KV + r * 128 + c * 16), "r"(0) : "memory");
+        for (int i = r0 * 8 + first; i < r1 * 8; i += PRODUCER_LANES)   /* chunk i: row i / 8, column chunk i % 8 */
+            asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" :: "r"(dst + sl * SLAB_KV + i * 16), "r"(0) : "memory");
 }
 #endif
 
@@ -755,10 +741,12 @@ static __device__ __forceinline__ int publish_tile(const fat_kparams &p, fat_u32
     h = b = 0;
     if (t < num_tiles) decode_tile(p, t, num_m, m_block, h, b);
     fat_mbar_wait(TS_EMPTY(i), ph ^ 1);                     /* fresh barrier: passes at once */
-    asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i)), "r"(m_block) : "memory");
-    asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i) + 4), "r"(h) : "memory");
-    asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i) + 8), "r"(b) : "memory");
-    fat_mbar_arrive(TS_FULL(i));
+    if (producer_lead()) {
+        asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i)), "r"(m_block) : "memory");
+        asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i) + 4), "r"(h) : "memory");
+        asm volatile("st.shared.b32 [%0], %1;" :: "r"(TS_TILE(i) + 8), "r"(b) : "memory");
+        fat_mbar_arrive(TS_FULL(i));
+    }
     ++ts;
     return t;
 }
@@ -857,7 +845,11 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                            for (int t = publish_tile(p, s_ts, blockIdx.x, num_m, num_tiles, ts_, pm_, ph_, pb_), t_next_ = 0; \
                                 t < num_tiles; t = publish_tile(p, s_ts, t_next_, num_m, num_tiles, ts_, pm_, ph_, pb_))
 #define PRODUCER_TILE(m, hh, bb) ((m) = pm_, (hh) = ph_, (bb) = pb_)
+#if PRODUCER_LANES > 1
+#define CLAIM_NEXT() (t_next_ = __shfl_sync(0xffffffffu, lead ? (int)atomicAdd(tile_counter, 1u) : 0, 0) + (int)gridDim.x)
+#else
 #define CLAIM_NEXT() (t_next_ = (int)atomicAdd(tile_counter, 1u) + (int)gridDim.x)
+#endif
 #define CONSUMER_TILE_LOOP int th_ = 0, tb_ = 0; \
                            for (int tm_ = take_tile(s_ts, ts_, th_, tb_); tm_ >= 0; tm_ = take_tile(s_ts, ts_, th_, tb_))
 #define CONSUMER_TILE(m, hh, bb) ((m) = tm_, (hh) = th_, (bb) = tb_)
@@ -897,15 +889,19 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
     __syncthreads();
 
     if (wg == 0) {
-        /* ======================= producer (one thread) ======================= */
+        /* ======================= producer (one thread, or one warp: PRODUCER_LANES) ======================= */
         fat_setmaxnreg_dec<PRODUCER_REGS>();
-        if (tid == 0) {
-            fat_tma_prefetch(&tm_q);
-            fat_tma_prefetch(&tm_k);
-            fat_tma_prefetch(&tm_v);
+        if (tid < PRODUCER_LANES) {
+            const bool lead = producer_lead();
+            if (lead) {
+                fat_tma_prefetch(&tm_q);
+                fat_tma_prefetch(&tm_k);
+                fat_tma_prefetch(&tm_v);
+            }
             Ring w = {0, 0};
-            fat_u32 q_uses = 0, ts_ = 0, rag_ph = 0;
+            fat_u32 q_uses = 0, ts_ = 0;
             (void)ts_;
+            fat_u32 rag_ph = 0;                  /* KV_CACHE: the parity of RAGGED's phase */
             (void)rag_ph;
             PRODUCER_TILE_LOOP {
                 CLAIM_NEXT();
@@ -924,8 +920,10 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #if Q_STAGES > 1
                 /* Q first: its buffer was freed a whole tile ago */
                 fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1);
-                fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
-                tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
+                if (lead) {
+                    fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
+                    tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
+                }
 #endif
                 for (int n = tk.n_end - 1; n >= tk.n_begin; --n) {
                     const int n0 = n * BLOCK_N;
@@ -937,18 +935,22 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                          * transaction count may go below zero meanwhile), then the poison word that
                          * the arrival releases */
                         const bool pbad = LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
-                        fat_st_shared_b32(POISON(w.st), pbad ? 1u : 0u);
-                        fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
+                        if (lead) {
+                            fat_st_shared_b32(POISON(w.st), pbad ? 1u : 0u);
+                            fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
+                        }
                     }
 #else
-                    fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
+                    if (lead) fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
                     LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
 #endif
 #if Q_STAGES == 1
                     if (n == tk.n_end - 1) {                     /* Q after the first K: K may prefetch */
                         fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1); /* the previous tile is done with Q */
-                        fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
-                        tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
+                        if (lead) {
+                            fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
+                            tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
+                        }
                     }
 #endif
                     fat_mbar_wait(EMPTY_V(w.st), w.ph ^ 1);
@@ -957,18 +959,19 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                     if (valid < BLOCK_N && valid % KV_CHUNK != 0) {
                         /* ragged: copied, then V's rows past the sequence (inside the last run read)
                          * zeroed, then the stage is full */
-                        fat_mbar_expect_tx(RAGGED, KV_BYTES);
                         LOAD_KV(s_v + w.st * KV_BYTES, &tm_v, RAGGED, n0);
+                        if (lead) fat_mbar_expect_tx(RAGGED, KV_BYTES);
                         fat_mbar_wait(RAGGED, rag_ph);
                         rag_ph ^= 1;
                         zero_rows(s_v + w.st * KV_BYTES, valid, min(BLOCK_N, (valid / KV_CHUNK + 1) * KV_CHUNK));
                         fat_fence_proxy_async();                     /* before the consumers' wgmma reads */
-                        fat_mbar_arrive(FULL_V(w.st));
+                        if (PRODUCER_LANES > 1) __syncwarp();        /* every lane's zeros, then the arrival */
+                        if (lead) fat_mbar_arrive(FULL_V(w.st));
                         advance(w);
                         continue;
                     }
 #endif
-                    fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
+                    if (lead) fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
                     LOAD_KV(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n0);
                     advance(w);
                 }
@@ -1193,8 +1196,6 @@ function t.emit(p, shape, dev)
     def("PRODUCER_REGS", regs_split(p, shape)[1], "setmaxnreg of the producer warpgroup"),
     def("CONSUMER_REGS", regs_split(p, shape)[2], "setmaxnreg of a consumer warpgroup"),
     def("KV_CHUNK", kv_chunk(p, shape), "rows of one K or V copy (a run inside one page of a paged cache)"),
-    def("KV_PRELOAD", (kv_runs(p, shape) > 1 and kv_runs(p, shape) <= PRELOAD_MAX and regs_split(p, shape)[1] >= 40) and 1 or 0,
-        "a key block's table entries read together, before the producer waits"),
     def("SMEM_LAUNCH", smem_bytes(p, shape), "dynamic shared memory of launch()"),
   }, "\n") .. "\n"
   local e = t.launch(p, shape, dev)
