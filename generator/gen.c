@@ -605,7 +605,6 @@ static fat_status read_launch(gen *g, const char *tmpl, gen_launch *l) {
             a->tma.slabs = (unsigned)int_field(L, ai, "slabs");
             a->tma.swizzle = (int)int_field(L, ai, "swizzle");
             a->tma.l2 = (int)int_field(L, ai, "l2");
-            a->tma.oob_nan = bool_field(L, ai, "oob_nan");
         } else if (strcmp(kind, "scratch") == 0) {
             a->kind = GEN_ARG_SCRATCH;
             a->bytes = (uint64_t)int_field(L, ai, "bytes");
@@ -662,9 +661,9 @@ void gen_launch_describe(const gen_launch *l, char *buf, size_t n) {
         const gen_arg *a = &l->args[i];
         if (a->kind == GEN_ARG_PARAMS) PUT(" params");
         else if (a->kind == GEN_ARG_TMA)
-            PUT(" tma %c %ux%u%s%.0u swizzle %s%s", a->tma.tensor, a->tma.box_cols, a->tma.box_rows,
+            PUT(" tma %c %ux%u%s%.0u swizzle %s", a->tma.tensor, a->tma.box_cols, a->tma.box_rows,
                 a->tma.slabs > 1 ? " x" : "", a->tma.slabs > 1 ? a->tma.slabs : 0,
-                sw[a->tma.swizzle & 3], a->tma.oob_nan ? " oob NaN" : "");
+                sw[a->tma.swizzle & 3]);
         else PUT(" scratch %llu bytes%s", (unsigned long long)a->bytes, a->zero ? " zeroed" : "");
         if (i + 1 < l->nargs) PUT(",");
     }

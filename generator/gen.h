@@ -68,14 +68,13 @@ typedef enum gen_arg_kind {
 /* A tensor map over tensor q, k, v or o, [batch, rows, heads, head_dim] with the call's strides:
  * slabs == 1: rank 4, dims {head_dim, rows, heads, batch}, box {box_cols, box_rows, 1, 1};
  * slabs > 1: rank 5, dims {box_cols, rows, head_dim / box_cols, heads, batch}, box {box_cols,
- * box_rows, slabs, 1, 1} (shared memory gets [slab][row][col]). Out-of-bounds elements read 0, or
- * NaN with oob_nan. A paged cache's k and v: rows are a page's, batch the pages. */
+ * box_rows, slabs, 1, 1} (shared memory gets [slab][row][col]). Out-of-bounds elements read 0. A
+ * paged cache's k and v: rows are a page's, batch the pages. */
 typedef struct gen_tma {
     char tensor;            /* 'q', 'k', 'v' or 'o' */
     unsigned box_cols, box_rows, slabs;
     int swizzle;            /* 0 none, 1 32B, 2 64B, 3 128B (CUtensorMapSwizzle) */
     int l2;                 /* L2 promotion: 0 none, 1 64B, 2 128B, 3 256B (CUtensorMapL2promotion) */
-    int oob_nan;            /* out-of-bounds elements read as NaN instead of 0 */
 } gen_tma;
 
 typedef struct gen_arg {

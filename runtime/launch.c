@@ -294,7 +294,7 @@ static fat_status tma_geometry(const gen_tma *t, const fat_attn_args *a, const v
     }
     key[0] = rows; key[1] = sd[1]; key[2] = sd[2]; key[3] = sb; key[4] = batch;
     key[5] = ((int64_t)t->tensor << 48) | ((int64_t)t->box_cols << 36) | ((int64_t)t->box_rows << 24) |
-             ((int64_t)t->slabs << 12) | ((int64_t)t->oob_nan << 8) | (t->swizzle << 4) | t->l2;
+             ((int64_t)t->slabs << 12) | (t->swizzle << 4) | t->l2;
     key[6] = a->dtype;
     key[7] = d;
     return FAT_OK;
@@ -310,8 +310,7 @@ static fat_status tma_encode(const gen_tma *t, const fat_attn_args *a, CUtensorM
                                                                  : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                                          rank, (void *)*ptr, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                          (CUtensorMapSwizzle)t->swizzle, (CUtensorMapL2promotion)t->l2,
-                                         t->oob_nan ? CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA
-                                                    : CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) {
         const char *name = "?";
         cu.GetErrorName(r, &name);

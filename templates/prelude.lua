@@ -170,8 +170,7 @@ end
 --   workspace scratch bytes the kernel finds in fat_kparams.ws (not zeroed)
 --   args      the kernel's parameters in order (default { P.params() }):
 --               P.params()               the fat_kparams block, by value
---               P.tma{ tensor = "k", box = {cols, rows}, slabs = 1, swizzle = "128B", l2 = "128B",
---                      oob = "zero" }
+--               P.tma{ tensor = "k", box = {cols, rows}, slabs = 1, swizzle = "128B", l2 = "128B" }
 --                                        a CUtensorMap the host encodes for tensor q, k, v or o
 --                                        (declare it in the kernel as const __grid_constant__
 --                                        fat_tmap, lib/tma.lua): slabs = 1: rank 4 over
@@ -181,8 +180,7 @@ end
 --                                        memory receives [slab][row][col]. rows are the sequence
 --                                        (seqlen_q for q and o, seqlen_k for k and v; a paged
 --                                        cache's k and v: {head_dim, page_size, heads, num_pages});
---                                        elements out of bounds read as zero, or NaN with
---                                        oob = "nan" (a key read so poisons its scores)
+--                                        elements out of bounds read as zero
 --               P.scratch{ bytes = n, zero = true }
 --                                        a pointer to n bytes of scratch on the call's stream,
 --                                        zeroed before every launch when zero is true (a tile
@@ -244,7 +242,7 @@ local L2 = { none = 0, ["64B"] = 1, ["128B"] = 2, ["256B"] = 3 }
 
 -- A tensor map of tensor q, k, v or o (see above).
 local function make_tma(t)
-  check_keys(t, { tensor = true, box = true, slabs = true, swizzle = true, l2 = true, oob = true }, "P.tma{}")
+  check_keys(t, { tensor = true, box = true, slabs = true, swizzle = true, l2 = true }, "P.tma{}")
   local tensor = t.tensor
   if tensor ~= "q" and tensor ~= "k" and tensor ~= "v" and tensor ~= "o" then
     fail("P.tma{}: tensor must be \"q\", \"k\", \"v\" or \"o\", got " .. tostring(tensor))
@@ -264,10 +262,8 @@ local function make_tma(t)
   end
   local l2 = L2[t.l2 or "128B"]
   if not l2 then fail("P.tma{}: l2 must be \"none\", \"64B\", \"128B\" or \"256B\", got " .. tostring(t.l2)) end
-  local oob = t.oob or "zero"
-  if oob ~= "zero" and oob ~= "nan" then fail("P.tma{}: oob must be \"zero\" or \"nan\", got " .. tostring(t.oob)) end
   return setmetatable({ kind = "tma", tensor = tensor, box_cols = cols, box_rows = rows, slabs = slabs,
-                        swizzle = sw, l2 = l2, oob_nan = oob == "nan" }, ARG)
+                        swizzle = sw, l2 = l2 }, ARG)
 end
 function P.tma(t) local r = checked(make_tma, t); return r end
 
