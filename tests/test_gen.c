@@ -92,6 +92,12 @@ static void test_shapes(void) {
     CHECK_STR_HAS("names the file", gen_errmsg(g), "/nonexistent/shapes.lua: cannot read");
 }
 
+/* Whether the device compiles for sm_90a (flash_hopper's target). */
+static int has_sm90a(const gen_device *d) {
+    for (int i = 0; i < d->ntargets; i++) if (strcmp(d->targets[i], "sm_90a") == 0) return 1;
+    return 0;
+}
+
 static void test_templates(void) {
     fat_problem p = { FAT_BF16, 64, 1, 0, 2, 8, 2, 100, 130 };
     gen_choice *c1, *c2;
@@ -174,6 +180,31 @@ static void test_templates(void) {
         p256.features = FAT_FEAT_PAGED | FAT_FEAT_CACHE | (256u << FAT_FEAT_PAGE_SHIFT);
         CHECK_INT("256-key pages: a default", gen_builtin_default(g, &p256, &dev, &fam, dp, sizeof dp), FAT_OK);
         CHECK_STR_HAS("  the contiguous cache's 32-key tiles", dp, "block_n=32");
+    }
+    /* a prefill chunk against a paged cache on sm_90a: flash_hopper copies K and V in runs inside
+     * one page, gcd(page size, block_n) rows each; 256-key pages hold whole 128-key blocks (one
+     * rank-5 copy of both slabs), 16-key pages take runs of 16 rows, a copy per slab (rank 4) */
+    if (has_sm90a(&dev)) {
+        const struct { unsigned page; const char *k_map, *v_map, *chunk; } runs[] = {
+            { 256, "tma k 64x128 x2", "tma v 64x128 x2", "#define KV_CHUNK      128" },
+            { 16, "tma k 64x16 swizzle", "tma v 64x16 swizzle", "#define KV_CHUNK      16" },
+            { 24, "tma k 64x8 swizzle", "tma v 64x8 swizzle", "#define KV_CHUNK      8" },
+        };
+        for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+            fat_problem chunk = { FAT_BF16, 128, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (runs[i].page << FAT_FEAT_PAGE_SHIFT),
+                                  2, 32, 8, 512, 8704 };
+            gen_variant v;
+            memset(&v, 0, sizeof v);
+            char how[1024] = "", what[96];
+            snprintf(what, sizeof what, "flash_hopper, %u-key pages: emitted (block_n=128)", runs[i].page);
+            CHECK_INT(what, gen_emit(g, "flash_hopper", "block_m=128,block_n=128,o_separate=1,overlap=1,persistent=2,"
+                                     "pingpong=0,q_stages=2,stages=2,tma_store=1", &chunk, &dev, &v), FAT_OK);
+            gen_launch_describe(&v.launch, how, sizeof how);
+            CHECK_STR_HAS("  K's map: boxes of a run's rows", how, runs[i].k_map);
+            CHECK_STR_HAS("  V's map alike", how, runs[i].v_map);
+            CHECK_STR_HAS("  the kernel's run length", v.source ? v.source : "", runs[i].chunk);
+            gen_variant_free(&v);
+        }
     }
     char pname[128];
     gen_problem_name(&paged, pname, sizeof pname);
