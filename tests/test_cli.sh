@@ -49,6 +49,11 @@ expect "gen needs a template" 2 "gen needs --template" "$fatune" gen
 expect "gen unknown param" 2 "naive has no parameter 'warps'" "$fatune" gen --template naive --param warps=4
 expect "gen prints a kernel" 0 "extern \"C\" __global__" "$fatune" gen --template naive --param threads=128 --head-dim 64
 expect "gen --ptx prints PTX" 0 ".entry fat_naive" "$fatune" gen --template naive --ptx --arch sm_80
+expect "gen --kv-cache --page-size compiles the page size in" 0 "#define FAT_PAGE_SIZE 16" "$fatune" gen --template flash_hopper --kv-cache --page-size 16 --seqlen-q 512 --seqlen-k 8704 --arch sm_90a
+expect "...and copies K in runs of a page's rows" 0 "tma k 64x16 swizzle" "$fatune" gen --template flash_hopper --kv-cache --page-size 16 --seqlen-q 512 --seqlen-k 8704 --arch sm_90a
+expect "gen --page-size off the multiples of 8" 2 "gen: --page-size wants a multiple of 8 from 8 to 256" "$fatune" gen --template decode --page-size 12
+expect "gen --append without --kv-cache" 2 "gen: --append needs --kv-cache" "$fatune" gen --template decode --append
+expect "gen: a family that does not append says so" 2 "append: flash_hopper reads the cache" "$fatune" gen --template flash_hopper --kv-cache --append --seqlen-q 512 --arch sm_90a
 expect "help" 0 "usage: fatune" "$fatune" --help
 
 shape "  sweep{batch=1, heads_q=8, seqlen={100, 1000}, head_dim={64, 128}, dtype={'bf16','fp16'}, causal={true,false}}"
