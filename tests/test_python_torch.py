@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import fatune
 
-N_CHECKS = 25          # the checks of the five torch tests below
+N_CHECKS = 28          # the checks of the five torch tests below
 N_TRANSFORMERS = 4
 
 
@@ -249,6 +249,54 @@ def test_kvcache(check, gen):
     out3 = fatune.attention_with_kvcache(q[:, :1], kc, vc, cache_seqlens=lens, block_table=bad, causal=True)
     check("  a block-table entry past num_pages: that sequence's rows are NaN, the others finite",
           bool(torch.isnan(out3[0]).all()) and bool(torch.isfinite(out3[1:]).all()))
+    _kvcache_chunk(check, gen)
+
+
+def _kvcache_chunk(check, gen):
+    """A prefill chunk of 200 rows per sequence whose keys are already in a paged cache (flash_hopper
+    on sm_90a; elsewhere refused until a family there reads a cache): NaN in every cache row past a
+    sequence's keys; then a bad table entry and a bad length, which poison only their sequences."""
+    B, Hq, Hk, D, P, maxp, Sq = 3, 8, 2, 128, 16, 40, 200
+    lens = torch.tensor([200, 457, 640], dtype=torch.int32, device="cuda")   # no history, mid-page, full
+    npages = B * maxp + 3
+    perm = torch.randperm(npages, device="cuda", generator=gen).to(torch.int32)
+    table = perm[:B * maxp].view(B, maxp).contiguous()
+    kc = torch.full((npages, P, Hk, D), float("nan"), device="cuda", dtype=torch.bfloat16)
+    vc = torch.full_like(kc, float("nan"))
+    keys, vals = [], []
+    for b in range(B):
+        n = int(lens[b])
+        k, v = _rand(n, Hk, D, gen=gen), _rand(n, Hk, D, gen=gen)
+        for j in range(0, n, P):
+            page = int(table[b, j // P])
+            kc[page, :min(P, n - j)], vc[page, :min(P, n - j)] = k[j:j + P], v[j:j + P]
+        keys.append(k)
+        vals.append(v)
+    q = _rand(B, Sq, Hq, D, gen=gen)
+    if torch.cuda.get_device_capability() != (9, 0):
+        try:
+            fatune.attention_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table, causal=True)
+            refused = False
+        except fatune.FatuneError as e:
+            refused = e.status == fatune.ERR_UNSUPPORTED
+        for what in ("a prefill chunk against a paged cache", "  a bad entry", "  a bad length"):
+            check("%s without sm_90a: refused (FAT_ERR_UNSUPPORTED: no family there reads a cache)" % what, refused)
+        return
+    out = fatune.attention_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table, causal=True)
+    err = max((out[b:b + 1].float() - _ref(q[b:b + 1], keys[b][None], vals[b][None], causal=True)).abs().max().item()
+              for b in range(B))
+    check("attention_with_kvcache, a 200-row chunk, paged 16 shuffled, NaN past the keys, causal: within bf16 "
+          "tolerance of the fp32 attention (max diff %.1e)" % err, err < 2e-2)
+    bad = table.clone()
+    bad[1, 3] = -7
+    out2 = fatune.attention_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=bad, causal=True)
+    check("  a negative table entry: that sequence's rows are NaN (every row sees key 48), the others the same answer",
+          bool(torch.isnan(out2[1]).all()) and torch.equal(out2[0], out[0]) and torch.equal(out2[2], out[2]))
+    badlen = lens.clone()
+    badlen[2] = maxp * P + 1
+    out3 = fatune.attention_with_kvcache(q, kc, vc, cache_seqlens=badlen, block_table=table, causal=True)
+    check("  a length past the cache's room: that sequence's rows are NaN, the others the same answer",
+          bool(torch.isnan(out3[2]).all()) and torch.equal(out3[0], out[0]) and torch.equal(out3[1], out[1]))
 
 
 def _tiny_llama():
