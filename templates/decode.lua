@@ -166,15 +166,8 @@ local KERNEL = [[
  * `bad` is set, which poisons the sequence's output (Step 7). kv_load_rows reads the tile's table
  * entries once (a lane each) and gives each row its entry by a shuffle; the same lanes, rows and
  * swizzle as warp_load_tile. */
-#define KV_CACHE (FAT_CACHE || FAT_PAGED)   /* a KV cache's reads: lengths and entries checked */
-#if FAT_PAGED
-/* A table entry names a page of the cache: [0, num_pages). */
-static __device__ __forceinline__ bool page_ok(const fat_kparams &p, int e) { return e >= 0 && e < p.num_pages; }
-/* The table entry of the page holding key j of sequence b. */
-static __device__ __forceinline__ int page_of(const fat_kparams &p, int b, int j) {
-    return p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
-}
-#endif
+#define KV_CACHE (FAT_CACHE || FAT_PAGED)   /* a KV cache's reads: lengths and entries checked (page_of,
+                                               page_ok, cache_bad: the prelude's) */
 #if KV_CACHE
 static __device__ __forceinline__ void kv_row_ptrs(const fat_kparams &p, int b, int kvh, int j, int have, int e,
                                                    const char *&gk, const char *&gv, bool &ok, bool &bad) {
@@ -367,9 +360,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
     bool bad = false;                     /* a cache length or table entry out of range: output NaN */
     int have = 0;                         /* a KV cache: the keys already in it (k_new's come after) */
 #if FAT_CACHE
-    have = p.cache_seqlens[b];
-    if (have < 0 || have > p.seqlen_k - p.seqlen_new) { bad = true; sk = 0; }   /* nothing is read */
-    else sk = have + p.seqlen_new;
+    bad = cache_bad(p, b, &have, &sk);    /* bad: sk = 0, nothing is read */
 #endif
     const int rows = min(group * sq, ROWS);
     /* Keys visible to some row: [lo(query 0), hi(query sq-1)] (both bounds grow with the query);

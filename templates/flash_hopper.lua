@@ -369,10 +369,8 @@ static __device__ __forceinline__ void tma_copy(fat_u32 dst, const fat_tmap *map
  * past the end, then arrives on the stage's full barrier. */
 static __device__ __forceinline__ bool cache_keys(const fat_kparams &p, int b, int &sk) {
 #if FAT_CACHE
-    const int have = p.cache_seqlens[b];
-    const bool bad = have < 0 || have > p.seqlen_k - p.seqlen_new;
-    sk = bad ? 0 : have + p.seqlen_new;
-    return bad;
+    int have;
+    return cache_bad(p, b, &have, &sk);
 #else
     (void)b;
     sk = p.seqlen_k;
@@ -394,8 +392,8 @@ static __device__ __forceinline__ bool producer_lead() { return PRODUCER_LANES =
 static __device__ __forceinline__ int run_page(const fat_kparams &p, int b, int n0, int sk, bool &bad) {
     const int c = threadIdx.x & 31, j = n0 + c * KV_CHUNK;
     const bool mine = c < KV_CHUNKS && j < sk;
-    const int e = mine ? p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE] : p.num_pages;
-    const bool ok = e >= 0 && e < p.num_pages;
+    const int e = mine ? page_of(p, b, j) : p.num_pages;
+    const bool ok = page_ok(p, e);
     bad = mine && !ok;
     return ok ? e : p.num_pages;
 }
@@ -411,8 +409,8 @@ static __device__ __forceinline__ void copy_run(fat_u32 dst, const fat_tmap *map
 /* one run a block (a page holds whole key blocks): its entry, then one copy like a contiguous cache's */
 static __device__ __forceinline__ bool load_page(fat_u32 dst, const fat_tmap *map, fat_u32 bar, const fat_kparams &p,
                                                  int b, int n0, int sk, int kvh) {
-    const int e = n0 < sk ? p.block_table[(long long)b * p.block_table_stride + n0 / FAT_PAGE_SIZE] : p.num_pages;
-    const bool ok = e >= 0 && e < p.num_pages;
+    const int e = n0 < sk ? page_of(p, b, n0) : p.num_pages;
+    const bool ok = page_ok(p, e);
     tma_copy<KV_RANK5>(dst, map, bar, n0 % FAT_PAGE_SIZE, kvh, ok ? e : p.num_pages, SLAB_KV);
     return n0 < sk && !ok;
 }

@@ -132,6 +132,25 @@ static __device__ __forceinline__ float apply_softcap(const fat_kparams &p, floa
     return s;
 #endif
 }
+#if FAT_PAGED
+/* A paged KV cache: a table entry names a page of the cache, [0, num_pages); page_of is the entry of
+ * the page holding key j of sequence b (j inside the sequence: its entry is in the table). */
+static __device__ __forceinline__ bool page_ok(const fat_kparams &p, int e) { return e >= 0 && e < p.num_pages; }
+static __device__ __forceinline__ int page_of(const fat_kparams &p, int b, int j) {
+    return p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
+}
+#endif
+#if FAT_CACHE
+/* A KV cache's sequence b: *have = cache_seqlens[b] keys already in it, *sk = have + seqlen_new keys
+ * attended to; a length outside [0, seqlen_k - seqlen_new] gives *sk = 0 (nothing is read) and
+ * returns true (the caller makes the sequence's rows NaN). */
+static __device__ __forceinline__ bool cache_bad(const fat_kparams &p, int b, int *have, int *sk) {
+    *have = p.cache_seqlens[b];
+    const bool bad = *have < 0 || *have > p.seqlen_k - p.seqlen_new;
+    *sk = bad ? 0 : *have + p.seqlen_new;
+    return bad;
+}
+#endif
 /* Sequence b's start rows and lengths, for fixed and variable-length batches. */
 static __device__ __forceinline__ void seq_bounds(const fat_kparams &p, int b, long long *q0,
                                                   long long *k0, int *sq, int *sk) {
