@@ -41,7 +41,7 @@ Q = @
 endif
 
 # The Lua that travels inside the binary: every template and the generator's host code.
-LUA_FILES = $(sort $(wildcard templates/*.lua templates/lib/*.lua)) generator/host.lua generator/default_shapes.lua
+LUA_FILES = $(sort $(wildcard templates/*.lua templates/lib/*.lua templates/ops/*.lua)) generator/host.lua generator/default_shapes.lua
 
 LIB_SRC = runtime/status.c runtime/args.c runtime/half.c runtime/cpu_attn.c runtime/cu.c runtime/rtc.c \
           runtime/launch.c runtime/dispatch.c runtime/ctx.c runtime/rows.c runtime/table.c runtime/resolve.c \

@@ -9,7 +9,8 @@ Per shape (bf16, 32 query heads on 8 KV heads, causal aligned bottom-right, the 
 already in the cache): fatune.attention on contiguous [B, S, Hkv, D] (the plain prefill of the
 same shape), fatune.attention_with_kvcache on the contiguous cache with cache_seqlens, and on paged
 caches of 16 and 256 keys per page whose pages are a shuffled permutation (plus spare pages no
-entry names, and NaN in every row past a sequence's keys). Peers: SDPA's flash and
+entry names, and NaN in every row past a sequence's keys), and on the 16-key pages with the
+chunk's keys appended by the call (k, v: ops.kv_append, then the attention). Peers: SDPA's flash and
 memory-efficient backends with a lower-right causal mask (SDPA's is_causal is top-left; cuDNN
 refuses the mask, memory-efficient refuses it with GQA), FlexAttention compiled with a lower-right
 block mask, and FlashAttention-4 (flash_attn.cute) where it is installed; a peer that cannot run
@@ -96,15 +97,24 @@ def main():
             fns[f"fatune_paged{page}"] = (lambda kp=kp, vp=vp, table=table:
                                           ctx.attention_with_kvcache(q, kp, vp, cache_seqlens=lens, block_table=table,
                                                                      causal=True), lambda o: o)
+            if page == 16:
+                # the chunk's keys brought by the call (k, v): ops.kv_append copies them into the
+                # pages first (the same rows every time: the cache ends as it began)
+                knew, vnew = k[:, past:].contiguous(), v[:, past:].contiguous()
+                fns["fatune_paged16_append"] = (lambda kp=kp, vp=vp, table=table:
+                                                ctx.attention_with_kvcache(q, kp, vp, k=knew, v=vnew,
+                                                                           cache_seqlens=lens - sq, block_table=table,
+                                                                           causal=True), lambda o: o)
         pairs = b * HQ * sum(min(s, past + i + 1) for i in range(sq))
         row = {"batch": b, "seqlen_q": sq, "seqlen_k": s, "heads_q": HQ, "heads_kv": HK, "head_dim": D}
         check_and_time(fns, row, None, pairs * 4 * D, f"chunked_prefill.py at B={b} Sq={sq} Sk={s}")   # TFLOPS
         rows.append(row)
         print(json.dumps(row), flush=True)
-    impls = ["torch_flash", "torch_flex", "flash_attn_4", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256"]
+    impls = ["torch_flash", "torch_flex", "flash_attn_4", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256",
+             "fatune_paged16_append"]
     print("\n| B | new | keys | " + " | ".join(impls) + " | contiguous vs best peer | cache / contiguous | "
-          "paged16 / contiguous | paged256 / contiguous |")
-    print("|" + "---|" * (len(impls) + 7))
+          "paged16 / contiguous | paged256 / contiguous | paged16 appended / contiguous |")
+    print("|" + "---|" * (len(impls) + 8))
     for r in rows:
         peers = [x for x in (r.get("torch_flash"), r.get("torch_efficient"), r.get("torch_flex"), r.get("flash_attn_4")) if x]
         cont = r.get("fatune")
@@ -112,7 +122,8 @@ def main():
         ratio = lambda x: "%.2f" % (x / cont) if x and cont else "-"  # noqa: E731
         vs_peer = "%.2f" % (cont / max(peers)) if peers and cont else "-"
         print(f"| {r['batch']} | {r['seqlen_q']} | {r['seqlen_k']} | {cells} | {vs_peer} | "
-              f"{ratio(r.get('fatune_cache'))} | {ratio(r.get('fatune_paged16'))} | {ratio(r.get('fatune_paged256'))} |")
+              f"{ratio(r.get('fatune_cache'))} | {ratio(r.get('fatune_paged16'))} | {ratio(r.get('fatune_paged256'))} | "
+              f"{ratio(r.get('fatune_paged16_append'))} |")
     print("(TFLOPS of visible pairs; contiguous = fatune.attention on contiguous K and V of the same keys)")
     if a.json:
         with open(a.json, "w") as f:

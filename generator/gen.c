@@ -105,6 +105,13 @@ static void find_families(void) {
     families[k] = NULL;
 }
 
+int gen_is_op(const char *name) {
+    char rel[128];
+    if (strncmp(name, "ops.", 4) != 0 || strlen(name) > 100 || strchr(name + 4, '.') || strchr(name, '/')) return 0;
+    snprintf(rel, sizeof rel, "templates/ops/%s.lua", name + 4);
+    return embedded(rel) != NULL;
+}
+
 int gen_family_selected(const char *only, const char *name) {
     if (!only) return 1;
     size_t len = strlen(name);

@@ -126,6 +126,13 @@ const char *gen_traceback(const gen *g);
 #define GEN_MAX_FAMILIES 64
 const char *const *gen_families(int *n);
 
+/* Kernels that are not attention families (templates/ops/NAME.lua, named "ops.NAME"): not tuned,
+ * not in gen_families, emitted by name (gen_emit). GEN_KV_APPEND copies k_new and v_new into a KV
+ * cache before an attention kernel that does not append (runtime/resolve.c). gen_is_op says
+ * whether name is one this build has. */
+#define GEN_KV_APPEND "ops.kv_append"
+int gen_is_op(const char *name);
+
 /* What a family's template says of itself (templates/prelude.lua lists the fields). */
 typedef struct gen_family {
     int tuned;              /* tuned by default (false: only when --only names it; naive) */

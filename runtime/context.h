@@ -35,6 +35,8 @@ typedef struct entry {
     char *fail_msg;
     fat_choice choice;
     launch_maps maps;               /* the launch's tensor maps, kept between calls */
+    launch_fn *append_fn;           /* an append no kernel of the problem does itself: GEN_KV_APPEND's */
+    gen_launch append_launch;       /* function and launch, run first (NULL offline and otherwise) */
 } entry;
 
 typedef struct table {

@@ -247,7 +247,9 @@ fat_status fat_attn_fwd(fat_ctx *c, const fat_attn_args *a, void *stream) {
        its own seqlen_k, the capacity the kernel checks cache_seqlens + seqlen_new against */
     kp.seqlen_q = p.seqlen_q;
     if (!(p.features & FAT_FEAT_CACHE)) kp.seqlen_k = p.seqlen_k;
-    st = launch_run(e->fn, &e->launch, a, &kp, &e->maps, c->arena, (CUstream)stream);
+    /* an append split off (resolve.c): k_new and v_new into the cache first, on the same stream */
+    if (e->append_fn) st = launch_run(e->append_fn, &e->append_launch, a, &kp, NULL, c->arena, (CUstream)stream);
+    if (st == FAT_OK) st = launch_run(e->fn, &e->launch, a, &kp, &e->maps, c->arena, (CUstream)stream);
     if (prev != c->cuctx) cu.CtxSetCurrent(prev);
 out:
     return st;

@@ -242,6 +242,9 @@ typedef struct fat_choice {
     fat_problem tuned;        /* the tuned problem the choice came from (zero for the default) */
     double tuned_ms;          /* that problem's tuned median in ms; 0 for the default */
     char cubin[16];           /* "database", "compiled" (NVRTC, in this process) or "none" */
+    char append[32];          /* "" or "ops.kv_append": a call with k_new whose kernel does not append
+                                 (family above) has them copied into the cache by that kernel first,
+                                 on the same stream (two launches, one call) */
 } fat_choice;
 
 /* Says which kernel fat_attn_fwd would launch for args (resolving it, JIT included, if this is a new

@@ -158,8 +158,8 @@ out:
     return st;
 }
 
-/* Chooses, emits and loads the kernel of problem p into e. See context.h. */
-fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
+/* Chooses, emits and loads the kernel of problem p into e. */
+static fat_status resolve_one(fat_ctx *c, const fat_problem *p, entry *e) {
     fat_status st = FAT_OK;
     e->kernel = -1;
     gen_variant v;
@@ -234,4 +234,56 @@ fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
 out:
     gen_variant_free(&v);
     return st;
+}
+
+/* The append kernel (GEN_KV_APPEND) of problem p into e: the kernel built for another shape of the
+ * same kind when there is one, else emitted and loaded. */
+static fat_status resolve_append(fat_ctx *c, const fat_problem *p, const char *name, entry *e) {
+    gen_variant v;
+    memset(&v, 0, sizeof v);
+    int known = -1;
+    fat_status st = emit_or_launch(c, GEN_KV_APPEND, "", p, &v, &known);
+    if (st != FAT_OK) {
+        fat_set_error("%s: %s: %s", name, GEN_KV_APPEND, gen_errmsg(c->g));
+        goto out;
+    }
+    launch_fn *fn = NULL;
+    if (known >= 0) {
+        fn = c->built[known]->fn;
+    } else {
+        CUmodule mod = NULL;
+        const char *origin = "none";
+        if ((st = modules_find(c, &v, NULL, &mod, &origin)) != FAT_OK) goto out;
+        if (mod) {
+            CUfunction f;
+            CU_CHECK(ModuleGetFunction(&f, mod, v.launch.entry));
+            if (!(fn = fn_of(c, f))) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
+        }
+        keep_built(c, GEN_KV_APPEND, "", p, v.launch.entry, fn, origin);
+    }
+    if (fn && (st = launch_prepare(fn, &v.launch)) != FAT_OK) goto out;
+    e->append_fn = fn;
+    e->append_launch = v.launch;
+    snprintf(e->choice.append, sizeof e->choice.append, "%s", GEN_KV_APPEND);
+    ctx_say(c, "fatune: %s: k_new and v_new appended first by %s (%s does not append)", name, GEN_KV_APPEND,
+            e->choice.family);
+out:
+    gen_variant_free(&v);
+    return st;
+}
+
+/* Chooses, emits and loads what problem p runs into e. See context.h. An append that no kernel of
+ * the problem does itself (flash_hopper never appends: another CTA's TMA would not see the rows; decode
+ * appends up to its decoding rows) is split: GEN_KV_APPEND copies k_new and v_new into the cache,
+ * then the attention resolved for the problem without the append (its tuned rows are the cache
+ * problem's) reads them there, the kernels taking sk = cache_seqlens + seqlen_new either way. */
+fat_status resolve(fat_ctx *c, const fat_problem *p, entry *e) {
+    fat_status st = resolve_one(c, p, e);
+    if (st != FAT_ERR_UNSUPPORTED || !(p->features & FAT_FEAT_APPEND)) return st;
+    fat_problem attn = *p;
+    attn.features &= ~FAT_FEAT_APPEND;
+    if ((st = resolve_one(c, &attn, e)) != FAT_OK) return st;
+    char name[160];
+    gen_problem_name(p, name, sizeof name);
+    return resolve_append(c, p, name, e);
 }

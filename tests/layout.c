@@ -27,7 +27,7 @@ int main(void) {
     F(fat_problem, seqlen_k);
     printf("fat_choice %zu\n", sizeof(fat_choice));
     F(fat_choice, family); F(fat_choice, params); F(fat_choice, level); F(fat_choice, tuned); F(fat_choice, tuned_ms);
-    F(fat_choice, cubin);
+    F(fat_choice, cubin); F(fat_choice, append);
     printf("fat_stats %zu\n", sizeof(fat_stats));
     F(fat_stats, tuned_rows); F(fat_stats, shapes); F(fat_stats, kernels); F(fat_stats, from_db);
     F(fat_stats, compiled); F(fat_stats, compile_ms);

@@ -206,6 +206,30 @@ static void test_templates(void) {
             gen_variant_free(&v);
         }
     }
+    /* ops.kv_append, the copy the runtime launches before an attention kernel that does not append:
+     * not a family; emitted by name for an append, refused without one */
+    {
+        int nf2;
+        const char *const *f2 = gen_families(&nf2);
+        int listed = 0;
+        for (int i = 0; i < nf2; i++) listed |= strcmp(f2[i], GEN_KV_APPEND) == 0;
+        CHECK("ops.kv_append is not a family", !listed && gen_is_op(GEN_KV_APPEND) && !gen_is_op("ops.nosuch") &&
+              !gen_is_op("decode"));
+        gen_variant av;
+        fat_problem app = paged;
+        app.features |= FAT_FEAT_APPEND;
+        app.seqlen_q = 500;
+        app.batch = 3;
+        app.heads_kv = 4;
+        CHECK_INT("ops.kv_append emits for a paged append", gen_emit(g, GEN_KV_APPEND, "", &app, &dev, &av), FAT_OK);
+        CHECK_STR_HAS("  its entry", av.launch.entry, "fat_kv_append");
+        CHECK_STR_HAS("  the page size compiled in", av.source ? av.source : "", "#define FAT_PAGE_SIZE 16");
+        CHECK("  a CTA per KV head and sequence, 500 rows of 16 pieces over 256 threads along x",
+              av.launch.grid[0] == 32 && av.launch.grid[1] == 4 && av.launch.grid[2] == 3 && av.launch.block[0] == 256);
+        gen_variant_free(&av);
+        CHECK_INT("  refused without an append", gen_emit(g, GEN_KV_APPEND, "", &paged, &dev, &av), FAT_ERR_TEMPLATE);
+        CHECK_STR_HAS("  saying so", gen_errmsg(g), "the problem has no append");
+    }
     char pname[128];
     gen_problem_name(&paged, pname, sizeof pname);
     CHECK_STR_HAS("a paged problem's name gives the page size and the cache", pname, " paged16 cache");

@@ -994,7 +994,7 @@ if have_cuda:
     import test_python_torch
     test_python_torch.run(check, skip)
 else:
-    N_GPU_CHECKS += 28 + 4   # tests/test_python_torch.py: N_CHECKS + N_TRANSFORMERS
+    N_GPU_CHECKS += 30 + 4   # tests/test_python_torch.py: N_CHECKS + N_TRANSFORMERS
     skip("GPU tests", "no CUDA or no PyTorch here" if torch is None or not have_cuda else "", N_GPU_CHECKS)
     print("python: no CUDA%s here: %d GPU checks skipped" % (" (no PyTorch)" if torch is None else "", N_GPU_CHECKS))
 done()

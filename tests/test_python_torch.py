@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import fatune
 
-N_CHECKS = 28          # the checks of the five torch tests below
+N_CHECKS = 30          # the checks of the five torch tests below
 N_TRANSFORMERS = 4
 
 
@@ -255,7 +255,9 @@ def test_kvcache(check, gen):
 def _kvcache_chunk(check, gen):
     """A prefill chunk of 200 rows per sequence whose keys are already in a paged cache (flash_hopper
     on sm_90a; elsewhere refused until a family there reads a cache): NaN in every cache row past a
-    sequence's keys; then a bad table entry and a bad length, which poison only their sequences."""
+    sequence's keys; then a bad table entry and a bad length, which poison only their sequences; then
+    the same chunk's keys appended by the call (no kernel appends 200 rows itself: ops.kv_append
+    copies them first), with a bad length that writes nothing."""
     B, Hq, Hk, D, P, maxp, Sq = 3, 8, 2, 128, 16, 40, 200
     lens = torch.tensor([200, 457, 640], dtype=torch.int32, device="cuda")   # no history, mid-page, full
     npages = B * maxp + 3
@@ -279,7 +281,8 @@ def _kvcache_chunk(check, gen):
             refused = False
         except fatune.FatuneError as e:
             refused = e.status == fatune.ERR_UNSUPPORTED
-        for what in ("a prefill chunk against a paged cache", "  a bad entry", "  a bad length"):
+        for what in ("a prefill chunk against a paged cache", "  a bad entry", "  a bad length", "  appended",
+                     "  appended with a bad length"):
             check("%s without sm_90a: refused (FAT_ERR_UNSUPPORTED: no family there reads a cache)" % what, refused)
         return
     out = fatune.attention_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table, causal=True)
@@ -297,6 +300,33 @@ def _kvcache_chunk(check, gen):
     out3 = fatune.attention_with_kvcache(q, kc, vc, cache_seqlens=badlen, block_table=table, causal=True)
     check("  a length past the cache's room: that sequence's rows are NaN, the others the same answer",
           bool(torch.isnan(out3[2]).all()) and torch.equal(out3[0], out[0]) and torch.equal(out3[1], out[1]))
+    # the chunk's own keys brought by the call: NaN where they go in a copy of the cache
+    knew = torch.stack([keys[b][-Sq:] for b in range(B)])
+    vnew = torch.stack([vals[b][-Sq:] for b in range(B)])
+
+    def without_chunk(x, seqs):
+        y = x.clone()
+        for b in seqs:
+            j = torch.arange(int(lens[b]) - Sq, int(lens[b]), device="cuda")
+            y[table[b, j // P].long(), j % P] = float("nan")
+        return y
+
+    def same(x, y):   # bit for bit, NaN where NaN
+        return torch.equal(x.nan_to_num(3.0), y.nan_to_num(3.0)) and torch.equal(x.isnan(), y.isnan())
+
+    kc2, vc2 = without_chunk(kc, range(B)), without_chunk(vc, range(B))
+    out4 = fatune.attention_with_kvcache(q, kc2, vc2, k=knew, v=vnew, cache_seqlens=lens - Sq, block_table=table,
+                                         causal=True)
+    check("  the chunk appended by the call (k, v): the same output as when it was in the cache, and the cache "
+          "then equal to that one bit for bit", torch.equal(out4, out) and same(kc2, kc) and same(vc2, vc))
+    kc3, vc3 = without_chunk(kc, range(B)), without_chunk(vc, range(B))
+    badlen = lens - Sq
+    badlen[0] = maxp * P - Sq + 1
+    out5 = fatune.attention_with_kvcache(q, kc3, vc3, k=knew, v=vnew, cache_seqlens=badlen, block_table=table,
+                                         causal=True)
+    check("  appended with a length past the room: that sequence's rows NaN and nothing of it written, the others "
+          "as before", bool(torch.isnan(out5[0]).all()) and torch.equal(out5[1:], out[1:])
+          and same(kc3, without_chunk(kc, [0])) and same(vc3, without_chunk(vc, [0])))
 
 
 def _tiny_llama():

@@ -482,9 +482,9 @@ static void test_tuned_db(void) {
     CHECK_STR_HAS("  names args", fat_errmsg(ctx), "args");
     fat_ctx_stats(ctx, &s);
     CHECK_INT("bad calls resolve nothing", s.shapes, shapes);
-    /* A KV cache call resolves to the decode family for a decoding step, to flash_hopper (sm_90a)
-     * for a chunk of 64 rows per KV head, and is refused by name when no family serves it (that
-     * chunk with an append). */
+    /* A KV cache call resolves to the decode family for a decoding step (its append in the same
+     * kernel), to flash_hopper (sm_90a) for a chunk of 64 rows per KV head; that chunk with an
+     * append, which no family does itself, to ops.kv_append then flash_hopper. */
     {
         static const int32_t lens[2] = { 700, 3000 }, table[2 * 16] = { 0 };
         fat_attn_args kc;
@@ -494,14 +494,27 @@ static void test_tuned_db(void) {
         kc.num_pages = 32;
         CHECK_INT("a paged decoding step: resolved", fat_query(ctx, &kc, &c), FAT_OK);
         CHECK(  "  by decode, the family that reads a cache", strcmp(c.family, "decode") == 0);
+        kc.k_new = kc.v_new = (void *)(uintptr_t)0x20000;
+        kc.seqlen_new = 1;
+        CHECK_INT("the decoding step appended: resolved", fat_query(ctx, &kc, &c), FAT_OK);
+        CHECK(  "  by decode alone, which appends", strcmp(c.family, "decode") == 0 && c.append[0] == 0);
+        kc.k_new = kc.v_new = NULL;
+        kc.seqlen_new = 0;
         kc.seqlen_q = 64;
         CHECK_INT("a paged chunk of 64 rows per KV head: resolved", fat_query(ctx, &kc, &c), FAT_OK);
-        CHECK(  "  by flash_hopper", strcmp(c.family, "flash_hopper") == 0);
+        CHECK(  "  by flash_hopper", strcmp(c.family, "flash_hopper") == 0 && c.append[0] == 0);
+        char attn[160];
+        snprintf(attn, sizeof attn, "%s", c.params);
+        ctx_launch l0, l1;
+        CHECK_INT("  its launch", ctx_launch_of(ctx, &kc, &l0), FAT_OK);
         kc.k_new = kc.v_new = (void *)(uintptr_t)0x20000;
         kc.seqlen_new = 64;
-        CHECK_INT("the same chunk appended: FAT_ERR_UNSUPPORTED", fat_query(ctx, &kc, &c), FAT_ERR_UNSUPPORTED);
-        CHECK_STR_HAS("  the message gives flash_hopper's reason", fat_errmsg(ctx), "append: flash_hopper reads the cache");
-        CHECK_STR_HAS("  and the others'", fat_errmsg(ctx), "does not read a KV cache");
+        CHECK_INT("the same chunk appended: resolved", fat_query(ctx, &kc, &c), FAT_OK);
+        CHECK(  "  the append by ops.kv_append first", strcmp(c.append, "ops.kv_append") == 0);
+        CHECK(  "  then the same flash_hopper kernel as without the append",
+                strcmp(c.family, "flash_hopper") == 0 && strcmp(c.params, attn) == 0);
+        CHECK(  "  (the same kernel, not another of the kind)",
+                ctx_launch_of(ctx, &kc, &l1) == FAT_OK && l1.kernel == l0.kernel);
     }
     fat_close(ctx);
 

@@ -137,7 +137,8 @@ static void put_usage(FILE *f, const char *text) {
     fputs(text, f);
     if (text != gen_usage) return;
     family_names(names, sizeof names);
-    fprintf(f, "Families: %s.\n", names);
+    fprintf(f, "Families: %s.\nNot a family: %s (the KV append a call runs first when its kernel does not append).\n",
+            names, GEN_KV_APPEND);
 }
 
 /* A command's --help: its usage on stdout. */
@@ -467,7 +468,7 @@ static int cmd_gen(int argc, char **argv) {
         return usage(gen_usage, "gen: --append needs --kv-cache (the rows go in at each sequence's cache_seqlens)");
     if ((p.features & FAT_FEAT_VARLEN) && (p.features & (FAT_FEAT_CACHE | FAT_FEAT_PAGED)))
         return usage(gen_usage, "gen: --varlen and a KV cache (--kv-cache, --page-size) do not go together");
-    if (!known_family(tmpl, "template")) return 2;
+    if (!gen_is_op(tmpl) && !known_family(tmpl, "template")) return 2;
     gen_device dev;
     int rc = pick_device(arch, &dev);
     if (rc) return rc;

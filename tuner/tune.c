@@ -135,6 +135,45 @@ static fat_status family_used(gen *g, const tune_opts *o, const char *name, int 
     return st;
 }
 
+/* Whether a family the run uses has a valid variant for p (*yes). */
+static fat_status any_valid(tuner *t, const fat_problem *p, int *yes) {
+    int nfam;
+    const char *const *fams = gen_families(&nfam);
+    *yes = 0;
+    for (int f = 0; f < nfam && !*yes; f++) {
+        int used, nch;
+        gen_choice *ch;
+        if (family_used(t->g, t->o, fams[f], &used) != FAT_OK) return FAT_ERR_TEMPLATE;
+        if (!used) continue;
+        if (gen_enumerate(t->g, fams[f], p, &t->dev, &ch, &nch) != FAT_OK) return FAT_ERR_TEMPLATE;
+        for (int i = 0; i < nch; i++) *yes |= ch[i].ok;
+        gen_choices_free(ch, nch);
+    }
+    return FAT_OK;
+}
+
+/* A problem with an append that no family of the run does itself (flash_hopper never appends,
+ * decode only up to its decoding rows) is tuned as its attention alone: the runtime copies k_new
+ * and v_new into the cache first (GEN_KV_APPEND) and looks up the problem without the append
+ * (runtime/resolve.c), the row this tunes. Says so for each, unless quiet. */
+static fat_status split_appends(tuner *t, fat_problem *probs, int n, int say) {
+    for (int i = 0; i < n; i++) {
+        int yes;
+        if (!(probs[i].features & FAT_FEAT_APPEND)) continue;
+        if (any_valid(t, &probs[i], &yes) != FAT_OK) {
+            fat_set_error("%s", gen_errmsg(t->g));
+            return FAT_ERR_TEMPLATE;
+        }
+        if (yes) continue;
+        char name[160];
+        gen_problem_name(&probs[i], name, sizeof name);
+        probs[i].features &= ~FAT_FEAT_APPEND;
+        if (say) printf("%s: no kernel appends at this shape; tuning its attention (a call appends first with %s)\n", name,
+                        GEN_KV_APPEND);
+    }
+    return FAT_OK;
+}
+
 /* Emits the candidates of every family for p; registers their template and config rows. */
 static fat_status collect(tuner *t, const fat_problem *p, const fat_problem *cp, int64_t problem_id,
                           cand **out, int *nout) {
@@ -969,6 +1008,10 @@ static int tune_shard(const tune_opts *o, int gpu, int shard, int nshard) {
         goto out;
     }
     if (db_device_id(t.d, &dd, &t.device_id) != FAT_OK) { fprintf(stderr, "fatune: %s\n", db_errmsg(t.d)); goto out; }
+    if (split_appends(&t, probs, n, shard == 0 && !o->quiet && !o->json) != FAT_OK) {
+        fprintf(stderr, "fatune: %s\n", fat_last_error());
+        goto out;
+    }
     /* guided: cheapest first, so each specialisation's space is screened on its cheapest problem */
     if (o->strategy == TUNE_GUIDED) qsort(probs, (size_t)n, sizeof *probs, by_cost);
     for (int i = shard; i < n; i += nshard) t.problems_total++;

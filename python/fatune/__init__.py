@@ -90,7 +90,8 @@ class Problem(ctypes.Structure):
 
 class Choice(ctypes.Structure):
     _fields_ = [("family", ctypes.c_char * 32), ("params", ctypes.c_char * 160), ("level", ctypes.c_int),
-                ("tuned", Problem), ("tuned_ms", ctypes.c_double), ("cubin", ctypes.c_char * 16)]
+                ("tuned", Problem), ("tuned_ms", ctypes.c_double), ("cubin", ctypes.c_char * 16),
+                ("append", ctypes.c_char * 32)]
 
 
 class Stats(ctypes.Structure):
@@ -490,11 +491,12 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     cache_seqlens[b] + seqlen_new keys (causal and window aligned bottom-right on that length).
     Inference only (no autograd). Returns out or (out, lse [batch, heads_q, seqlen_q]).
 
-    On the GPU the decode family serves steps of up to 16 query rows per KV head, with or without the
-    append; on sm_90a (H100, H200) flash_hopper serves longer chunks (chunked prefill) against a
-    cache that already holds their keys (k=None). A chunk of more rows with k and v is refused with
-    FatuneError (FAT_ERR_UNSUPPORTED): write its keys into the cache first. Rows past a sequence's
-    keys are never used, whatever they hold."""
+    On the GPU the decode family serves steps of up to 16 query rows per KV head, appending in the
+    same kernel; on sm_90a (H100, H200) flash_hopper serves longer chunks (chunked prefill), and
+    their k and v are copied into the cache by a kernel of their own (ops.kv_append) launched first
+    on the same stream. Rows past a sequence's keys are never used, whatever they hold. A length out
+    of range makes that sequence's rows NaN and appends nothing of it; a table entry out of range is
+    never followed (nor written through) and makes NaN the rows that would read it."""
     return (_ext or _extension()).attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
                                                     softmax_scale, window, softcap, return_lse, db, gpu, out, lse,
                                                     stream, None)
@@ -549,8 +551,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 def query(q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0, db=None, gpu=None):
     """Which kernel attention() uses for these arguments, without running it: a dict with family,
-    params, level (exact, bucket, nearest, device, default), cubin (database, compiled) and the tuned
-    problem and time the choice came from."""
+    params, level (exact, bucket, nearest, device, default), cubin (database, compiled), the tuned
+    problem and time the choice came from, and append ("" or the kernel that appends first)."""
     return _extension().attention(q, k, v, causal, softmax_scale, window, softcap, False, db, gpu, None, None, None,
                                   None, False, True, False)
 

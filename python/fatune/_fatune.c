@@ -1154,6 +1154,7 @@ static PyObject *query_dict(ctx_object *c, const fat_attn_args *a)
     }
     ctx_leave(c);
     ch.family[sizeof ch.family - 1] = ch.params[sizeof ch.params - 1] = ch.cubin[sizeof ch.cubin - 1] = 0;
+    ch.append[sizeof ch.append - 1] = 0;
     PyObject *tuned;
     if (ch.level == FAT_LEVEL_DEFAULT) {
         Py_INCREF(Py_None);
@@ -1167,8 +1168,8 @@ static PyObject *query_dict(ctx_object *c, const fat_attn_args *a)
             return NULL;
     }
     const char *level = (unsigned)ch.level < 5 ? levels[ch.level] : "?";
-    return Py_BuildValue("{s:s,s:s,s:s,s:s,s:d,s:N}", "family", ch.family, "params", ch.params, "level", level,
-                         "cubin", ch.cubin, "tuned_ms", ch.tuned_ms, "tuned_problem", tuned);
+    return Py_BuildValue("{s:s,s:s,s:s,s:s,s:d,s:N,s:s}", "family", ch.family, "params", ch.params, "level", level,
+                         "cubin", ch.cubin, "tuned_ms", ch.tuned_ms, "tuned_problem", tuned, "append", ch.append);
 }
 
 static PyObject *result(PyObject *out, PyObject *lse, int return_lse)
