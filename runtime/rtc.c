@@ -149,9 +149,13 @@ fat_status rtc_compile(const char *source, const char *name, const char *arch, i
     char archopt[64];
     /* PTX is made for the virtual architecture, a cubin for the real one. */
     snprintf(archopt, sizeof archopt, "--gpu-architecture=%s%s", ptx ? "compute_" : "sm_", arch + 3);
-    const char *opts[] = { archopt, "-std=c++17", "--ptxas-options=-v", "-default-device" };
+    const char *opts[] = { archopt, "-std=c++17", "--ptxas-options=-v", "-default-device", NULL };
     int nopts = ptx ? 3 : 4;
     if (ptx) opts[2] = "-default-device";
+    /* FATUNE_LINEINFO=1, for debugging: line numbers of the emitted source in the cubin, so that
+     * compute-sanitizer and ncu name the kernel's lines (fatune gen prints the same source) */
+    const char *li = getenv("FATUNE_LINEINFO");
+    if (li && strcmp(li, "1") == 0) opts[nopts++] = "-lineinfo";
     nvrtcProgram prog = NULL;
     double t0 = now_ms();
     RTC_CHECK(CreateProgram(&prog, source, name, 0, NULL, NULL));
