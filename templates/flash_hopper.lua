@@ -319,7 +319,7 @@ local KERNEL = [[
 /* V of a paged cache read in runs of a multiple of 16 rows, with whole slabs (several): stored run
  * by run, [run][slab][KV_CHUNK rows][64], so that one rank-5 copy fills a run's slabs (half the
  * copies of [slab][row][64] at d128). The P V descriptor's slabs are then KV_CHUNK rows apart
- * (V_LBO) and key step kk starts in run 16kk / KV_CHUNK (V_STEP_OFF). K keeps [slab][row][64]: its
+ * (V_LBO) and key step kk starts in run 16kk / KV_CHUNK (V_ROW_OFF(16kk)). K keeps [slab][row][64]: its
  * N = BLOCK_N rows must be evenly strided for S = Q K^T. */
 #define V_RUNS (FAT_PAGED && KV_CHUNKS > 1 && KV_CHUNK % 16 == 0 && TMA_RANK5)
 #if V_RUNS
@@ -459,12 +459,13 @@ static __device__ __forceinline__ bool load_page(fat_u32 dst, const fat_tmap *ma
  * the producer's lanes */
 static __device__ __forceinline__ void zero_rows(fat_u32 dst, int r0, int r1) {
     const int first = PRODUCER_LANES == 1 ? 0 : (int)(threadIdx.x & 31);
+    /* [r0, r1) lies inside one run (the last one read): rows of it are 128 B apart in either layout */
+    const fat_u32 base = dst + V_ROW_OFF(r0) - r0 * 128;
 #pragma unroll
     for (int sl = 0; sl < SLABS; ++sl)
 #pragma unroll 1
         for (int i = r0 * 8 + first; i < r1 * 8; i += PRODUCER_LANES)   /* chunk i: row i / 8, column chunk i % 8 */
-            asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};"
-                         :: "r"(dst + sl * V_LBO + V_ROW_OFF(i / 8) + (i % 8) * 16), "r"(0) : "memory");
+            asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" :: "r"(base + sl * V_LBO + i * 16), "r"(0) : "memory");
 }
 #endif
 
@@ -480,8 +481,9 @@ static __device__ __forceinline__ void issue_qk(float (&s)[S_REGS], fat_u64 dq, 
     fat_wgmma_commit();
     fat_pin(s);
 }
-/* O += P V over BLOCK_N keys: k16 step kk is +16 rows = +2048 B of every V slab. N = HEAD_DIM: the
- * B operand spans the slabs (LBO apart), the last one in part. */
+/* O += P V over BLOCK_N keys: k16 step kk starts at row 16kk (V_ROW_OFF: +2048 B of every slab, or
+ * in V_RUNS's layout the run holding it). N = HEAD_DIM: the B operand spans the slabs (V_LBO
+ * apart), the last one in part. */
 static __device__ __forceinline__ void issue_pv(float (&o)[O_REGS], fat_u32 (&pr)[P_REGS], fat_u64 dv) {
     fat_pin(o);
     fat_pin(pr);
