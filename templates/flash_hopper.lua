@@ -77,6 +77,13 @@ local function kv_chunk(p, shape)
   return shape.page_size and gcd(shape.page_size, p.block_n) or p.block_n
 end
 
+-- V of a paged cache read in runs of a multiple of 16 rows, at a head_dim of whole slabs (several):
+-- laid out run by run ([run][slab][rows][64]), one rank-5 copy per run (V_RUNS in the kernel).
+local function v_runs(p, shape)
+  local c, d = kv_chunk(p, shape), shape.head_dim
+  return shape.page_size ~= nil and c < p.block_n and c % 16 == 0 and d % 64 == 0 and d > 64
+end
+
 -- The dynamic schedule's producer reading a KV cache (a sequence length per claimed tile) spilled
 -- 16-52 B at 24 registers: with 2 consumers it gets 40 (the consumers 232).
 local REGS_CACHE = { 40, 232 }
@@ -309,6 +316,20 @@ local KERNEL = [[
 #define KV_CACHE (FAT_CACHE || FAT_PAGED)   /* a KV cache: per-sequence keys, rows past them unread */
 #define KV_CHUNKS (BLOCK_N / KV_CHUNK)      /* K or V copies per key block (and slab, unless KV_RANK5) */
 #define KV_RANK5 (TMA_RANK5 && KV_CHUNKS == 1)
+/* V of a paged cache read in runs of a multiple of 16 rows, with whole slabs (several): stored run
+ * by run, [run][slab][KV_CHUNK rows][64], so that one rank-5 copy fills a run's slabs (half the
+ * copies of [slab][row][64] at d128). The P V descriptor's slabs are then KV_CHUNK rows apart
+ * (V_LBO) and key step kk starts in run 16kk / KV_CHUNK (V_ROW_OFF(16kk)). K keeps [slab][row][64]: its
+ * N = BLOCK_N rows must be evenly strided for S = Q K^T. */
+#define V_RUNS (FAT_PAGED && KV_CHUNKS > 1 && KV_CHUNK % 16 == 0 && TMA_RANK5)
+#if V_RUNS
+#define V_RUN_BYTES (SLABS * KV_CHUNK * 128)
+#define V_LBO (KV_CHUNK * 128)
+#define V_ROW_OFF(r) (((r) / KV_CHUNK) * V_RUN_BYTES + ((r) % KV_CHUNK) * 128)
+#else
+#define V_LBO SLAB_KV
+#define V_ROW_OFF(r) ((r) * 128)
+#endif
 #if KV_CACHE
 #define CACHE_BYTES (8 * (1 + STAGES))     /* the ragged block's mbarrier, a poison word per stage */
 #else
@@ -402,6 +423,15 @@ static __device__ __forceinline__ void copy_run(fat_u32 dst, const fat_tmap *map
     if (c < KV_CHUNKS)
         tma_copy<false>(dst + c * KV_CHUNK * 128, map, bar, (n0 + c * KV_CHUNK) % FAT_PAGE_SIZE, kvh, pg, SLAB_KV);
 }
+#if V_RUNS
+/* V's run c: one rank-5 copy of all its slabs, at run c of the [run][slab][row][64] layout */
+static __device__ __forceinline__ void copy_v_run(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int n0, int kvh, int pg) {
+    const int c = threadIdx.x & 31;
+    if (c < KV_CHUNKS)
+        tma_copy<true>(dst + c * V_RUN_BYTES, map, bar, (n0 + c * KV_CHUNK) % FAT_PAGE_SIZE, kvh, pg, 0);
+}
+#define LOAD_V(dst, map, bar, n0) (copy_v_run(dst, map, bar, n0, kvh, pg_), pbad_)
+#endif
 #define BLOCK_PAGES(n0) bool lbad_; const int pg_ = run_page(p, b, n0, sk, lbad_); \
                         const bool pbad_ = __any_sync(0xffffffffu, lbad_)
 #define LOAD_KV(dst, map, bar, n0) (copy_run(dst, map, bar, n0, kvh, pg_), pbad_)
@@ -420,16 +450,22 @@ static __device__ __forceinline__ bool load_page(fat_u32 dst, const fat_tmap *ma
 #define BLOCK_PAGES(n0) do {} while (0)
 #define LOAD_KV(dst, map, bar, n0) (tma_copy<KV_RANK5>(dst, map, bar, kr + (n0), kvh, tb, SLAB_KV), false)
 #endif
+#ifndef LOAD_V
+#define LOAD_V LOAD_KV
+#endif
 #if KV_CACHE
-/* rows [r0, r1) of every slab of a K/V buffer to zeros (whole 128-byte rows: the swizzle only
- * permutes 16-byte chunks inside a row), 16 bytes a store, spread over the producer's lanes */
+/* rows [r0, r1) of every slab of a V buffer to zeros (whole 128-byte rows: the swizzle only
+ * permutes 16-byte chunks inside a row; V_RUNS: in its run layout), 16 bytes a store, spread over
+ * the producer's lanes */
 static __device__ __forceinline__ void zero_rows(fat_u32 dst, int r0, int r1) {
     const int first = PRODUCER_LANES == 1 ? 0 : (int)(threadIdx.x & 31);
+    /* [r0, r1) lies inside one run (the last one read): rows of it are 128 B apart in either layout */
+    const fat_u32 base = dst + V_ROW_OFF(r0) - r0 * 128;
 #pragma unroll
     for (int sl = 0; sl < SLABS; ++sl)
 #pragma unroll 1
         for (int i = r0 * 8 + first; i < r1 * 8; i += PRODUCER_LANES)   /* chunk i: row i / 8, column chunk i % 8 */
-            asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" :: "r"(dst + sl * SLAB_KV + i * 16), "r"(0) : "memory");
+            asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" :: "r"(base + sl * V_LBO + i * 16), "r"(0) : "memory");
 }
 #endif
 
@@ -445,15 +481,16 @@ static __device__ __forceinline__ void issue_qk(float (&s)[S_REGS], fat_u64 dq, 
     fat_wgmma_commit();
     fat_pin(s);
 }
-/* O += P V over BLOCK_N keys: k16 step kk is +16 rows = +2048 B of every V slab. N = HEAD_DIM: the
- * B operand spans the slabs (LBO apart), the last one in part. */
+/* O += P V over BLOCK_N keys: k16 step kk starts at row 16kk (V_ROW_OFF: +2048 B of every slab, or
+ * in V_RUNS's layout the run holding it). N = HEAD_DIM: the B operand spans the slabs (V_LBO
+ * apart), the last one in part. */
 static __device__ __forceinline__ void issue_pv(float (&o)[O_REGS], fat_u32 (&pr)[P_REGS], fat_u64 dv) {
     fat_pin(o);
     fat_pin(pr);
     fat_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BLOCK_N / 16; ++kk)
-        WGMMA_PV(o, pr[4 * kk], pr[4 * kk + 1], pr[4 * kk + 2], pr[4 * kk + 3], dv + ((kk * 2048) >> 4), 1);
+        WGMMA_PV(o, pr[4 * kk], pr[4 * kk + 1], pr[4 * kk + 2], pr[4 * kk + 3], dv + (V_ROW_OFF(kk * 16) >> 4), 1);
     fat_wgmma_commit();
     fat_pin(o);
     fat_pin(pr);
@@ -957,7 +994,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                     if (valid < BLOCK_N && valid % KV_CHUNK != 0) {
                         /* ragged: copied, then V's rows past the sequence (inside the last run read)
                          * zeroed, then the stage is full */
-                        LOAD_KV(s_v + w.st * KV_BYTES, &tm_v, RAGGED, n0);
+                        LOAD_V(s_v + w.st * KV_BYTES, &tm_v, RAGGED, n0);
                         if (lead) fat_mbar_expect_tx(RAGGED, KV_BYTES);
                         fat_mbar_wait(RAGGED, rag_ph);
                         rag_ph ^= 1;
@@ -970,7 +1007,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                     }
 #endif
                     if (lead) fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
-                    LOAD_KV(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n0);
+                    LOAD_V(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n0);
                     advance(w);
                 }
                 ++q_uses;
@@ -1069,7 +1106,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             PP_SYNC();
             issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));                     /* S(j+1) */
             fat_mbar_wait(FULL_V(prev.st), prev.ph);
-            issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, SLAB_KV));        /* O += P(j) V(j) */
+            issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, V_LBO));        /* O += P(j) V(j) */
             PP_ARRIVE();
             fat_wgmma_wait<1>();                                                               /* S(j+1) ready */
             fat_pin(s);
@@ -1089,7 +1126,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         }
         fat_mbar_wait(FULL_V(prev.st), prev.ph);
         PP_SYNC();
-        issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, SLAB_KV));
+        issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, V_LBO));
         PP_ARRIVE();
         fat_wgmma_wait<0>();
         fat_pin(o);
@@ -1104,7 +1141,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             pack_p(pr, s);
             fat_mbar_wait(FULL_V(r.st), r.ph);
             PP_SYNC();
-            issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + r.st * KV_BYTES, SLAB_KV));
+            issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + r.st * KV_BYTES, V_LBO));
             PP_ARRIVE();
             fat_wgmma_wait<0>();
             fat_pin(o);
@@ -1149,8 +1186,8 @@ function t.launch(p, shape, dev)
     -- slab and run)
     P.tma{ tensor = "k", box = { 64, kv_chunk(p, shape) }, slabs = kv_chunk(p, shape) == p.block_n and slabs or 1,
            swizzle = "128B" },
-    P.tma{ tensor = "v", box = { 64, kv_chunk(p, shape) }, slabs = kv_chunk(p, shape) == p.block_n and slabs or 1,
-           swizzle = "128B" },
+    P.tma{ tensor = "v", box = { 64, kv_chunk(p, shape) },
+           slabs = (kv_chunk(p, shape) == p.block_n or v_runs(p, shape)) and slabs or 1, swizzle = "128B" },
   }
   -- O: one warpgroup's 64 rows of one 64-column slab per store (rank 4: the staging tile's slabs
   -- are block_m rows apart)

@@ -183,11 +183,12 @@ static void test_templates(void) {
     }
     /* a prefill chunk against a paged cache on sm_90a: flash_hopper copies K and V in runs inside
      * one page, gcd(page size, block_n) rows each; 256-key pages hold whole 128-key blocks (one
-     * rank-5 copy of both slabs), 16-key pages take runs of 16 rows, a copy per slab (rank 4) */
+     * rank-5 copy of both slabs), 16-key pages take runs of 16 rows, a copy per slab for K (rank 4)
+     * and one of both slabs for V (stored run by run), 24-key pages runs of 8 (rank 4 both) */
     if (has_sm90a(&dev)) {
         const struct { unsigned page; const char *k_map, *v_map, *chunk; } runs[] = {
             { 256, "tma k 64x128 x2", "tma v 64x128 x2", "#define KV_CHUNK      128" },
-            { 16, "tma k 64x16 swizzle", "tma v 64x16 swizzle", "#define KV_CHUNK      16" },
+            { 16, "tma k 64x16 swizzle", "tma v 64x16 x2 swizzle", "#define KV_CHUNK      16" },
             { 24, "tma k 64x8 swizzle", "tma v 64x8 swizzle", "#define KV_CHUNK      8" },
         };
         for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
