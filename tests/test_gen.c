@@ -127,20 +127,34 @@ static void test_templates(void) {
         }
         CHECK(fams[f], valid > 0);
     }
-    /* a KV-cache problem (a paged cache of 16-key pages, per-sequence lengths): decode and
-     * flash_hopper read one (serves_kv_cache); decode has the decoding step's default and
-     * flash_hopper a 512-row chunk's; every other family refuses every variant by name, and has
-     * none */
+    /* a KV-cache problem (a paged cache of 16-key pages, per-sequence lengths): decode, flash_v2
+     * and flash_hopper read one (serves_kv_cache); decode has the decoding step's default, flash_v2
+     * and flash_hopper a 512-row chunk's; none of the two appends; every other family refuses
+     * every variant by name, and has none */
     const fat_problem paged = { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT),
                                 4, 32, 8, 1, 4096 };
     for (int f = 0; f < nf; f++) {
-        int pvalid = 0, reads = strcmp(fams[f], "decode") == 0 || strcmp(fams[f], "flash_hopper") == 0;
+        int pvalid = 0, reads = strcmp(fams[f], "decode") == 0 || strcmp(fams[f], "flash_hopper") == 0 ||
+                                strcmp(fams[f], "flash_v2") == 0;
         CHECK_INT(fams[f], gen_enumerate(g, fams[f], &paged, &dev, &c1, &n1), FAT_OK);
         for (int i = 0; i < n1; i++) pvalid += c1[i].ok;
         char dp[256];
         if (reads && strcmp(fams[f], "decode") == 0) {
             CHECK(  "a paged KV cache: decode has valid variants", pvalid > 0);
             CHECK_INT("a paged KV cache: decode has a default", gen_default(g, fams[f], &paged, &dev, dp, sizeof dp), FAT_OK);
+        } else if (reads && strcmp(fams[f], "flash_v2") == 0) {
+            fat_problem chunk = paged;
+            chunk.seqlen_q = 512;
+            CHECK(  "a paged KV cache: flash_v2 has valid variants", pvalid > 0);
+            CHECK_INT("  and a default for a chunk of 512 rows", gen_default(g, fams[f], &chunk, &dev, dp, sizeof dp), FAT_OK);
+            gen_choice *ca;
+            int na, va = 0;
+            chunk.features |= FAT_FEAT_APPEND;
+            CHECK_INT("  a chunk appended: enumerated", gen_enumerate(g, fams[f], &chunk, &dev, &ca, &na), FAT_OK);
+            for (int i = 0; i < na; i++) va += ca[i].ok;
+            CHECK_INT("  every variant refuses it", va, 0);
+            CHECK_STR_HAS("  naming the append", na ? ca[0].reason : "", "append: flash_v2 reads a cache");
+            gen_choices_free(ca, na);
         } else if (reads) {
             fat_problem chunk = paged;
             chunk.seqlen_q = 512;
