@@ -220,6 +220,23 @@ static void test_templates(void) {
             gen_variant_free(&v);
         }
     }
+    /* flash_v2 reads a paged cache a tile per table entry where a page holds whole key tiles, else
+     * row by row */
+    {
+        const struct { unsigned page; const char *path; } v2[] = { { 256, "page_tile(p, base" }, { 16, "load_rows_paged<BLOCK_N>(" } };
+        for (size_t i = 0; i < sizeof v2 / sizeof v2[0]; i++) {
+            fat_problem chunk = { FAT_BF16, 128, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (v2[i].page << FAT_FEAT_PAGE_SHIFT),
+                                  2, 32, 8, 512, 8704 };
+            gen_variant v;
+            memset(&v, 0, sizeof v);
+            char what[96];
+            snprintf(what, sizeof what, "flash_v2, %u-key pages: emitted (block_n=64)", v2[i].page);
+            CHECK_INT(what, gen_emit(g, "flash_v2", "block_m=64,block_n=64,q_in_regs=0,stages=2,warps=4", &chunk, &dev, &v),
+                      FAT_OK);
+            CHECK_STR_HAS("  its loads of K and V", v.source ? v.source : "", v2[i].path);
+            gen_variant_free(&v);
+        }
+    }
     char pname[128];
     gen_problem_name(&paged, pname, sizeof pname);
     CHECK_STR_HAS("a paged problem's name gives the page size and the cache", pname, " paged16 cache");
