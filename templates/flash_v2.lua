@@ -135,17 +135,13 @@ local KERNEL = [[
  * zero-filled and `bad` is set, which makes the CTA's rows NaN (Step 7). */
 #define KV_CACHE (FAT_CACHE || FAT_PAGED)
 #if FAT_PAGED
-static __device__ __forceinline__ int page_entry(const fat_kparams &p, int b, int j) {
-    return p.block_table[(long long)b * p.block_table_stride + j / FAT_PAGE_SIZE];
-}
-static __device__ __forceinline__ bool page_ok(const fat_kparams &p, int e) { return e >= 0 && e < p.num_pages; }
 #if FAT_PAGE_SIZE % BLOCK_N == 0
 /* key tile n0 of sequence b inside one page: the address of its row 0 (kvh's head), *rows its rows
  * inside the sequence (0 for a bad entry) */
 static __device__ __forceinline__ const char *page_tile(const fat_kparams &p, const void *base, long long sb,
                                                         long long ss, long long sh, int b, int kvh, int n0, int sk,
                                                         bool &bad, int &rows) {
-    const int e = page_entry(p, b, n0);
+    const int e = page_of(p, b, n0);
     if (!page_ok(p, e)) { bad = true; rows = 0; return (const char *)base; }
     rows = sk - n0;
     return (const char *)base + 2 * ((long long)e * sb + (long long)(n0 % FAT_PAGE_SIZE) * ss + (long long)kvh * sh);
@@ -168,7 +164,7 @@ static __device__ __forceinline__ void load_rows_paged(unsigned s_tile, const vo
         const char *g = (const char *)base;
         bool ok = j < sk;
         if (ok) {
-            const int e = page_entry(p, b, j);
+            const int e = page_of(p, b, j);
             ok = page_ok(p, e);
             if (!ok) bad = true;
             else g += 2 * ((long long)e * sb + (long long)(j % FAT_PAGE_SIZE) * ss + (long long)kvh * sh);
@@ -257,9 +253,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
     bool bad = false;                                   /* a cache length or table entry out of range */
 #if FAT_CACHE
     {
-        const int have = p.cache_seqlens[b];
-        bad = have < 0 || have > p.seqlen_k - p.seqlen_new;
-        sk = bad ? 0 : have + p.seqlen_new;             /* bad: nothing is read */
+        int have;
+        bad = cache_bad(p, b, &have, &sk);              /* bad: sk = 0, nothing is read */
     }
 #endif
     const int m0 = m_block * BLOCK_M;
