@@ -110,10 +110,11 @@ typedef struct fat_attn_args {
 
     /* A KV cache as an inference server keeps it (docs/runtime.md, "KV cache"). Not with varlen.
      * fat_attn_cpu serves every form; on the GPU the decode family does up to 16 query rows per KV
-     * head, and on sm_90a flash_hopper longer chunks without an append (their keys already in the
-     * cache; with k_new: FAT_ERR_UNSUPPORTED). The GPU cannot check cache_seqlens and block_table on the
-     * host: a sequence whose length is out of range or whose reads name a page outside [0,
-     * num_pages) gets NaN in o and lse, and nothing out of range is read or written. */
+     * head, and flash_v2 (sm_80 on) and flash_hopper (sm_90a) longer chunks without an append (their
+     * keys already in the cache; with k_new: FAT_ERR_UNSUPPORTED). The GPU cannot check
+     * cache_seqlens and block_table on the host: a sequence whose length is out of range gets NaN in
+     * o and lse, so do the rows whose reads name a page outside [0, num_pages) (a chunk's rows that
+     * never read that page may be finite), and nothing out of range is read or written. */
     const int32_t *cache_seqlens;     /* [batch]: keys of sequence b already in k and v (before k_new).
                                          NULL: seqlen_k for every sequence (and no k_new). Sequence b
                                          attends to cache_seqlens[b] + seqlen_new keys, at most

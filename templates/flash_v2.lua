@@ -13,6 +13,7 @@ local t = {
   name = "flash_v2",
   version = 1,
   default_rank = 30,                  -- the built-in default of prefill on sm_80 and later
+  serves_kv_cache = true,             -- a paged or contiguous KV cache with cache_seqlens (no append)
   params = {
     block_m = { 64, 128, 192, 256 },  -- query rows per CTA
     block_n = { 32, 64, 128, 256 },   -- keys per KV tile
@@ -27,6 +28,9 @@ local t = {
 -- Calibrated against `ptxas -v` for sm_80 and sm_90 over the whole space (docs/flash_v2.md).
 local MAX_REGS = 255
 local REG_OVERHEAD = 40
+-- A KV cache's loads (a table entry and an address per row, the sequence's length, the bad flag):
+-- without it 8-104 B of spill in 27 variants near the limit (ptxas, sm_80 and sm_90, 2026-12-03).
+local REG_CACHE = 20
 local RESCALE_SKIP = true
 
 -- Everything the kernel's shape depends on, derived once from the parameters and the shape: the
@@ -41,20 +45,28 @@ end
 -- Registers per thread the variant certainly needs: O and S accumulators, Q fragments when held,
 -- P fragments of one 16-key step, and REG_OVERHEAD. Returns the total and a function giving its
 -- parts as text (for a reason, made only when needed).
-local function regs_estimate(p, g)
+local function regs_estimate(p, g, shape)
   local o, s = tile.acc_regs(p, g)
   local q = p.q_in_regs == 1 and g.m_tiles * (g.dpad // 16) * 4 or 0
   local pf = g.m_tiles * 4
-  local total = o + s + q + pf + REG_OVERHEAD
-  return total, function() return string.format("O %d + S %d + Q %d + P %d + overhead %d", o, s, q, pf, REG_OVERHEAD) end
+  local cache = (shape.page_size or shape.kv_cache) and REG_CACHE or 0
+  local total = o + s + q + pf + REG_OVERHEAD + cache
+  return total, function()
+    return string.format("O %d + S %d + Q %d + P %d + overhead %d%s", o, s, q, pf, REG_OVERHEAD,
+                         cache > 0 and (" + cache " .. cache) or "")
+  end
 end
 
 function t.valid(p, shape, dev)
   if (dev.cc or 0) < 80 then return false, "needs sm_80 (mma.sync bf16, cp.async)" end
+  if shape.append then
+    return false, "append: flash_v2 reads a cache its launch does not write (rows one CTA appends are not there when "
+                  .. "another reads them; the decode family appends, at most 16 query rows per KV head)"
+  end
   local ok, why = tile.check_shape(p, shape)
   if not ok then return false, why end
   local g = geometry(p, shape)
-  local regs, regs_parts = regs_estimate(p, g)
+  local regs, regs_parts = regs_estimate(p, g, shape)
   ok, why = tile.check_budget(g, dev, regs, MAX_REGS, function()
     return string.format("Q %d + %d stages x (K %d + V %d)", g.smem_q, p.stages, g.smem_kv, g.smem_kv)
   end, regs_parts)
@@ -112,6 +124,69 @@ local KERNEL = [[
  * every call: recomputing them costs a few integer ops per tile, holding them across the KV loop
  * would cost registers that the accumulators need. */
 ]] .. tile.load_tile .. [[
+
+/* Step 1b (a KV cache, issue 14): sequence b's keys are cache_seqlens[b] (FAT_CACHE; out of [0,
+ * seqlen_k]: none is read and its rows are NaN), else seqlen_k. Paged, key j is row j % PAGE of page
+ * block_table[b][j / PAGE] ([page, row, head] strides): a page that holds whole key tiles gives a
+ * tile one table entry and load_tile's row stride; smaller pages are read row by row
+ * (load_rows_paged: the same threads, rows and swizzle as load_tile, each row's address from its
+ * entry). Rows past the sequence are zero-filled like load_tile's (nothing read: whatever the cache
+ * holds there never reaches P V). An entry outside [0, num_pages) is never followed: its rows are
+ * zero-filled and `bad` is set, which makes the CTA's rows NaN (Step 7). */
+#define KV_CACHE (FAT_CACHE || FAT_PAGED)
+#if FAT_PAGED
+#if FAT_PAGE_SIZE % BLOCK_N == 0
+/* key tile n0 of sequence b inside one page: the address of its row 0 (kvh's head), *rows its rows
+ * inside the sequence (0 for a bad entry) */
+static __device__ __forceinline__ const char *page_tile(const fat_kparams &p, const void *base, long long sb,
+                                                        long long ss, long long sh, int b, int kvh, int n0, int sk,
+                                                        bool &bad, int &rows) {
+    const int e = page_of(p, b, n0);
+    if (!page_ok(p, e)) { bad = true; rows = 0; return (const char *)base; }
+    rows = sk - n0;
+    return (const char *)base + 2 * ((long long)e * sb + (long long)(n0 % FAT_PAGE_SIZE) * ss + (long long)kvh * sh);
+}
+#define LOAD_KV_TILE(s_tile, base, sb, ss, sh, n0) do { int rows_; \
+        const char *g_ = page_tile(p, base, sb, ss, sh, b, kvh, n0, sk, bad, rows_); \
+        load_tile<BLOCK_N>(s_tile, g_, ss, rows_); } while (0)
+#else
+template <int ROWS>
+static __device__ __forceinline__ void load_rows_paged(unsigned s_tile, const void *base, long long sb, long long ss,
+                                                       long long sh, const fat_kparams &p, int b, int kvh, int n0,
+                                                       int sk, bool &bad) {
+    const int t = fat_tid_fresh();
+    const int r = t / LD_CW, c = t % LD_CW;
+    const unsigned s = s_tile + r * ROW_BYTES + (fat_swz(r, c) << 4);
+#pragma unroll
+    for (int i = 0; i < (ROWS + LD_RS - 1) / LD_RS; ++i) {
+        const int row = r + i * LD_RS, j = n0 + row;
+        if (ROWS % LD_RS != 0 && row >= ROWS) break;
+        const char *g = (const char *)base;
+        bool ok = j < sk;
+        if (ok) {
+            const int e = page_of(p, b, j);
+            ok = page_ok(p, e);
+            if (!ok) bad = true;
+            else g += 2 * ((long long)e * sb + (long long)(j % FAT_PAGE_SIZE) * ss + (long long)kvh * sh);
+        }
+#pragma unroll
+        for (int jj = 0; jj < LD_NJ; ++jj) {
+            const int cj = c + jj * LD_CW;
+            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
+            const bool copy = ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
+            fat_cp_async16(s + i * LD_RS * ROW_BYTES + jj * LD_CW * 16, g + cj * 16, copy ? 16 : 0);
+        }
+    }
+}
+#define LOAD_KV_TILE(s_tile, base, sb, ss, sh, n0) \
+        load_rows_paged<BLOCK_N>(s_tile, base, sb, ss, sh, p, b, kvh, n0, sk, bad)
+#endif
+#else
+#define LOAD_KV_TILE(s_tile, base, sb, ss, sh, n0) \
+        load_tile<BLOCK_N>(s_tile, (const char *)(base) + 2 * ROW_OFF(sb, ss, sh, b, k0 + (n0), kvh), ss, sk - (n0))
+#endif
+#define LOAD_K(s_tile, n) LOAD_KV_TILE(s_tile, p.k, p.k_sb, p.k_ss, p.k_sh, (n) * BLOCK_N)
+#define LOAD_V(s_tile, n) LOAD_KV_TILE(s_tile, p.v, p.v_sb, p.v_ss, p.v_sh, (n) * BLOCK_N)
 
 /* Step 3: S = Q Kᵀ for one key tile, on tensor cores. For each 16-deep head-dim step kk, one
  * ldmatrix.x4 of K gives the B fragments of two 8-key tiles (keys stored row-major = "col" B):
@@ -175,6 +250,13 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
     long long q0, k0;
     int sq, sk;
     seq_bounds(p, b, &q0, &k0, &sq, &sk);
+    bool bad = false;                                   /* a cache length or table entry out of range */
+#if FAT_CACHE
+    {
+        int have;
+        bad = cache_bad(p, b, &have, &sk);              /* bad: sk = 0, nothing is read */
+    }
+#endif
     const int m0 = m_block * BLOCK_M;
     if (m0 >= sq) return;                               /* varlen: past this sequence's end */
     const int kvh = h / (p.heads_q / p.heads_kv);       /* GQA / MQA */
@@ -195,10 +277,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
     const unsigned s_k = s_q + SMEM_Q;
     const unsigned s_v = s_k + STAGES * SMEM_KV;
 
-    /* Global addresses of row 0 of a Q tile and of key tile n (step 1). */
+    /* Global address of row 0 of the Q tile (step 1; key tiles: LOAD_K, LOAD_V). */
     const char *g_q = (const char *)p.q + 2 * ROW_OFF(p.q_sb, p.q_ss, p.q_sh, b, q0 + m0, h);
-#define K_TILE(n) ((const char *)p.k + 2 * ROW_OFF(p.k_sb, p.k_ss, p.k_sh, b, k0 + (long long)(n) * BLOCK_N, kvh))
-#define V_TILE(n) ((const char *)p.v + 2 * ROW_OFF(p.v_sb, p.v_ss, p.v_sh, b, k0 + (long long)(n) * BLOCK_N, kvh))
 
     /* ldmatrix offsets of this lane (steps 3 and 6), one per swizzle variant; lane l gives the row
      * address of matrix l/8 of each x4. Q and V read (rows 0-7, chunk 2k), (rows 8-15, 2k),
@@ -250,7 +330,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
          *   wait V(n), barrier  -> issue K(n+1)  -> softmax, O += P V(n)   (K(n+1) lands under them)
          * The first barrier also proves every warp finished P V(n-1) (the V buffer is free), the
          * second that every warp finished Q K(n)ᵀ (the K buffer is free). ---- */
-        load_tile<BLOCK_N>(s_k, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
+        LOAD_K(s_k, n_load);
         fat_cp_async_commit();
 #if Q_IN_REGS
         fat_cp_async_wait<1>();                             /* Q landed (K(n_begin) may still fly) */
@@ -266,8 +346,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
 #pragma unroll
         for (int st = 0; st < STAGES - 1; ++st) {
             if (n_load < n_end) {
-                load_tile<BLOCK_N>(s_k + st * SMEM_KV, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
-                load_tile<BLOCK_N>(s_v + st * SMEM_KV, V_TILE(n_load), p.v_ss, sk - n_load * BLOCK_N);
+                LOAD_K(s_k + st * SMEM_KV, n_load);
+                LOAD_V(s_v + st * SMEM_KV, n_load);
                 ++n_load;
             }
             fat_cp_async_commit();
@@ -295,7 +375,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
 #if STAGES == 1
             fat_cp_async_wait<0>();                         /* K(n) (and Q) landed */
             __syncthreads();
-            load_tile<BLOCK_N>(s_v, V_TILE(n), p.v_ss, sk - n0);
+            LOAD_V(s_v, n);
             fat_cp_async_commit();
             k_base = s_k;
             v_base = s_v;
@@ -303,8 +383,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
             fat_cp_async_wait<STAGES - 2>();                /* tile n (and Q) landed */
             __syncthreads();
             if (n_load < n_end) {                           /* prefetch tile n + STAGES - 1 */
-                load_tile<BLOCK_N>(s_k + wr_stage * SMEM_KV, K_TILE(n_load), p.k_ss, sk - n_load * BLOCK_N);
-                load_tile<BLOCK_N>(s_v + wr_stage * SMEM_KV, V_TILE(n_load), p.v_ss, sk - n_load * BLOCK_N);
+                LOAD_K(s_k + wr_stage * SMEM_KV, n_load);
+                LOAD_V(s_v + wr_stage * SMEM_KV, n_load);
                 ++n_load;
             }
             fat_cp_async_commit();
@@ -330,7 +410,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
             fat_cp_async_wait<0>();                         /* V(n) landed */
             __syncthreads();                                /* ... for all; K buffer free */
             if (n + 1 < n_end) {
-                load_tile<BLOCK_N>(s_k, K_TILE(n + 1), p.k_ss, sk - n0 - BLOCK_N);
+                LOAD_K(s_k, n + 1);
             }
             fat_cp_async_commit();
 #endif
@@ -359,6 +439,19 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) fat_flash_v2(c
     /* ---- Step 7: final normalisation O /= l, and LSE = (m*sl2 + log2 l) * ln 2 ---- */
     float lse[M_TILES][2];
     fat_softmax_finish(acc, m, l, sl2, lse);
+#if KV_CACHE
+    /* a bad length or table entry seen by any thread (its rows read as zeros): every row NaN */
+    if (__syncthreads_or(bad)) {
+#pragma unroll
+        for (int mt = 0; mt < M_TILES; ++mt) {
+#pragma unroll
+            for (int d = 0; d < D_TILES; ++d) acc[mt][d][0] = acc[mt][d][1] = acc[mt][d][2] = acc[mt][d][3] = __int_as_float(0x7fffffff);
+            lse[mt][0] = lse[mt][1] = __int_as_float(0x7fffffff);
+        }
+    }
+#else
+    (void)bad;
+#endif
     if (p.lse != nullptr && (lane & 3) == 0) {
 #pragma unroll
         for (int mt = 0; mt < M_TILES; ++mt)

@@ -127,20 +127,34 @@ static void test_templates(void) {
         }
         CHECK(fams[f], valid > 0);
     }
-    /* a KV-cache problem (a paged cache of 16-key pages, per-sequence lengths): decode and
-     * flash_hopper read one (serves_kv_cache); decode has the decoding step's default and
-     * flash_hopper a 512-row chunk's; every other family refuses every variant by name, and has
-     * none */
+    /* a KV-cache problem (a paged cache of 16-key pages, per-sequence lengths): decode, flash_v2
+     * and flash_hopper read one (serves_kv_cache); decode has the decoding step's default, flash_v2
+     * and flash_hopper a 512-row chunk's; none of the two appends; every other family refuses
+     * every variant by name, and has none */
     const fat_problem paged = { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT),
                                 4, 32, 8, 1, 4096 };
     for (int f = 0; f < nf; f++) {
-        int pvalid = 0, reads = strcmp(fams[f], "decode") == 0 || strcmp(fams[f], "flash_hopper") == 0;
+        int pvalid = 0, reads = strcmp(fams[f], "decode") == 0 || strcmp(fams[f], "flash_hopper") == 0 ||
+                                strcmp(fams[f], "flash_v2") == 0;
         CHECK_INT(fams[f], gen_enumerate(g, fams[f], &paged, &dev, &c1, &n1), FAT_OK);
         for (int i = 0; i < n1; i++) pvalid += c1[i].ok;
         char dp[256];
         if (reads && strcmp(fams[f], "decode") == 0) {
             CHECK(  "a paged KV cache: decode has valid variants", pvalid > 0);
             CHECK_INT("a paged KV cache: decode has a default", gen_default(g, fams[f], &paged, &dev, dp, sizeof dp), FAT_OK);
+        } else if (reads && strcmp(fams[f], "flash_v2") == 0) {
+            fat_problem chunk = paged;
+            chunk.seqlen_q = 512;
+            CHECK(  "a paged KV cache: flash_v2 has valid variants", pvalid > 0);
+            CHECK_INT("  and a default for a chunk of 512 rows", gen_default(g, fams[f], &chunk, &dev, dp, sizeof dp), FAT_OK);
+            gen_choice *ca;
+            int na, va = 0;
+            chunk.features |= FAT_FEAT_APPEND;
+            CHECK_INT("  a chunk appended: enumerated", gen_enumerate(g, fams[f], &chunk, &dev, &ca, &na), FAT_OK);
+            for (int i = 0; i < na; i++) va += ca[i].ok;
+            CHECK_INT("  every variant refuses it", va, 0);
+            CHECK_STR_HAS("  naming the append", na ? ca[0].reason : "", "append: flash_v2 reads a cache");
+            gen_choices_free(ca, na);
         } else if (reads) {
             fat_problem chunk = paged;
             chunk.seqlen_q = 512;
@@ -230,6 +244,23 @@ static void test_templates(void) {
         gen_variant_free(&av);
         CHECK_INT("  refused without an append", gen_emit(g, GEN_KV_APPEND, "", &paged, &dev, &av), FAT_ERR_TEMPLATE);
         CHECK_STR_HAS("  saying so", gen_errmsg(g), "the problem has no append");
+    }
+    /* flash_v2 reads a paged cache a tile per table entry where a page holds whole key tiles, else
+     * row by row */
+    {
+        const struct { unsigned page; const char *path; } v2[] = { { 256, "page_tile(p, base" }, { 16, "load_rows_paged<BLOCK_N>(" } };
+        for (size_t i = 0; i < sizeof v2 / sizeof v2[0]; i++) {
+            fat_problem chunk = { FAT_BF16, 128, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (v2[i].page << FAT_FEAT_PAGE_SHIFT),
+                                  2, 32, 8, 512, 8704 };
+            gen_variant v;
+            memset(&v, 0, sizeof v);
+            char what[96];
+            snprintf(what, sizeof what, "flash_v2, %u-key pages: emitted (block_n=64)", v2[i].page);
+            CHECK_INT(what, gen_emit(g, "flash_v2", "block_m=64,block_n=64,q_in_regs=0,stages=2,warps=4", &chunk, &dev, &v),
+                      FAT_OK);
+            CHECK_STR_HAS("  its loads of K and V", v.source ? v.source : "", v2[i].path);
+            gen_variant_free(&v);
+        }
     }
     char pname[128];
     gen_problem_name(&paged, pname, sizeof pname);

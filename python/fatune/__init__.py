@@ -492,9 +492,9 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     Inference only (no autograd). Returns out or (out, lse [batch, heads_q, seqlen_q]).
 
     On the GPU the decode family serves steps of up to 16 query rows per KV head, appending in the
-    same kernel; on sm_90a (H100, H200) flash_hopper serves longer chunks (chunked prefill), and
-    their k and v are copied into the cache by a kernel of their own (ops.kv_append) launched first
-    on the same stream. Rows past a sequence's keys are never used, whatever they hold. A length out
+    same kernel; longer chunks (chunked prefill) are served by flash_v2 (from sm_80) or flash_hopper
+    (sm_90a: H100, H200), and their k and v are copied into the cache by a kernel of their own
+    (ops.kv_append) launched first on the same stream. Rows past a sequence's keys are never used, whatever they hold. A length out
     of range makes that sequence's rows NaN and appends nothing of it; a table entry out of range is
     never followed (nor written through) and makes NaN the rows that would read it."""
     return (_ext or _extension()).attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
