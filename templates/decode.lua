@@ -106,6 +106,15 @@ local DEFAULTS = { { 4, 32 }, { 4, 16 }, { 2, 16 } }
 -- their guided tunes chose 16-key tiles: 0.97x and 0.90x of the tuned contiguous (H200, 2026-12-03,
 -- bench/paged_decode.py and bench/decode-paged.lua; docs/performance.md).
 local PAGED_DEFAULTS = { { 4, 16 }, { 2, 16 } }
+-- On sm_90 two cases want more bytes in flight per CTA, eight warps each with three 16-key buffers
+-- (192 KB per CTA at head_dim 128), measured on the H200 on 2026-12-03 (docs/decode.md):
+-- 16-key pages at every split count (bench/paged_decode.py, 16 x 1k and 4k, 8 x 16k: 0.98-0.99x
+-- the contiguous cache, against 0.70-0.89x with four warps; the exhaustive tune of 2 x 64k chose it
+-- with 4 splits: 0.144 ms against the contiguous cache's 0.137), and one CTA per sequence-head
+-- with SMs to spare (batch x heads_kv x 2 <= SMs: 8 x 16k keys, 3.93 TB/s against 3.51, the
+-- exhaustive tune's best). With every SM busy (16 x 64k) four warps of 32-key tiles stay (4.52 TB/s,
+-- 2026-11-30).
+local WIDE = { { 8, 16 } }
 
 function t.default(shape, dev)
   local group = (shape.heads_q or 1) // (shape.heads_kv or 1)
@@ -118,13 +127,17 @@ function t.default(shape, dev)
   end
   local page = shape.page_size
   local tiles = (page and page % 32 ~= 0 and page % 16 == 0) and PAGED_DEFAULTS or DEFAULTS
-  for _, c in ipairs(tiles) do
-    for stages = splits > 1 and 3 or 2, 2, -1 do
-      local p = { splits = splits, warps = c[1], block_n = c[2], stages = stages }
-      if t.valid(p, shape, dev) then return p end
+  local function first(list, top)
+    for _, c in ipairs(list) do
+      for stages = top, 2, -1 do
+        local p = { splits = splits, warps = c[1], block_n = c[2], stages = stages }
+        if t.valid(p, shape, dev) then return p end
+      end
     end
   end
-  return nil
+  local wide = (dev.cc or 0) >= 90 and (tiles == PAGED_DEFAULTS or
+               (splits == 1 and (shape.batch or 1) * (shape.heads_kv or 1) * 2 <= (dev.sms or 0)))
+  return (wide and first(WIDE, 3)) or first(tiles, splits > 1 and 3 or 2)
 end
 
 local KERNEL = [[

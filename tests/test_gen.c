@@ -507,7 +507,14 @@ static void test_builtin_default(void) {
     static const struct { fat_problem p; const char *arch, *family, *has; } cases[] = {
         { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=8,stages=3" },
         { { FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=2,stages=3" },
-        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 4096 }, "sm_90", "decode", "splits=1,stages=2" },
+        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 4096 }, "sm_90", "decode", "block_n=32,splits=1,stages=2,warps=4" },
+        /* one CTA per sequence-head with SMs to spare, and 16-key pages: eight warps, three stages */
+        { { FAT_BF16, 128, 0, 0, 8, 32, 8, 1, 16384 }, "sm_90", "decode", "block_n=16,splits=1,stages=3,warps=8" },
+        { { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT), 2, 32, 8, 1, 65536 }, "sm_90",
+          "decode", "block_n=16,splits=4,stages=3,warps=8" },
+        { { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT), 16, 32, 8, 1, 4096 }, "sm_90",
+          "decode", "block_n=16,splits=1,stages=3,warps=8" },
+        { { FAT_BF16, 128, 0, 0, 8, 32, 8, 1, 16384 }, "sm_80", "decode", "block_n=32,splits=1,stages=2,warps=4" },
         { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_80", "decode", "splits=1" },
         { { FAT_FP16, 64, 1, 0, 1, 8, 8, 1, 200 }, "sm_90", "decode", "splits=1" },       /* 7 tiles: 1 split */
         { { FAT_BF16, 128, 1, 0, 1, 32, 8, 4, 4096 }, "sm_90", "decode", "warps=4" },     /* 16 rows */
