@@ -7,7 +7,11 @@
 #   runtime  gpu_runtime: the runtime's defaults, threads, the refusal of what nothing serves
 #   python   tests/test_python.sh: attention_with_kvcache beside fp32 references, and the rest
 #   decode   bench/paged_decode.py: decoding steps, contiguous and paged, beside SDPA
-#   chunked  bench/chunked_prefill.py: 512-row chunks against 2k-8k keys, paged and contiguous
+#   chunked  bench/chunked_prefill.py: 512-row chunks against 2k-8k keys, paged and contiguous (and
+#            the 16-key pages with the chunk appended by the call)
+#   race     compute-sanitizer racecheck on flash_hopper's --quick variants of the paged-16 chunk,
+#            with FATUNE_LINEINFO=1 so hazards name lines of the emitted source (fatune gen)
+#   tune     an exhaustive tune of decode over bench/decode-paged-long.lua (TUNE=another file)
 # Logs in $OUT; a summary last.
 out=${OUT:-/tmp/fatune-out}; mkdir -p "$out"
 b=${B:-build}
@@ -41,6 +45,14 @@ for step in ${STEPS:-test runtime python decode chunked}; do
   chunked)
     timeout ${T_CHUNKED:-200} python3 bench/chunked_prefill.py ${DB:+--db $DB} --json "$out/chunked.json" > "$out/chunked.log" 2>&1
     add "chunked: rc=$? ($(( $(date +%s) - t0 )) s)" ;;
+  race)
+    FATUNE_LINEINFO=1 timeout ${T_RACE:-120} compute-sanitizer --tool racecheck --error-exitcode 9 --print-limit 20 \
+      $b/gpu_test -v --only flash_hopper --quick --case "${RACE_CASE:-paged16 cache chunk}" > "$out/race.log" 2>&1
+    add "race: rc=$? $(grep -E 'RACECHECK SUMMARY' "$out/race.log") ($(( $(date +%s) - t0 )) s)" ;;
+  tune)
+    timeout ${T_TUNE:-150} $b/fatune --gpu 0 --shapes "${TUNE:-bench/decode-paged-long.lua}" --only "${TUNE_ONLY:-decode}" \
+      --strategy exhaustive --db "$out/tune.db" > "$out/tune.log" 2>&1
+    add "tune: rc=$? ($(( $(date +%s) - t0 )) s)"; tail -n 8 "$out/tune.log" ;;
   *) add "unknown step $step" ;;
   esac
 done
