@@ -552,7 +552,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 def query(q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0, db=None, gpu=None):
     """Which kernel attention() uses for these arguments, without running it: a dict with family,
     params, level (exact, bucket, nearest, device, default), cubin (database, compiled), the tuned
-    problem and time the choice came from, and append ("" or the kernel that appends first)."""
+    problem and time the choice came from, and append (C's fat_choice.append: "" here, where no KV cache
+    is passed)."""
     return _extension().attention(q, k, v, causal, softmax_scale, window, softcap, False, db, gpu, None, None, None,
                                   None, False, True, False)
 
