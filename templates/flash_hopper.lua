@@ -157,7 +157,7 @@ function t.valid(p, shape, dev)
   if shape.append then
     return false, "append: flash_hopper reads the cache through tensor maps, and rows appended by the same launch "
                   .. "are not in it when other CTAs read them (the decode family appends, at most 16 query rows per "
-                  .. "KV head; for a longer chunk, write its keys into the cache first)"
+                  .. "KV head; a longer chunk's call gets ops.kv_append first, then this family without the append)"
   end
   if p.persistent == 2 and not (shape.causal or shape.window or shape.varlen or kv_cache(shape)) then
     return false, "persistent=2 claims tiles one by one for tiles of unequal cost (causal, window, varlen, a KV cache): here every "

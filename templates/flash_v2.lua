@@ -61,7 +61,8 @@ function t.valid(p, shape, dev)
   if (dev.cc or 0) < 80 then return false, "needs sm_80 (mma.sync bf16, cp.async)" end
   if shape.append then
     return false, "append: flash_v2 reads a cache its launch does not write (rows one CTA appends are not there when "
-                  .. "another reads them; the decode family appends, at most 16 query rows per KV head)"
+                  .. "another reads them; the decode family appends, at most 16 query rows per KV head; a longer "
+                  .. "chunk's call gets ops.kv_append first, then this family without the append)"
   end
   local ok, why = tile.check_shape(p, shape)
   if not ok then return false, why end
