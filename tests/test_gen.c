@@ -98,6 +98,20 @@ static int has_sm90a(const gen_device *d) {
     return 0;
 }
 
+/* Family fam refuses chunk with an append in every variant, the first reason holding want (a
+ * prefill family reads a cache its launch does not write; the runtime appends first). */
+static void append_refused(const char *fam, const fat_problem *chunk, const char *want) {
+    fat_problem app = *chunk;
+    gen_choice *ca;
+    int na, va = 0;
+    app.features |= FAT_FEAT_APPEND;
+    CHECK_INT("  a chunk appended: enumerated", gen_enumerate(g, fam, &app, &dev, &ca, &na), FAT_OK);
+    for (int i = 0; i < na; i++) va += ca[i].ok;
+    CHECK_INT("  every variant refuses it", va, 0);
+    CHECK_STR_HAS("  naming the append", na ? ca[0].reason : "", want);
+    gen_choices_free(ca, na);
+}
+
 static void test_templates(void) {
     fat_problem p = { FAT_BF16, 64, 1, 0, 2, 8, 2, 100, 130 };
     gen_choice *c1, *c2;
@@ -147,14 +161,7 @@ static void test_templates(void) {
             chunk.seqlen_q = 512;
             CHECK(  "a paged KV cache: flash_v2 has valid variants", pvalid > 0);
             CHECK_INT("  and a default for a chunk of 512 rows", gen_default(g, fams[f], &chunk, &dev, dp, sizeof dp), FAT_OK);
-            gen_choice *ca;
-            int na, va = 0;
-            chunk.features |= FAT_FEAT_APPEND;
-            CHECK_INT("  a chunk appended: enumerated", gen_enumerate(g, fams[f], &chunk, &dev, &ca, &na), FAT_OK);
-            for (int i = 0; i < na; i++) va += ca[i].ok;
-            CHECK_INT("  every variant refuses it", va, 0);
-            CHECK_STR_HAS("  naming the append", na ? ca[0].reason : "", "append: flash_v2 reads a cache");
-            gen_choices_free(ca, na);
+            append_refused(fams[f], &chunk, "append: flash_v2 reads a cache");
         } else if (reads) {
             fat_problem chunk = paged;
             chunk.seqlen_q = 512;
@@ -162,14 +169,7 @@ static void test_templates(void) {
             CHECK_INT("  but no default for a decoding step (decode's)", gen_default(g, fams[f], &paged, &dev, dp, sizeof dp),
                       FAT_ERR_NOT_FOUND);
             CHECK_INT("  and one for a chunk of 512 rows", gen_default(g, fams[f], &chunk, &dev, dp, sizeof dp), FAT_OK);
-            gen_choice *ca;
-            int na, va = 0;
-            chunk.features |= FAT_FEAT_APPEND;
-            CHECK_INT("  a chunk appended: enumerated", gen_enumerate(g, fams[f], &chunk, &dev, &ca, &na), FAT_OK);
-            for (int i = 0; i < na; i++) va += ca[i].ok;
-            CHECK_INT("  every variant refuses it", va, 0);
-            CHECK_STR_HAS("  naming the append", na ? ca[0].reason : "", "append: flash_hopper reads the cache");
-            gen_choices_free(ca, na);
+            append_refused(fams[f], &chunk, "append: flash_hopper reads the cache");
         } else {
             CHECK_INT("a paged KV cache: no variant is valid", pvalid, 0);
             CHECK_STR_HAS("a paged KV cache: the reason names it", n1 ? c1[0].reason : "", "does not read a KV cache");
