@@ -25,7 +25,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
-from decode_bench import check_and_time  # noqa: E402  (do_bench's median, as the decode suite times)
+from decode_bench import check_and_time, print_table  # noqa: E402  (do_bench's median, as the decode suite times)
 
 SHAPES = [(1, 512, 8192), (4, 512, 8192), (4, 512, 8000), (1, 512, 2048), (8, 512, 4096)]   # (batch, new rows, keys before them); 8000: a length that ends inside a key block
 HQ, HK = 32, 8
@@ -110,24 +110,14 @@ def main():
         check_and_time(fns, row, None, pairs * 4 * D, f"chunked_prefill.py at B={b} Sq={sq} Sk={s}")   # TFLOPS
         rows.append(row)
         print(json.dumps(row), flush=True)
-    impls = ["torch_flash", "torch_flex", "flash_attn_4", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256",
-             "fatune_paged16_append"]
-    print("\n| B | new | keys | " + " | ".join(impls) + " | contiguous vs best peer | cache / contiguous | "
-          "paged16 / contiguous | paged256 / contiguous | paged16 appended / contiguous |")
-    print("|" + "---|" * (len(impls) + 8))
-    for r in rows:
-        peers = [x for x in (r.get("torch_flash"), r.get("torch_efficient"), r.get("torch_flex"), r.get("flash_attn_4")) if x]
-        cont = r.get("fatune")
-        cells = " | ".join("%.0f" % r[i] if r.get(i) else "-" for i in impls)
-        ratio = lambda x: "%.2f" % (x / cont) if x and cont else "-"  # noqa: E731
-        vs_peer = "%.2f" % (cont / max(peers)) if peers and cont else "-"
-        print(f"| {r['batch']} | {r['seqlen_q']} | {r['seqlen_k']} | {cells} | {vs_peer} | "
-              f"{ratio(r.get('fatune_cache'))} | {ratio(r.get('fatune_paged16'))} | {ratio(r.get('fatune_paged256'))} | "
-              f"{ratio(r.get('fatune_paged16_append'))} |")
-    print("(TFLOPS of visible pairs; contiguous = fatune.attention on contiguous K and V of the same keys)")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    print_table(rows, {"B": "batch", "new": "seqlen_q", "keys": "seqlen_k"},
+                ["torch_flash", "torch_flex", "flash_attn_4", "fatune", "fatune_cache", "fatune_paged16",
+                 "fatune_paged256", "fatune_paged16_append"],
+                ("torch_flash", "torch_efficient", "torch_flex", "flash_attn_4"), "fatune",
+                {"cache / contiguous": "fatune_cache", "paged16 / contiguous": "fatune_paged16",
+                 "paged256 / contiguous": "fatune_paged256", "paged16 appended / contiguous": "fatune_paged16_append"},
+                "%.0f", "(TFLOPS of visible pairs; contiguous = fatune.attention on contiguous K and V of the same keys)",
+                a.json)
 
 
 if __name__ == "__main__":

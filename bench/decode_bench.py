@@ -49,6 +49,28 @@ def check_and_time(fns, row, ref, work, where):
             sys.exit(f"{where}: {name}: relative L2 {err:.2e} against the reference")
         row[name] = work / ms_of(fn) / 1e9
 
+
+def print_table(rows, keys, impls, peers, base, ratios, fmt, note, json_path=None):
+    """The markdown table of rows: the columns `keys` ({header: row key}), each of `impls` (formatted
+    with fmt, "-" where it did not run), base against the best of `peers`, then each of `ratios`
+    ({header: impl}) against base; a closing note; the rows as JSON to json_path when given."""
+    print("\n| " + " | ".join(keys) + " | " + " | ".join(impls) + " | contiguous vs best peer | " +
+          " | ".join(ratios) + " |")
+    print("|" + "---|" * (len(keys) + len(impls) + 1 + len(ratios)))
+    for r in rows:
+        best = max([r[x] for x in peers if r.get(x)], default=None)
+        cont = r.get(base)
+        ratio = lambda x: "%.2f" % (x / cont) if x and cont else "-"  # noqa: E731
+        cells = [str(r[k]) for k in keys.values()] + [fmt % r[i] if r.get(i) else "-" for i in impls]
+        cells.append("%.2f" % (cont / best) if cont and best else "-")
+        cells += [ratio(r.get(i)) for i in ratios.values()]
+        print("| " + " | ".join(cells) + " |")
+    print(note)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", required=True)

@@ -19,7 +19,7 @@ from torch.nn.attention import sdpa_kernel, SDPBackend
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
-from decode_bench import check_and_time  # noqa: E402  (do_bench's median, as the decode suite times)
+from decode_bench import check_and_time, print_table  # noqa: E402  (do_bench's median, as the decode suite times)
 
 SHAPES = [(16, 1024), (16, 4096), (8, 16384), (2, 65536)]   # (batch, keys per sequence)
 HQ, HK, D = 32, 8, 128
@@ -67,19 +67,11 @@ def main():
         check_and_time(fns, row, ref, kv_bytes, f"paged_decode.py at B={b} S={s}")   # TB/s
         rows.append(row)
         print(json.dumps(row), flush=True)
-    impls = ["torch_flash", "torch_cudnn", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256"]
-    print("\n| B | S | " + " | ".join(impls) + " | contiguous vs best peer | paged16 / contiguous | paged256 / contiguous |")
-    print("|" + "---|" * (len(impls) + 5))
-    for r in rows:
-        peer = max(x for x in (r.get("torch_flash"), r.get("torch_cudnn")) if x)
-        cont = r["fatune_cache"]
-        cells = " | ".join("%.2f" % r[i] if r.get(i) else "-" for i in impls)
-        print(f"| {r['batch']} | {r['seqlen_k']} | {cells} | {cont / peer:.2f} | {r['fatune_paged16'] / cont:.2f} | "
-              f"{r['fatune_paged256'] / cont:.2f} |")
-    print("(TB/s of K and V read; contiguous = attention_with_kvcache on the contiguous cache)")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    print_table(rows, {"B": "batch", "S": "seqlen_k"},
+                ["torch_flash", "torch_cudnn", "fatune", "fatune_cache", "fatune_paged16", "fatune_paged256"],
+                ("torch_flash", "torch_cudnn"), "fatune_cache",
+                {"paged16 / contiguous": "fatune_paged16", "paged256 / contiguous": "fatune_paged256"},
+                "%.2f", "(TB/s of K and V read; contiguous = attention_with_kvcache on the contiguous cache)", a.json)
 
 
 if __name__ == "__main__":
