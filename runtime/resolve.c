@@ -51,6 +51,18 @@ static launch_fn *fn_of(fat_ctx *c, CUfunction fn) {
     return f;
 }
 
+/* *out: the launch_fn of function `name` in module mod (NULL offline, where mod is NULL). */
+static fat_status fn_in(fat_ctx *c, CUmodule mod, const char *name, launch_fn **out) {
+    fat_status st = FAT_OK;
+    CUfunction f;
+    *out = NULL;
+    if (!mod) return FAT_OK;
+    CU_CHECK(ModuleGetFunction(&f, mod, name));
+    if (!(*out = fn_of(c, f))) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; }
+out:
+    return st;
+}
+
 /* Remembers a resolved kernel under the parameter text it was asked for; returns its index, -1 when
  * it cannot (out of memory, names too long: the next shape then takes the long way). fn may be
  * NULL (offline). */
@@ -144,17 +156,12 @@ static fat_status build(fat_ctx *c, const fat_problem *p, const char *name, gen_
         st = modules_find(c, v, NULL, &mod, origin);
     }
     if (st != FAT_OK) return st;
-    launch_fn *fn = NULL;
-    if (mod) {
-        CUfunction f;
-        CU_CHECK(ModuleGetFunction(&f, mod, v->launch.entry));
-        if (!(fn = fn_of(c, f))) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
-    }
+    launch_fn *fn;
+    if ((st = fn_in(c, mod, v->launch.entry, &fn)) != FAT_OK) return st;
     /* under the text it was asked for (a row's, the default's) and its canonical one */
     e->kernel = keep_built(c, *family, params, p, v->launch.entry, fn, *origin);
     if (strcmp(params, v->canon) != 0) keep_built(c, *family, v->canon, p, v->launch.entry, fn, *origin);
     e->fn = fn;
-out:
     return st;
 }
 
@@ -254,11 +261,7 @@ static fat_status resolve_append(fat_ctx *c, const fat_problem *p, const char *n
         CUmodule mod = NULL;
         const char *origin = "none";
         if ((st = modules_find(c, &v, NULL, &mod, &origin)) != FAT_OK) goto out;
-        if (mod) {
-            CUfunction f;
-            CU_CHECK(ModuleGetFunction(&f, mod, v.launch.entry));
-            if (!(fn = fn_of(c, f))) { fat_set_error("out of memory"); st = FAT_ERR_NOMEM; goto out; }
-        }
+        if ((st = fn_in(c, mod, v.launch.entry, &fn)) != FAT_OK) goto out;
         keep_built(c, GEN_KV_APPEND, "", p, v.launch.entry, fn, origin);
     }
     if (fn && (st = launch_prepare(fn, &v.launch)) != FAT_OK) goto out;
