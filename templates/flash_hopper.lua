@@ -1059,7 +1059,10 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         }
 #if KV_CACHE
         fat_u32 poison = 0;                     /* a key block read a bad table entry: the rows become NaN */
-#define TAKE_POISON(st) do { fat_u32 x_; asm volatile("ld.shared.b32 %0, [%1];" : "=r"(x_) : "r"(POISON(st)) : "memory"); poison |= x_; } while (0)
+/* read by the thread that releases the stage (wtid 0), so its read comes before the arrival that
+ * lets the producer write the word again, in that thread's order; shared with the warpgroup once, at
+ * the tile's end (fat_bar_or) */
+#define TAKE_POISON(st) do { if (wtid == 0) { fat_u32 x_; asm volatile("ld.shared.b32 %0, [%1];" : "=r"(x_) : "r"(POISON(st)) : "memory"); poison |= x_; } } while (0)
 #else
 #define TAKE_POISON(st) do {} while (0)
 #endif
@@ -1154,6 +1157,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         if (wtid == 0) fat_mbar_arrive(Q_EMPTY(qb));        /* Q no longer read: a later tile's Q may land */
 #endif
 #if KV_CACHE
+        poison = fat_bar_or(4 + cw, 128, poison);   /* the warpgroup's own named barrier, as the epilogue's */
         if (poison) l_0 = l_1 = __int_as_float(0x7fffffff);
 #endif
         finish_tile(p, o, m_0, m_1, l_0, l_1, sl2, here, STAGING(q_uses), Q_RELEASE(q_uses), cw, warp, wtid, TM_O);

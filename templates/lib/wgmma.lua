@@ -74,6 +74,13 @@ static __device__ __forceinline__ void fat_bar_sync(int id, int n) {
 static __device__ __forceinline__ void fat_bar_arrive(int id, int n) {
     asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(n) : "memory");
 }
+/* bar.sync that also ORs a value over its n threads: every thread gets whether any passed x != 0. */
+static __device__ __forceinline__ fat_u32 fat_bar_or(int id, int n, fat_u32 x) {
+    fat_u32 r;
+    asm volatile("{ .reg .pred p, q; setp.ne.u32 p, %1, 0; barrier.red.or.pred q, %2, %3, p; selp.u32 %0, 1, 0, q; }"
+                 : "=r"(r) : "r"(x), "r"(id), "r"(n) : "memory");
+    return r;
+}
 /* Orders this thread's generic-proxy shared-memory accesses before later async-proxy ones (a TMA
  * copy or a wgmma operand read of the same bytes); a barrier after it extends that to the CTA. */
 static __device__ __forceinline__ void fat_fence_proxy_async() {
