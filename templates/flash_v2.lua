@@ -150,6 +150,39 @@ static __device__ __forceinline__ const char *page_tile(const fat_kparams &p, co
 #define LOAD_KV_TILE(s_tile, base, sb, ss, sh, n0) do { int rows_; \
         const char *g_ = page_tile(p, base, sb, ss, sh, b, kvh, n0, sk, bad, rows_); \
         load_tile<BLOCK_N>(s_tile, g_, ss, rows_); } while (0)
+#elif FAT_PAGE_SIZE % LD_RS == 0 && BLOCK_N % FAT_PAGE_SIZE == 0
+/* pages that tile the key tile (16 or 32 keys, tiles of 64 or 128): the tile's NE entries read
+ * first, together (one latency, not one per row), each pass of LD_RS rows then inside one page,
+ * whose entry is known at compile time; entries of pages past the sequence are never read */
+template <int ROWS>
+static __device__ __forceinline__ void load_rows_paged(unsigned s_tile, const void *base, long long sb, long long ss,
+                                                       long long sh, const fat_kparams &p, int b, int kvh, int n0,
+                                                       int sk, bool &bad) {
+    constexpr int NE = ROWS / FAT_PAGE_SIZE;
+    int ent[NE];
+#pragma unroll
+    for (int q = 0; q < NE; ++q) ent[q] = n0 + q * FAT_PAGE_SIZE < sk ? page_of(p, b, n0 + q * FAT_PAGE_SIZE) : 0;
+    const int t = fat_tid_fresh();
+    const int r = t / LD_CW, c = t % LD_CW;
+    const unsigned s = s_tile + r * ROW_BYTES + (fat_swz(r, c) << 4);
+#pragma unroll
+    for (int i = 0; i < ROWS / LD_RS; ++i) {
+        const int row = r + i * LD_RS, j = n0 + row, e = ent[(i * LD_RS) / FAT_PAGE_SIZE];
+        const bool in = j < sk, ok = in && page_ok(p, e);
+        if (in && !ok) bad = true;
+        const char *g = (const char *)base;
+        if (ok) g += 2 * ((long long)e * sb + (long long)(j % FAT_PAGE_SIZE) * ss + (long long)kvh * sh);
+#pragma unroll
+        for (int jj = 0; jj < LD_NJ; ++jj) {
+            const int cj = c + jj * LD_CW;
+            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
+            const bool copy = ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
+            fat_cp_async16(s + i * LD_RS * ROW_BYTES + jj * LD_CW * 16, g + cj * 16, copy ? 16 : 0);
+        }
+    }
+}
+#define LOAD_KV_TILE(s_tile, base, sb, ss, sh, n0) \
+        load_rows_paged<BLOCK_N>(s_tile, base, sb, ss, sh, p, b, kvh, n0, sk, bad)
 #else
 template <int ROWS>
 static __device__ __forceinline__ void load_rows_paged(unsigned s_tile, const void *base, long long sb, long long ss,
