@@ -29,6 +29,29 @@ BATCHES = [
 ]
 
 
+def measure(ctx, b, cap, ragged):
+    """TB/s of the even batch and of the ragged one (each output checked against SDPA per sequence)."""
+    total = sum(ragged)
+    even = [total // b] * b
+    even[0] += total - sum(even)
+    q = torch.randn(b, 1, HQ, D, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(b, cap, HK, D, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(b, cap, HK, D, device="cuda", dtype=torch.bfloat16)
+    row = {"batch": b, "cap": cap, "keys": total, "lengths": ragged}
+    for name, lens in (("even", even), ("ragged", ragged)):
+        cl = torch.tensor(lens, dtype=torch.int32, device="cuda")
+        fn = lambda cl=cl: ctx.attention_with_kvcache(q, k, v, cache_seqlens=cl)
+        out = fn().float()
+        for i in range(b):
+            qi, ki, vi = (x[i:i + 1, :n].transpose(1, 2).float() for x, n in ((q, 1), (k, lens[i]), (v, lens[i])))
+            ref = F.scaled_dot_product_attention(qi, ki, vi, enable_gqa=True).transpose(1, 2)[0]
+            err = ((out[i] - ref).norm() / ref.norm()).item()
+            if not err < 2e-2:
+                sys.exit(f"ragged_decode.py: B={b} cap={cap} {name} sequence {i}: relative L2 {err:.2e}")
+        row[name] = 2 * total * HK * D * 2 / ms_of(fn) / 1e9
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json")
@@ -37,26 +60,8 @@ def main():
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}; fatune built-in defaults")
     rows = []
     for b, cap, ragged in BATCHES:
-        total = sum(ragged)
-        even = [total // b] * b
-        even[0] += total - sum(even)
-        q = torch.randn(b, 1, HQ, D, device="cuda", dtype=torch.bfloat16)
-        k = torch.randn(b, cap, HK, D, device="cuda", dtype=torch.bfloat16)
-        v = torch.randn(b, cap, HK, D, device="cuda", dtype=torch.bfloat16)
-        row = {"batch": b, "cap": cap, "keys": total, "lengths": ragged}
-        for name, lens in (("even", even), ("ragged", ragged)):
-            cl = torch.tensor(lens, dtype=torch.int32, device="cuda")
-            fn = lambda cl=cl: ctx.attention_with_kvcache(q, k, v, cache_seqlens=cl)
-            out = fn().float()
-            for i in range(b):
-                qi, ki, vi = (x[i:i + 1, :n].transpose(1, 2).float() for x, n in ((q, 1), (k, lens[i]), (v, lens[i])))
-                ref = F.scaled_dot_product_attention(qi, ki, vi, enable_gqa=True).transpose(1, 2)[0]
-                err = ((out[i] - ref).norm() / ref.norm()).item()
-                if not err < 2e-2:
-                    sys.exit(f"ragged_decode.py: B={b} cap={cap} {name} sequence {i}: relative L2 {err:.2e}")
-            row[name] = 2 * total * HK * D * 2 / ms_of(fn) / 1e9
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows.append(measure(ctx, b, cap, ragged))
+        print(json.dumps(rows[-1]), flush=True)
     print("\n| B | cache per sequence | keys read | lengths | even TB/s | ragged TB/s | ragged / even |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
