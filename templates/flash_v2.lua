@@ -136,6 +136,17 @@ local KERNEL = [[
  * zero-filled and `bad` is set, which makes the CTA's rows NaN (Step 7). */
 #define KV_CACHE (FAT_CACHE || FAT_PAGED)
 #if FAT_PAGED
+/* One row of a tile read row by row: chunks c + jj * LD_CW of the row at g into the row of shared
+ * memory at s_row (load_tile's lanes and swizzle), zero-filled where !ok or past head_dim. */
+static __device__ __forceinline__ void copy_row(unsigned s_row, const char *g, int c, bool ok) {
+#pragma unroll
+    for (int jj = 0; jj < LD_NJ; ++jj) {
+        const int cj = c + jj * LD_CW;
+        if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
+        const bool copy = ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
+        fat_cp_async16(s_row + jj * LD_CW * 16, g + cj * 16, copy ? 16 : 0);
+    }
+}
 #if FAT_PAGE_SIZE % BLOCK_N == 0
 /* key tile n0 of sequence b inside one page: the address of its row 0 (kvh's head), *rows its rows
  * inside the sequence (0 for a bad entry) */
@@ -172,13 +183,7 @@ static __device__ __forceinline__ void load_rows_paged(unsigned s_tile, const vo
         if (in && !ok) bad = true;
         const char *g = (const char *)base;
         if (ok) g += 2 * ((long long)e * sb + (long long)(j % FAT_PAGE_SIZE) * ss + (long long)kvh * sh);
-#pragma unroll
-        for (int jj = 0; jj < LD_NJ; ++jj) {
-            const int cj = c + jj * LD_CW;
-            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
-            const bool copy = ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
-            fat_cp_async16(s + i * LD_RS * ROW_BYTES + jj * LD_CW * 16, g + cj * 16, copy ? 16 : 0);
-        }
+        copy_row(s + i * LD_RS * ROW_BYTES, g, c, ok);
     }
 }
 #define LOAD_KV_TILE(s_tile, base, sb, ss, sh, n0) \
@@ -203,13 +208,7 @@ static __device__ __forceinline__ void load_rows_paged(unsigned s_tile, const vo
             if (!ok) bad = true;
             else g += 2 * ((long long)e * sb + (long long)(j % FAT_PAGE_SIZE) * ss + (long long)kvh * sh);
         }
-#pragma unroll
-        for (int jj = 0; jj < LD_NJ; ++jj) {
-            const int cj = c + jj * LD_CW;
-            if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
-            const bool copy = ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
-            fat_cp_async16(s + i * LD_RS * ROW_BYTES + jj * LD_CW * 16, g + cj * 16, copy ? 16 : 0);
-        }
+        copy_row(s + i * LD_RS * ROW_BYTES, g, c, ok);
     }
 }
 #define LOAD_KV_TILE(s_tile, base, sb, ss, sh, n0) \
