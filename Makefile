@@ -144,7 +144,7 @@ deps:
 # second make so that the pkg-config look-ups above see the new packages.
 test: deps
 	@$(MAKE) --no-print-directory test-build
-	@sh tests/run.sh $(BUILD) $(TESTS) symbols cli deploy tune_sim python wheel
+	@sh tests/run.sh $(BUILD) $(TESTS) symbols cli deploy tune_sim python wheel scripts
 
 .PHONY: test-build
 # The examples are compiled here, linked by `make examples` (that needs the driver stub, libcuda.so).
