@@ -361,6 +361,7 @@ class FakeLib:
         c = choice.contents
         c.family, c.params, c.level, c.cubin, c.tuned_ms = b"flash_v2", b"block_m=128,block_n=64", 1, b"database", 0.25
         c.tuned.head_dim, c.tuned.seqlen_q, c.tuned.features = args.contents.head_dim, 4096, 5
+        c.append = b"ops.kv_append" if args.contents.k_new else b""
         return self.status
 
     def fat_ctx_stats(self, ctx, out):
@@ -598,6 +599,24 @@ def test_extension():
     a = c._lib.args
     check("query: o is q (nothing is written), no launch", a.o == 0x10000 and list(a.o_stride) == list(a.q_stride) and
           c._lib.calls == calls and a.causal == 1)
+    # query_with_kvcache: the cache call's fields as attention_with_kvcache fills them, o = q, no launch
+    kc, lens = FakeCAI((B, 64, Hk, D), ptr=0x50000), FakeCAI((B,), typestr="<i4", ptr=0x60000)
+    kn = FakeCAI((B, 2, Hk, D), ptr=0x70000)
+    r = c.query_with_kvcache(q, kc, kc, k=kn, v=kn, cache_seqlens=lens, causal=True)
+    a = c._lib.args
+    check("query_with_kvcache: cache_seqlens, the new rows, the cache's length; o is q; no launch",
+          a.cache_seqlens == 0x60000 and a.k_new == 0x70000 and a.v_new == 0x70000 and a.seqlen_new == 2 and
+          a.seqlen_k == 64 and a.block_table is None and a.o == 0x10000 and list(a.o_stride) == list(a.q_stride) and
+          c._lib.calls == calls and a.causal == 1, "%s %s %s %s" % (a.cache_seqlens, a.k_new, a.seqlen_new, a.seqlen_k))
+    check("query_with_kvcache: the dict names the append kernel", r["append"] == "ops.kv_append" and
+          r["family"] == "flash_v2", str(r))
+    kp, bt = FakeCAI((10, 16, Hk, D), ptr=0x50000), FakeCAI((B, 4), typestr="<i4", ptr=0x80000)
+    r = c.query_with_kvcache(q, kp, kp, cache_seqlens=lens, block_table=bt)
+    a = c._lib.args
+    check("query_with_kvcache, paged: page size, pages, table, keys the table holds; nothing appended",
+          a.page_size == 16 and a.num_pages == 10 and a.block_table == 0x80000 and a.block_table_stride == 4 and
+          a.seqlen_k == 64 and a.k_new is None and r["append"] == "" and c._lib.calls == calls,
+          "%s %s %s %s" % (a.page_size, a.num_pages, a.block_table, a.seqlen_k))
     st = c.stats()
     check("stats through the extension", (st["shapes"], st["kernels"], st["compile_ms"]) == (3, 2, 1.5), str(st))
 
@@ -614,6 +633,10 @@ def test_extension():
             lambda: c.attention(FakeCAI((B, 1 << 31, H, D)), k, k, out=out))
     invalid("a malformed window is refused naming window", "window: want (left, right)",
             lambda: c.attention(q, k, k, out=out, window=(1, 2, 3)))
+    invalid("query_with_kvcache checks as the call does: a block_table not int32 is refused naming it",
+            "block_table: want an int32", lambda: c.query_with_kvcache(q, kp, kp, block_table=FakeCAI((B, 4))))
+    invalid("query_with_kvcache: k without v is refused naming them", "k and v: give both",
+            lambda: c.query_with_kvcache(q, kc, kc, k=kn))
     invalid("a softmax_scale that is no number is refused naming it", "softmax_scale",
             lambda: c.attention(q, k, k, out=out, softmax_scale="x"))
     invalid("backward other than None and 'sdpa' is refused naming it", "backward: want None or \"sdpa\"",
@@ -994,7 +1017,7 @@ if have_cuda:
     import test_python_torch
     test_python_torch.run(check, skip)
 else:
-    N_GPU_CHECKS += 30 + 4   # tests/test_python_torch.py: N_CHECKS + N_TRANSFORMERS
+    N_GPU_CHECKS += 32 + 4   # tests/test_python_torch.py: N_CHECKS + N_TRANSFORMERS
     skip("GPU tests", "no CUDA or no PyTorch here" if torch is None or not have_cuda else "", N_GPU_CHECKS)
     print("python: no CUDA%s here: %d GPU checks skipped" % (" (no PyTorch)" if torch is None else "", N_GPU_CHECKS))
 done()

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import fatune
 
-N_CHECKS = 30          # the checks of the five torch tests below
+N_CHECKS = 32          # the checks of the five torch tests below
 N_TRANSFORMERS = 4
 
 
@@ -218,6 +218,10 @@ def test_kvcache(check, gen):
     kc, vc = _rand(npages, P, Hk, D, gen=gen), _rand(npages, P, Hk, D, gen=gen)
     k, v, q = _rand(B, new, Hk, D, gen=gen), _rand(B, new, Hk, D, gen=gen), _rand(B, new, Hq, D, gen=gen)
     kc0, vc0 = kc.clone(), vc.clone()
+    ch = fatune.query_with_kvcache(q, kc, vc, k=k, v=v, cache_seqlens=lens, block_table=table, causal=True)
+    check("query_with_kvcache of a decoding step with 2 new rows: decode, which appends itself (append \"\"), "
+          "and nothing written (%s, %r)" % (ch["family"], ch["append"]),
+          ch["family"] == "decode" and ch["append"] == "" and torch.equal(kc, kc0) and torch.equal(vc, vc0))
     out = fatune.attention_with_kvcache(q, kc, vc, k=k, v=v, cache_seqlens=lens, block_table=table, causal=True)
     err, want_k, want_v = 0.0, kc0.clone(), vc0.clone()
     for b in range(B):
@@ -309,6 +313,11 @@ def _kvcache_chunk(check, gen):
                                          causal=True)
     check("  the chunk appended by the call (k, v): the same output as when it was in the cache, and the cache "
           "then equal to that one bit for bit", torch.equal(out4, out) and same(kc2, kc) and same(vc2, vc))
+    kc5, vc5 = without_chunk(kc, range(B)), without_chunk(vc, range(B))
+    ch = fatune.query_with_kvcache(q, kc5, vc5, k=knew, v=vnew, cache_seqlens=lens - Sq, block_table=table, causal=True)
+    check("  query_with_kvcache of that call: %s, with ops.kv_append first, and nothing written" % ch["family"],
+          ch["family"] in ("flash_hopper", "flash_v2") and ch["append"] == "ops.kv_append" and
+          same(kc5, without_chunk(kc, range(B))) and same(vc5, without_chunk(vc, range(B))))
     kc3, vc3 = without_chunk(kc, range(B)), without_chunk(vc, range(B))
     badlen = lens - Sq
     badlen[0] = maxp * P - Sq + 1

@@ -29,7 +29,8 @@ import ctypes
 import os
 import threading
 
-__all__ = ["attention", "attention_varlen", "attention_with_kvcache", "scaled_dot_product_attention", "query", "stats", "open", "Context",
+__all__ = ["attention", "attention_varlen", "attention_with_kvcache", "scaled_dot_product_attention", "query",
+           "query_with_kvcache", "stats", "open", "Context",
            "FatuneError", "FatuneInvalid", "FatuneNoGPU", "library_path"]
 __version__ = "0.1.0"
 
@@ -401,7 +402,13 @@ class Context:
                                out=None, lse=None, stream=None):
         """fatune.attention_with_kvcache on this context; see there."""
         return _ext.attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal, softmax_scale,
-                                      window, softcap, return_lse, None, None, out, lse, stream, self._c)
+                                      window, softcap, return_lse, None, None, out, lse, stream, self._c, False)
+
+    def query_with_kvcache(self, q, k_cache, v_cache, k=None, v=None, cache_seqlens=None, block_table=None,
+                           causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0):
+        """fatune.query_with_kvcache on this context; see there."""
+        return _ext.attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal, softmax_scale,
+                                      window, softcap, False, None, None, None, None, None, self._c, True)
 
     def query(self, q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.0):
         """fatune.query on this context; see there."""
@@ -499,7 +506,18 @@ def attention_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=No
     never followed (nor written through) and makes NaN the rows that would read it."""
     return (_ext or _extension()).attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal,
                                                     softmax_scale, window, softcap, return_lse, db, gpu, out, lse,
-                                                    stream, None)
+                                                    stream, None, False)
+
+
+def query_with_kvcache(q, k_cache, v_cache, k=None, v=None, cache_seqlens=None, block_table=None, causal=False,
+                       softmax_scale=None, window=(-1, -1), softcap=0.0, db=None, gpu=None):
+    """Which kernels attention_with_kvcache() uses for these arguments, without running them or
+    writing anything: the dict of query(), whose append names the kernel that copies k and v into
+    the cache first when the attention kernel does not append itself ("ops.kv_append"; "" when the
+    attention kernel appends, or when no k and v are given). The arguments are checked as the call
+    checks them."""
+    return _extension().attention_kvcache(q, k_cache, v_cache, k, v, cache_seqlens, block_table, causal, softmax_scale,
+                                          window, softcap, False, db, gpu, None, None, None, None, True)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
@@ -553,7 +571,7 @@ def query(q, k, v, causal=False, softmax_scale=None, window=(-1, -1), softcap=0.
     """Which kernel attention() uses for these arguments, without running it: a dict with family,
     params, level (exact, bucket, nearest, device, default), cubin (database, compiled), the tuned
     problem and time the choice came from, and append (C's fat_choice.append: "" here, where no KV cache
-    is passed)."""
+    is passed; query_with_kvcache asks for a cache call)."""
     return _extension().attention(q, k, v, causal, softmax_scale, window, softcap, False, db, gpu, None, None, None,
                                   None, False, True, False)
 

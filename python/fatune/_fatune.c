@@ -1341,13 +1341,14 @@ fail:
 }
 
 /* attention_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens, block_table, causal, softmax_scale,
- *                   window, softcap, return_lse, db, gpu, out, lse, stream, ctx): flash_attn_with_kvcache's
- * call. q [batch, seqlen_q, heads_q, head_dim]; the cache [batch, seqlen_cache, heads_kv, head_dim], or
+ *                   window, softcap, return_lse, db, gpu, out, lse, stream, ctx, query): flash_attn_with_kvcache's
+ * call; with query true, the choice it would make (query_dict), nothing launched or written. q [batch, seqlen_q, heads_q, head_dim]; the cache [batch, seqlen_cache, heads_kv, head_dim], or
  * paged [num_pages, page_size, heads_kv, head_dim] with block_table int32 [batch, max_pages];
  * cache_seqlens int32 [batch] or None; k_new, v_new [batch, seqlen_new, heads_kv, head_dim] or None. */
 static PyObject *py_attention_kvcache(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
-    enum { Q, KC, VC, KN, VN, CSL, BT, CAUSAL, SCALE, WINDOW, SOFTCAP, RETURN_LSE, DB, GPU, OUT, LSE, STREAM, CTX, N };
+    enum { Q, KC, VC, KN, VN, CSL, BT, CAUSAL, SCALE, WINDOW, SOFTCAP, RETURN_LSE, DB, GPU, OUT, LSE, STREAM, CTX, QUERY,
+           N };
     tensor q, k, v, kn = { 0 }, vn = { 0 }, cs = { 0 }, bt = { 0 };
     fat_attn_args a;
     char b1[128], b2[128], b3[128];
@@ -1427,6 +1428,13 @@ static PyObject *py_attention_kvcache(PyObject *mod, PyObject *const *args, Py_s
     if (check_gpu(c, &q) < 0 || check_gpu(c, &k) < 0 || check_gpu(c, &v) < 0 || (paged && check_gpu(c, &bt) < 0) ||
         (a.cache_seqlens && check_gpu(c, &cs) < 0) || (append && (check_gpu(c, &kn) < 0 || check_gpu(c, &vn) < 0)))
         goto fail;
+    if (PyObject_IsTrue(args[QUERY])) {
+        a.o = (void *)q.ptr;
+        memcpy(a.o_stride, a.q_stride, sizeof a.o_stride);
+        PyObject *r = query_dict(c, &a);
+        Py_DECREF(c);
+        return r;
+    }
     int64_t lse_shape[3] = { q.shape[0], q.shape[2], q.shape[1] };
     return run_call(&a, c, &q, args[RETURN_LSE], args[OUT], args[LSE], args[STREAM], 3, lse_shape, 0, 0);
 fail:
@@ -1496,7 +1504,7 @@ static PyMethodDef methods[] = {
       "window, softcap, return_lse, db, gpu, out, lse, stream, ctx, route)" },
     { "attention_kvcache", (PyCFunction)(void (*)(void))py_attention_kvcache, METH_FASTCALL,
       "attention_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens, block_table, causal, softmax_scale, "
-      "window, softcap, return_lse, db, gpu, out, lse, stream, ctx)" },
+      "window, softcap, return_lse, db, gpu, out, lse, stream, ctx, query)" },
     { "setup", py_setup, METH_VARARGS, "setup(FatuneError, FatuneInvalid, FatuneNoGPU, open, alloc_cai)" },
     { "args_size", py_args_size, METH_NOARGS, "sizeof(fat_attn_args) in this build" },
     { "dlpack", (PyCFunction)(void (*)(void))py_dlpack, METH_FASTCALL,
