@@ -135,9 +135,9 @@ int main(int argc, char **argv) {
 
         fat_choice c;
         fat_query(ctx, &a, &c);
-        printf("step %d: lengths %d %d %d %d + 1, %s %s%s%s, %.3f ms (first: compiles), max |GPU - CPU| %.3g, cache %s\n",
+        printf("step %d: lengths %d %d %d %d + 1, %s %s%s%s, %.3f ms%s, max |GPU - CPU| %.3g, cache %s\n",
                s, lens[0], lens[1], lens[2], lens[3], c.family, c.params, c.append[0] ? " after " : "", c.append,
-               gpu_ms, err, same_cache ? "identical" : "DIFFERS");
+               gpu_ms, s == 0 ? " (the first call compiles)" : "", err, same_cache ? "identical" : "DIFFERS");
         bad = err > 0.05 || !same_cache;
         for (int b = 0; b < B; b++) lens[b]++;   /* the appended token is now cached */
     }

@@ -10,7 +10,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 if ! "$fatune" devices >/dev/null 2>&1; then
-    echo "gpu_tune: no GPU here"; echo "gpu_tune: 0 passed, 0 failed, 16 skipped"; exit 0
+    echo "gpu_tune: no GPU here"; echo "gpu_tune: 0 passed, 0 failed, 17 skipped"; exit 0
 fi
 # sql DB QUERY: one value from the database (python's sqlite3: the GPU machine has no sqlite3 CLI).
 sql() { python3 -c "import sqlite3,sys; r=sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone(); print(r[0] if r else '')" "$1" "$2"; }
@@ -57,6 +57,13 @@ n=$(sql "$tmp/e.db" "select count(*) from best where complete = 1 and effort lik
 sum=$(echo "$out" | grep -c "^time: compiling")
 [ "$sum" = 1 ] && ok || bad "the summary says where the time went: $out"
 
+# a KV cache of 8 sequences in 16-key pages: each variant verified, then timed on the full batch
+# and on the batch of different lengths (the lengths set and put back between the timings)
+printf 'return { shape{ batch = 8, heads_q = 32, heads_kv = 8, seqlen_q = 1, seqlen_k = 2048, head_dim = 128, dtype = "bf16", kv_cache = true, page_size = 16 } }\n' > "$tmp/cache.lua"
+out=$("$fatune" --gpu 0 --shapes "$tmp/cache.lua" --db "$tmp/c.db" --only decode --effort quick 2>&1); rc=$?
+n=$(sql "$tmp/c.db" "select count(*) || '/' || sum(status = 'ok') || '/' || (select count(*) from best) from trial")
+t=${n%%/*}
+[ $rc -eq 0 ] && [ "$t" -gt 0 ] && [ "$n" = "$t/$t/1" ] && ok || bad "a paged cache tunes with both timings, every trial ok (rc $rc, trials/ok/best $n): $out"
 out=$("$fatune" --gpu 99 --shapes tests/shapes/tiny.lua --db "$tmp/u.db" 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$out" | grep -q "no GPU 99" && [ ! -e "$tmp/u.db" ] && ok || bad "an unknown GPU is refused (exit $rc): $out"
 echo "gpu_tune: $pass passed, $fail failed, 0 skipped"

@@ -451,6 +451,34 @@ out:
     return st;
 }
 
+int bench_ragged_lens(const fat_problem *p, int *lens) {
+    if (!(p->features & FAT_FEAT_CACHE) || p->batch < 2) return 0;
+    int fresh = (p->features & FAT_FEAT_APPEND) ? p->seqlen_q : 0, room = p->seqlen_k - fresh;
+    for (int i = 0; i < p->batch; i++) lens[i] = (int)((int64_t)room * (p->batch - i) / p->batch);
+    return 1;
+}
+
+fat_status bench_set_cache_lens(bench_case *c, const int *lens) {
+    if (!c->mem_aux || !c->host.cache_seqlens) {
+        fat_set_error("bench: the case has no cache_seqlens to set");
+        return FAT_ERR_INVALID;
+    }
+    fat_status st = FAT_OK;
+    memcpy(c->haux, lens, (size_t)c->prob.batch * sizeof *c->haux);
+    CU_CHECK(MemcpyHtoD(c->mem_aux, c->haux, (size_t)c->prob.batch * sizeof *c->haux));
+out:
+    return st;
+}
+
+double bench_cache_keys(const bench_case *c) {
+    const fat_problem *p = &c->prob;
+    if (!c->host.cache_seqlens) return (double)p->batch * p->seqlen_k;
+    double n = 0;
+    int fresh = (p->features & FAT_FEAT_APPEND) ? p->seqlen_q : 0;
+    for (int i = 0; i < p->batch; i++) n += c->haux[i] + fresh;
+    return n;
+}
+
 double bench_flops(const fat_problem *p) {
     double f = 4.0 * p->batch * p->heads_q * (double)p->seqlen_q * p->seqlen_k * p->head_dim;
     return p->causal ? f / 2 : f;

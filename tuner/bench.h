@@ -87,6 +87,21 @@ fat_status bench_time(bench_case *c, const launch_fn *f, const gen_launch *l, CU
                       size_t flush_bytes, CUstream s, double budget_ms, int min_samples, double cut_ms,
                       bench_timing *t);
 
+/* A server's batch: a KV cache whose sequences hold different numbers of keys. The tuner times a
+ * cache problem of two or more sequences twice, with every sequence full (the problem as named)
+ * and with these lengths, and ranks by both (worker.c). lens[i] = room (B - i) / B cached keys,
+ * room = seqlen_k less the new rows: from the whole cache down to 1/B of it, linearly (B = 16:
+ * 100%, 94%, ... 6%). Returns 0 when the problem has no such batch (no cache, one sequence). */
+int bench_ragged_lens(const fat_problem *p, int *lens);
+
+/* Writes a case's cache_seqlens on the device (batch of them) and in its host copy; the block
+ * table stays. For timing: a verified case's reference assumed the lengths it was made with. */
+fat_status bench_set_cache_lens(bench_case *c, const int *lens);
+
+/* The keys a step of a case reads or appends, summed over its sequences: the weight of one
+ * timing against the other in the tuner's two timings of a cache. */
+double bench_cache_keys(const bench_case *c);
+
 /* The current SM clock of GPU dev in MHz, read through NVML (libnvidia-ml.so.1, opened with dlopen
  * and resolved once per process; the GPU is found by its PCI address, so CUDA_VISIBLE_DEVICES does
  * not confuse it). 0 when NVML or the GPU is not there, which is no error: a trial is then stored
