@@ -59,9 +59,10 @@ local function geometry(p, shape)
   assert(g.part <= g.warp_smem, "decode: a warp's partial must fit in its K/V buffers")
   if p.balance == 1 then
     -- the batch's prefix of tile counts (batch + 1 of them), after the warps' buffers
-    -- (64-bit counts), and 64 bytes for the kernel's static shared words (the scan's warp sums, a flag)
+    -- (64-bit counts), then the scan's warp totals and the combiner's flag (no static shared memory:
+    -- every byte the kernel uses is in the launch's dynamic size, which valid() checks)
     g.pref = ((shape.batch or 1) + 1) * 8
-    g.smem = g.smem + (g.pref + 15) // 16 * 16 + 64
+    g.smem = g.smem + (g.pref + 15) // 16 * 16 + 8 * p.warps + 8
     -- one CTA's partial in the workspace: O of the 16 rows (dpad floats each), then m and l
     g.ws_part = (ROWS * g.dpad + 2 * ROWS) * 4
   end
@@ -452,6 +453,11 @@ static __device__ __forceinline__ int cta_of(long long t, long long T, int G) {
     while (g + 1 < G && (long long)(g + 1) * T / G <= t) ++g;
     return g;
 }
+/* CTA g's share is empty (fewer tiles than CTAs): it left no partial, though cta_of's range of a
+ * unit's CTAs may pass over it. */
+static __device__ __forceinline__ bool share_empty(int g, long long T, int G) {
+    return (long long)g * T / G == (long long)(g + 1) * T / G;
+}
 /* The workspace slot of CTA g's share of a unit whose first tile is u0. */
 static __device__ __forceinline__ int slot_of(int g, long long u0, long long T, int G) {
     return u0 < (long long)g * T / G ? 2 * g : 2 * g + 1;
@@ -474,8 +480,8 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
     /* ---- The batch's tile counts and their prefix sums: s_pref[b] = the tiles before sequence b
      * (all its KV heads), kept in shared memory after the warps' buffers ---- */
     long long *const s_pref = (long long *)(smem + SMEM_Q + WARPS * WARP_SMEM);
-    __shared__ long long s_warp_sum[WARPS];
-    __shared__ int s_last;
+    long long *const s_warp_sum = s_pref + ((p.batch + 2) & ~1);   /* then the scan's warp totals */
+    int *const s_last = (int *)(s_warp_sum + WARPS);                /* and the combiner's flag */
     for (int bb = tid; bb < p.batch; bb += THREADS) s_pref[bb + 1] = (long long)unit_tiles(p, bb) * p.heads_kv;
     if (tid == 0) s_pref[0] = 0;
     __syncthreads();
@@ -496,9 +502,10 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         for (int bb = lo_b; bb < hi_b; ++bb) s_pref[bb] += before;
         __syncthreads();
     }
-    const long long T = s_pref[p.batch];
     const int G = gridDim.x, g = blockIdx.x;
-    const long long t_begin = (long long)g * T / G, t_end = (long long)(g + 1) * T / G;
+    /* the end of this CTA's share, from shared memory: no 64-bit value of the schedule is held in
+     * registers through the key loop (the stretch's unit is worked out again after it) */
+#define SHARE_END() ((long long)(g + 1) * s_pref[p.batch] / G)
 
     /* ---- Units with no tile (a bad length, no visible key): their rows written here (zeros and
      * -inf, or NaN), their new rows appended, by CTA u % G ---- */
@@ -522,20 +529,21 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
     }
 
     /* ---- The CTA's share, a stretch [a, e) of one unit's tiles at a time ---- */
-    for (long long t = t_begin; t < t_end;) {
-        int b = 0;
-        {   /* the sequence of tile t: the last b with s_pref[b] <= t */
-            int lo_s = 0, hi_s = p.batch;
+    for (long long t = (long long)g * s_pref[p.batch] / G; t < SHARE_END();) {
+        int b, kvh, ua, ue;               /* tile t's sequence and KV head; the stretch [ua, ue) of its unit */
+        {
+            int lo_s = 0, hi_s = p.batch;   /* the last b with s_pref[b] <= t */
             while (hi_s - lo_s > 1) {
                 const int mid = (lo_s + hi_s) >> 1;
                 if (s_pref[mid] <= t) lo_s = mid; else hi_s = mid;
             }
             b = lo_s;
+            const int tu = (int)((s_pref[b + 1] - s_pref[b]) / p.heads_kv);   /* tiles of each of its units */
+            kvh = (int)((t - s_pref[b]) / tu);
+            const long long u0 = s_pref[b] + (long long)kvh * tu;             /* the unit's first tile */
+            ua = (int)(t - u0);
+            ue = (int)min((long long)tu, SHARE_END() - u0);
         }
-        const int tu = (int)((s_pref[b + 1] - s_pref[b]) / p.heads_kv);   /* tiles of each of its units */
-        const int kvh = (int)((t - s_pref[b]) / tu);
-        const long long u0 = s_pref[b] + (long long)kvh * tu;             /* the unit's first tile */
-        const int ua = (int)(t - u0), ue = (int)min((long long)tu, t_end - u0);   /* the stretch [ua, ue) */
         const int rank = 0;
 #else
     {
@@ -727,6 +735,9 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
      * M = max_w m_w and f_w = 2^((m_w - M) * sl2), O = sum f_w O_w / sum f_w l_w and
      * LSE = (M * sl2 + log2 sum f_w l_w) * ln 2; a row no worker saw a key of gets zeros, -inf. ---- */
 #if BALANCE
+    const long long T = s_pref[p.batch];                                /* the batch's tiles */
+    const int tu = (int)((s_pref[b + 1] - s_pref[b]) / p.heads_kv);     /* the unit's */
+    const long long u0 = s_pref[b] + (long long)kvh * tu;               /* its first */
     const bool whole = ua == 0 && ue == tu;   /* the unit is this CTA's alone: finished here */
     const int slot = slot_of(g, u0, T, G);
 #endif
@@ -775,20 +786,22 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
          * combines the partials of every share (the CTAs cta_of(u0) .. cta_of(u0 + tu - 1)) */
         __threadfence();
         __syncthreads();
-        if (tid == 0) s_last = atomicAdd(done + b * p.heads_kv + kvh, ue - ua) + (ue - ua) == tu;
+        if (tid == 0) *s_last = atomicAdd(done + b * p.heads_kv + kvh, ue - ua) + (ue - ua) == tu;
         __syncthreads();
-        if (s_last) {
+        if (*s_last) {
             __threadfence();
             const int g0 = cta_of(u0, T, G), g1 = cta_of(u0 + tu - 1, T, G);
             for (int it = tid; it < rows * VALID_CHUNKS; it += THREADS) {
                 const int r = it / VALID_CHUNKS, c = it % VALID_CHUNKS;
                 float mx = -FAT_INF;
                 for (int gg = g0; gg <= g1; ++gg)
-                    mx = fmaxf(mx, __ldcg((const float *)p.ws + (long long)slot_of(gg, u0, T, G) * WS_PART +
-                                          ROWS * DPAD + r));
+                    if (!share_empty(gg, T, G))
+                        mx = fmaxf(mx, __ldcg((const float *)p.ws + (long long)slot_of(gg, u0, T, G) * WS_PART +
+                                              ROWS * DPAD + r));
                 float sum = 0.f, o[8] = { 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f };
                 bool poisoned = false;
                 for (int gg = g0; gg <= g1; ++gg) {
+                    if (share_empty(gg, T, G)) continue;
                     const float *const wp = (const float *)p.ws + (long long)slot_of(gg, u0, T, G) * WS_PART;
                     const float mw = __ldcg(wp + ROWS * DPAD + r), lw = __ldcg(wp + ROWS * DPAD + ROWS + r);
                     const float f = mw == -FAT_INF ? 0.f : fat_exp2((mw - mx) * sl2);
@@ -801,7 +814,7 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
             }
         }
     }
-    t += ue - ua;
+    t = u0 + ue;
     __syncthreads();                      /* the next stretch reuses the Q tile and the warps' buffers */
 #endif
     }
