@@ -790,19 +790,24 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         __syncthreads();
         if (*s_last) {
             __threadfence();
-            const int g0 = cta_of(u0, T, G), g1 = cta_of(u0 + tu - 1, T, G);
+            /* the shares' slots, worked out once (64-bit divisions) into the warps' buffers, whose
+             * partials every thread has read */
+            const int g0 = cta_of(u0, T, G), ns = cta_of(u0 + tu - 1, T, G) - g0 + 1;
+            int *const s_slots = (int *)(smem + SMEM_Q);
+            for (int i = tid; i < ns; i += THREADS)
+                s_slots[i] = share_empty(g0 + i, T, G) ? -1 : slot_of(g0 + i, u0, T, G);
+            __syncthreads();
             for (int it = tid; it < rows * VALID_CHUNKS; it += THREADS) {
                 const int r = it / VALID_CHUNKS, c = it % VALID_CHUNKS;
                 float mx = -FAT_INF;
-                for (int gg = g0; gg <= g1; ++gg)
-                    if (!share_empty(gg, T, G))
-                        mx = fmaxf(mx, __ldcg((const float *)p.ws + (long long)slot_of(gg, u0, T, G) * WS_PART +
-                                              ROWS * DPAD + r));
+                for (int i = 0; i < ns; ++i)
+                    if (s_slots[i] >= 0)
+                        mx = fmaxf(mx, __ldcg((const float *)p.ws + (long long)s_slots[i] * WS_PART + ROWS * DPAD + r));
                 float sum = 0.f, o[8] = { 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f };
                 bool poisoned = false;
-                for (int gg = g0; gg <= g1; ++gg) {
-                    if (share_empty(gg, T, G)) continue;
-                    const float *const wp = (const float *)p.ws + (long long)slot_of(gg, u0, T, G) * WS_PART;
+                for (int i = 0; i < ns; ++i) {
+                    if (s_slots[i] < 0) continue;
+                    const float *const wp = (const float *)p.ws + (long long)s_slots[i] * WS_PART;
                     const float mw = __ldcg(wp + ROWS * DPAD + r), lw = __ldcg(wp + ROWS * DPAD + ROWS + r);
                     const float f = mw == -FAT_INF ? 0.f : fat_exp2((mw - mx) * sl2);
                     poisoned |= (__float_as_uint(lw) & 0x7fffffffu) > 0x7f800000u;
@@ -830,6 +835,8 @@ function t.launch(p, shape, dev)
     -- a grid of its own; two partials per CTA in the workspace (a sequence-head cut at either end
     -- of its share), and a counter of finished tiles per sequence-head, zeroed before every launch
     local ctas = balanced_ctas(dev)
+    -- a combiner lists the shares' slots in the warps' buffers
+    assert(4 * ctas <= p.warps * g.warp_smem, "decode: the shares' slots must fit in the warps' buffers")
     return P.launch(dev, {
       entry = "fat_decode",
       grid = { ctas, 1, 1 },
