@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Which split count a ragged batch wants: for each problem of a database tuned exhaustively over
 bench/decode-ragged.lua (`fatune --shapes bench/decode-ragged.lua --only decode --strategy exhaustive
---db r.db`), the fastest verified decode variant of each `splits` is made the problem's best in turn
-and timed through the binding on bench/ragged_decode.py's even and ragged batch of that shape.
+--db r.db`), the fastest verified decode variant of each schedule (`splits`, and `balance` where
+the family has it) is made the problem's best in turn and timed through the binding on
+bench/ragged_decode.py's even and ragged batch of that shape.
 
   python3 bench/ragged_splits.py r.db [--json rows.json]
 """
@@ -28,24 +29,24 @@ def main():
         trials = con.execute("SELECT c.id, c.params, t.median_ms FROM trial t JOIN config c ON c.id = t.config_id "
                              "JOIN template tp ON tp.id = c.template_id WHERE t.problem_id = ? AND t.status = 'ok' "
                              "AND tp.name = 'decode' ORDER BY t.median_ms", pid).fetchall()
-        per = {}
+        per = {}   # the fastest variant of each schedule: (balance, splits)
         for cid, params, ms in trials:
-            sp = dict(kv.split("=") for kv in params.split(","))["splits"]
-            per.setdefault(sp, (cid, params, ms))
-        for sp, (cid, params, ms) in sorted(per.items(), key=lambda x: int(x[0])):
+            kv = dict(x.split("=") for x in params.split(","))
+            per.setdefault((int(kv.get("balance", 0)), int(kv["splits"])), (cid, params, ms))
+        for (bal, sp), (cid, params, ms) in sorted(per.items()):
             con.execute("UPDATE best SET config_id = ?, median_ms = ? WHERE problem_id = ?", (cid, ms, pid[0]))
             con.commit()
             ctx = fatune.open(db=a.db)
             r = measure(ctx, b, cap, ragged)
             ctx.close()
-            r.update(splits=int(sp), params=params, tuned_ms=ms)
+            r.update(balance=bal, splits=sp, params=params, tuned_ms=ms)
             rows.append(r)
             print(json.dumps(r), flush=True)
-    print("\n| B | cap | lengths | splits | variant | tuner ms (even, full) | even TB/s | ragged TB/s | ragged / even |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| B | cap | lengths | balance | splits | variant | tuner ms (even, full) | even TB/s | ragged TB/s | ragged / even |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ls = r["lengths"]
-        print(f"| {r['batch']} | {r['cap']} | {min(ls)}-{max(ls)} | {r['splits']} | {r['params']} | {r['tuned_ms']:.3f} | "
+        print(f"| {r['batch']} | {r['cap']} | {min(ls)}-{max(ls)} | {r['balance']} | {r['splits']} | {r['params']} | {r['tuned_ms']:.3f} | "
               f"{r['even']:.2f} | {r['ragged']:.2f} | {r['ragged'] / r['even']:.2f} |")
     if a.json:
         with open(a.json, "w") as f:
