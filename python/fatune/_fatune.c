@@ -1172,6 +1172,17 @@ static PyObject *query_dict(ctx_object *c, const fat_attn_args *a)
                          "cubin", ch.cubin, "tuned_ms", ch.tuned_ms, "tuned_problem", tuned, "append", ch.append);
 }
 
+/* A query instead of the call: o is q (nothing is written, nothing launched); the choice as a dict.
+ * Takes over the reference to c. */
+static PyObject *query_call(ctx_object *c, fat_attn_args *a, const tensor *q)
+{
+    a->o = (void *)q->ptr;
+    memcpy(a->o_stride, a->q_stride, sizeof a->o_stride);
+    PyObject *r = query_dict(c, a);
+    Py_DECREF(c);
+    return r;
+}
+
 static PyObject *result(PyObject *out, PyObject *lse, int return_lse)
 {
     if (!return_lse)
@@ -1250,13 +1261,8 @@ static PyObject *py_attention(PyObject *mod, PyObject *const *args, Py_ssize_t n
         return NULL;
     if (check_gpu(c, &q) < 0 || check_gpu(c, &k) < 0 || check_gpu(c, &v) < 0)
         goto fail;
-    if (PyObject_IsTrue(args[QUERY])) {
-        a.o = (void *)q.ptr;
-        memcpy(a.o_stride, a.q_stride, sizeof a.o_stride);
-        PyObject *r = query_dict(c, &a);
-        Py_DECREF(c);
-        return r;
-    }
+    if (PyObject_IsTrue(args[QUERY]))
+        return query_call(c, &a, &q);
     int64_t lse_shape[3] = { q.shape[0], q.shape[2], q.shape[1] };
     return run_call(&a, c, &q, args[RETURN_LSE], args[OUT], args[LSE], args[STREAM], 3, lse_shape, 0, bhsd);
 fail:
@@ -1428,13 +1434,8 @@ static PyObject *py_attention_kvcache(PyObject *mod, PyObject *const *args, Py_s
     if (check_gpu(c, &q) < 0 || check_gpu(c, &k) < 0 || check_gpu(c, &v) < 0 || (paged && check_gpu(c, &bt) < 0) ||
         (a.cache_seqlens && check_gpu(c, &cs) < 0) || (append && (check_gpu(c, &kn) < 0 || check_gpu(c, &vn) < 0)))
         goto fail;
-    if (PyObject_IsTrue(args[QUERY])) {
-        a.o = (void *)q.ptr;
-        memcpy(a.o_stride, a.q_stride, sizeof a.o_stride);
-        PyObject *r = query_dict(c, &a);
-        Py_DECREF(c);
-        return r;
-    }
+    if (PyObject_IsTrue(args[QUERY]))
+        return query_call(c, &a, &q);
     int64_t lse_shape[3] = { q.shape[0], q.shape[2], q.shape[1] };
     return run_call(&a, c, &q, args[RETURN_LSE], args[OUT], args[LSE], args[STREAM], 3, lse_shape, 0, 0);
 fail:
