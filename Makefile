@@ -5,7 +5,7 @@
 #   make gpu-test   the GPU test tier (skips, with a count, where there is no GPU)
 #   make run        fatune --gpu 0 on the default suite (compile-only check without a GPU)
 #   make lib        build/libfatune.a and build/libfatune.so (the runtime library), build/fatune.pc
-#   make examples   build/examples/attention (C, linked statically); examples/torch_example.py
+#   make examples   build/examples/attention and decode_step (C, linked statically); examples/torch_example.py
 #   make install PREFIX=/usr/local   header, libraries, pkg-config file, fatune, Python module
 #   make SAN=address,undefined test     sanitizer build;  V=1 shows full commands; WERROR=1 in CI
 
@@ -65,7 +65,7 @@ $(BUILD)/embedded.c: $(BUILD)/embed $(LUA_FILES)
 	@echo "EMBED $(words $(LUA_FILES)) Lua files"
 	$(Q)$(BUILD)/embed $@ $(LUA_FILES)
 
-$(BUILD)/%.o: %.c $(wildcard runtime/*.h generator/*.h db/*.h tuner/*.h)
+$(BUILD)/%.o: %.c $(wildcard runtime/*.h generator/*.h db/*.h tuner/*.h examples/*.h)
 	@mkdir -p $(@D)
 	@echo "CC $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -108,7 +108,7 @@ $(BUILD)/fatune.pc: fatune.pc.in Makefile runtime/fatune.h
 # The examples allocate device memory with the driver API, linked the usual way (the stub at build
 # time, the driver's libcuda.so.1 at run time); the library itself still opens the driver with dlopen.
 CUDA_DRIVER_LIBS ?= -L$(CUDA_HOME)/lib64/stubs -L$(CUDA_HOME)/lib64 -lcuda
-EXAMPLES = $(BUILD)/examples/attention
+EXAMPLES = $(BUILD)/examples/attention $(BUILD)/examples/decode_step
 $(EXAMPLES): %: %.o $(BUILD)/libfatune.a
 	@echo "LINK $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CUDA_DRIVER_LIBS)
@@ -148,7 +148,7 @@ test: deps
 
 .PHONY: test-build
 # The examples are compiled here, linked by `make examples` (that needs the driver stub, libcuda.so).
-test-build: $(BUILD)/fatune $(TESTS:%=$(BUILD)/%) lib $(BUILD)/examples/attention.o $(BUILD)/gpu_test $(BUILD)/gpu_runtime \
+test-build: $(BUILD)/fatune $(TESTS:%=$(BUILD)/%) lib $(EXAMPLES:%=%.o) $(BUILD)/gpu_test $(BUILD)/gpu_runtime \
             $(BUILD)/layout
 
 # The public structs' layout, for the Python binding's test (tests/test_python.py).
