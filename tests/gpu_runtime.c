@@ -181,16 +181,21 @@ static const tcase append_cases[] = {
 };
 #define NAPPEND ((int)(sizeof append_cases / sizeof append_cases[0]))
 
+/* Case i of a table set up with a seed of its own (base + i, varied per run), or a failed check
+ * naming it: 1 when l is ready. */
+static int live_case(const tcase *tc, uint64_t base, int i, live *l) {
+    if (live_new(tc, base + (uint64_t)i * 7919 + (uint64_t)time(NULL), l) == FAT_OK) return 1;
+    CHECK(tc->name, 0);
+    fprintf(stderr, "  cannot set up: %s\n", fat_last_error());
+    live_free(l);
+    return 0;
+}
+
 static void test_kv_append(fat_ctx *ctx) {
     printf("prefill chunks appended by the call:\n");
     for (int i = 0; i < NAPPEND; i++) {
         live l;
-        if (live_new(&append_cases[i], 2000 + (uint64_t)i * 7919 + (uint64_t)time(NULL), &l) != FAT_OK) {
-            CHECK(append_cases[i].name, 0);
-            fprintf(stderr, "  cannot set up: %s\n", fat_last_error());
-            live_free(&l);
-            continue;
-        }
+        if (!live_case(&append_cases[i], 2000, i, &l)) continue;
         run_case(ctx, &l, NULL, "appended: ");
         fat_choice ch;
         CHECK("  ops.kv_append first", fat_query(ctx, &l.c->dev, &ch) == FAT_OK && strcmp(ch.append, "ops.kv_append") == 0);
@@ -202,12 +207,7 @@ static void test_defaults(fat_ctx *ctx) {
     printf("defaults, compiled on first use:\n");
     for (int i = 0; i < NCASES; i++) {
         live l;
-        if (live_new(&cases[i], 1000 + (uint64_t)i * 7919 + (uint64_t)time(NULL), &l) != FAT_OK) {
-            CHECK(cases[i].name, 0);
-            fprintf(stderr, "  cannot set up: %s\n", fat_last_error());
-            live_free(&l);
-            continue;
-        }
+        if (!live_case(&cases[i], 1000, i, &l)) continue;
         run_case(ctx, &l, NULL, "default: ");
         live_free(&l);
     }
