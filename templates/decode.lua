@@ -33,10 +33,13 @@ local t = {
     warps = { 2, 4, 8 },       -- warps per CTA, each a worker with its own key tiles
     block_n = { 16, 32, 64 },  -- keys per tile of one worker
     stages = { 2, 3, 4 },      -- K/V buffers per warp: stages - 1 tiles in flight while one is computed
+    balance = { 0, 1 },        -- 1: the batch's key tiles dealt evenly to a grid of one CTA per SM, whatever
+                               -- each sequence's length (a ragged batch); splits must be 1
   },
 }
 
 local MAX_REGS = 255
+local MAX_BALANCED_BATCH = 4096  -- balance = 1 keeps the batch's tile counts in shared memory
 local REG_OVERHEAD = 40  -- as flash_v2: addresses, loop state, temporaries beyond the fragments
 local RESCALE_SKIP = true
 
@@ -54,6 +57,15 @@ local function geometry(p, shape)
   g.part = ROWS * g.part_ld * 4 + 2 * ROWS * 4
   g.smem = g.smem_q + p.warps * g.warp_smem
   assert(g.part <= g.warp_smem, "decode: a warp's partial must fit in its K/V buffers")
+  if p.balance == 1 then
+    -- the batch's prefix of tile counts (batch + 1 of them), after the warps' buffers
+    -- (64-bit counts), then the scan's warp totals and the combiner's flag (no static shared memory:
+    -- every byte the kernel uses is in the launch's dynamic size, which valid() checks)
+    g.pref = ((shape.batch or 1) + 1) * 8
+    g.smem = g.smem + (g.pref + 15) // 16 * 16 + 8 * p.warps + 8
+    -- one CTA's partial in the workspace: O of the 16 rows (dpad floats each), then m and l
+    g.ws_part = (ROWS * g.dpad + 2 * ROWS) * 4
+  end
   return g
 end
 
@@ -76,6 +88,13 @@ function t.valid(p, shape, dev)
   if cc < 80 then return false, "needs sm_80 (mma.sync bf16, cp.async)" end
   if p.splits > 1 and cc < 90 then
     return false, string.format("splits=%d needs sm_90 (thread-block clusters)", p.splits)
+  end
+  if p.balance == 1 and p.splits > 1 then
+    return false, string.format("balance=1 deals the keys to a grid of its own: splits=%d must be 1", p.splits)
+  end
+  if p.balance == 1 and (shape.batch or 1) > MAX_BALANCED_BATCH then
+    return false, string.format("balance=1: batch %d > %d (the tile counts kept in shared memory)",
+                                shape.batch, MAX_BALANCED_BATCH)
   end
   local ok, why = tile.check_shape({ block_m = ROWS, warps = 1 }, shape)
   if not ok then return false, why end
@@ -130,7 +149,7 @@ function t.default(shape, dev)
   local function first(list, top)
     for _, c in ipairs(list) do
       for stages = top, 2, -1 do
-        local p = { splits = splits, warps = c[1], block_n = c[2], stages = stages }
+        local p = { splits = splits, warps = c[1], block_n = c[2], stages = stages, balance = 0 }
         if t.valid(p, shape, dev) then return p end
       end
     end
@@ -359,14 +378,178 @@ static __device__ __forceinline__ void part_v4(float (&v)[4], unsigned a) {
 #endif
 }
 
-extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(const fat_kparams p)
+#if FAT_APPEND
+/* Step 0b: k_new and v_new of head kvh of sequence b into the cache at keys have .. have + seqlen_new
+ * - 1, 16 bytes an item, items first, first + stride, ... A page entry out of range is skipped and
+ * sets bad (the output is poisoned). */
+static __device__ __forceinline__ void append_new_rows(const fat_kparams &p, int b, int kvh, int have, int first,
+                                                       int stride, bool &bad) {
+    for (int idx = first; idx < p.seqlen_new * VALID_CHUNKS; idx += stride) {
+        const int i = idx / VALID_CHUNKS, c = idx % VALID_CHUNKS, j = have + i;
+#if FAT_PAGED
+        const int e = page_of(p, b, j);
+        if (!page_ok(p, e)) { bad = true; continue; }
+        const long long pg = e, r = j % FAT_PAGE_SIZE;
+#else
+        const long long pg = b, r = j;
+#endif
+        unsigned x[4];
+        fat_ld_global_v4(x, (const char *)p.k_new + 2 * ((long long)b * p.kn_sb + (long long)i * p.kn_ss +
+                                                        (long long)kvh * p.kn_sh) + c * 16);
+        fat_st_global_v4((char *)p.k + 2 * (pg * p.k_sb + r * p.k_ss + (long long)kvh * p.k_sh) + c * 16, x);
+        fat_ld_global_v4(x, (const char *)p.v_new + 2 * ((long long)b * p.vn_sb + (long long)i * p.vn_ss +
+                                                        (long long)kvh * p.vn_sh) + c * 16);
+        fat_st_global_v4((char *)p.v + 2 * (pg * p.v_sb + r * p.v_ss + (long long)kvh * p.v_sh) + c * 16, x);
+    }
+}
+#endif
+
+/* Step 8's store of item (row r, 8 columns c) of head kvh of sequence b: O = o / sum in 16 bits, and
+ * once per row (c == 0) LSE = (mx * sl2 + log2 sum) * ln 2; a row no key reached (sum 0) gets zeros
+ * and -inf, a poisoned one NaN (never a plausible answer from a wrong cache). */
+static __device__ __forceinline__ void store_item(const fat_kparams &p, int b, int kvh, int group, long long q0,
+                                                  int sq, int r, int c, const float (&o)[8], float sum, float mx,
+                                                  bool poisoned, float sl2) {
+    const float inv = poisoned ? __int_as_float(0x7fc00000) : sum > 0.f ? 1.f / sum : 0.f;
+    int j, i;
+    split_row(r, sq, &j, &i);
+    const int h = kvh * group + j;
+    const unsigned v4[4] = { pack2(o[0] * inv, o[1] * inv), pack2(o[2] * inv, o[3] * inv),
+                             pack2(o[4] * inv, o[5] * inv), pack2(o[6] * inv, o[7] * inv) };
+    fat_st_global_v4((char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, b, q0 + i, h) + c * 16, v4);
+    if (c == 0 && p.lse != nullptr)
+        p.lse[LSE_OFF(p, b, h, q0, i)] = poisoned ? __int_as_float(0x7fc00000)
+                                       : sum > 0.f ? (mx * sl2 + log2f(sum)) * 0.6931471805599453f : -FAT_INF;
+}
+
+#if BALANCE
+/* ---- The balanced schedule (BALANCE): the batch's key tiles, sequence b's KV heads in order and
+ * the sequences in order, numbered 0 .. T-1; CTA g of G takes tiles [g T / G, (g + 1) T / G), which
+ * may cut a sequence-head (a unit) at either end. A unit the CTA holds whole is finished as above;
+ * the share of a cut unit leaves a partial (O unnormalised in f32, its row max m and sum l) in the
+ * workspace, in slot 2g when the unit began before the CTA's share, else 2g + 1; the CTA that
+ * brings the unit's counter of finished tiles to its count combines the unit's partials. ---- */
+#define WS_PART (ROWS * DPAD + 2 * ROWS)       /* floats of one partial: O rows, then m, then l */
+
+/* The key tiles of one KV head of sequence b: Step 0's n_end - n_begin. */
+static __device__ __forceinline__ int unit_tiles(const fat_kparams &p, int b) {
+    long long q0, k0;
+    int sq, sk, have = 0;
+    seq_bounds(p, b, &q0, &k0, &sq, &sk);
+#if FAT_CACHE
+    cache_bad(p, b, &have, &sk);          /* bad: sk = 0, no tile */
+#endif
+    (void)have;
+    if (sq <= 0) return 0;
+    int lo_first, hi_first, lo_last, hi_last;
+    visible_keys(p, 0, sq, sk, &lo_first, &hi_first);
+    visible_keys(p, sq - 1, sq, sk, &lo_last, &hi_last);
+    const int nb = lo_first / BLOCK_N, ne = hi_last < 0 ? 0 : hi_last / BLOCK_N + 1;
+    return max(ne - nb, 0);
+}
+/* The CTA whose share holds tile t: the last g with g T / G <= t. */
+static __device__ __forceinline__ int cta_of(long long t, long long T, int G) {
+    int g = (int)(t * G / T);
+    while (g + 1 < G && (long long)(g + 1) * T / G <= t) ++g;
+    return g;
+}
+/* CTA g's share is empty (fewer tiles than CTAs): it left no partial, though cta_of's range of a
+ * unit's CTAs may pass over it. */
+static __device__ __forceinline__ bool share_empty(int g, long long T, int G) {
+    return (long long)g * T / G == (long long)(g + 1) * T / G;
+}
+/* The workspace slot of CTA g's share of a unit whose first tile is u0. */
+static __device__ __forceinline__ int slot_of(int g, long long u0, long long T, int G) {
+    return u0 < (long long)g * T / G ? 2 * g : 2 * g + 1;
+}
+#endif
+
+extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(const fat_kparams p
+#if BALANCE
+                                                                             , int *const done
+#endif
+                                                                             )
 {
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-    /* ---- Step 0: this CTA's KV head and sequence, its rows, and the key tiles any row sees ---- */
-    const int rank = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
     const int group = p.heads_q / p.heads_kv;
+]] .. softmax.log2_scale .. [[
+
+#if BALANCE
+    /* ---- The batch's tile counts and their prefix sums: s_pref[b] = the tiles before sequence b
+     * (all its KV heads), kept in shared memory after the warps' buffers ---- */
+    long long *const s_pref = (long long *)(smem + SMEM_Q + WARPS * WARP_SMEM);
+    long long *const s_warp_sum = s_pref + ((p.batch + 2) & ~1);   /* then the scan's warp totals */
+    int *const s_last = (int *)(s_warp_sum + WARPS);                /* and the combiner's flag */
+    for (int bb = tid; bb < p.batch; bb += THREADS) s_pref[bb + 1] = (long long)unit_tiles(p, bb) * p.heads_kv;
+    if (tid == 0) s_pref[0] = 0;
+    __syncthreads();
+    {   /* inclusive scan of s_pref[1 .. batch]: a run of entries per thread, then the runs' totals */
+        const int per = (p.batch + THREADS - 1) / THREADS, lo_b = 1 + tid * per, hi_b = min(p.batch + 1, lo_b + per);
+        long long run = 0;
+        for (int bb = lo_b; bb < hi_b; ++bb) { run += s_pref[bb]; s_pref[bb] = run; }
+        long long x = run;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const long long y = __shfl_up_sync(0xffffffffu, x, off);
+            if (lane >= off) x += y;
+        }
+        if (lane == 31) s_warp_sum[warp] = x;
+        __syncthreads();
+        long long before = x - run;
+        for (int w = 0; w < warp; ++w) before += s_warp_sum[w];
+        for (int bb = lo_b; bb < hi_b; ++bb) s_pref[bb] += before;
+        __syncthreads();
+    }
+    const int G = gridDim.x, g = blockIdx.x;
+    /* the end of this CTA's share, from shared memory: no 64-bit value of the schedule is held in
+     * registers through the key loop (the stretch's unit is worked out again after it) */
+#define SHARE_END() ((long long)(g + 1) * s_pref[p.batch] / G)
+
+    /* ---- Units with no tile (a bad length, no visible key): their rows written here (zeros and
+     * -inf, or NaN), their new rows appended, by CTA u % G ---- */
+    for (int u = g; u < p.batch * p.heads_kv; u += G) {
+        const int bb = u / p.heads_kv, hh = u % p.heads_kv;
+        if (s_pref[bb + 1] != s_pref[bb]) continue;
+        long long q0, k0;
+        int sq, sk, have = 0;
+        bool bad = false;
+        seq_bounds(p, bb, &q0, &k0, &sq, &sk);
+#if FAT_CACHE
+        bad = cache_bad(p, bb, &have, &sk);
+#endif
+#if FAT_APPEND
+        if (!bad) append_new_rows(p, bb, hh, have, tid, THREADS, bad);
+#endif
+        bad = __syncthreads_or(bad);
+        const float zero[8] = { 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f };
+        for (int it = tid; it < min(group * sq, ROWS) * VALID_CHUNKS; it += THREADS)
+            store_item(p, bb, hh, group, q0, sq, it / VALID_CHUNKS, it % VALID_CHUNKS, zero, 0.f, -FAT_INF, bad, sl2);
+    }
+
+    /* ---- The CTA's share, a stretch [a, e) of one unit's tiles at a time ---- */
+    for (long long t = (long long)g * s_pref[p.batch] / G; t < SHARE_END();) {
+        int b, kvh, ua, ue;               /* tile t's sequence and KV head; the stretch [ua, ue) of its unit */
+        {
+            int lo_s = 0, hi_s = p.batch;   /* the last b with s_pref[b] <= t */
+            while (hi_s - lo_s > 1) {
+                const int mid = (lo_s + hi_s) >> 1;
+                if (s_pref[mid] <= t) lo_s = mid; else hi_s = mid;
+            }
+            b = lo_s;
+            const int tu = (int)((s_pref[b + 1] - s_pref[b]) / p.heads_kv);   /* tiles of each of its units */
+            kvh = (int)((t - s_pref[b]) / tu);
+            const long long u0 = s_pref[b] + (long long)kvh * tu;             /* the unit's first tile */
+            ua = (int)(t - u0);
+            ue = (int)min((long long)tu, SHARE_END() - u0);
+        }
+        const int rank = 0;
+#else
+    {
+        const int rank = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+#endif
+    /* ---- Step 0: this CTA's KV head and sequence, its rows, and the key tiles any row sees ---- */
     long long q0, k0;
     int sq, sk;
     seq_bounds(p, b, &q0, &k0, &sq, &sk);
@@ -399,30 +582,22 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
         }
     }
 
+#if BALANCE
+    const int n_lo = n_begin + ua, n_hi = n_begin + ue;   /* this stretch's tiles */
+#else
+    const int n_lo = n_begin, n_hi = n_end;
+#endif
+
 #if FAT_APPEND
     /* ---- Step 0b: k_new and v_new of this head into the cache at keys have .. have + seqlen_new - 1,
-     * 16 bytes a thread, the rows shared by the cluster's CTAs. The attention reads those keys from
-     * k_new and v_new (Step 1b), so nothing waits for these stores. A page entry out of range is
-     * skipped and poisons the output. ---- */
-    if (!bad) {
-        for (int idx = rank * THREADS + tid; idx < p.seqlen_new * VALID_CHUNKS; idx += SPLITS * THREADS) {
-            const int i = idx / VALID_CHUNKS, c = idx % VALID_CHUNKS, j = have + i;
-#if FAT_PAGED
-            const int e = page_of(p, b, j);
-            if (!page_ok(p, e)) { bad = true; continue; }
-            const long long pg = e, r = j % FAT_PAGE_SIZE;
+     * 16 bytes a thread, the rows shared by the cluster's CTAs (balanced: by the stretch holding the
+     * unit's first tile). The attention reads those keys from k_new and v_new (Step 1b), so nothing
+     * waits for these stores. A page entry out of range is skipped and poisons the output. ---- */
+#if BALANCE
+    if (!bad && ua == 0) append_new_rows(p, b, kvh, have, tid, THREADS, bad);
 #else
-            const long long pg = b, r = j;
+    if (!bad) append_new_rows(p, b, kvh, have, rank * THREADS + tid, SPLITS * THREADS, bad);
 #endif
-            unsigned x[4];
-            fat_ld_global_v4(x, (const char *)p.k_new + 2 * ((long long)b * p.kn_sb + (long long)i * p.kn_ss +
-                                                            (long long)kvh * p.kn_sh) + c * 16);
-            fat_st_global_v4((char *)p.k + 2 * (pg * p.k_sb + r * p.k_ss + (long long)kvh * p.k_sh) + c * 16, x);
-            fat_ld_global_v4(x, (const char *)p.v_new + 2 * ((long long)b * p.vn_sb + (long long)i * p.vn_ss +
-                                                            (long long)kvh * p.vn_sh) + c * 16);
-            fat_st_global_v4((char *)p.v + 2 * (pg * p.v_sb + r * p.v_ss + (long long)kvh * p.v_sh) + c * 16, x);
-        }
-    }
 #endif
 
     /* ---- Shared memory: [Q tile][warp 0: K x STAGES, V x STAGES][warp 1 ...], swizzled ---- */
@@ -445,14 +620,14 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
     }
     fat_cp_async_commit();
     const int worker = rank * WARPS + warp;
-    int n_load = n_begin + worker;        /* this warp's next tile to copy */
-    int e_load = next_entry(p, b, n_load, n_end);   /* its table entry (WHOLE_PAGES) */
+    int n_load = n_lo + worker;           /* this warp's next tile to copy */
+    int e_load = next_entry(p, b, n_load, n_hi);    /* its table entry (WHOLE_PAGES) */
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {
-        if (n_load < n_end) {
+        if (n_load < n_hi) {
             load_kv(s_k + st * SMEM_KV, s_v + st * SMEM_KV, p, b, kvh, k0, n_load, sk, have, bad, e_load);
             n_load += WORKERS;
-            e_load = next_entry(p, b, n_load, n_end);
+            e_load = next_entry(p, b, n_load, n_hi);
         }
         fat_cp_async_commit();
     }
@@ -476,7 +651,6 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
 #pragma unroll
     for (int kk = 0; kk < K_STEPS; ++kk) fat_ldsm_x4(qf[kk], s_q + frag_off[kk % SW_VARIANTS] + PAIR_OFF(kk));
 #endif
-]] .. softmax.log2_scale .. [[
 
     float acc[1][D_TILES][4];
     float m[1][2] = { { -FAT_INF, -FAT_INF } }, l[1][2] = { { 0.f, 0.f } };
@@ -488,13 +662,13 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
      * previous tile, whose buffer is refilled next), issue the tile STAGES-1 ahead, compute. One
      * group per tile, committed even when empty, so the count stays exact. ---- */
     int rd = 0, wr = STAGES - 1;
-    for (int n = n_begin + worker; n < n_end; n += WORKERS) {
+    for (int n = n_lo + worker; n < n_hi; n += WORKERS) {
         fat_cp_async_wait<STAGES - 2>();
         __syncwarp();
-        if (n_load < n_end) {
+        if (n_load < n_hi) {
             load_kv(s_k + wr * SMEM_KV, s_v + wr * SMEM_KV, p, b, kvh, k0, n_load, sk, have, bad, e_load);
             n_load += WORKERS;
-            e_load = next_entry(p, b, n_load, n_end);
+            e_load = next_entry(p, b, n_load, n_hi);
         }
         fat_cp_async_commit();
         wr = wr + 1 == STAGES ? 0 : wr + 1;
@@ -560,6 +734,13 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
     /* ---- Step 8: combine. Item (row r, 8 columns c) goes to one thread of the cluster: with
      * M = max_w m_w and f_w = 2^((m_w - M) * sl2), O = sum f_w O_w / sum f_w l_w and
      * LSE = (M * sl2 + log2 sum f_w l_w) * ln 2; a row no worker saw a key of gets zeros, -inf. ---- */
+#if BALANCE
+    const long long T = s_pref[p.batch];                                /* the batch's tiles */
+    const int tu = (int)((s_pref[b + 1] - s_pref[b]) / p.heads_kv);     /* the unit's */
+    const long long u0 = s_pref[b] + (long long)kvh * tu;               /* its first */
+    const bool whole = ua == 0 && ue == tu;   /* the unit is this CTA's alone: finished here */
+    const int slot = slot_of(g, u0, T, G);
+#endif
     for (int it = rank * THREADS + tid; it < rows * VALID_CHUNKS; it += SPLITS * THREADS) {
         const int r = it / VALID_CHUNKS, c = it % VALID_CHUNKS;
         float mx = -FAT_INF;
@@ -582,26 +763,89 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
                 o[4 + e] += f * y[e];
             }
         }
-        /* a poisoned row: NaN output and LSE, never a plausible answer from a wrong cache */
-        const float inv = poisoned ? __int_as_float(0x7fc00000) : sum > 0.f ? 1.f / sum : 0.f;
-        int j, i;
-        split_row(r, sq, &j, &i);
-        const int h = kvh * group + j;
-        const unsigned v4[4] = { pack2(o[0] * inv, o[1] * inv), pack2(o[2] * inv, o[3] * inv),
-                                 pack2(o[4] * inv, o[5] * inv), pack2(o[6] * inv, o[7] * inv) };
-        fat_st_global_v4((char *)p.o + 2 * ROW_OFF(p.o_sb, p.o_ss, p.o_sh, b, q0 + i, h) + c * 16, v4);
-        if (c == 0 && p.lse != nullptr)
-            p.lse[LSE_OFF(p, b, h, q0, i)] = poisoned ? __int_as_float(0x7fc00000)
-                                           : sum > 0.f ? (mx * sl2 + log2f(sum)) * 0.6931471805599453f : -FAT_INF;
+#if BALANCE
+        if (!whole) {                     /* a cut unit: this share's partial into the workspace */
+            float *const wp = (float *)p.ws + (long long)slot * WS_PART;
+#pragma unroll
+            for (int k = 0; k < 8; ++k) wp[r * DPAD + c * 8 + k] = o[k];
+            if (c == 0) {
+                wp[ROWS * DPAD + r] = mx;
+                wp[ROWS * DPAD + ROWS + r] = poisoned ? __int_as_float(0x7fc00000) : sum;
+            }
+            continue;
+        }
+#endif
+        store_item(p, b, kvh, group, q0, sq, r, c, o, sum, mx, poisoned, sl2);
     }
 #if SPLITS > 1
     fat_cluster_sync();                   /* no CTA leaves while another still reads its partials */
 #endif
+#if BALANCE
+    if (!whole) {
+        /* the partial visible, then the unit's count of finished tiles; the CTA that completes it
+         * combines the partials of every share (the CTAs cta_of(u0) .. cta_of(u0 + tu - 1)) */
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) *s_last = atomicAdd(done + b * p.heads_kv + kvh, ue - ua) + (ue - ua) == tu;
+        __syncthreads();
+        if (*s_last) {
+            __threadfence();
+            /* the shares' slots, worked out once (64-bit divisions) into the warps' buffers, whose
+             * partials every thread has read */
+            const int g0 = cta_of(u0, T, G), ns = cta_of(u0 + tu - 1, T, G) - g0 + 1;
+            int *const s_slots = (int *)(smem + SMEM_Q);
+            for (int i = tid; i < ns; i += THREADS)
+                s_slots[i] = share_empty(g0 + i, T, G) ? -1 : slot_of(g0 + i, u0, T, G);
+            __syncthreads();
+            for (int it = tid; it < rows * VALID_CHUNKS; it += THREADS) {
+                const int r = it / VALID_CHUNKS, c = it % VALID_CHUNKS;
+                float mx = -FAT_INF;
+                for (int i = 0; i < ns; ++i)
+                    if (s_slots[i] >= 0)
+                        mx = fmaxf(mx, __ldcg((const float *)p.ws + (long long)s_slots[i] * WS_PART + ROWS * DPAD + r));
+                float sum = 0.f, o[8] = { 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f };
+                bool poisoned = false;
+                for (int i = 0; i < ns; ++i) {
+                    if (s_slots[i] < 0) continue;
+                    const float *const wp = (const float *)p.ws + (long long)s_slots[i] * WS_PART;
+                    const float mw = __ldcg(wp + ROWS * DPAD + r), lw = __ldcg(wp + ROWS * DPAD + ROWS + r);
+                    const float f = mw == -FAT_INF ? 0.f : fat_exp2((mw - mx) * sl2);
+                    poisoned |= (__float_as_uint(lw) & 0x7fffffffu) > 0x7f800000u;
+                    sum += f * lw;
+#pragma unroll
+                    for (int k = 0; k < 8; ++k) o[k] += f * __ldcg(wp + r * DPAD + c * 8 + k);
+                }
+                store_item(p, b, kvh, group, q0, sq, r, c, o, sum, mx, poisoned, sl2);
+            }
+        }
+    }
+    t = u0 + ue;
+    __syncthreads();                      /* the next stretch reuses the Q tile and the warps' buffers */
+#endif
+    }
 }
 ]]
 
+-- The CTAs of the balanced schedule: one per SM.
+local function balanced_ctas(dev) return math.max(dev.sms or 1, 1) end
+
 function t.launch(p, shape, dev)
   local g = geometry(p, shape)
+  if p.balance == 1 then
+    -- a grid of its own; two partials per CTA in the workspace (a sequence-head cut at either end
+    -- of its share), and a counter of finished tiles per sequence-head, zeroed before every launch
+    local ctas = balanced_ctas(dev)
+    -- a combiner lists the shares' slots in the warps' buffers
+    assert(4 * ctas <= p.warps * g.warp_smem, "decode: the shares' slots must fit in the warps' buffers")
+    return P.launch(dev, {
+      entry = "fat_decode",
+      grid = { ctas, 1, 1 },
+      block = { g.threads, 1, 1 },
+      smem = g.smem,
+      workspace = 2 * ctas * g.ws_part,
+      args = { P.params(), P.scratch{ bytes = 4 * (shape.batch or 1) * (shape.heads_kv or 1), zero = true } },
+    })
+  end
   -- the cluster of `splits` CTAs is fixed at compile time (CLUSTER_DIMS), not set at launch
   return P.launch(dev, {
     entry = "fat_decode",
@@ -619,8 +863,11 @@ function t.emit(p, shape, dev)
   local q_in_regs = with_q <= MAX_REGS
   local def = P.define
   local defs = {
-    string.format("/* ---- decode constants: %d CTA(s) per KV head, %d warps, %d-key tiles, %d stage(s), Q in %s ---- */",
-                  p.splits, p.warps, p.block_n, p.stages, q_in_regs and "registers" or "shared memory"),
+    string.format("/* ---- decode constants: %s, %d warps, %d-key tiles, %d stage(s), Q in %s ---- */",
+                  p.balance == 1 and "the batch's tiles dealt evenly to one CTA per SM" or
+                  string.format("%d CTA(s) per KV head", p.splits),
+                  p.warps, p.block_n, p.stages, q_in_regs and "registers" or "shared memory"),
+    def("BALANCE", p.balance, "1: key tiles dealt evenly over the grid, partials combined through the workspace"),
     def("SPLITS", p.splits, "CTAs of a cluster sharing one KV head's keys"),
     def("WARPS", p.warps),
     def("THREADS", g.threads),

@@ -42,6 +42,9 @@ static const int lens_qd[] = { 1, 1, 2, 0, 1 }, lens_kd[] = { 1000, 17, 1, 300, 
  * side, a page filled exactly by the append, and one across a boundary */
 static const int cache_a[] = { 15, 0, 1, 511 }, cache_b[] = { 0, 8, 299 }, cache_c[] = { 63, 65 },
                  cache_d[] = { 255, 1000 }, cache_e[] = { 0, 497, 250 }, cache_f[] = { 22, 47 };
+/* a server's ragged batch: empty, one key, short and long sequences side by side (decode's
+ * balance = 1 cuts the long ones over many CTAs' shares) */
+static const int cache_g[] = { 0, 1, 5000, 33, 12000, 700 };
 /* prefill chunks against a cache that already holds them (flash_hopper): fewer keys than query
  * rows (the first rows see none), a page boundary +-1, a length that ends inside a key block, the
  * whole room */
@@ -122,6 +125,8 @@ static const tcase cases[] = {
     { "paged256 cache append fills a page", P(FAT_FP16, 128, 1, PAGED(256) | CACHE | APPEND, 2, 32, 8, 1, 2048),
       { .cache_lens = cache_d, .with_lse = 1 } },
     { "contiguous cache append Sq 3 causal", P(FAT_BF16, 64, 1, CACHE | APPEND, 3, 4, 4, 3, 500), { .cache_lens = cache_e, .with_lse = 1 } },
+    { "contiguous cache ragged 0 to 12000 GQA 4:1", P(FAT_BF16, 128, 0, CACHE, 6, 16, 4, 1, 12000),
+      { .cache_lens = cache_g, .with_lse = 1 } },
     { "paged16 whole sequences MQA head_dim 96", P(FAT_FP16, 96, 0, PAGED(16), 2, 8, 1, 1, 320), { .with_lse = 1 } },
     { "paged24 cache append GQA 8:1 padded rows", P(FAT_BF16, 128, 1, PAGED(24) | CACHE | APPEND, 2, 16, 2, 2, 700),
       { .cache_lens = cache_f, .pad = 8, .with_lse = 1 } },
