@@ -2,7 +2,7 @@
 """Decoding steps whose sequences hold different numbers of keys (a server's batch), against the same
 number of keys spread evenly: how much of the even batch's bandwidth a ragged batch keeps.
 
-  python3 bench/ragged_decode.py [--json rows.json]
+  python3 bench/ragged_decode.py [--db tuned.db] [--json rows.json]
 
 Per batch (bf16, head_dim 128, 32 query heads on 8 KV heads, one new token per sequence): a
 contiguous cache of `cap` keys per sequence read through fatune.attention_with_kvcache with
@@ -49,24 +49,28 @@ def measure(ctx, b, cap, ragged):
             if not err < 2e-2:
                 sys.exit(f"ragged_decode.py: B={b} cap={cap} {name} sequence {i}: relative L2 {err:.2e}")
         row[name] = 2 * total * HK * D * 2 / ms_of(fn) / 1e9
+    ch = ctx.query_with_kvcache(q, k, v, cache_seqlens=cl)
+    row["kernel"] = f"{ch['family']} {ch['params']}"
     return row
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", help="a tuned database (default: none, the built-in defaults)")
     ap.add_argument("--json")
     a = ap.parse_args()
-    ctx = fatune.open()
-    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}; fatune built-in defaults")
+    ctx = fatune.open(db=a.db) if a.db else fatune.open()
+    print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}; fatune "
+          f"{'tuned: ' + a.db if a.db else 'built-in defaults'}")
     rows = []
     for b, cap, ragged in BATCHES:
         rows.append(measure(ctx, b, cap, ragged))
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| B | cache per sequence | keys read | lengths | even TB/s | ragged TB/s | ragged / even |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| B | cache per sequence | keys read | lengths | kernel | even TB/s | ragged TB/s | ragged / even |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ls = r["lengths"]
-        print(f"| {r['batch']} | {r['cap']} | {r['keys']} | {min(ls)}-{max(ls)} | {r['even']:.2f} | {r['ragged']:.2f} | {r['ragged'] / r['even']:.2f} |")
+        print(f"| {r['batch']} | {r['cap']} | {r['keys']} | {min(ls)}-{max(ls)} | {r['kernel']} | {r['even']:.2f} | {r['ragged']:.2f} | {r['ragged'] / r['even']:.2f} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
