@@ -33,13 +33,14 @@ local t = {
     warps = { 2, 4, 8 },       -- warps per CTA, each a worker with its own key tiles
     block_n = { 16, 32, 64 },  -- keys per tile of one worker
     stages = { 2, 3, 4 },      -- K/V buffers per warp: stages - 1 tiles in flight while one is computed
-    balance = { 0, 1 },        -- 1: the batch's key tiles dealt evenly to a grid of one CTA per SM, whatever
-                               -- each sequence's length (a ragged batch); splits must be 1
+    balance = { 0, 1, 2, 4 },  -- > 0: the batch's key tiles dealt evenly to a grid of `balance` CTAs per SM,
+                               -- whatever each sequence's length (a ragged batch); splits must be 1
   },
 }
 
 local MAX_REGS = 255
-local MAX_BALANCED_BATCH = 4096  -- balance = 1 keeps the batch's tile counts in shared memory
+local MAX_BALANCED_BATCH = 4096  -- balance > 0 keeps the batch's tile counts in shared memory
+local CTA_RESERVED_SMEM = 1024   -- shared memory the hardware keeps per resident CTA (sm_80, sm_90)
 local REG_OVERHEAD = 40  -- as flash_v2: addresses, loop state, temporaries beyond the fragments
 local RESCALE_SKIP = true
 
@@ -57,7 +58,7 @@ local function geometry(p, shape)
   g.part = ROWS * g.part_ld * 4 + 2 * ROWS * 4
   g.smem = g.smem_q + p.warps * g.warp_smem
   assert(g.part <= g.warp_smem, "decode: a warp's partial must fit in its K/V buffers")
-  if p.balance == 1 then
+  if p.balance > 0 then
     -- the batch's prefix of tile counts (batch + 1 of them), after the warps' buffers
     -- (64-bit counts), then the scan's warp totals and the combiner's flag (no static shared memory:
     -- every byte the kernel uses is in the launch's dynamic size, which valid() checks)
@@ -89,12 +90,16 @@ function t.valid(p, shape, dev)
   if p.splits > 1 and cc < 90 then
     return false, string.format("splits=%d needs sm_90 (thread-block clusters)", p.splits)
   end
-  if p.balance == 1 and p.splits > 1 then
-    return false, string.format("balance=1 deals the keys to a grid of its own: splits=%d must be 1", p.splits)
+  if p.balance > 0 and p.splits > 1 then
+    return false, string.format("balance=%d deals the keys to a grid of its own: splits=%d must be 1", p.balance, p.splits)
   end
-  if p.balance == 1 and (shape.batch or 1) > MAX_BALANCED_BATCH then
-    return false, string.format("balance=1: batch %d > %d (the tile counts kept in shared memory)",
-                                shape.batch, MAX_BALANCED_BATCH)
+  if p.balance > 0 and not (shape.kv_cache or shape.page_size or shape.varlen) then
+    return false, string.format("balance=%d: every sequence has seqlen_k keys (no cache_seqlens, no varlen): nothing to balance",
+                                p.balance)
+  end
+  if p.balance > 0 and (shape.batch or 1) > MAX_BALANCED_BATCH then
+    return false, string.format("balance=%d: batch %d > %d (the tile counts kept in shared memory)",
+                                p.balance, shape.batch, MAX_BALANCED_BATCH)
   end
   local ok, why = tile.check_shape({ block_m = ROWS, warps = 1 }, shape)
   if not ok then return false, why end
@@ -105,6 +110,17 @@ function t.valid(p, shape, dev)
                                 group * sq, group, sq, ROWS)
   end
   local g = geometry(p, shape)
+  if p.balance > 1 then
+    -- the CTAs of an SM must be resident together, or the grid is a second wave, not balance CTAs per SM
+    local per_sm, need = dev.smem_per_sm or 0, p.balance * (g.smem + CTA_RESERVED_SMEM)
+    if need > per_sm then
+      return false, string.format("balance=%d: %d CTAs x (%d B + %d B reserved) of shared memory > %d B per SM",
+                                  p.balance, p.balance, g.smem, CTA_RESERVED_SMEM, per_sm)
+    end
+    if p.balance * g.threads > 2048 then
+      return false, string.format("balance=%d: %d CTAs x %d threads > 2048 per SM", p.balance, p.balance, g.threads)
+    end
+  end
   local regs, _, regs_parts = regs_estimate(p, g)
   return tile.check_budget(g, dev, regs, MAX_REGS, function()
     return string.format("Q %d + %d warps x %d stages x (K %d + V %d)", g.smem_q, p.warps, p.stages, g.smem_kv, g.smem_kv)
@@ -464,11 +480,11 @@ static __device__ __forceinline__ int slot_of(int g, long long u0, long long T, 
 }
 #endif
 
-extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(const fat_kparams p
+extern "C" __global__ void CLUSTER_DIMS LAUNCH_BOUNDS fat_decode(const fat_kparams p
 #if BALANCE
-                                                                             , int *const done
+                                                                , int *const done
 #endif
-                                                                             )
+                                                                )
 {
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -826,15 +842,16 @@ extern "C" __global__ void CLUSTER_DIMS __launch_bounds__(THREADS) fat_decode(co
 }
 ]]
 
--- The CTAs of the balanced schedule: one per SM.
-local function balanced_ctas(dev) return math.max(dev.sms or 1, 1) end
+-- The CTAs of the balanced schedule: `balance` per SM (resident together: valid() checks their
+-- shared memory, and __launch_bounds__ their registers).
+local function balanced_ctas(p, dev) return p.balance * math.max(dev.sms or 1, 1) end
 
 function t.launch(p, shape, dev)
   local g = geometry(p, shape)
-  if p.balance == 1 then
+  if p.balance > 0 then
     -- a grid of its own; two partials per CTA in the workspace (a sequence-head cut at either end
     -- of its share), and a counter of finished tiles per sequence-head, zeroed before every launch
-    local ctas = balanced_ctas(dev)
+    local ctas = balanced_ctas(p, dev)
     -- a combiner lists the shares' slots in the warps' buffers
     assert(4 * ctas <= p.warps * g.warp_smem, "decode: the shares' slots must fit in the warps' buffers")
     return P.launch(dev, {
@@ -864,10 +881,12 @@ function t.emit(p, shape, dev)
   local def = P.define
   local defs = {
     string.format("/* ---- decode constants: %s, %d warps, %d-key tiles, %d stage(s), Q in %s ---- */",
-                  p.balance == 1 and "the batch's tiles dealt evenly to one CTA per SM" or
+                  p.balance > 0 and string.format("the batch's tiles dealt evenly to %d CTA(s) per SM", p.balance) or
                   string.format("%d CTA(s) per KV head", p.splits),
                   p.warps, p.block_n, p.stages, q_in_regs and "registers" or "shared memory"),
-    def("BALANCE", p.balance, "1: key tiles dealt evenly over the grid, partials combined through the workspace"),
+    def("BALANCE", p.balance, "> 0: key tiles dealt evenly over a grid of BALANCE CTAs per SM, partials combined through the workspace"),
+    def("LAUNCH_BOUNDS", p.balance > 1 and string.format("__launch_bounds__(THREADS, %d)", p.balance) or "__launch_bounds__(THREADS)",
+        "registers for BALANCE CTAs per SM"),
     def("SPLITS", p.splits, "CTAs of a cluster sharing one KV head's keys"),
     def("WARPS", p.warps),
     def("THREADS", g.threads),

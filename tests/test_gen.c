@@ -562,13 +562,14 @@ static int geometry_ok(const char *fam, const char *canon, const fat_problem *p,
     if (!strcmp(fam, "flash_v2"))
         return v->launch.grid[0] == (unsigned)((p->seqlen_q + bm - 1) / bm) && v->launch.grid[1] == h && v->launch.grid[2] == b &&
                v->launch.block[0] == 32u * (unsigned)warps && v->launch.smem > 0 && v->launch.workspace == 0;
-    if (!strcmp(fam, "decode") && test_param(canon, "balance") == 1) {
-        /* one CTA per SM; two partials per CTA in the workspace (16 rows of dpad floats, m and l);
-         * a zeroed counter per sequence-head */
+    if (!strcmp(fam, "decode") && test_param(canon, "balance") > 0) {
+        /* `balance` CTAs per SM; two partials per CTA in the workspace (16 rows of dpad floats, m
+         * and l); a zeroed counter per sequence-head */
         uint64_t dpad = ((uint64_t)p->head_dim + 15) / 16 * 16, part = (16 * dpad + 32) * 4;
-        return v->launch.grid[0] == (unsigned)dev.sms && v->launch.grid[1] == 1 && v->launch.grid[2] == 1 &&
+        unsigned ctas = (unsigned)test_param(canon, "balance") * (unsigned)dev.sms;
+        return v->launch.grid[0] == ctas && v->launch.grid[1] == 1 && v->launch.grid[2] == 1 &&
                v->launch.block[0] == 32u * (unsigned)warps && v->launch.smem > 0 &&
-               v->launch.workspace == 2 * (uint64_t)dev.sms * part && v->launch.nargs == 2 &&
+               v->launch.workspace == 2 * (uint64_t)ctas * part && v->launch.nargs == 2 &&
                v->launch.args[1].kind == GEN_ARG_SCRATCH && v->launch.args[1].zero &&
                v->launch.args[1].bytes == 4ull * b * (unsigned)p->heads_kv;
     }
