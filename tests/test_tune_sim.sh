@@ -23,7 +23,7 @@ tune() { db=$1; shift; "$fatune" --gpu 0 --shapes tests/shapes/sim.lua --db "$db
 
 out=$(tune "$tmp/g.db"); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "nvrtc"; then
-    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 30 skipped"; exit 0
+    echo "tune_sim: NVRTC is not available: $(echo "$out" | tail -1)"; echo "tune_sim: 0 passed, 0 failed, 31 skipped"; exit 0
 fi
 [ $rc -eq 0 ] && [ "$(sql "$tmp/g.db" "select count(*) from best")" = 4 ] && ok || bad "a guided run tunes the four problems (exit $rc): $out"
 first=$(echo "$out" | grep -m1 TFLOPS)
@@ -177,6 +177,14 @@ wait $p1; r1=$?; wait $p2; r2=$?
     [ "$(sql "$tmp/ks.db" "pragma integrity_check")" = ok ] && ok ||
     bad "two shards writing one database both finish, the file whole, the choices one run's (exit $r1, $r2): $(cat "$tmp/s1.log" "$tmp/s2.log")"
 
+# a KV cache of 4 sequences (decode, compiled for real, timed by the simulation): `show` says the
+# tuner timed a full and a ragged batch; a problem without a cache says nothing of it
+printf 'return { shape{ batch = 4, heads_q = 8, heads_kv = 2, seqlen_q = 1, seqlen_k = 256, head_dim = 64, dtype = "bf16", kv_cache = true } }\n' > "$tmp/cache.lua"
+out=$(FATUNE_TEMPLATES= "$fatune" --gpu 0 --shapes "$tmp/cache.lua" --db "$tmp/kv.db" --only decode --effort quick 2>&1); rc=$?
+shown=$("$fatune" show 1 --db "$tmp/kv.db" 2>&1)
+plain=$("$fatune" show 1 --db "$tmp/g.db" 2>&1)
+[ $rc -eq 0 ] && echo "$shown" | grep -q "timed: a full batch and one of 256 down to 64 cached keys" &&
+    ! echo "$plain" | grep -q "timed:" && ok || bad "show says how a cache problem was timed (rc $rc): $out $shown"
 out=$("$fatune" --gpu 1 --shapes tests/shapes/sim.lua --db "$tmp/u.db" --only toy 2>&1); rc=$?
 [ $rc -eq 2 ] && echo "$out" | grep -q "no GPU 1" && ok || bad "a GPU that is not there is refused (exit $rc): $out"
 echo "tune_sim: $pass passed, $fail failed, 0 skipped"

@@ -926,6 +926,11 @@ int inspect_show_to(int argc, char **argv, FILE *out, FILE *err)
     gen_problem_name(&p, name, sizeof name);
     inspect_shape_text(&p, shape, sizeof shape);
     fprintf(out, "problem %" PRId64 ": %s\n  shape: %s\n", problem_id, name, shape);
+    int *lens = p.batch > 0 ? malloc((size_t)p.batch * sizeof *lens) : NULL;
+    if (lens && bench_ragged_lens(&p, lens))
+        fprintf(out, "  timed: a full batch and one of %d down to %d cached keys (room x (B - i) / B), "
+                "as their two steps' time per the full batch's keys\n", lens[0], lens[p.batch - 1]);
+    free(lens);
     if ((s = db_trial_each(sh.d, 0, problem_id, show_collect, &sh)) == FAT_OK && !sh.ndev) {
         fprintf(out, "no trials recorded for this problem\n");
         rc = 0;
