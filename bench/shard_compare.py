@@ -5,27 +5,27 @@ of the same suite on the same GPU model, one tuned in one process and one merged
 
   python3 bench/shard_compare.py one.db merged.db [--json rows.json]
 
-Per problem: each database's chosen kernel and its time as stored (the tuner's events), whether
+Per (GPU model, problem): each database's chosen kernel and its time as stored (the tuner's events), whether
 they agree, and each database's count of trials for it. A choice that differs is judged by the
 times: the second file's pick against the first's (a ratio near 1 is a tie the noise decided).
 """
-import argparse, json, sqlite3, sys
+import argparse, json, os, sqlite3, sys, urllib.parse
 
-Q = ("SELECT p.dtype, p.head_dim, p.causal, p.features, p.batch, p.heads_q, p.heads_kv, p.seqlen_q, p.seqlen_k,"
+Q = ("SELECT d.name, p.dtype, p.head_dim, p.causal, p.features, p.batch, p.heads_q, p.heads_kv, p.seqlen_q, p.seqlen_k,"
      " t.name || ' ' || c.params, b.median_ms,"
      " (SELECT count(*) FROM trial x WHERE x.problem_id = b.problem_id AND x.device_id = b.device_id)"
      " FROM best b JOIN problem p ON p.id = b.problem_id JOIN config c ON c.id = b.config_id"
-     " JOIN template t ON t.id = c.template_id")
+     " JOIN template t ON t.id = c.template_id JOIN device d ON d.id = b.device_id")
 
 
 def rows(path):
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    return {r[:9]: (r[9], r[10], r[11]) for r in con.execute(Q)}
+    con = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro", uri=True)
+    return {r[:10]: (r[10], r[11], r[12]) for r in con.execute(Q)}
 
 
 def name(k):
-    dt, d, causal, feat, b, hq, hk, sq, sk = k
-    return f"{dt} b{b} h{hq}/{hk} s{sq}/{sk} d{d}{' causal' if causal else ''}{' features %#x' % feat if feat else ''}"
+    dev, dt, d, causal, feat, b, hq, hk, sq, sk = k
+    return f"{dev}: {dt} b{b} h{hq}/{hk} s{sq}/{sk} d{d}{' causal' if causal else ''}{' features %#x' % feat if feat else ''}"
 
 
 def main():

@@ -466,6 +466,9 @@ fat_status bench_set_cache_lens(bench_case *c, const int *lens) {
     fat_status st = FAT_OK;
     memcpy(c->haux, lens, (size_t)c->prob.batch * sizeof *c->haux);
     CU_CHECK(MemcpyHtoD(c->mem_aux, c->haux, (size_t)c->prob.batch * sizeof *c->haux));
+    /* from pageable memory the copy may still be in flight when cuMemcpyHtoD returns, and the
+     * timing stream does not wait for the legacy stream (CU_STREAM_NON_BLOCKING) */
+    CU_CHECK(CtxSynchronize());
 out:
     return st;
 }
