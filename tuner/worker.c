@@ -156,7 +156,7 @@ static double tolerance(fat_dtype dt) { return dt == FAT_BF16 ? 1.6e-2 : 4e-3; }
  * steps' time, counted per the full batch's keys:
  *     (t_full + t_ragged) x keys_full / (keys_full + keys_ragged),
  * which is t_full when both run at the same keys per second, and which lets a variant 4% slower
- * on the full batch and 40% faster on the ragged one win (docs/tuner.md). The quantiles are
+ * on the full batch and 40% faster on the ragged one win (docs/design.md, "Verification and timing"). The quantiles are
  * combined alike; the samples are the fewer of the two. The cut (a variant far behind the best) is
  * judged on the full batch's samples against the best's combined time, and a cut trial keeps the
  * full batch's time: both near the combined one unless the two steps' rates differ widely. */
