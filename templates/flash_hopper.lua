@@ -292,7 +292,8 @@ local KERNEL = [[
  * mbarriers: Q full/empty per Q buffer; K full/empty and V full/empty per stage (full: 1 arrival +
  * tx bytes; empty: one arrival per consumer warpgroup). Phases run on across the tiles of a
  * persistent CTA. Consumers: S = Q K^T (wgmma SS, K-major both), softcap, mask, online softmax
- * (exp2, scale folded), P packed to 16 bits in registers, O += P V (wgmma RS, V MN-major =
+ * (exp2, scale folded; after a tile's first key block the exponentials first, against the kept
+ * max, the max pass only where a row sum says it moved), P packed to 16 bits in registers, O += P V (wgmma RS, V MN-major =
  * row-major [key][d]). Key blocks are visited from the last to the first (masked blocks first).
  * ====================================================================================== */
 #define SLABS (HEAD_DIM_PAD / 64)      /* 64-column slabs of a row; columns past HEAD_DIM are zeros */
@@ -523,10 +524,27 @@ static __device__ __forceinline__ void mask_scores(float (&s)[S_REGS], int n0, i
  * it by more than RESCALE_SLACK in exp2's units, so P stays <= 2^RESCALE_SLACK (exact in f32 and
  * fp16/bf16 alike) and O and l, both relative to the kept max, stay consistent. Most blocks then
  * move no max of the warp's rows and skip O's rescale, by one vote, so the warp branches as one
- * (1-4% on the H200: fewer instructions per score under its power cap; docs/flash_hopper.md). */
+ * (1-4% on the H200: fewer instructions per score under its power cap; docs/flash_hopper.md).
+ * slack: RESCALE_SLACK, or 0 after softmax_try failed (the max then moves to the block's). It runs
+ * on a tile's first key block and where softmax_try sends a block back. */
 #define RESCALE_SLACK 8.f
+/* s <- 2^(s*sl2 - base) in place (one FFMA and one MUFU a score), the thread's part of each row's sum */
+static __device__ __forceinline__ void exp_rows(float (&s)[S_REGS], float b0, float b1, float sl2, float &sum0,
+                                                float &sum1) {
+    sum0 = 0.f;
+    sum1 = 0.f;
+#pragma unroll
+    for (int r = 0; r < S_REGS; r += 4) {
+        s[r] = fat_exp2(fmaf(s[r], sl2, -b0));
+        s[r + 1] = fat_exp2(fmaf(s[r + 1], sl2, -b0));
+        s[r + 2] = fat_exp2(fmaf(s[r + 2], sl2, -b1));
+        s[r + 3] = fat_exp2(fmaf(s[r + 3], sl2, -b1));
+        sum0 += s[r] + s[r + 1];
+        sum1 += s[r + 2] + s[r + 3];
+    }
+}
 static __device__ __forceinline__ bool softmax_step(float (&s)[S_REGS], float &m0, float &m1, float &l0,
-                                                    float &l1, float &a0, float &a1, float sl2) {
+                                                    float &l1, float &a0, float &a1, float sl2, float slack) {
     float x0 = -FAT_INF, x1 = -FAT_INF;
 #pragma unroll
     for (int r = 0; r < S_REGS; r += 4) {
@@ -538,7 +556,7 @@ static __device__ __forceinline__ bool softmax_step(float (&s)[S_REGS], float &m
     x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
     x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
     /* a first visible key moves the max (finite - -inf = +inf); none yet keeps -inf (-inf - -inf is NaN) */
-    const bool up0 = (x0 - m0) * sl2 > RESCALE_SLACK, up1 = (x1 - m1) * sl2 > RESCALE_SLACK;
+    const bool up0 = (x0 - m0) * sl2 > slack, up1 = (x1 - m1) * sl2 > slack;
     const float mn0 = up0 ? x0 : m0, mn1 = up1 ? x1 : m1;
     /* a row with no visible key so far keeps base 0: 2^(-inf) = 0, never NaN */
     const float b0 = mn0 == -FAT_INF ? 0.f : mn0 * sl2, b1 = mn1 == -FAT_INF ? 0.f : mn1 * sl2;
@@ -546,19 +564,25 @@ static __device__ __forceinline__ bool softmax_step(float (&s)[S_REGS], float &m
     a1 = up1 ? fat_exp2(m1 * sl2 - b1) : 1.f;
     m0 = mn0;
     m1 = mn1;
-    float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-    for (int r = 0; r < S_REGS; r += 4) {
-        s[r] = fat_exp2(fmaf(s[r], sl2, -b0));
-        s[r + 1] = fat_exp2(fmaf(s[r + 1], sl2, -b0));
-        s[r + 2] = fat_exp2(fmaf(s[r + 2], sl2, -b1));
-        s[r + 3] = fat_exp2(fmaf(s[r + 3], sl2, -b1));
-        sum0 += s[r] + s[r + 1];
-        sum1 += s[r + 2] + s[r + 3];
-    }
+    float sum0, sum1;
+    exp_rows(s, b0, b1, sl2, sum0, sum1);
     l0 = l0 * a0 + sum0;
     l1 = l1 * a1 + sum1;
     return __any_sync(0xffffffffu, up0 || up1);
+}
+/* The exponentials first, against the kept max, without the max pass: s becomes P
+ * and sum0/sum1 this thread's part of the block's row sums; returns whether the block needs the
+ * max pass after all. P <= sum, so a part <= 2^RESCALE_SLACK bounds every P of it as
+ * softmax_step's slack does, and a key above the kept max by 2^128 or more (P = inf) is caught the
+ * same way. A row that has seen no key yet has no base: keys it sees now need the max pass (its
+ * masked keys give P = 0 against base 0). The caller decides for the whole warpgroup (the max
+ * pass recomputes S by a wgmma) and adds the sums to l only when no thread needs it. */
+static __device__ __forceinline__ bool softmax_try(float (&s)[S_REGS], float m0, float m1, float &sum0,
+                                                   float &sum1, float sl2) {
+    exp_rows(s, m0 == -FAT_INF ? 0.f : m0 * sl2, m1 == -FAT_INF ? 0.f : m1 * sl2, sl2, sum0, sum1);
+    /* !(sum <= bound): also true for NaN, which only a NaN score gives (the max pass keeps it) */
+    return !(sum0 <= (1 << (int)RESCALE_SLACK)) || !(sum1 <= (1 << (int)RESCALE_SLACK))
+        || (m0 == -FAT_INF && sum0 > 0.f) || (m1 == -FAT_INF && sum1 > 0.f);
 }
 /* P for P V: the m64k16 A fragment of key step kk is the accumulator registers 8kk .. 8kk+7 in
  * pairs: (R0, c), (R1, c), (R0, c+8), (R1, c+8). */
@@ -1073,8 +1097,8 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 /* a key block needs the elementwise mask unless every row of the tile sees all of it */
 #define NEEDS_MASK(n0) ((n0) < tk.lo_last || (n0) + BLOCK_N - 1 > tk.hi_first)
 /* S of the key block at ring slot r, alone (nothing else in flight): issued, waited for, its K
- * slot released, softcap and the mask applied */
-#define S_BLOCK(first_key) do { \
+ * slot released unless the softmax may need it again (keep), softcap and the mask applied */
+#define S_BLOCK(first_key, keep) do { \
             fat_mbar_wait(FULL_K(r.st), r.ph); \
             TAKE_POISON(r.st); \
             PP_SYNC(); \
@@ -1082,10 +1106,30 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             PP_ARRIVE(); \
             fat_wgmma_wait<0>(); \
             fat_pin(s); \
-            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st)); \
-            const int n0 = (first_key); \
+            if (!(keep) && wtid == 0) fat_mbar_arrive(EMPTY_K(r.st)); \
+            const int nb_ = (first_key); \
             SOFTCAP(s); \
-            if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1); \
+            if (NEEDS_MASK(nb_)) mask_scores(s, nb_, lane, lo0, hi0, lo1, hi1); \
+        } while (0)
+/* The softmax of a key block after the tile's first (its K still in slot r): the exponentials
+ * against the kept max; where a thread of the warpgroup finds a sum over the bound, S again from
+ * slot r (every warp of the warpgroup issues the wgmma) and the max pass without slack, so that
+ * the max moves to the block's and later blocks pass. Then K's slot is released. */
+#define SOFTMAX_NEXT(n0, resc) do { \
+            float t0_, t1_; \
+            if (fat_bar_or(4 + cw, 128, softmax_try(s, m_0, m_1, t0_, t1_, sl2))) { \
+                issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES)); \
+                fat_wgmma_wait<0>(); \
+                fat_pin(s); \
+                SOFTCAP(s); \
+                if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1); \
+                resc = softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2, 0.f); \
+            } else { \
+                l_0 += t0_; \
+                l_1 += t1_; \
+                resc = false; \
+            } \
+            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st)); \
         } while (0)
 
         float s[S_REGS];
@@ -1095,9 +1139,9 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         fat_mbar_wait(Q_FULL(qb), Q_PH(q_uses));
 #if OVERLAP
         /* ---- first block (n_end-1): S, softmax, P ---- */
-        S_BLOCK((tk.n_end - 1) * BLOCK_N);
+        S_BLOCK((tk.n_end - 1) * BLOCK_N, false);
         m_0 = -FAT_INF; m_1 = -FAT_INF; l_0 = 0.f; l_1 = 0.f;   /* the tile's running max and sum start */
-        softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
+        softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2, RESCALE_SLACK);
 #pragma unroll
         for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
         pack_p(pr, s);
@@ -1113,11 +1157,11 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             PP_ARRIVE();
             fat_wgmma_wait<1>();                                                               /* S(j+1) ready */
             fat_pin(s);
-            if (wtid == 0) fat_mbar_arrive(EMPTY_K(r.st));
             const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
             SOFTCAP(s);
             if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
-            const bool resc = softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2);
+            bool resc;
+            SOFTMAX_NEXT(n0, resc);
             fat_wgmma_wait<0>();                                                               /* P V done */
             fat_pin(o);
             fat_pin(pr);
@@ -1139,8 +1183,12 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
         m_0 = -FAT_INF; m_1 = -FAT_INF; l_0 = 0.f; l_1 = 0.f;
         for (int it = 0; it < n_iters; ++it) {
-            S_BLOCK((tk.n_end - 1 - it) * BLOCK_N);
-            if (softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2)) rescale_o(o, a0, a1);
+            const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
+            S_BLOCK(n0, it > 0);               /* K kept for SOFTMAX_NEXT after the first */
+            bool resc;
+            if (it == 0) resc = softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2, RESCALE_SLACK);
+            else SOFTMAX_NEXT(n0, resc);
+            if (resc) rescale_o(o, a0, a1);
             pack_p(pr, s);
             fat_mbar_wait(FULL_V(r.st), r.ph);
             PP_SYNC();

@@ -155,6 +155,35 @@ static void cache_poison_unused(bench_case *c, const fat_problem *p, int rows_k,
     free(held);
 }
 
+/* Scores that rise toward the first keys (bench_layout.key_ramp): Q and K made positive, so that
+ * q.k grows with the keys' scale (about 0.9 sqrt(head_dim) x scale in exp2's units of a softmax
+ * scale of 1/sqrt(head_dim)), key i of every sequence and head scaled by 1 + ramp x ((seqlen_k - 1
+ * - i) / 64). The kernels visit key blocks from the last to the first, so nearly every block
+ * raises a row's max, by several units of exp2 at a ramp of 0.3 and by hundreds at 15 (2^128
+ * overflows f32): the paths a lazy or optimistic max takes rarely on random inputs. */
+static fat_status ramp_keys(bench_case *c, const fat_problem *p, float ramp) {
+    const fat_attn_args *a = &c->host;
+    float *x = malloc((size_t)p->head_dim * sizeof *x);
+    if (!x) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
+    for (size_t i = 0; i < c->q_elems; i++) {           /* |q|: padding included, never read */
+        float v;
+        half_decode(p->dtype, (uint16_t *)c->hq + i, &v, 1);
+        v = fabsf(v);
+        half_encode(p->dtype, &v, (uint16_t *)c->hq + i, 1);
+    }
+    for (int b = 0; b < p->batch; b++)
+        for (int i = 0; i < p->seqlen_k; i++)
+            for (int h = 0; h < p->heads_kv; h++) {
+                uint16_t *k = (uint16_t *)c->hk + b * a->k_stride[0] + i * a->k_stride[1] + h * a->k_stride[2];
+                const float g = 1.f + ramp * (float)((p->seqlen_k - 1 - i) / 64);
+                half_decode(p->dtype, k, x, p->head_dim);
+                for (int e = 0; e < p->head_dim; e++) x[e] = fabsf(x[e]) * g;
+                half_encode(p->dtype, x, k, p->head_dim);
+            }
+    free(x);
+    return FAT_OK;
+}
+
 fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_t seed, bench_case **out) {
     fat_status st = FAT_OK;
     bench_case *c = calloc(1, sizeof *c);
@@ -230,6 +259,10 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         fill_random(p->dtype, c->hk, c->k_elems, &seed);
         fill_random(p->dtype, c->hv, c->k_elems, &seed);
         a->q = c->hq; a->k = c->hk; a->v = c->hv;
+        if (lay->key_ramp > 0.f) {
+            if (cache || varlen) { fat_set_error("key_ramp: plain layouts only (no cache, no varlen)"); st = FAT_ERR_INVALID; goto out; }
+            if ((st = ramp_keys(c, p, lay->key_ramp)) != FAT_OK) goto out;
+        }
         if (cache) cache_poison_unused(c, p, rows_k, nbk);
         CU_CHECK(MemcpyHtoD(c->mem_q, c->hq, c->q_elems * 2));
         CU_CHECK(MemcpyHtoD(c->mem_k, c->hk, c->k_elems * 2));
