@@ -48,7 +48,7 @@ for step in $steps; do
   test)
     for v in ${GT_VARIANT:-all}; do
       t1=$(date +%s); f="$out/gpu_test_hopper${GT_VARIANT:+-$(echo "$v" | tr '=,' '--')}.log"   # no '=' in names: $OUT refuses them
-      timeout ${T_TEST:-240} "$b/gpu_test" --only flash_hopper $( [ "$v" != all ] && echo --variant "$v" ) > "$f" 2>&1
+      timeout ${T_TEST:-240} stdbuf -oL -eL "$b/gpu_test" --only flash_hopper $( [ "$v" != all ] && echo --variant "$v" ) > "$f" 2>&1
       add "gpu_test --only flash_hopper${GT_VARIANT:+ --variant $v}: rc=$? $(tail -n 1 "$f") ($(( $(date +%s) - t1 )) s)"
       grep -E "^FAIL" "$f" | head -8
     done ;;
