@@ -574,15 +574,17 @@ static __device__ __forceinline__ bool softmax_step(float (&s)[S_REGS], float &m
  * and sum0/sum1 this thread's part of the block's row sums; returns whether the block needs the
  * max pass after all. P <= sum, so a part <= 2^RESCALE_SLACK bounds every P of it as
  * softmax_step's slack does, and a key above the kept max by 2^128 or more (P = inf) is caught the
- * same way. A row that has seen no key yet has no base: keys it sees now need the max pass (its
- * masked keys give P = 0 against base 0). The caller decides for the whole warpgroup (the max
- * pass recomputes S by a wgmma) and adds the sums to l only when no thread needs it. */
+ * same way. A row that has seen no key yet has no base: if it sees one in this block (see0/see1,
+ * from its visible bounds: not from P, which ex2.approx.ftz flushes to 0 for keys below 2^-126 of
+ * base 0) it needs the max pass; its masked keys give P = 0 against base 0. The caller decides for
+ * the whole warpgroup (the max pass recomputes S by a wgmma) and adds the sums to l only when no
+ * thread needs it. */
 static __device__ __forceinline__ bool softmax_try(float (&s)[S_REGS], float m0, float m1, float &sum0,
-                                                   float &sum1, float sl2) {
+                                                   float &sum1, float sl2, bool see0, bool see1) {
     exp_rows(s, m0 == -FAT_INF ? 0.f : m0 * sl2, m1 == -FAT_INF ? 0.f : m1 * sl2, sl2, sum0, sum1);
     /* !(sum <= bound): also true for NaN, which only a NaN score gives (the max pass keeps it) */
     return !(sum0 <= (1 << (int)RESCALE_SLACK)) || !(sum1 <= (1 << (int)RESCALE_SLACK))
-        || (m0 == -FAT_INF && sum0 > 0.f) || (m1 == -FAT_INF && sum1 > 0.f);
+        || (m0 == -FAT_INF && see0) || (m1 == -FAT_INF && see1);
 }
 /* P for P V: the m64k16 A fragment of key step kk is the accumulator registers 8kk .. 8kk+7 in
  * pairs: (R0, c), (R1, c), (R0, c+8), (R1, c+8). */
@@ -1117,7 +1119,9 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
  * the max moves to the block's and later blocks pass. Then K's slot is released. */
 #define SOFTMAX_NEXT(n0, resc) do { \
             float t0_, t1_; \
-            if (fat_bar_or(4 + cw, 128, softmax_try(s, m_0, m_1, t0_, t1_, sl2))) { \
+            const int n1_ = (n0) + BLOCK_N - 1; \
+            if (fat_bar_or(4 + cw, 128, softmax_try(s, m_0, m_1, t0_, t1_, sl2, max(lo0, (n0)) <= min(hi0, n1_), \
+                                                    max(lo1, (n0)) <= min(hi1, n1_)))) { \
                 issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES)); \
                 fat_wgmma_wait<0>(); \
                 fat_pin(s); \

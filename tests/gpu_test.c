@@ -88,6 +88,10 @@ static const tcase cases[] = {
      * max, by about 3 in exp2's units, then by over 128 (2^128 overflows f32) */
     { "rising keys causal", P(FAT_BF16, 128, 1, 0, 1, 4, 2, 1000, 1000), { .key_ramp = 0.3f, .with_lse = 1 } },
     { "rising keys past 2^128", P(FAT_FP16, 64, 0, 0, 2, 4, 4, 300, 300), { .key_ramp = 20.f, .with_lse = 1 } },
+    /* every score below 2^-126 of exp2's base 0 from the second group of keys on, and rows that see
+     * no key in the first block visited (the window's first rows): they must not read as empty */
+    { "falling keys window (64, 16)", P(FAT_BF16, 128, 0, FAT_FEAT_WINDOW, 1, 4, 2, 500, 500),
+      { .key_ramp = -20.f, .window_left = 64, .window_right = 16, .with_lse = 1 } },
     { "varlen 5 sequences", P(FAT_BF16, 64, 1, FAT_FEAT_VARLEN, 5, 4, 2, 300, 300), { .lens_q = lens_q5, .lens_k = lens_k5, .with_lse = 1 } },
     { "varlen window softcap", P(FAT_FP16, 128, 0, FAT_FEAT_VARLEN | FAT_FEAT_WINDOW | FAT_FEAT_SOFTCAP, 5, 4, 4, 300, 300),
       { .lens_q = lens_q5, .lens_k = lens_k5, .window_left = 50, .window_right = 50, .softcap = 20.f, .with_lse = 1 } },

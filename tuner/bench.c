@@ -155,12 +155,14 @@ static void cache_poison_unused(bench_case *c, const fat_problem *p, int rows_k,
     free(held);
 }
 
-/* Scores that rise toward the first keys (bench_layout.key_ramp): Q and K made positive, so that
- * q.k grows with the keys' scale (about 0.9 sqrt(head_dim) x scale in exp2's units of a softmax
- * scale of 1/sqrt(head_dim)), key i of every sequence and head scaled by 1 + ramp x ((seqlen_k - 1
+/* Scores that rise toward the first keys (bench_layout.key_ramp > 0): Q and K made positive, so
+ * that q.k grows with the keys' scale (about 0.9 sqrt(head_dim) in exp2's units at a softmax scale
+ * of 1/sqrt(head_dim)), key i of every sequence and head scaled by g = 1 + |ramp| x ((seqlen_k - 1
  * - i) / 64). The kernels visit key blocks from the last to the first, so nearly every block
- * raises a row's max, by several units of exp2 at a ramp of 0.3 and by hundreds at 15 (2^128
- * overflows f32): the paths a lazy or optimistic max takes rarely on random inputs. */
+ * raises a row's max, by a few units of exp2 at a ramp of 0.3 (d128) and by over a hundred at 20
+ * (d64; 2^128 overflows f32): the paths a lazy or optimistic max takes rarely on random inputs.
+ * key_ramp < 0: the keys negative (-|k| g), every score far below 0 (below 2^-126 of exp2's base 0
+ * from the second group of 64 keys on at -20): what a row that has seen no key yet meets. */
 static fat_status ramp_keys(bench_case *c, const fat_problem *p, float ramp) {
     const fat_attn_args *a = &c->host;
     float *x = malloc((size_t)p->head_dim * sizeof *x);
@@ -175,7 +177,7 @@ static fat_status ramp_keys(bench_case *c, const fat_problem *p, float ramp) {
         for (int i = 0; i < p->seqlen_k; i++)
             for (int h = 0; h < p->heads_kv; h++) {
                 uint16_t *k = (uint16_t *)c->hk + b * a->k_stride[0] + i * a->k_stride[1] + h * a->k_stride[2];
-                const float g = 1.f + ramp * (float)((p->seqlen_k - 1 - i) / 64);
+                const float g = (ramp < 0.f ? -1.f : 1.f) * (1.f + fabsf(ramp) * (float)((p->seqlen_k - 1 - i) / 64));
                 half_decode(p->dtype, k, x, p->head_dim);
                 for (int e = 0; e < p->head_dim; e++) x[e] = fabsf(x[e]) * g;
                 half_encode(p->dtype, x, k, p->head_dim);
@@ -186,8 +188,12 @@ static fat_status ramp_keys(bench_case *c, const fat_problem *p, float ramp) {
 
 fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_t seed, bench_case **out) {
     fat_status st = FAT_OK;
-    bench_case *c = calloc(1, sizeof *c);
     *out = NULL;
+    if (lay->timing_only && lay->key_ramp != 0.f) {
+        fat_set_error("key_ramp: it shapes the host inputs, which a timing-only case does not have");
+        return FAT_ERR_INVALID;
+    }
+    bench_case *c = calloc(1, sizeof *c);
     if (!c) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
     c->prob = *p;
     c->maps = aligned_alloc(128, (sizeof *c->maps + 127) & ~(size_t)127);
@@ -259,7 +265,7 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         fill_random(p->dtype, c->hk, c->k_elems, &seed);
         fill_random(p->dtype, c->hv, c->k_elems, &seed);
         a->q = c->hq; a->k = c->hk; a->v = c->hv;
-        if (lay->key_ramp > 0.f) {
+        if (lay->key_ramp != 0.f) {
             if (cache || varlen) { fat_set_error("key_ramp: plain layouts only (no cache, no varlen)"); st = FAT_ERR_INVALID; goto out; }
             if ((st = ramp_keys(c, p, lay->key_ramp)) != FAT_OK) goto out;
         }

@@ -25,9 +25,10 @@ typedef struct bench_layout {
      * with an append, seqlen_q new rows per sequence (k_new, v_new) are written at cache_lens[b]. */
     const int *cache_lens;      /* [batch] keys already cached (FAT_FEAT_CACHE); NULL: seqlen_k less the
                                    new rows for timing, lengths spread over the cache otherwise */
-    float key_ramp;             /* > 0: scores that rise toward the first keys (Q and K made positive,
-                                   key i of a sequence times 1 + key_ramp * ((seqlen_k - 1 - i) / 64));
-                                   plain layouts only (no cache, no varlen), not with timing_only */
+    float key_ramp;             /* != 0: scores that rise toward the first keys (Q and K made positive,
+                                   key i of a sequence times 1 + |key_ramp| * ((seqlen_k - 1 - i) / 64));
+                                   < 0: the keys negated (every score far below 0); plain layouts only
+                                   (no cache, no varlen), not with timing_only (FAT_ERR_INVALID) */
 } bench_layout;
 
 #define BENCH_SPARE_PAGES 3     /* pages of a paged cache no table entry names: they must stay as they were */
