@@ -33,6 +33,8 @@ local t = {
     o_separate = { 0, 1 },            -- 1: O staged in its own tile (the next Q may land meanwhile)
     tma_store = { 0, 1 },             -- 1: each warpgroup's O rows leave shared memory by one TMA store
                                       -- (fixed lengths); 0: 16-byte stores by every thread
+    walk_forward = { 0, 1 },          -- causal: 1 visits a tile's key blocks first to last (the
+                                      -- diagonal ones last), 0 last to first (the diagonal ones first)
   },
 }
 
@@ -142,6 +144,10 @@ function t.valid(p, shape, dev)
   -- Structure: knobs that do nothing, or were never measured, in the company of others.
   if p.persistent == 0 and (p.q_stages == 2 or p.o_separate == 1) then
     return false, "q_stages=2 and o_separate=1 stage the next tile's Q: a CTA of one tile (persistent=0) has none"
+  end
+  if p.walk_forward == 1 and not shape.causal then
+    return false, "walk_forward=1 moves a causal tile's diagonal key blocks out of its first, unhidden softmax: without "
+                  .. "a causal mask the masked blocks (a window's edges, a tail past seqlen_k) lie at both ends"
   end
   if p.pingpong == 1 and p.overlap == 0 then
     return false, "pingpong=1 needs overlap=1 (FA3 couples them; the pair apart was never measured)"
@@ -294,7 +300,10 @@ local KERNEL = [[
  * persistent CTA. Consumers: S = Q K^T (wgmma SS, K-major both), softcap, mask, online softmax
  * (exp2, scale folded; after a tile's first key block the exponentials first, against the kept
  * max, the max pass only where a row sum says it moved), P packed to 16 bits in registers, O += P V (wgmma RS, V MN-major =
- * row-major [key][d]). Key blocks are visited from the last to the first (masked blocks first).
+ * row-major [key][d]). Key blocks are visited from the last to the first (a causal tile's diagonal
+ * blocks first), or WALK_FORWARD from the first to the last (the diagonal ones last, so that the
+ * tile's first softmax, which no GEMM hides, takes no mask where its first rows see the whole first
+ * block).
  * ====================================================================================== */
 #define SLABS (HEAD_DIM_PAD / 64)      /* 64-column slabs of a row; columns past HEAD_DIM are zeros */
 #define TMA_RANK5 (HEAD_DIM % 64 == 0 && SLABS > 1)   /* the tensor maps: rank 5 (one copy per tile) when
@@ -652,6 +661,12 @@ static __device__ __forceinline__ TileKeys tile_keys(const fat_kparams &p, int m
     k.hi_first = hi_first;
     return k;
 }
+/* the it-th key block a tile visits (producer and consumers alike) */
+#if WALK_FORWARD
+#define NTH_BLOCK(tk, it) ((tk).n_begin + (it))
+#else
+#define NTH_BLOCK(tk, it) ((tk).n_end - 1 - (it))
+#endif
 /* position in a ring of STAGES buffers: stage and the parity of its current use */
 struct Ring { int st; fat_u32 ph; };
 static __device__ __forceinline__ void advance(Ring &r) {
@@ -986,8 +1001,8 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                     tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
                 }
 #endif
-                for (int n = tk.n_end - 1; n >= tk.n_begin; --n) {
-                    const int n0 = n * BLOCK_N;
+                for (int it = 0; it < tk.n_end - tk.n_begin; ++it) {
+                    const int n0 = NTH_BLOCK(tk, it) * BLOCK_N;
                     BLOCK_PAGES(n0);
                     fat_mbar_wait(EMPTY_K(w.st), w.ph ^ 1);          /* fresh barrier: passes at once */
 #if KV_CACHE
@@ -1006,7 +1021,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                     LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
 #endif
 #if Q_STAGES == 1
-                    if (n == tk.n_end - 1) {                     /* Q after the first K: K may prefetch */
+                    if (it == 0) {                               /* Q after the first K: K may prefetch */
                         fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1); /* the previous tile is done with Q */
                         if (lead) {
                             fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
@@ -1142,8 +1157,8 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         const fat_u64 dq = fat_desc_kmajor_sw128(s_q + qb * Q_BYTES + cw * 64 * 128);
         fat_mbar_wait(Q_FULL(qb), Q_PH(q_uses));
 #if OVERLAP
-        /* ---- first block (n_end-1): S, softmax, P ---- */
-        S_BLOCK((tk.n_end - 1) * BLOCK_N, false);
+        /* ---- first block (NTH_BLOCK 0): S, softmax, P ---- */
+        S_BLOCK(NTH_BLOCK(tk, 0) * BLOCK_N, false);
         m_0 = -FAT_INF; m_1 = -FAT_INF; l_0 = 0.f; l_1 = 0.f;   /* the tile's running max and sum start */
         softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2, RESCALE_SLACK);
 #pragma unroll
@@ -1161,7 +1176,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             PP_ARRIVE();
             fat_wgmma_wait<1>();                                                               /* S(j+1) ready */
             fat_pin(s);
-            const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
+            const int n0 = NTH_BLOCK(tk, it) * BLOCK_N;
             SOFTCAP(s);
             if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
             bool resc;
@@ -1187,7 +1202,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         for (int i = 0; i < O_REGS; ++i) o[i] = 0.f;
         m_0 = -FAT_INF; m_1 = -FAT_INF; l_0 = 0.f; l_1 = 0.f;
         for (int it = 0; it < n_iters; ++it) {
-            const int n0 = (tk.n_end - 1 - it) * BLOCK_N;
+            const int n0 = NTH_BLOCK(tk, it) * BLOCK_N;
             S_BLOCK(n0, it > 0);               /* K kept for SOFTMAX_NEXT after the first */
             bool resc;
             if (it == 0) resc = softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2, RESCALE_SLACK);
@@ -1284,6 +1299,7 @@ function t.emit(p, shape, dev)
     def("Q_STAGES", p.q_stages),
     def("O_SEPARATE", p.o_separate),
     def("TMA_STORE", p.tma_store, "O leaves shared memory by TMA stores"),
+    def("WALK_FORWARD", p.walk_forward, "key blocks first to last (1) or last to first (0)"),
     def("PRODUCER_REGS", regs_split(p, shape)[1], "setmaxnreg of the producer warpgroup"),
     def("CONSUMER_REGS", regs_split(p, shape)[2], "setmaxnreg of a consumer warpgroup"),
     def("KV_CHUNK", kv_chunk(p, shape), "rows of one K or V copy (a run inside one page of a paged cache)"),

@@ -84,12 +84,20 @@ static const tcase cases[] = {
     { "window (64, 16)", P(FAT_BF16, 64, 0, FAT_FEAT_WINDOW, 1, 4, 4, 500, 500), { .window_left = 64, .window_right = 16, .with_lse = 1 } },
     { "window causal left 100", P(FAT_FP16, 128, 1, FAT_FEAT_WINDOW, 1, 4, 2, 400, 450), { .window_left = 100, .window_right = -1, .with_lse = 1 } },
     { "softcap 30", P(FAT_BF16, 128, 1, FAT_FEAT_SOFTCAP, 1, 4, 4, 300, 300), { .softcap = 30.f, .with_lse = 1 } },
-    /* scores rising toward the first keys (visited last): nearly every key block raises a row's
-     * max, by about 3 in exp2's units, then by over 128 (2^128 overflows f32) */
+    /* scores rising toward the first keys, which flash_hopper visits last (walk_forward=0): nearly
+     * every key block raises a row's max, by about 3 in exp2's units, then by over 128 (2^128
+     * overflows f32) */
     { "rising keys causal", P(FAT_BF16, 128, 1, 0, 1, 4, 2, 1000, 1000), { .key_ramp = 0.3f, .with_lse = 1 } },
     { "rising keys past 2^128", P(FAT_FP16, 64, 0, 0, 2, 4, 4, 300, 300), { .key_ramp = 20.f, .with_lse = 1 } },
+    /* the same toward the last keys, for the kernels that visit the key blocks first to last
+     * (flash_v1, flash_v2, decode, and flash_hopper with walk_forward=1, causal only) */
+    { "rising keys toward the last causal", P(FAT_BF16, 128, 1, 0, 1, 4, 2, 1000, 1000),
+      { .key_ramp = 0.3f, .ramp_toward_last = 1, .with_lse = 1 } },
+    { "rising keys toward the last past 2^128 causal", P(FAT_FP16, 64, 1, 0, 2, 4, 4, 300, 300),
+      { .key_ramp = 20.f, .ramp_toward_last = 1, .with_lse = 1 } },
     /* every score below 2^-126 of exp2's base 0 from the second group of keys on, and rows that see
-     * no key in the first block visited (the window's first rows): they must not read as empty */
+     * no key in the first block visited (with walk_forward=0 the window's first rows): they must
+     * not read as empty */
     { "falling keys window (64, 16)", P(FAT_BF16, 128, 0, FAT_FEAT_WINDOW, 1, 4, 2, 500, 500),
       { .key_ramp = -20.f, .window_left = 64, .window_right = 16, .with_lse = 1 } },
     { "varlen 5 sequences", P(FAT_BF16, 64, 1, FAT_FEAT_VARLEN, 5, 4, 2, 300, 300), { .lens_q = lens_q5, .lens_k = lens_k5, .with_lse = 1 } },

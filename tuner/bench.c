@@ -158,12 +158,14 @@ static void cache_poison_unused(bench_case *c, const fat_problem *p, int rows_k,
 /* Scores that rise toward the first keys (bench_layout.key_ramp > 0): Q and K made positive, so
  * that q.k grows with the keys' scale (about 0.9 sqrt(head_dim) in exp2's units at a softmax scale
  * of 1/sqrt(head_dim)), key i of every sequence and head scaled by g = 1 + |ramp| x ((seqlen_k - 1
- * - i) / 64). The kernels visit key blocks from the last to the first, so nearly every block
- * raises a row's max, by a few units of exp2 at a ramp of 0.3 (d128) and by over a hundred at 20
- * (d64; 2^128 overflows f32): the paths a lazy or optimistic max takes rarely on random inputs.
+ * - i) / 64). flash_hopper visits key blocks from the last to the first (walk_forward=0), so
+ * nearly every block raises a row's max, by a few units of exp2 at a ramp of 0.3 (d128) and by over
+ * a hundred at 20 (d64; 2^128 overflows f32): the paths a lazy or optimistic max takes rarely on
+ * random inputs. toward_last: g = 1 + |ramp| x (i / 64), the same for the kernels that visit them
+ * first to last (flash_v1, flash_v2, decode, flash_hopper with walk_forward=1).
  * key_ramp < 0: the keys negative (-|k| g), every score far below 0 (below 2^-126 of exp2's base 0
  * from the second group of 64 keys on at -20): what a row that has seen no key yet meets. */
-static fat_status ramp_keys(bench_case *c, const fat_problem *p, float ramp) {
+static fat_status ramp_keys(bench_case *c, const fat_problem *p, float ramp, int toward_last) {
     const fat_attn_args *a = &c->host;
     float *x = malloc((size_t)p->head_dim * sizeof *x);
     if (!x) { fat_set_error("out of memory"); return FAT_ERR_NOMEM; }
@@ -177,7 +179,8 @@ static fat_status ramp_keys(bench_case *c, const fat_problem *p, float ramp) {
         for (int i = 0; i < p->seqlen_k; i++)
             for (int h = 0; h < p->heads_kv; h++) {
                 uint16_t *k = (uint16_t *)c->hk + b * a->k_stride[0] + i * a->k_stride[1] + h * a->k_stride[2];
-                const float g = (ramp < 0.f ? -1.f : 1.f) * (1.f + fabsf(ramp) * (float)((p->seqlen_k - 1 - i) / 64));
+                const int steps = toward_last ? i / 64 : (p->seqlen_k - 1 - i) / 64;
+                const float g = (ramp < 0.f ? -1.f : 1.f) * (1.f + fabsf(ramp) * (float)steps);
                 half_decode(p->dtype, k, x, p->head_dim);
                 for (int e = 0; e < p->head_dim; e++) x[e] = fabsf(x[e]) * g;
                 half_encode(p->dtype, x, k, p->head_dim);
@@ -267,7 +270,7 @@ fat_status bench_case_new(const fat_problem *p, const bench_layout *lay, uint64_
         a->q = c->hq; a->k = c->hk; a->v = c->hv;
         if (lay->key_ramp != 0.f) {
             if (cache || varlen) { fat_set_error("key_ramp: plain layouts only (no cache, no varlen)"); st = FAT_ERR_INVALID; goto out; }
-            if ((st = ramp_keys(c, p, lay->key_ramp)) != FAT_OK) goto out;
+            if ((st = ramp_keys(c, p, lay->key_ramp, lay->ramp_toward_last)) != FAT_OK) goto out;
         }
         if (cache) cache_poison_unused(c, p, rows_k, nbk);
         CU_CHECK(MemcpyHtoD(c->mem_q, c->hq, c->q_elems * 2));

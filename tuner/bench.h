@@ -29,6 +29,9 @@ typedef struct bench_layout {
                                    key i of a sequence times 1 + |key_ramp| * ((seqlen_k - 1 - i) / 64));
                                    < 0: the keys negated (every score far below 0); plain layouts only
                                    (no cache, no varlen), not with timing_only (FAT_ERR_INVALID) */
+    int ramp_toward_last;       /* with key_ramp: the scores rise toward the last keys instead (key i
+                                   times 1 + |key_ramp| * (i / 64)): every block raises the max for
+                                   the kernels that visit the key blocks first to last */
 } bench_layout;
 
 #define BENCH_SPARE_PAGES 3     /* pages of a paged cache no table entry names: they must stay as they were */
