@@ -146,8 +146,8 @@ function t.valid(p, shape, dev)
     return false, "q_stages=2 and o_separate=1 stage the next tile's Q: a CTA of one tile (persistent=0) has none"
   end
   if p.walk_forward == 1 and not shape.causal then
-    return false, "walk_forward=1 moves a causal tile's diagonal key blocks out of its first, unhidden softmax: without "
-                  .. "a causal mask the masked blocks (a window's edges, a tail past seqlen_k) lie at both ends"
+    return false, "walk_forward=1 moves a causal tile's diagonal key blocks out of its first, unhidden softmax: "
+                  .. "without a causal mask the masked blocks (a window's edges, a tail past seqlen_k) lie at both ends"
   end
   if p.pingpong == 1 and p.overlap == 0 then
     return false, "pingpong=1 needs overlap=1 (FA3 couples them; the pair apart was never measured)"
@@ -299,11 +299,11 @@ local KERNEL = [[
  * tx bytes; empty: one arrival per consumer warpgroup). Phases run on across the tiles of a
  * persistent CTA. Consumers: S = Q K^T (wgmma SS, K-major both), softcap, mask, online softmax
  * (exp2, scale folded; after a tile's first key block the exponentials first, against the kept
- * max, the max pass only where a row sum says it moved), P packed to 16 bits in registers, O += P V (wgmma RS, V MN-major =
- * row-major [key][d]). Key blocks are visited from the last to the first (a causal tile's diagonal
- * blocks first), or WALK_FORWARD from the first to the last (the diagonal ones last, so that the
- * tile's first softmax, which no GEMM hides, takes no mask where its first rows see the whole first
- * block).
+ * max, the max pass only where a row sum says it moved), P packed to 16 bits in registers,
+ * O += P V (wgmma RS, V MN-major = row-major [key][d]). Key blocks are visited from the last to
+ * the first (a causal tile's diagonal blocks first), or WALK_FORWARD from the first to the last
+ * (the diagonal ones last, so that the tile's first softmax, which no GEMM hides, takes no mask
+ * where its first rows see the whole first block).
  * ====================================================================================== */
 #define SLABS (HEAD_DIM_PAD / 64)      /* 64-column slabs of a row; columns past HEAD_DIM are zeros */
 #define TMA_RANK5 (HEAD_DIM % 64 == 0 && SLABS > 1)   /* the tensor maps: rank 5 (one copy per tile) when
