@@ -3,7 +3,7 @@
 >= 0.95x our contiguous prefill of the same shape), through the Python binding, beside PyTorch SDPA
 on the same keys laid out contiguously, FlexAttention and FlashAttention-4 where they run.
 
-  python3 bench/chunked_prefill.py [--db tuned.db] [--json rows.json]
+  python3 bench/chunked_prefill.py [--db tuned.db] [--json rows.json] [--rounds 5]
 
 Per shape (bf16, 32 query heads on 8 KV heads, causal aligned bottom-right, the chunk's keys
 already in the cache): fatune.attention on contiguous [B, S, Hkv, D] (the plain prefill of the
@@ -14,8 +14,10 @@ chunk's keys appended by the call (k, v: ops.kv_append, then the attention). Pee
 memory-efficient backends with a lower-right causal mask (SDPA's is_causal is top-left; cuDNN
 refuses the mask, memory-efficient refuses it with GQA), FlexAttention compiled with a lower-right
 block mask, and FlashAttention-4 (flash_attn.cute) where it is installed; a peer that cannot run
-is recorded with its error. triton.testing.do_bench medians (L2 cleared); TFLOPS count the visible
-(query, key) pairs, 4 * D flops each. Every output is checked against the first peer's.
+is recorded with its error. triton.testing.do_bench medians (L2 cleared), each implementation timed
+once per round, the rounds interleaved, the median over rounds (--rounds; one round measured the
+paged/contiguous ratio 0.86-1.10 from run to run on the same code, 2026-12-03/04); TFLOPS count the
+visible (query, key) pairs, 4 * D flops each. Every output is checked against the first peer's.
 """
 import argparse, json, os, sys
 import torch
@@ -43,6 +45,7 @@ def main():
     ap.add_argument("--db")
     ap.add_argument("--json")
     ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of timing (the median is kept)")
     a = ap.parse_args()
     D = a.head_dim
     ctx = fatune.open(db=a.db)
@@ -107,7 +110,8 @@ def main():
                                                                            causal=True), lambda o: o)
         pairs = b * HQ * sum(min(s, past + i + 1) for i in range(sq))
         row = {"batch": b, "seqlen_q": sq, "seqlen_k": s, "heads_q": HQ, "heads_kv": HK, "head_dim": D}
-        check_and_time(fns, row, None, pairs * 4 * D, f"chunked_prefill.py at B={b} Sq={sq} Sk={s}")   # TFLOPS
+        check_and_time(fns, row, None, pairs * 4 * D, f"chunked_prefill.py at B={b} Sq={sq} Sk={s}",
+                       a.rounds)   # TFLOPS
         rows.append(row)
         print(json.dumps(row), flush=True)
     print_table(rows, {"B": "batch", "new": "seqlen_q", "keys": "seqlen_k"},

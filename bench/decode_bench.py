@@ -11,7 +11,7 @@ them (fatune gets the [batch, seqlen, heads, head_dim] views of them).
 TB/s: K and V bytes read (2 * batch * heads_kv * seqlen_k * head_dim * 2) per second, as peers.py
 counts them. Prints a markdown table last.
 """
-import argparse, json, os, sqlite3, sys
+import argparse, json, os, sqlite3, statistics, sys
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
@@ -30,11 +30,14 @@ def ms_of(fn):
     return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
 
 
-def check_and_time(fns, row, ref, work, where):
+def check_and_time(fns, row, ref, work, where, rounds=1):
     """Each of fns ({name: (fn, view)}) run once and checked against ref (relative L2 below 2e-2;
     ref None: the first that runs), then timed: row[name] = work / ms / 1e9, or None with
     row[name + "_error"] for an implementation that refuses the shape. Exits naming `where` on a
-    wrong answer."""
+    wrong answer. With rounds > 1 every implementation is timed once per round, the rounds
+    interleaved so that the GPU's clock and temperature fall on all alike, and ms is the median
+    over rounds (row[name + "_rounds"] keeps each round's ms)."""
+    ok = []
     for name, (fn, view) in fns.items():
         try:
             out = view(fn()).float()
@@ -47,7 +50,15 @@ def check_and_time(fns, row, ref, work, where):
         err = ((out - ref).norm() / ref.norm()).item()
         if not err < 2e-2:
             sys.exit(f"{where}: {name}: relative L2 {err:.2e} against the reference")
-        row[name] = work / ms_of(fn) / 1e9
+        ok.append(name)
+    times = {name: [] for name in ok}
+    for _ in range(max(rounds, 1)):
+        for name in ok:
+            times[name].append(ms_of(fns[name][0]))
+    for name in ok:
+        row[name] = work / statistics.median(times[name]) / 1e9
+        if rounds > 1:
+            row[name + "_rounds"] = times[name]
 
 
 def print_table(rows, keys, impls, peers, base, ratios, fmt, note, json_path=None):
