@@ -33,6 +33,25 @@ SHAPES = [(1, 512, 8192), (4, 512, 8192), (4, 512, 8000), (1, 512, 2048), (8, 51
 HQ, HK = 32, 8
 
 
+def paged(k, v, page, gen):
+    """k and v ([B, S, Hkv, D]) as a paged cache of `page` keys per page: (k_pages, v_pages, table).
+    The pages are a shuffled permutation (gen) of B x ceil(S / page) + 3, so 3 spare pages no entry
+    names; every row no key fills (the spare pages, the last page's rows past S) is NaN."""
+    b, s, hk, d = k.shape
+    per = (s + page - 1) // page
+    n = b * per + 3
+    perm = torch.randperm(n, device="cuda", generator=gen).to(torch.int32)
+    table = perm[:b * per].view(b, per).contiguous()
+    kp = torch.full((n, page, hk, d), float("nan"), device="cuda", dtype=k.dtype)
+    vp = torch.full_like(kp, float("nan"))
+    pad = per * page - s
+    kpad = torch.cat([k, kp.new_full((b, pad, hk, d), float("nan"))], 1) if pad else k
+    vpad = torch.cat([v, vp.new_full((b, pad, hk, d), float("nan"))], 1) if pad else v
+    kp.view(n, page * hk * d)[table.view(-1).long()] = kpad.reshape(b * per, page * hk * d)
+    vp.view(n, page * hk * d)[table.view(-1).long()] = vpad.reshape(b * per, page * hk * d)
+    return kp, vp, table
+
+
 def refused(e):
     """A peer that could not be set up: calling it raises e, which the row records."""
     def fn():
@@ -86,17 +105,7 @@ def main():
         fns["fatune_cache"] = (lambda: ctx.attention_with_kvcache(q, k, v, cache_seqlens=lens, causal=True),
                                lambda o: o)
         for page in (16, 256):
-            per = (s + page - 1) // page
-            n = b * per + 3
-            perm = torch.randperm(n, device="cuda", generator=gen).to(torch.int32)
-            table = perm[:b * per].view(b, per).contiguous()
-            kp = torch.full((n, page, HK, D), float("nan"), device="cuda", dtype=torch.bfloat16)
-            vp = torch.full_like(kp, float("nan"))
-            pad = per * page - s                      # the last page's rows past the keys stay NaN
-            kpad = torch.cat([k, kp.new_full((b, pad, HK, D), float("nan"))], 1) if pad else k
-            vpad = torch.cat([v, vp.new_full((b, pad, HK, D), float("nan"))], 1) if pad else v
-            kp.view(n, page * HK * D)[table.view(-1).long()] = kpad.reshape(b * per, page * HK * D)
-            vp.view(n, page * HK * D)[table.view(-1).long()] = vpad.reshape(b * per, page * HK * D)
+            kp, vp, table = paged(k, v, page, gen)
             fns[f"fatune_paged{page}"] = (lambda kp=kp, vp=vp, table=table:
                                           ctx.attention_with_kvcache(q, kp, vp, cache_seqlens=lens, block_table=table,
                                                                      causal=True), lambda o: o)

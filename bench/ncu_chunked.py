@@ -9,9 +9,9 @@ of the same shape, tuned, 2026-12-04 call 52):
 The shape is bench/chunked_prefill.py's bar shape: bf16, head_dim 128, 32 query heads on 8 KV heads,
 512 new rows against 8192 keys before them (8704 in all), causal bottom-right. Layouts: plain
 (fatune.attention on contiguous K and V), cache (the contiguous cache with cache_seqlens), paged16
-and paged256 (a shuffled permutation of pages, as chunked_prefill.py builds them). Four calls: the
-first loads (or compiles) the kernel, the last is the one to profile after three warm ones. Prints
-the kernel's configuration so the profile can be matched to it.
+and paged256 (chunked_prefill.py's `paged`: a shuffled permutation of pages, NaN where no key
+is). Four calls: the first loads (or compiles) the kernel, the last is the one to profile after
+three warm ones. Prints the kernel's configuration so the profile can be matched to it.
 """
 import argparse, os, sys
 
@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
+from chunked_prefill import paged  # noqa: E402
 
 HQ, HK, D, SQ = 32, 8, 128, 512
 
@@ -42,17 +43,9 @@ def main():
         call = lambda: ctx.attention_with_kvcache(q, k, v, cache_seqlens=lens, causal=True)  # noqa: E731
         ask = lambda: ctx.query_with_kvcache(q, k, v, cache_seqlens=lens, causal=True)  # noqa: E731
     else:
-        page = int(a.layout[len("paged"):])
-        per = (s + page - 1) // page
-        n = b * per + 3
-        table = torch.randperm(n, device="cuda", dtype=torch.int64)[:b * per].to(torch.int32).view(b, per).contiguous()
-        kp = torch.zeros((n, page, HK, D), device="cuda", dtype=torch.bfloat16)
-        vp = torch.zeros_like(kp)
-        pad = per * page - s
-        kpad = torch.cat([k, k.new_zeros((b, pad, HK, D))], 1) if pad else k
-        vpad = torch.cat([v, v.new_zeros((b, pad, HK, D))], 1) if pad else v
-        kp.view(n, -1)[table.view(-1).long()] = kpad.reshape(b * per, -1)
-        vp.view(n, -1)[table.view(-1).long()] = vpad.reshape(b * per, -1)
+        gen = torch.Generator(device="cuda")
+        gen.manual_seed(14)
+        kp, vp, table = paged(k, v, int(a.layout[len("paged"):]), gen)   # as chunked_prefill.py builds them
         call = lambda: ctx.attention_with_kvcache(q, kp, vp, cache_seqlens=lens, block_table=table,  # noqa: E731
                                                   causal=True)
         ask = lambda: ctx.query_with_kvcache(q, kp, vp, cache_seqlens=lens, block_table=table,  # noqa: E731
