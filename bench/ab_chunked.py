@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Paired timing of chosen variants of one chunked-prefill problem (issue 14's bar shape), beside our
+contiguous prefill of the same shape, interleaved so that they share the GPU's clock and power state:
+
+  python3 bench/ab_chunked.py --db tuned.db [--layout paged16] [--batch 4] [--best] [--config PARAMS ...]
+                              [--twin NAME] [--rounds 12] [--iters 20] [--json out.json]
+
+The database is one where the problem was tuned (bench/prefill-chunked.lua), so that it has the
+problem's best row and the contiguous prefill's. For the tuned best (--best) and each params string
+of flash_hopper (--twin NAME
+adds, to each, the variant with the 0/1 parameter NAME flipped) a copy of the database whose best
+row of the problem names that variant (a config row added where it has none: the runtime compiles
+its kernel when the copy is opened) is opened through the Python binding. The contiguous prefill
+(fatune.attention on contiguous K and V, the database's own best) is the reference. Every round
+times each of them in turn (the order rotated each round) with CUDA events around ITERS launches
+back to back; a variant's figure is the median over rounds of the reference's time over its own in
+the same round, and its median TFLOPS of visible pairs. Inputs as bench/chunked_prefill.py builds
+them (bf16, d128, 32 query heads on 8 KV heads, 512 new rows after --past keys, causal bottom-right;
+paged: shuffled pages, NaN where no key is); every output is checked against the reference's.
+"""
+import argparse, json, os, shutil, sqlite3, sys, tempfile
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import fatune  # noqa: E402
+from ab import flip, median  # noqa: E402
+from chunked_prefill import paged  # noqa: E402
+
+HQ, HK, D, SQ = 32, 8, 128, 512
+FEAT_PAGED, FEAT_CACHE, PAGE_SHIFT = 8, 16, 16
+
+
+def problem_id(c, b, s, layout):
+    feats = FEAT_CACHE | ((FEAT_PAGED | int(layout[len("paged"):]) << PAGE_SHIFT) if layout != "cache" else 0)
+    row = c.execute("select id from problem where dtype='bf16' and head_dim=? and causal=1 and features=? and batch=? "
+                    "and heads_q=? and heads_kv=? and seqlen_q=? and seqlen_k=?",
+                    (D, feats, b, HQ, HK, SQ, s)).fetchone()
+    if row is None:
+        sys.exit(f"ab_chunked.py: the database has no problem bf16 b{b} h{HQ}/{HK} s{SQ}/{s} d{D} causal {layout}")
+    return row[0]
+
+
+def db_for(src, pid, params, tmp, i):
+    """A copy of src whose best row of problem pid names flash_hopper with params."""
+    dst = os.path.join(tmp, f"v{i}.db")
+    shutil.copyfile(src, dst)
+    c = sqlite3.connect(dst)
+    tid = c.execute("select c.template_id from best x join config c on c.id = x.config_id join template t "
+                    "on t.id = c.template_id where x.problem_id = ? and t.name = 'flash_hopper'", (pid,)).fetchone()
+    if tid is None:
+        sys.exit(f"ab_chunked.py: problem {pid}'s best row is not flash_hopper's in {src}")
+    c.execute("insert or ignore into config(template_id, params) values (?, ?)", (tid[0], params))
+    cid = c.execute("select id from config where template_id = ? and params = ?", (tid[0], params)).fetchone()[0]
+    n = c.execute("update best set config_id = ? where problem_id = ?", (cid, pid)).rowcount
+    c.commit()
+    c.close()
+    if n != 1:
+        sys.exit(f"ab_chunked.py: problem {pid} has {n} best rows in {src}, expected 1")
+    return dst
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", required=True)
+    ap.add_argument("--layout", default="paged16", help="paged<N> or cache")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--past", type=int, default=8192, help="keys before the chunk")
+    ap.add_argument("--best", action="store_true", help="the problem's tuned best config first")
+    ap.add_argument("--config", action="append", default=[], help="flash_hopper params (repeatable)")
+    ap.add_argument("--twin", help="a 0/1 parameter: add each config's twin with it flipped")
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    if a.layout != "cache" and not (a.layout.startswith("paged") and a.layout[5:].isdigit()):
+        sys.exit(f"ab_chunked.py: --layout {a.layout}: want paged<N> or cache")
+    b, s = a.batch, a.past + SQ
+    c = sqlite3.connect(a.db)
+    pid = problem_id(c, b, s, a.layout)
+    best = c.execute("select c.params from best x join config c on c.id = x.config_id where x.problem_id = ?",
+                     (pid,)).fetchone()
+    c.close()
+    configs = ([best[0]] if a.best and best else []) + [p for p in a.config if not (a.best and best and p == best[0])]
+    if a.twin:
+        configs += [t for t in (flip(p, a.twin) for p in list(configs)) if t and t not in configs]
+    if not configs:
+        sys.exit("ab_chunked.py: no variant: give --best or --config")
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(14)
+    q = torch.randn(b, SQ, HQ, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    k = torch.randn(b, s, HK, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    v = torch.randn(b, s, HK, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    lens = torch.full((b,), s, dtype=torch.int32, device="cuda")
+    kc, vc, table = (k, v, None) if a.layout == "cache" else paged(k, v, int(a.layout[5:]), gen)
+    base = fatune.open(db=a.db)
+    entries = [("contiguous prefill: " + base.query(q, k, v, causal=True)["params"],
+                lambda: base.attention(q, k, v, causal=True))]
+    tmp = tempfile.mkdtemp(prefix="fatune-abc-")
+    for i, params in enumerate(configs):
+        ctx = fatune.open(db=db_for(a.db, pid, params, tmp, i))
+        got = ctx.query_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table, causal=True)
+        if got["params"] != params:
+            sys.exit(f"ab_chunked.py: the binding chose {got['params']} where the copy's best row says {params}")
+        entries.append((f"{a.layout}: {params}", lambda ctx=ctx: ctx.attention_with_kvcache(
+            q, kc, vc, cache_seqlens=lens, block_table=table, causal=True)))
+    ref = entries[0][1]().float()
+    for name, f in entries:
+        err = ((f().float() - ref).norm() / ref.norm()).item()
+        if not err < 2e-2:
+            sys.exit(f"ab_chunked.py: {name}: relative L2 {err:.2e} against the contiguous prefill's output")
+        for _ in range(3):
+            f()
+    torch.cuda.synchronize()
+    times = [[] for _ in entries]
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+    for r in range(a.rounds):
+        n = len(entries)
+        for i in [(r + j) % n for j in range(n)]:
+            f = entries[i][1]
+            f()
+            ev[0].record()
+            for _ in range(a.iters):
+                f()
+            ev[1].record()
+            torch.cuda.synchronize()
+            times[i].append(ev[0].elapsed_time(ev[1]) / a.iters)
+    pairs = b * HQ * SQ * (s - SQ) + b * HQ * SQ * (SQ + 1) // 2      # visible (query, key) pairs
+    flops = 4.0 * D * pairs
+    rows = []
+    for (name, _), ts in zip(entries, times):
+        rel = median([bt / t for t, bt in zip(ts, times[0])])
+        rows.append({"variant": name, "ms": median(ts), "tflops": flops / median(ts) / 1e9, "vs_contiguous": rel})
+    print(f"problem: bf16 b{b} h{HQ}/{HK} new {SQ} keys {s} d{D} causal, {a.layout}; {a.rounds} rounds x {a.iters} "
+          "launches, interleaved; vs contiguous = median over rounds of the contiguous prefill's time / the variant's")
+    print("| variant | ms | TFLOPS | vs contiguous |\n|---|---|---|---|")
+    for x in rows:
+        print(f"| {x['variant']} | {x['ms']:.3f} | {x['tflops']:.1f} | {x['vs_contiguous']:.3f} |")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"problem": {"batch": b, "new": SQ, "keys": s, "layout": a.layout}, "rounds": a.rounds,
+                       "iters": a.iters, "rows": rows}, f, indent=1)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
