@@ -1,7 +1,8 @@
 -- flash_hopper.lua: the FlashAttention-3-class forward kernel for sm_90a (H100, H200).
 --
 -- Warp specialisation: a producer warpgroup whose one thread issues every TMA copy (Q once per
--- tile, K and V through an mbarrier ring of `stages` buffers) and 2 or 3 consumer warpgroups of 64
+-- tile, K and V through an mbarrier ring of `stages` buffers; a paged cache's runs inside its pages
+-- from one to three warps, `copy_warps`) and 2 or 3 consumer warpgroups of 64
 -- query rows each, with the registers moved to them by setmaxnreg. S = Q Kᵀ on wgmma with both
 -- operands in shared memory (SS), O += P V with P from registers (RS); the softmax of key block j+1
 -- runs under the P V of block j (`overlap`) and the consumer warpgroups take turns issuing their
@@ -35,9 +36,8 @@ local t = {
                                       -- (fixed lengths); 0: 16-byte stores by every thread
     walk_forward = { 0, 1 },          -- causal: 1 visits a tile's key blocks first to last (the
                                       -- diagonal ones last), 0 last to first (the diagonal ones first)
-    kv_load = { 0, 1 },               -- a paged cache whose pages do not hold whole key blocks: 0 TMA
-                                      -- copies of the runs inside a page, 1 cp.async by the producer
-                                      -- warpgroup's 128 threads (FA3's path there)
+    copy_warps = { 1, 2, 3 },         -- a paged cache read in runs inside a page: producer warps that
+                                      -- issue the copies (1 all; 2: K, V; 3: K's even slabs, V, K's odd)
   },
 }
 
@@ -86,17 +86,16 @@ end
 -- laid out run by run ([run][slab][rows][64]), one rank-5 copy per run (V_RUNS in the kernel).
 local function v_runs(p, shape)
   local c, d = kv_chunk(p, shape), shape.head_dim
-  return shape.page_size ~= nil and p.kv_load ~= 1 and c < p.block_n and c % 16 == 0 and d % 64 == 0 and d > 64
+  return shape.page_size ~= nil and c < p.block_n and c % 16 == 0 and d % 64 == 0 and d > 64
 end
 
 -- The dynamic schedule's producer reading a KV cache (a sequence length per claimed tile) spilled
--- 16-52 B at 24 registers: with 2 consumers it gets 40 (the consumers 232).
--- The producer warpgroup copying a paged cache with cp.async (kv_load = 1: row addresses, table
--- entries) gets the same 40 with 2 consumers (FA3's split there).
+-- 16-52 B at 24 registers: with 2 consumers it gets 40 (the consumers 232); so do several producer
+-- warps copying a paged cache's runs (copy_warps > 1: 24-32 B of spill at 24).
 local REGS_CACHE = { 40, 232 }
 local function regs_split(p, shape)
   local consumers = p.block_m // 64
-  if consumers == 2 and ((p.persistent == 2 and kv_cache(shape)) or p.kv_load == 1) then return REGS_CACHE end
+  if consumers == 2 and ((p.persistent == 2 and kv_cache(shape)) or (p.copy_warps or 1) > 1) then return REGS_CACHE end
   return REGS[consumers]
 end
 
@@ -174,11 +173,20 @@ function t.valid(p, shape, dev)
     return false, "persistent=2 claims tiles one by one for tiles of unequal cost (causal, window, varlen, a KV cache): here every "
                   .. "tile costs the same and the static schedule (persistent=1) balances them without a counter"
   end
-  if p.kv_load == 1 and not (shape.page_size and shape.page_size % p.block_n ~= 0) then
-    return false, shape.page_size and string.format("kv_load=1 copies a key block row by row from pages that do not hold "
-                                                    .. "whole blocks: pages of %d hold whole %d-key blocks, one TMA copy each",
-                                                    shape.page_size, p.block_n)
-                  or "kv_load=1 is for a paged KV cache: contiguous K and V are copied by TMA"
+  if (p.copy_warps or 1) ~= 1 then
+    if not (shape.page_size and kv_chunk(p, shape) < p.block_n) then
+      return false, string.format("copy_warps=%d spreads the copies of a key block read in runs inside its pages over "
+                                  .. "several warps: here %s", p.copy_warps, shape.page_size
+                                  and string.format("pages of %d hold whole %d-key blocks (one copy each)",
+                                                    shape.page_size, p.block_n) or "K and V are not paged")
+    end
+    if p.persistent == 2 then
+      return false, string.format("copy_warps=%d with persistent=2: the claimed tile reaches one producer warp only",
+                                  p.copy_warps)
+    end
+    if p.copy_warps == 3 and padded(d) < 128 then
+      return false, "copy_warps=3 splits K's 64-column slabs over two warps: head_dim " .. d .. " has one"
+    end
   end
   if p.tma_store == 1 and shape.varlen then
     return false, "tma_store=1: a varlen tile's rows past its sequence belong to the next one, which a TMA store "
@@ -255,7 +263,7 @@ end
 local DECODE_ROWS = 16
 local BLOCK_NS = { 176, 160, 128, 112, 96, 80, 64 }
 
-function t.default(shape, dev)
+local function base_default(shape, dev)
   if unserved(shape, dev) then return false end
   local group = (shape.heads_q or 1) // math.max(shape.heads_kv or 1, 1)
   if group * (shape.seqlen_q or 1) <= DECODE_ROWS then return false end
@@ -296,13 +304,46 @@ function t.default(shape, dev)
   return nil
 end
 
+-- A paged cache whose pages do not hold whole key blocks (read in runs inside a page): the copies
+-- spread over three producer warps (two where head_dim is one 64-column slab), on a static schedule
+-- (copy_warps does not take the dynamic one). Paired beside our contiguous prefill at 512 new rows
+-- against 8704 keys in 16-key pages (H200, 2026-12-04, call 55): 128x128, 3 stages, persistent,
+-- ping-pong, copy_warps 3 0.976x, 2 0.966x, 1 0.873x (the issue of 24 copies a block by one warp
+-- bound it). That form replaces a base default on the dynamic schedule; another base default keeps
+-- its tile and gains the warps.
+local function paged_runs_default(p, shape, dev)
+  local measured = { block_m = 128, block_n = 128, stages = 3, persistent = 1, pingpong = 1, overlap = 1, q_stages = 1,
+                     o_separate = 0, tma_store = 0, walk_forward = shape.causal and 1 or 0 }
+  local static = {}
+  for k, v in pairs(p) do static[k] = v end
+  if static.persistent == 2 then static.persistent = 1 end
+  for _, cw in ipairs({ 3, 2 }) do
+    for _, base in ipairs(p.persistent == 2 and { measured, static } or { static, measured }) do
+      for _, qo in ipairs({ { base.q_stages, base.o_separate }, { 2, 1 }, { 2, 0 }, { 1, 1 }, { 1, 0 } }) do
+        local c = {}
+        for k, v in pairs(base) do c[k] = v end
+        c.copy_warps, c.q_stages, c.o_separate = cw, qo[1], qo[2]
+        if t.valid(c, shape, dev) then return c end
+      end
+    end
+  end
+  return p
+end
+
+function t.default(shape, dev)
+  local p = base_default(shape, dev)
+  if p and shape.page_size and kv_chunk(p, shape) < p.block_n then return paged_runs_default(p, shape, dev) end
+  return p
+end
+
 -- The kernel text after the generated constants, specialised by them and by the prelude's
 -- FAT_CAUSAL / FAT_WINDOW / FAT_SOFTCAP.
 local KERNEL = [[
 /* ======================================================================================
  * FlashAttention-3-class forward for sm_90a.
  *
- * CTA = 1 producer warpgroup (WG0; warp 0, thread 0 issues every TMA, warps 1-3 exit) + CONSUMERS
+ * CTA = 1 producer warpgroup (WG0; thread 0 issues every TMA, the other threads exit; a paged
+ * cache read in runs: PRODUCER_LANES, COPY_WARPS warps) + CONSUMERS
  * consumer warpgroups of 64 query rows each (BLOCK_M = 64 * CONSUMERS). A tile is (Q block of
  * BLOCK_M rows, query head, sequence): one per CTA, or, PERSISTENT, a static schedule of them per
  * CTA. Shared memory (all tiles 1024-B aligned, 128B-swizzled, [slab of 64 cols][rows][64]):
@@ -344,8 +385,7 @@ local KERNEL = [[
  * copies of [slab][row][64] at d128). The P V descriptor's slabs are then KV_CHUNK rows apart
  * (V_LBO) and key step kk starts in run 16kk / KV_CHUNK (V_ROW_OFF(16kk)). K keeps [slab][row][64]: its
  * N = BLOCK_N rows must be evenly strided for S = Q K^T. */
-#define KV_CPASYNC (FAT_PAGED && KV_LOAD)   /* K and V copied by cp.async (kv_load = 1), below */
-#define V_RUNS (FAT_PAGED && !KV_CPASYNC && KV_CHUNKS > 1 && KV_CHUNK % 16 == 0 && TMA_RANK5)
+#define V_RUNS (FAT_PAGED && KV_CHUNKS > 1 && KV_CHUNK % 16 == 0 && TMA_RANK5)
 #if V_RUNS
 #define V_RUN_BYTES (SLABS * KV_CHUNK * 128)
 #define V_LBO (KV_CHUNK * 128)
@@ -428,61 +468,23 @@ static __device__ __forceinline__ bool cache_keys(const fat_kparams &p, int b, i
  * instead of 2 x KV_CHUNKS x SLABS by one thread (which bound the producer: 0.80-0.89x the
  * contiguous cache at pages of 16, 2026-12-03). Lane 0 (lead) alone arrives, sets transaction
  * counts, claims and publishes tiles, and copies Q. */
-#define PRODUCER_LANES (KV_CPASYNC ? 128 : (FAT_PAGED && KV_CHUNKS > 1) ? 32 : 1)
+#if FAT_PAGED && KV_CHUNKS > 1
+/* The copies of a block's runs spread over COPY_WARPS producer warps (copy_warps): 2, warp 0 issues
+ * K's and warp 1 V's; 3, warps 0 and 2 K's even and odd 64-column slabs, warp 1 V's. Each warp reads
+ * the block's table entries itself; K's lead (thread 0) also copies Q and writes the poison word. */
+#define COPY_WARPS COPY_WARPS_P
+#else
+#define COPY_WARPS 1
+#endif
+#define PRODUCER_LANES ((FAT_PAGED && KV_CHUNKS > 1) ? 32 * COPY_WARPS : 1)
 static __device__ __forceinline__ bool producer_lead() { return PRODUCER_LANES == 1 || threadIdx.x == 0; }
-#if KV_CPASYNC
-/* A paged cache whose pages do not hold whole key blocks, copied by the producer warpgroup's 128
- * threads with cp.async, 16 bytes a copy, as FlashAttention-3 does there (TMA copies a run inside a
- * page at a time: 16 copies of 2 KiB per K block at pages of 16 and d128, 0.90x the contiguous
- * prefill on the H200, 2026-12-04). Thread t copies the 16-byte column t % 8 of every 64-column
- * slab of rows t / 8 + 16 i: eight threads read one 128-byte line, and a thread's swizzled column
- * is the same for all its rows (row % 8 = (t / 8) % 8). A row past the sequence, a column past
- * HEAD_DIM, a row whose table entry is outside [0, num_pages) are written as zeros and read from
- * nowhere (src-size 0): the block that holds the sequence's end needs no pass of its own. Each
- * thread's copies complete on the stage's full barrier by cp.async.mbarrier.arrive.noinc (128
- * arrivals); K's also waits for each warp's plain arrival after it wrote its byte of the poison
- * word (4 more). Each warp reads the block's table entries once, lane l the entry of the block's
- * l-th page, and hands them to the rows by shuffles. */
-#define ARRIVALS_K (128 + 4)
-#define ARRIVALS_V 128
-#define BLOCK_ENTRIES ((BLOCK_N - 1) / FAT_PAGE_SIZE + 2)   /* pages one key block can touch, at most */
-static_assert(BLOCK_ENTRIES <= 32, "a key block's table entries: one per lane");
-static_assert(BLOCK_N % 16 == 0, "rows t / 8 + 16 i cover the block");
-/* lane l: the entry of page n0 / FAT_PAGE_SIZE + l, if the block touches it and it holds keys of
- * the sequence (else num_pages: nothing to read) */
-static __device__ __forceinline__ int block_entries(const fat_kparams &p, int b, int n0, int sk) {
-    const int l = threadIdx.x & 31, first = n0 / FAT_PAGE_SIZE, j = (first + l) * FAT_PAGE_SIZE;
-    return (first + l <= (n0 + BLOCK_N - 1) / FAT_PAGE_SIZE && j < sk) ? page_of(p, b, j) : p.num_pages;
-}
-/* this thread's copies of key block n0 (K or V: base and strides in elements) into the
- * [slab][row][64] buffer at dst; returns whether a row of the sequence met a bad entry */
-static __device__ __forceinline__ bool cp_block(fat_u32 dst, const char *base, long long sb, long long ss,
-                                                long long sh, int kvh, int n0, int sk, int ent, int num_pages) {
-    const int t = threadIdx.x & 127, c = t & 7, r0 = t >> 3;
-    const fat_u32 sw = (fat_u32)((c ^ (r0 & 7)) << 4);
-    bool bad = false;
-#pragma unroll 1
-    for (int i = 0; i < BLOCK_N / 16; ++i) {
-        const int r = r0 + 16 * i, j = n0 + r;
-        const int e = __shfl_sync(0xffffffffu, ent, j / FAT_PAGE_SIZE - n0 / FAT_PAGE_SIZE);
-        const bool in = j < sk, ok = in && e >= 0 && e < num_pages;
-        bad |= in && !ok;
-        const char *src = ok ? base + 2 * ((long long)e * sb + (long long)(j % FAT_PAGE_SIZE) * ss + (long long)kvh * sh)
-                             : base;
-#pragma unroll
-        for (int sl = 0; sl < SLABS; ++sl) {
-            const int col = sl * 64 + c * 8;
-            fat_cp_async16(dst + sl * SLAB_KV + r * 128 + sw, src + 2 * col, ok && col < HEAD_DIM ? 16 : 0);
-        }
-    }
-    return bad;
-}
-/* the stage's full barrier: one arrival when this thread's copies so far have landed */
-static __device__ __forceinline__ void cp_arrive(fat_u32 bar) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(bar) : "memory");
-}
-#define BLOCK_PAGES(n0) const int ent_ = block_entries(p, b, n0, sk)
-#elif FAT_PAGED && KV_CHUNKS > 1
+#define K_WARP (COPY_WARPS == 1 || (tid >> 5) != 1)       /* this warp copies K (slabs K_SLAB0, +K_SLAB_STEP) */
+#define V_WARP (COPY_WARPS == 1 || (tid >> 5) == 1)       /* this warp copies V */
+#define Q_WARP (tid < 32)                                 /* this warp copies Q (its lead) */
+#define V_LEAD (tid == (COPY_WARPS == 1 ? 0 : 32))        /* V's transaction counts and arrivals */
+#define K_SLAB0 (COPY_WARPS == 3 ? (int)(threadIdx.x >> 6) : 0)
+#define K_SLAB_STEP (COPY_WARPS == 3 ? 2 : 1)
+#if FAT_PAGED && KV_CHUNKS > 1
 /* This lane's run of key block n0 of sequence b: its page (num_pages for a lane past the runs, a
  * run past sk, or a bad entry: out of the map's bounds, zeros, nothing read); *bad for a bad entry
  * the sequence reads. */
@@ -494,10 +496,14 @@ static __device__ __forceinline__ int run_page(const fat_kparams &p, int b, int 
     bad = mine && !ok;
     return ok ? e : p.num_pages;
 }
-static __device__ __forceinline__ void copy_run(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int n0, int kvh, int pg) {
+static __device__ __forceinline__ void copy_run(fat_u32 dst, const fat_tmap *map, fat_u32 bar, int n0, int kvh, int pg,
+                                                int sl0, int step) {
     const int c = threadIdx.x & 31;
     if (c < KV_CHUNKS)
-        tma_copy<false>(dst + c * KV_CHUNK * 128, map, bar, (n0 + c * KV_CHUNK) % FAT_PAGE_SIZE, kvh, pg, SLAB_KV);
+#pragma unroll
+        for (int sl = sl0; sl < SLABS; sl += step)
+            fat_tma_load_4d(dst + sl * SLAB_KV + c * KV_CHUNK * 128, map, bar, sl * 64, (n0 + c * KV_CHUNK) % FAT_PAGE_SIZE,
+                            kvh, pg);
 }
 #if V_RUNS
 /* V's run c: one rank-5 copy of all its slabs, at run c of the [run][slab][row][64] layout */
@@ -510,7 +516,10 @@ static __device__ __forceinline__ void copy_v_run(fat_u32 dst, const fat_tmap *m
 #endif
 #define BLOCK_PAGES(n0) bool lbad_; const int pg_ = run_page(p, b, n0, sk, lbad_); \
                         const bool pbad_ = __any_sync(0xffffffffu, lbad_)
-#define LOAD_KV(dst, map, bar, n0) (copy_run(dst, map, bar, n0, kvh, pg_), pbad_)
+#define LOAD_KV(dst, map, bar, n0) (copy_run(dst, map, bar, n0, kvh, pg_, K_SLAB0, K_SLAB_STEP), pbad_)
+#if !V_RUNS
+#define LOAD_V(dst, map, bar, n0) (copy_run(dst, map, bar, n0, kvh, pg_, 0, 1), pbad_)
+#endif
 #elif FAT_PAGED
 /* one run a block (a page holds whole key blocks): its entry, then one copy like a contiguous cache's */
 static __device__ __forceinline__ bool load_page(fat_u32 dst, const fat_tmap *map, fat_u32 bar, const fat_kparams &p,
@@ -526,32 +535,21 @@ static __device__ __forceinline__ bool load_page(fat_u32 dst, const fat_tmap *ma
 #define BLOCK_PAGES(n0) do {} while (0)
 #define LOAD_KV(dst, map, bar, n0) (tma_copy<KV_RANK5>(dst, map, bar, kr + (n0), kvh, tb, SLAB_KV), false)
 #endif
-#ifndef ARRIVALS_K
-#define ARRIVALS_K 1                        /* the lead's arrival with the transaction bytes */
-#define ARRIVALS_V 1
-#endif
-/* A consumer's wait for a full K or V stage. cp.async writes shared memory through the generic
- * proxy and wgmma reads it through the async proxy: the proxy fence after the wait orders them. */
-#if KV_CPASYNC
-#define WAIT_FULL(bar, ph) do { fat_mbar_wait(bar, ph); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); } while (0)
-#else
-#define WAIT_FULL(bar, ph) fat_mbar_wait(bar, ph)
-#endif
 #ifndef LOAD_V
 #define LOAD_V LOAD_KV
 #endif
 #if KV_CACHE
 /* rows [r0, r1) of every slab of a V buffer to zeros (whole 128-byte rows: the swizzle only
  * permutes 16-byte chunks inside a row; V_RUNS: in its run layout), 16 bytes a store, spread over
- * the producer's lanes */
+ * the lanes of the warp that copies V */
 static __device__ __forceinline__ void zero_rows(fat_u32 dst, int r0, int r1) {
-    const int first = PRODUCER_LANES == 1 ? 0 : (int)(threadIdx.x & 31);
+    const int first = PRODUCER_LANES == 1 ? 0 : (int)(threadIdx.x & 31), lanes = PRODUCER_LANES == 1 ? 1 : 32;
     /* [r0, r1) lies inside one run (the last one read): rows of it are 128 B apart in either layout */
     const fat_u32 base = dst + V_ROW_OFF(r0) - r0 * 128;
 #pragma unroll
     for (int sl = 0; sl < SLABS; ++sl)
 #pragma unroll 1
-        for (int i = r0 * 8 + first; i < r1 * 8; i += PRODUCER_LANES)   /* chunk i: row i / 8, column chunk i % 8 */
+        for (int i = r0 * 8 + first; i < r1 * 8; i += lanes)   /* chunk i: row i / 8, column chunk i % 8 */
             asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" :: "r"(base + sl * V_LBO + i * 16), "r"(0) : "memory");
 }
 #endif
@@ -915,20 +913,6 @@ static __device__ __forceinline__ int take_tile(fat_u32 s_ts, fat_u32 &ts, int &
     return m_block;
 }
 
-#if PERSISTENT == 2 && PRODUCER_LANES > 32
-/* the producer warpgroup (KV_CPASYNC): the lead claims, the four warps read the claim from shared
- * memory after a named barrier. RAGGED's 8 bytes (no ragged pass there) hold two words, used by
- * alternate tiles: a word is written again two claims later, after every thread passed the barrier
- * of the claim between, which it reached after reading the word. */
-static __device__ __forceinline__ int claim_shared(unsigned *counter, fat_u32 word) {
-    if (threadIdx.x == 0) asm volatile("st.shared.b32 [%0], %1;" :: "r"(word), "r"(atomicAdd(counter, 1u)) : "memory");
-    fat_bar_sync(8, 128);
-    int t;
-    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(t) : "r"(word) : "memory");
-    return t;
-}
-#endif
-
 /* ---------------- the kernel ---------------- */
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, const __grid_constant__ fat_tmap tm_k,
@@ -1012,9 +996,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                            for (int t = publish_tile(p, s_ts, blockIdx.x, num_m, num_tiles, ts_, pm_, ph_, pb_), t_next_ = 0; \
                                 t < num_tiles; t = publish_tile(p, s_ts, t_next_, num_m, num_tiles, ts_, pm_, ph_, pb_))
 #define PRODUCER_TILE(m, hh, bb) ((m) = pm_, (hh) = ph_, (bb) = pb_)
-#if PRODUCER_LANES > 32
-#define CLAIM_NEXT() (t_next_ = claim_shared(tile_counter, RAGGED + 4u * (ts_ & 1u)) + (int)gridDim.x)
-#elif PRODUCER_LANES > 1
+#if PRODUCER_LANES > 1
 #define CLAIM_NEXT() (t_next_ = __shfl_sync(0xffffffffu, lead ? (int)atomicAdd(tile_counter, 1u) : 0, 0) + (int)gridDim.x)
 #else
 #define CLAIM_NEXT() (t_next_ = (int)atomicAdd(tile_counter, 1u) + (int)gridDim.x)
@@ -1038,12 +1020,12 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         }
 #pragma unroll
         for (int st = 0; st < STAGES; ++st) {
-            fat_mbar_init(FULL_K(st), ARRIVALS_K);
-            fat_mbar_init(FULL_V(st), ARRIVALS_V);
+            fat_mbar_init(FULL_K(st), 1);
+            fat_mbar_init(FULL_V(st), 1);
             fat_mbar_init(EMPTY_K(st), CONSUMERS);
             fat_mbar_init(EMPTY_V(st), CONSUMERS);
         }
-#if KV_CACHE && !KV_CPASYNC
+#if KV_CACHE
         fat_mbar_init(RAGGED, 1);
 #endif
 #if PERSISTENT == 2
@@ -1088,31 +1070,21 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                 const int qb = Q_BUF(q_uses);
 #if Q_STAGES > 1
                 /* Q first: its buffer was freed a whole tile ago */
-                fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1);
-                if (lead) {
-                    fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
-                    tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
+                if (Q_WARP) {
+                    fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1);
+                    if (lead) {
+                        fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
+                        tma_load(s_q + qb * Q_BYTES, &tm_q, Q_FULL(qb), qr, h, tb, SLAB_Q);
+                    }
                 }
 #endif
                 for (int it = 0; it < tk.n_end - tk.n_begin; ++it) {
                     const int n0 = NTH_BLOCK(tk, it) * BLOCK_N;
                     BLOCK_PAGES(n0);
-                    fat_mbar_wait(EMPTY_K(w.st), w.ph ^ 1);          /* fresh barrier: passes at once */
-#if KV_CPASYNC
-                    {
-                        const bool kbad = cp_block(s_k + w.st * KV_BYTES, (const char *)p.k, p.k_sb, p.k_ss, p.k_sh,
-                                                   kvh, n0, sk, ent_, p.num_pages);
-                        cp_arrive(FULL_K(w.st));
-                        const bool wbad = __any_sync(0xffffffffu, kbad);
-                        if ((tid & 31) == 0) {                       /* this warp's byte, then its arrival */
-                            asm volatile("st.shared.b8 [%0], %1;" :: "r"(POISON(w.st) + (tid >> 5)), "r"(wbad ? 1u : 0u)
-                                         : "memory");
-                            fat_mbar_arrive(FULL_K(w.st));
-                        }
-                    }
-#elif KV_CACHE
-                    {
-                        /* the copies first (the phase also waits for this thread's arrival, and a
+                    if (K_WARP) {
+                        fat_mbar_wait(EMPTY_K(w.st), w.ph ^ 1);      /* fresh barrier: passes at once */
+#if KV_CACHE
+                        /* the copies first (the phase also waits for the lead's arrival, and a
                          * transaction count may go below zero meanwhile), then the poison word that
                          * the arrival releases */
                         const bool pbad = LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
@@ -1120,13 +1092,13 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                             fat_st_shared_b32(POISON(w.st), pbad ? 1u : 0u);
                             fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
                         }
-                    }
 #else
-                    if (lead) fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
-                    LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
+                        if (lead) fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
+                        LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
 #endif
+                    }
 #if Q_STAGES == 1
-                    if (it == 0) {                               /* Q after the first K: K may prefetch */
+                    if (it == 0 && Q_WARP) {                     /* Q after the first K: K may prefetch */
                         fat_mbar_wait(Q_EMPTY(qb), Q_PH(q_uses) ^ 1); /* the previous tile is done with Q */
                         if (lead) {
                             fat_mbar_expect_tx(Q_FULL(qb), Q_BYTES);
@@ -1134,39 +1106,32 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                         }
                     }
 #endif
-                    fat_mbar_wait(EMPTY_V(w.st), w.ph ^ 1);
-#if KV_CPASYNC
-                    cp_block(s_v + w.st * KV_BYTES, (const char *)p.v, p.v_sb, p.v_ss, p.v_sh, kvh, n0, sk, ent_,
-                             p.num_pages);
-                    cp_arrive(FULL_V(w.st));
-#else
+                    if (V_WARP) {
+                        fat_mbar_wait(EMPTY_V(w.st), w.ph ^ 1);
 #if KV_CACHE
-                    const int valid = sk - n0;                       /* the block's rows inside the sequence */
-                    if (valid < BLOCK_N && valid % KV_CHUNK != 0) {
-                        /* ragged: copied, then V's rows past the sequence (inside the last run read)
-                         * zeroed, then the stage is full */
-                        LOAD_V(s_v + w.st * KV_BYTES, &tm_v, RAGGED, n0);
-                        if (lead) fat_mbar_expect_tx(RAGGED, KV_BYTES);
-                        fat_mbar_wait(RAGGED, rag_ph);
-                        rag_ph ^= 1;
-                        zero_rows(s_v + w.st * KV_BYTES, valid, min(BLOCK_N, (valid / KV_CHUNK + 1) * KV_CHUNK));
-                        fat_fence_proxy_async();                     /* before the consumers' wgmma reads */
-                        if (PRODUCER_LANES > 1) __syncwarp();        /* every lane's zeros, then the arrival */
-                        if (lead) fat_mbar_arrive(FULL_V(w.st));
-                        advance(w);
-                        continue;
+                        const int valid = sk - n0;                   /* the block's rows inside the sequence */
+                        if (valid < BLOCK_N && valid % KV_CHUNK != 0) {
+                            /* ragged: copied, then V's rows past the sequence (inside the last run
+                             * read) zeroed, then the stage is full */
+                            LOAD_V(s_v + w.st * KV_BYTES, &tm_v, RAGGED, n0);
+                            if (V_LEAD) fat_mbar_expect_tx(RAGGED, KV_BYTES);
+                            fat_mbar_wait(RAGGED, rag_ph);
+                            rag_ph ^= 1;
+                            zero_rows(s_v + w.st * KV_BYTES, valid, min(BLOCK_N, (valid / KV_CHUNK + 1) * KV_CHUNK));
+                            fat_fence_proxy_async();                 /* before the consumers' wgmma reads */
+                            if (PRODUCER_LANES > 1) __syncwarp();    /* every lane's zeros, then the arrival */
+                            if (V_LEAD) fat_mbar_arrive(FULL_V(w.st));
+                        } else
+#endif
+                        {
+                            if (V_LEAD) fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
+                            LOAD_V(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n0);
+                        }
                     }
-#endif
-                    if (lead) fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
-                    LOAD_V(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n0);
-#endif
                     advance(w);
                 }
                 ++q_uses;
             }
-#if KV_CPASYNC
-            asm volatile("cp.async.wait_all;" ::: "memory");   /* no copy of this thread's outlives it */
-#endif
         }
         return;
     }
@@ -1230,7 +1195,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 /* S of the key block at ring slot r, alone (nothing else in flight): issued, waited for, its K
  * slot released unless the softmax may need it again (keep), softcap and the mask applied */
 #define S_BLOCK(first_key, keep) do { \
-            WAIT_FULL(FULL_K(r.st), r.ph); \
+            fat_mbar_wait(FULL_K(r.st), r.ph); \
             TAKE_POISON(r.st); \
             PP_SYNC(); \
             issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES)); \
@@ -1281,11 +1246,11 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         Ring prev = r;
         advance(r);
         for (int it = 1; it < n_iters; ++it) {
-            WAIT_FULL(FULL_K(r.st), r.ph);
+            fat_mbar_wait(FULL_K(r.st), r.ph);
             TAKE_POISON(r.st);
             PP_SYNC();
             issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));                     /* S(j+1) */
-            WAIT_FULL(FULL_V(prev.st), prev.ph);
+            fat_mbar_wait(FULL_V(prev.st), prev.ph);
             issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, V_LBO));        /* O += P(j) V(j) */
             PP_ARRIVE();
             fat_wgmma_wait<1>();                                                               /* S(j+1) ready */
@@ -1304,7 +1269,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             prev = r;
             advance(r);
         }
-        WAIT_FULL(FULL_V(prev.st), prev.ph);
+        fat_mbar_wait(FULL_V(prev.st), prev.ph);
         PP_SYNC();
         issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, V_LBO));
         PP_ARRIVE();
@@ -1323,7 +1288,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             else SOFTMAX_NEXT(n0, resc);
             if (resc) rescale_o(o, a0, a1);
             pack_p(pr, s);
-            WAIT_FULL(FULL_V(r.st), r.ph);
+            fat_mbar_wait(FULL_V(r.st), r.ph);
             PP_SYNC();
             issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + r.st * KV_BYTES, V_LBO));
             PP_ARRIVE();
@@ -1417,11 +1382,11 @@ function t.emit(p, shape, dev)
     def("PRODUCER_REGS", regs_split(p, shape)[1], "setmaxnreg of the producer warpgroup"),
     def("CONSUMER_REGS", regs_split(p, shape)[2], "setmaxnreg of a consumer warpgroup"),
     def("KV_CHUNK", kv_chunk(p, shape), "rows of one K or V copy (a run inside one page of a paged cache)"),
-    def("KV_LOAD", p.kv_load, "a paged cache's K and V: TMA copies (0) or cp.async by the producer warpgroup (1)"),
+    def("COPY_WARPS_P", p.copy_warps, "producer warps issuing a paged cache's runs (1: all; 2: K, V; 3: K even slabs, V, K odd)"),
     def("SMEM_LAUNCH", smem_bytes(p, shape), "dynamic shared memory of launch()"),
   }, "\n") .. "\n"
   local e = t.launch(p, shape, dev)
-  e.source = P.common(t, p, shape) .. ptx.misc .. ptx.cp_async .. tma.defs .. wgmma.defs
+  e.source = P.common(t, p, shape) .. ptx.misc .. tma.defs .. wgmma.defs
       .. wgmma.ops{ ss = { p.block_n }, rs = { shape.head_dim } } .. defs .. KERNEL
   return e
 end

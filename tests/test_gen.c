@@ -220,6 +220,34 @@ static void test_templates(void) {
             CHECK_STR_HAS("  the kernel's run length", v.source ? v.source : "", runs[i].chunk);
             gen_variant_free(&v);
         }
+        /* copy_warps: the runs' copies over 2 or 3 producer warps, for pages that do not hold whole
+         * key blocks, on the static schedule, with K's slabs split only where there are two */
+        fat_problem chunk = { FAT_BF16, 128, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT),
+                              2, 32, 8, 512, 8704 };
+        const char *form = "block_m=128,block_n=128,o_separate=0,overlap=1,persistent=1,pingpong=1,q_stages=1,stages=3,"
+                           "tma_store=0,copy_warps=";
+        char params[256];
+        gen_variant v;
+        memset(&v, 0, sizeof v);
+        snprintf(params, sizeof params, "%s3", form);
+        CHECK_INT("copy_warps=3 at 16-key pages: emitted", gen_emit(g, "flash_hopper", params, &chunk, &dev, &v), FAT_OK);
+        CHECK_STR_HAS("  with its warps compiled in", v.source ? v.source : "", "#define COPY_WARPS_P  3");
+        gen_variant_free(&v);
+        fat_problem whole = chunk;
+        whole.features = FAT_FEAT_PAGED | FAT_FEAT_CACHE | (256u << FAT_FEAT_PAGE_SHIFT);
+        snprintf(params, sizeof params, "%s2", form);
+        CHECK_INT("copy_warps=2 at 256-key pages (whole blocks): refused", gen_emit(g, "flash_hopper", params, &whole, &dev, &v),
+                  FAT_ERR_TEMPLATE);
+        CHECK_STR_HAS("  naming why", gen_errmsg(g), "hold whole 128-key blocks");
+        CHECK_INT("copy_warps=2 with persistent=2: refused",
+                  gen_emit(g, "flash_hopper", "block_m=128,block_n=128,o_separate=1,overlap=1,persistent=2,pingpong=0,"
+                           "q_stages=2,stages=2,tma_store=1,copy_warps=2", &chunk, &dev, &v), FAT_ERR_TEMPLATE);
+        CHECK_STR_HAS("  naming why", gen_errmsg(g), "reaches one producer warp only");
+        fat_problem d64 = chunk;
+        d64.head_dim = 64;
+        snprintf(params, sizeof params, "%s3", form);
+        CHECK_INT("copy_warps=3 at head_dim 64: refused", gen_emit(g, "flash_hopper", params, &d64, &dev, &v), FAT_ERR_TEMPLATE);
+        CHECK_STR_HAS("  naming why", gen_errmsg(g), "head_dim 64 has one");
     }
     /* ops.kv_append, the copy the runtime launches before an attention kernel that does not append:
      * not a family; emitted by name for an append, refused without one */
@@ -522,8 +550,8 @@ static void test_builtin_default(void) {
         { { FAT_BF16, 128, 1, 0, 1, 32, 8, 5, 4096 }, "sm_90", "flash_hopper", "block_m=128" },   /* 20 rows */
         { { FAT_BF16, 128, 1, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128,block_n=128" },
         { { FAT_BF16, 128, 1, 0, 16, 16, 16, 1024, 1024 }, "sm_90", "flash_hopper", "persistent=2,pingpong=0,q_stages=2" },
-        { { FAT_BF16, 64, 1, 0, 32, 32, 32, 512, 512 }, "sm_90", "flash_hopper", "block_m=128,block_n=128,o_separate=1,overlap=1,persistent=2,pingpong=0,q_stages=2,stages=3,tma_store=1" },
-        { { FAT_BF16, 64, 1, 0, 4, 32, 32, 4096, 4096 }, "sm_90", "flash_hopper", "block_m=192,block_n=128,o_separate=1,overlap=1,persistent=1,pingpong=1" },
+        { { FAT_BF16, 64, 1, 0, 32, 32, 32, 512, 512 }, "sm_90", "flash_hopper", "block_m=128,block_n=128,copy_warps=1,o_separate=1,overlap=1,persistent=2,pingpong=0,q_stages=2,stages=3,tma_store=1" },
+        { { FAT_BF16, 64, 1, 0, 4, 32, 32, 4096, 4096 }, "sm_90", "flash_hopper", "block_m=192,block_n=128,copy_warps=1,o_separate=1,overlap=1,persistent=1,pingpong=1" },
         { { FAT_BF16, 128, 0, FAT_FEAT_WINDOW, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "persistent=1,pingpong=1" },
         { { FAT_BF16, 128, 1, 0, 16, 16, 16, 1024, 1024 }, "sm_90", "flash_hopper", "block_m=128,block_n=128" },
         { { FAT_BF16, 64, 0, 0, 4, 32, 32, 4096, 4096 }, "sm_90", "flash_hopper", "block_m=192" },
@@ -534,6 +562,15 @@ static void test_builtin_default(void) {
         { { FAT_FP16, 256, 0, 0, 2, 8, 8, 4096, 4096 }, "sm_90", "flash_hopper", "block_m=128,block_n=80" },
         { { FAT_BF16, 40, 0, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_v2", "block_m" },    /* d40: not served */
         { { FAT_BF16, 128, 0, FAT_FEAT_VARLEN, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128" },
+        /* a chunk against a paged cache whose pages do not hold whole key blocks: the runs' copies spread
+         * over three producer warps (two at one 64-column slab), on the static schedule; pages that
+         * hold whole blocks keep the causal default's dynamic schedule and one warp */
+        { { FAT_BF16, 128, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT), 4, 32, 8, 512, 8704 }, "sm_90",
+          "flash_hopper", "block_m=128,block_n=128,copy_warps=3,o_separate=0,overlap=1,persistent=1,pingpong=1,q_stages=1,stages=3" },
+        { { FAT_BF16, 128, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (256u << FAT_FEAT_PAGE_SHIFT), 4, 32, 8, 512, 8704 }, "sm_90",
+          "flash_hopper", "copy_warps=1,o_separate=1,overlap=1,persistent=2" },
+        { { FAT_FP16, 64, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (8u << FAT_FEAT_PAGE_SHIFT), 3, 4, 4, 200, 640 }, "sm_90",
+          "flash_hopper", "block_m=192,block_n=128,copy_warps=2," },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         gen_device d;
