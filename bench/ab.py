@@ -45,6 +45,24 @@ def flip(params, name):
     return ",".join(out) if hit else None
 
 
+def interleaved(fns, rounds, iters):
+    """Per callable, its time (ms a call) in each round: every round times each of fns in turn, the
+    order rotated by one each round, by CUDA events around iters calls back to back after one."""
+    times = [[] for _ in fns]
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+    for r in range(rounds):
+        n = len(fns)
+        for i in [(r + j) % n for j in range(n)]:
+            fns[i]()
+            ev[0].record()
+            for _ in range(iters):
+                fns[i]()
+            ev[1].record()
+            torch.cuda.synchronize()
+            times[i].append(ev[0].elapsed_time(ev[1]) / iters)
+    return times
+
+
 def variants(db, dtype, d, b, h, s, causal, top, configs, twin):
     """(problem id, [(config id, family, params, tuned median ms)]) of the problem in db."""
     c = sqlite3.connect(db)
@@ -134,19 +152,7 @@ def main():
         for _ in range(3):
             f()
     torch.cuda.synchronize()
-    times = [[] for _ in entries]
-    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
-    for r in range(a.rounds):
-        n = len(entries)
-        for i in [(r + j) % n for j in range(n)]:
-            f = entries[i][2]
-            f()
-            ev[0].record()
-            for _ in range(a.iters):
-                f()
-            ev[1].record()
-            torch.cuda.synchronize()
-            times[i].append(ev[0].elapsed_time(ev[1]) / a.iters)
+    times = interleaved([e[2] for e in entries], a.rounds, a.iters)
     base = times[-1]
     rows = []
     for (name, tuned_ms, _), ts in zip(entries, times):

@@ -6,7 +6,8 @@ contiguous prefill of the same shape, interleaved so that they share the GPU's c
                               [--twin NAME] [--rounds 12] [--iters 20] [--json out.json]
 
 The database is one where the problem was tuned (bench/prefill-chunked.lua), so that it has the
-problem's best row and the contiguous prefill's. For the tuned best (--best) and each params string
+problem's best row and the contiguous prefill's (a layout it was not tuned for is added to the
+copies). For the tuned best (--best) and each params string
 of flash_hopper (--twin NAME
 adds, to each, the variant with the 0/1 parameter NAME flipped) a copy of the database whose best
 row of the problem names that variant (a config row added where it has none: the runtime compiles
@@ -24,7 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
-from ab import flip, median  # noqa: E402
+from ab import flip, interleaved, median  # noqa: E402
 from chunked_prefill import paged  # noqa: E402
 
 HQ, HK, D, SQ = 32, 8, 128, 512
@@ -32,13 +33,20 @@ FEAT_PAGED, FEAT_CACHE, PAGE_SHIFT = 8, 16, 16
 
 
 def problem_id(c, b, s, layout):
+    """The problem's id, or None where the database has no such problem."""
     feats = FEAT_CACHE | ((FEAT_PAGED | int(layout[len("paged"):]) << PAGE_SHIFT) if layout != "cache" else 0)
     row = c.execute("select id from problem where dtype='bf16' and head_dim=? and causal=1 and features=? and batch=? "
                     "and heads_q=? and heads_kv=? and seqlen_q=? and seqlen_k=?",
                     (D, feats, b, HQ, HK, SQ, s)).fetchone()
-    if row is None:
-        sys.exit(f"ab_chunked.py: the database has no problem bf16 b{b} h{HQ}/{HK} s{SQ}/{s} d{D} causal {layout}")
-    return row[0]
+    return row[0] if row else None
+
+
+def add_problem(c, b, s, layout):
+    """The problem added, untuned (a layout the database was not tuned for): its id."""
+    feats = FEAT_CACHE | ((FEAT_PAGED | int(layout[len("paged"):]) << PAGE_SHIFT) if layout != "cache" else 0)
+    c.execute("insert into problem(dtype, head_dim, causal, features, batch, heads_q, heads_kv, seqlen_q, seqlen_k) "
+              "values ('bf16', ?, 1, ?, ?, ?, ?, ?, ?)", (D, feats, b, HQ, HK, SQ, s))
+    return problem_id(c, b, s, layout)
 
 
 def db_for(src, pid, params, tmp, i):
@@ -46,12 +54,14 @@ def db_for(src, pid, params, tmp, i):
     dst = os.path.join(tmp, f"v{i}.db")
     shutil.copyfile(src, dst)
     c = sqlite3.connect(dst)
-    tid = c.execute("select c.template_id from best x join config c on c.id = x.config_id join template t "
-                    "on t.id = c.template_id where x.problem_id = ? and t.name = 'flash_hopper'", (pid,)).fetchone()
+    tid = c.execute("select c.template_id, x.device_id from best x join config c on c.id = x.config_id join template t "
+                    "on t.id = c.template_id where t.name = 'flash_hopper' limit 1").fetchone()
     if tid is None:
-        sys.exit(f"ab_chunked.py: problem {pid}'s best row is not flash_hopper's in {src}")
+        sys.exit(f"ab_chunked.py: no best row of {src} is flash_hopper's")
     c.execute("insert or ignore into config(template_id, params) values (?, ?)", (tid[0], params))
     cid = c.execute("select id from config where template_id = ? and params = ?", (tid[0], params)).fetchone()[0]
+    c.execute("insert or ignore into best(device_id, problem_id, config_id, median_ms, margin, effort, complete) "
+              "values (?, ?, ?, 0, 0, 'quick', 1)", (tid[1], pid, cid))
     n = c.execute("update best set config_id = ? where problem_id = ?", (cid, pid)).rowcount
     c.commit()
     c.close()
@@ -76,11 +86,20 @@ def main():
     if a.layout != "cache" and not (a.layout.startswith("paged") and a.layout[5:].isdigit()):
         sys.exit(f"ab_chunked.py: --layout {a.layout}: want paged<N> or cache")
     b, s = a.batch, a.past + SQ
-    c = sqlite3.connect(a.db)
+    src = a.db
+    c = sqlite3.connect(src)
     pid = problem_id(c, b, s, a.layout)
     best = c.execute("select c.params from best x join config c on c.id = x.config_id where x.problem_id = ?",
-                     (pid,)).fetchone()
+                     (pid,)).fetchone() if pid else None
     c.close()
+    tmp = tempfile.mkdtemp(prefix="fatune-abc-")
+    if pid is None:               # a layout not tuned: a copy with the problem added (no best row of its own)
+        src = os.path.join(tmp, "src.db")
+        shutil.copyfile(a.db, src)
+        c = sqlite3.connect(src)
+        pid = add_problem(c, b, s, a.layout)
+        c.commit()
+        c.close()
     configs = ([best[0]] if a.best and best else []) + [p for p in a.config if not (a.best and best and p == best[0])]
     if a.twin:
         configs += [t for t in (flip(p, a.twin) for p in list(configs)) if t and t not in configs]
@@ -96,9 +115,8 @@ def main():
     base = fatune.open(db=a.db)
     entries = [("contiguous prefill: " + base.query(q, k, v, causal=True)["params"],
                 lambda: base.attention(q, k, v, causal=True))]
-    tmp = tempfile.mkdtemp(prefix="fatune-abc-")
     for i, params in enumerate(configs):
-        ctx = fatune.open(db=db_for(a.db, pid, params, tmp, i))
+        ctx = fatune.open(db=db_for(src, pid, params, tmp, i))
         got = ctx.query_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table, causal=True)
         if got["params"] != params:
             sys.exit(f"ab_chunked.py: the binding chose {got['params']} where the copy's best row says {params}")
@@ -112,19 +130,7 @@ def main():
         for _ in range(3):
             f()
     torch.cuda.synchronize()
-    times = [[] for _ in entries]
-    ev = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
-    for r in range(a.rounds):
-        n = len(entries)
-        for i in [(r + j) % n for j in range(n)]:
-            f = entries[i][1]
-            f()
-            ev[0].record()
-            for _ in range(a.iters):
-                f()
-            ev[1].record()
-            torch.cuda.synchronize()
-            times[i].append(ev[0].elapsed_time(ev[1]) / a.iters)
+    times = interleaved([e[1] for e in entries], a.rounds, a.iters)
     pairs = b * HQ * SQ * (s - SQ) + b * HQ * SQ * (SQ + 1) // 2      # visible (query, key) pairs
     flops = 4.0 * D * pairs
     rows = []
