@@ -480,8 +480,8 @@ static __device__ __forceinline__ bool cache_keys(const fat_kparams &p, int b, i
 static __device__ __forceinline__ bool producer_lead() { return PRODUCER_LANES == 1 || threadIdx.x == 0; }
 #define K_WARP (COPY_WARPS == 1 || (tid >> 5) != 1)       /* this warp copies K (slabs K_SLAB0, +K_SLAB_STEP) */
 #define V_WARP (COPY_WARPS == 1 || (tid >> 5) == 1)       /* this warp copies V */
-#define Q_WARP (tid < 32)                                 /* this warp copies Q (its lead) */
-#define V_LEAD (tid == (COPY_WARPS == 1 ? 0 : 32))        /* V's transaction counts and arrivals */
+#define Q_WARP (PRODUCER_LANES == 1 || tid < 32)          /* this warp copies Q (its lead) */
+#define V_LEAD (PRODUCER_LANES == 1 || tid == (COPY_WARPS == 1 ? 0 : 32))   /* V's transaction counts and arrivals */
 #define K_SLAB0 (COPY_WARPS == 3 ? (int)(threadIdx.x >> 6) : 0)
 #define K_SLAB_STEP (COPY_WARPS == 3 ? 2 : 1)
 #if FAT_PAGED && KV_CHUNKS > 1
