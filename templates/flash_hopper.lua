@@ -261,6 +261,7 @@ end
 -- GPUs, head_dims and dtypes it refuses, and decoding steps (at most 16 query rows per KV head:
 -- the decode family's).
 local DECODE_ROWS = 16
+local CHUNK_RATIO = 4
 local BLOCK_NS = { 176, 160, 128, 112, 96, 80, 64 }
 
 local function base_default(shape, dev)
@@ -268,14 +269,24 @@ local function base_default(shape, dev)
   local group = (shape.heads_q or 1) // math.max(shape.heads_kv or 1, 1)
   if group * (shape.seqlen_q or 1) <= DECODE_ROWS then return false end
   local sk = shape.seqlen_k or 0
+  -- A causal chunk against a history at least 4 times its length (chunked prefill: 512 rows against
+  -- 8704 keys) takes the non-causal choice: every tile sees nearly all the keys, so the tiles cost
+  -- alike and are long, where the causal choice below was measured on square shapes (its dynamic
+  -- schedule without ping-pong measured 547 TFLOPS at 1 x 512 x 8704 d128 against the tuned 679,
+  -- one tile per CTA with ping-pong; 2026-12-04, call 56)
+  local causal = shape.causal and sk < CHUNK_RATIO * (shape.seqlen_q or 0)
   local bm, bn = 128, 128
   if shape.head_dim > 128 then
     bn = 176
   elseif shape.head_dim > 64 then
-    if not shape.causal and sk > 2048 then bn = 176 end
+    if not causal and sk > 2048 then bn = 176 end
   else
-    if not shape.causal or sk >= 2048 then bm = 192 end
+    if not causal or sk >= 2048 then bm = 192 end
   end
+  -- A KV cache's chunk keeps 128-key blocks: 256-key pages hold them whole (one copy a block), and a
+  -- cache length inside a block costs the ragged block's pass, once a tile: with 176-key blocks the
+  -- contiguous cache measured 541 TFLOPS at 1 x 512 x 8704, 323 at 1 x 512 x 2560 (call 59)
+  if kv_cache(shape) and bn > 128 then bn = 128 end
   -- causal 128x128 (head_dims up to 128; at 64 below 2048 keys): the dynamic schedule without
   -- ping-pong, Q double-buffered, O separate (the suite tuned on the H200, 2026-12-02, third
   -- session: chosen at d128 causal 512-16k and d64 causal 512-1024)
@@ -283,7 +294,7 @@ local function base_default(shape, dev)
   -- and, at d64, a third K/V stage (2-5% there): 2026-12-03, an exhaustive tune, tuner's events;
   -- at d64 the key blocks walked forward, so that the diagonal's masked block is not the tile's
   -- first, unhidden softmax (+2.5-4% paired at 512 and 1024 keys, 2026-12-03 call 45; a tie at d128)
-  if shape.causal and shape.head_dim <= 128 and bm == 128 and bn == 128 then
+  if causal and shape.head_dim <= 128 and bm == 128 and bn == 128 then
     for _, v in ipairs({ { 3, 1 }, { 3, 0 }, { 2, 1 }, { 2, 0 } }) do
       local p = { block_m = 128, block_n = 128, stages = v[1], persistent = 2, pingpong = 0, overlap = 1, q_stages = 2,
                   o_separate = 1, tma_store = v[2], walk_forward = shape.head_dim <= 64 and 1 or 0 }
@@ -309,8 +320,7 @@ end
 -- (copy_warps does not take the dynamic one). Paired beside our contiguous prefill at 512 new rows
 -- against 8704 keys in 16-key pages (H200, 2026-12-04, call 55): 128x128, 3 stages, persistent,
 -- ping-pong, copy_warps 3 0.976x, 2 0.966x, 1 0.873x (the issue of 24 copies a block by one warp
--- bound it). That form replaces a base default on the dynamic schedule; another base default keeps
--- its tile and gains the warps.
+-- bound it). Where that form does not fit, the base default's tile on the static schedule.
 local function paged_runs_default(p, shape, dev)
   local measured = { block_m = 128, block_n = 128, stages = 3, persistent = 1, pingpong = 1, overlap = 1, q_stages = 1,
                      o_separate = 0, tma_store = 0, walk_forward = shape.causal and 1 or 0 }
@@ -318,7 +328,7 @@ local function paged_runs_default(p, shape, dev)
   for k, v in pairs(p) do static[k] = v end
   if static.persistent == 2 then static.persistent = 1 end
   for _, cw in ipairs({ 3, 2 }) do
-    for _, base in ipairs(p.persistent == 2 and { measured, static } or { static, measured }) do
+    for _, base in ipairs({ measured, static }) do
       for _, qo in ipairs({ { base.q_stages, base.o_separate }, { 2, 1 }, { 2, 0 }, { 1, 1 }, { 1, 0 } }) do
         local c = {}
         for k, v in pairs(base) do c[k] = v end

@@ -562,15 +562,22 @@ static void test_builtin_default(void) {
         { { FAT_FP16, 256, 0, 0, 2, 8, 8, 4096, 4096 }, "sm_90", "flash_hopper", "block_m=128,block_n=80" },
         { { FAT_BF16, 40, 0, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_v2", "block_m" },    /* d40: not served */
         { { FAT_BF16, 128, 0, FAT_FEAT_VARLEN, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128" },
-        /* a chunk against a paged cache whose pages do not hold whole key blocks: the runs' copies spread
-         * over three producer warps (two at one 64-column slab), on the static schedule; pages that
-         * hold whole blocks keep the causal default's dynamic schedule and one warp */
+        /* a causal chunk against a history 4x its length or more takes the non-causal choice (plain:
+         * 128x176 persistent with ping-pong; a square causal shape keeps the dynamic schedule), a KV
+         * cache's with 128-key blocks; a paged cache whose pages do not hold whole key blocks
+         * spreads the runs' copies over three producer warps (two at one 64-column slab) in the
+         * form measured at 16-key pages; pages that hold whole blocks take one warp */
+        { { FAT_BF16, 128, 1, 0, 1, 32, 8, 512, 8704 }, "sm_90", "flash_hopper",
+          "block_m=128,block_n=176,copy_warps=1,o_separate=0,overlap=1,persistent=1,pingpong=1" },
+        { { FAT_BF16, 128, 1, FAT_FEAT_CACHE, 1, 32, 8, 512, 8704 }, "sm_90", "flash_hopper",
+          "block_m=128,block_n=128,copy_warps=1,o_separate=1,overlap=1,persistent=1,pingpong=1" },
+        { { FAT_BF16, 128, 1, 0, 1, 32, 8, 2048, 4096 }, "sm_90", "flash_hopper", "persistent=2,pingpong=0" },
         { { FAT_BF16, 128, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT), 4, 32, 8, 512, 8704 }, "sm_90",
           "flash_hopper", "block_m=128,block_n=128,copy_warps=3,o_separate=0,overlap=1,persistent=1,pingpong=1,q_stages=1,stages=3" },
         { { FAT_BF16, 128, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (256u << FAT_FEAT_PAGE_SHIFT), 4, 32, 8, 512, 8704 }, "sm_90",
-          "flash_hopper", "copy_warps=1,o_separate=1,overlap=1,persistent=2" },
+          "flash_hopper", "block_m=128,block_n=128,copy_warps=1,o_separate=1,overlap=1,persistent=1,pingpong=1" },
         { { FAT_FP16, 64, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (8u << FAT_FEAT_PAGE_SHIFT), 3, 4, 4, 200, 640 }, "sm_90",
-          "flash_hopper", "block_m=192,block_n=128,copy_warps=2," },
+          "flash_hopper", "block_m=128,block_n=128,copy_warps=2,o_separate=1,overlap=1,persistent=1,pingpong=1" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         gen_device d;
