@@ -25,49 +25,52 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
-from ab import flip, interleaved, median  # noqa: E402
+from ab import db_for, flip, interleaved, median  # noqa: E402
 from chunked_prefill import paged  # noqa: E402
 
 HQ, HK, D, SQ = 32, 8, 128, 512
 FEAT_PAGED, FEAT_CACHE, PAGE_SHIFT = 8, 16, 16
 
 
+def features(layout):
+    """The problem's features column: a KV cache, paged with its page size where layout says."""
+    return FEAT_CACHE | ((FEAT_PAGED | int(layout[len("paged"):]) << PAGE_SHIFT) if layout != "cache" else 0)
+
+
 def problem_id(c, b, s, layout):
     """The problem's id, or None where the database has no such problem."""
-    feats = FEAT_CACHE | ((FEAT_PAGED | int(layout[len("paged"):]) << PAGE_SHIFT) if layout != "cache" else 0)
     row = c.execute("select id from problem where dtype='bf16' and head_dim=? and causal=1 and features=? and batch=? "
                     "and heads_q=? and heads_kv=? and seqlen_q=? and seqlen_k=?",
-                    (D, feats, b, HQ, HK, SQ, s)).fetchone()
+                    (D, features(layout), b, HQ, HK, SQ, s)).fetchone()
     return row[0] if row else None
 
 
-def add_problem(c, b, s, layout):
-    """The problem added, untuned (a layout the database was not tuned for): its id."""
-    feats = FEAT_CACHE | ((FEAT_PAGED | int(layout[len("paged"):]) << PAGE_SHIFT) if layout != "cache" else 0)
-    c.execute("insert into problem(dtype, head_dim, causal, features, batch, heads_q, heads_kv, seqlen_q, seqlen_k) "
-              "values ('bf16', ?, 1, ?, ?, ?, ?, ?, ?)", (D, feats, b, HQ, HK, SQ, s))
-    return problem_id(c, b, s, layout)
-
-
-def db_for(src, pid, params, tmp, i):
-    """A copy of src whose best row of problem pid names flash_hopper with params."""
-    dst = os.path.join(tmp, f"v{i}.db")
-    shutil.copyfile(src, dst)
-    c = sqlite3.connect(dst)
+def stage(db, b, s, layout, configs, tmp):
+    """A copy of db that holds the problem (added, untuned, for a layout db was not tuned for), a
+    config row per params string of flash_hopper, and a best row of the problem: (path, problem id,
+    config id per params). bench/ab.py's db_for then points the best row at each config."""
+    src = os.path.join(tmp, "src.db")
+    shutil.copyfile(db, src)
+    c = sqlite3.connect(src)
     tid = c.execute("select c.template_id, x.device_id from best x join config c on c.id = x.config_id join template t "
                     "on t.id = c.template_id where t.name = 'flash_hopper' limit 1").fetchone()
     if tid is None:
-        sys.exit(f"ab_chunked.py: no best row of {src} is flash_hopper's")
-    c.execute("insert or ignore into config(template_id, params) values (?, ?)", (tid[0], params))
-    cid = c.execute("select id from config where template_id = ? and params = ?", (tid[0], params)).fetchone()[0]
+        sys.exit(f"ab_chunked.py: no best row of {db} is flash_hopper's")
+    pid = problem_id(c, b, s, layout)
+    if pid is None:
+        c.execute("insert into problem(dtype, head_dim, causal, features, batch, heads_q, heads_kv, seqlen_q, seqlen_k) "
+                  "values ('bf16', ?, 1, ?, ?, ?, ?, ?, ?)", (D, features(layout), b, HQ, HK, SQ, s))
+        pid = problem_id(c, b, s, layout)
+    cids = {}
+    for params in configs:
+        c.execute("insert or ignore into config(template_id, params) values (?, ?)", (tid[0], params))
+        cids[params] = c.execute("select id from config where template_id = ? and params = ?",
+                                 (tid[0], params)).fetchone()[0]
     c.execute("insert or ignore into best(device_id, problem_id, config_id, median_ms, margin, effort, complete) "
-              "values (?, ?, ?, 0, 0, 'quick', 1)", (tid[1], pid, cid))
-    n = c.execute("update best set config_id = ? where problem_id = ?", (cid, pid)).rowcount
+              "values (?, ?, ?, 0, 0, 'quick', 1)", (tid[1], pid, cids[configs[0]]))
     c.commit()
     c.close()
-    if n != 1:
-        sys.exit(f"ab_chunked.py: problem {pid} has {n} best rows in {src}, expected 1")
-    return dst
+    return src, pid, cids
 
 
 def main():
@@ -86,25 +89,18 @@ def main():
     if a.layout != "cache" and not (a.layout.startswith("paged") and a.layout[5:].isdigit()):
         sys.exit(f"ab_chunked.py: --layout {a.layout}: want paged<N> or cache")
     b, s = a.batch, a.past + SQ
-    src = a.db
-    c = sqlite3.connect(src)
+    c = sqlite3.connect(a.db)
     pid = problem_id(c, b, s, a.layout)
     best = c.execute("select c.params from best x join config c on c.id = x.config_id where x.problem_id = ?",
                      (pid,)).fetchone() if pid else None
     c.close()
-    tmp = tempfile.mkdtemp(prefix="fatune-abc-")
-    if pid is None:               # a layout not tuned: a copy with the problem added (no best row of its own)
-        src = os.path.join(tmp, "src.db")
-        shutil.copyfile(a.db, src)
-        c = sqlite3.connect(src)
-        pid = add_problem(c, b, s, a.layout)
-        c.commit()
-        c.close()
     configs = ([best[0]] if a.best and best else []) + [p for p in a.config if not (a.best and best and p == best[0])]
     if a.twin:
         configs += [t for t in (flip(p, a.twin) for p in list(configs)) if t and t not in configs]
     if not configs:
         sys.exit("ab_chunked.py: no variant: give --best or --config")
+    tmp = tempfile.mkdtemp(prefix="fatune-abc-")
+    src, pid, cids = stage(a.db, b, s, a.layout, configs, tmp)
     gen = torch.Generator(device="cuda")
     gen.manual_seed(14)
     q = torch.randn(b, SQ, HQ, D, device="cuda", dtype=torch.bfloat16, generator=gen)
@@ -115,8 +111,8 @@ def main():
     base = fatune.open(db=a.db)
     entries = [("contiguous prefill: " + base.query(q, k, v, causal=True)["params"],
                 lambda: base.attention(q, k, v, causal=True))]
-    for i, params in enumerate(configs):
-        ctx = fatune.open(db=db_for(src, pid, params, tmp, i))
+    for params in configs:
+        ctx = fatune.open(db=db_for(src, pid, cids[params], tmp))
         got = ctx.query_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table, causal=True)
         if got["params"] != params:
             sys.exit(f"ab_chunked.py: the binding chose {got['params']} where the copy's best row says {params}")
