@@ -35,6 +35,8 @@ local t = {
     stages = { 2, 3, 4 },      -- K/V buffers per warp: stages - 1 tiles in flight while one is computed
     balance = { 0, 1, 2, 4 },  -- > 0: the batch's key tiles dealt evenly to a grid of `balance` CTAs per SM,
                                -- whatever each sequence's length (a ragged batch); splits must be 1
+    evict_first = { 0, 1 },    -- 1: K and V copied under an L2 evict_first policy (read once, they replace
+                               -- each other, not the lines earlier kernels left in L2)
   },
 }
 
@@ -150,6 +152,14 @@ local PAGED_DEFAULTS = { { 4, 16 }, { 2, 16 } }
 -- exhaustive tune's best). With every SM busy (16 x 64k) four warps of 32-key tiles stay (4.52 TB/s,
 -- 2026-11-30).
 local WIDE = { { 8, 16 } }
+-- evict_first when the step reads at most EVICT_FIRST_L2S times the L2 of K and V (sm_90). The L2
+-- a step meets is full of lines earlier kernels wrote (do_bench's clear, or the layer before);
+-- read under evict_first, K and V replace each other instead of those, which would otherwise be
+-- written back to memory as they leave. Measured on the H200 (50 MB of L2) against the same
+-- default without it, the L2 zeroed before every call (2026-12-04, bench/ab_decode.py, calls
+-- 61-62): 67-201 MB of K and V 1.03-1.13x (16 x 1k: 2.43 -> 2.74 TB/s), 16.8 MB 1.02x; from
+-- 268 MB on 0.94-1.00x (the longer the read, the more it loses).
+local EVICT_FIRST_L2S = 4
 
 function t.default(shape, dev)
   local group = (shape.heads_q or 1) // (shape.heads_kv or 1)
@@ -165,14 +175,17 @@ function t.default(shape, dev)
   local function first(list, top)
     for _, c in ipairs(list) do
       for stages = top, 2, -1 do
-        local p = { splits = splits, warps = c[1], block_n = c[2], stages = stages, balance = 0 }
+        local p = { splits = splits, warps = c[1], block_n = c[2], stages = stages, balance = 0, evict_first = 0 }
         if t.valid(p, shape, dev) then return p end
       end
     end
   end
   local wide = (dev.cc or 0) >= 90 and (tiles == PAGED_DEFAULTS or
                (splits == 1 and (shape.batch or 1) * (shape.heads_kv or 1) * 2 <= (dev.sms or 0)))
-  return (wide and first(WIDE, 3)) or first(tiles, splits > 1 and 3 or 2)
+  local p = (wide and first(WIDE, 3)) or first(tiles, splits > 1 and 3 or 2)
+  local kv_bytes = 2 * (shape.batch or 1) * (shape.heads_kv or 1) * (shape.seqlen_k or 0) * (shape.head_dim or 0) * 2
+  if p and (dev.cc or 0) >= 90 and kv_bytes <= EVICT_FIRST_L2S * (dev.l2 or 0) then p.evict_first = 1 end
+  return p
 end
 
 local KERNEL = [[
@@ -204,7 +217,12 @@ local KERNEL = [[
  * recomputed per tile instead of held in registers across the key loop. Unlike lib/tile's
  * load_tile for a whole CTA, a lane's rows here are 1 to 16 apart, not a multiple of 8, so the
  * swizzle is worked out per copy. */
-]] .. tile.loader("warp_load_tile", "TROWS", "fat_tid_fresh() & 31", true) .. [[
+#if EVICT_FIRST
+#define KV_COPY16(dst, src, bytes) fat_cp_async16_policy(dst, src, bytes, fat_l2_evict_first())
+#else
+#define KV_COPY16 fat_cp_async16
+#endif
+]] .. tile.loader("warp_load_tile", "TROWS", "fat_tid_fresh() & 31", true, "KV_COPY16") .. [[
 
 /* Step 1b (a KV cache, issue 14): key j of sequence b is, paged, row j % FAT_PAGE_SIZE of page
  * block_table[b][j / FAT_PAGE_SIZE] ([page, row, head] strides k_sb, k_ss, k_sh), else row j of
@@ -269,8 +287,8 @@ static __device__ __forceinline__ void kv_load_rows(unsigned s_k, unsigned s_v, 
             if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
             const int bytes = ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS) ? 16 : 0;
             const unsigned so = row * ROW_BYTES + (fat_swz(row, cj) << 4);
-            fat_cp_async16(s_k + so, gk + cj * 16, bytes);
-            fat_cp_async16(s_v + so, gv + cj * 16, bytes);
+            KV_COPY16(s_k + so, gk + cj * 16, bytes);
+            KV_COPY16(s_v + so, gv + cj * 16, bytes);
         }
     }
 }
@@ -901,6 +919,7 @@ function t.emit(p, shape, dev)
     def("WORKERS", p.splits * p.warps, "warps splitting the keys"),
     def("BLOCK_N", p.block_n, "keys per tile"),
     def("STAGES", p.stages, "K/V buffers per warp"),
+    def("EVICT_FIRST", p.evict_first, "K and V copied under an L2 evict_first policy"),
     def("Q_IN_REGS", q_in_regs and 1 or 0, "Q fragments held in registers (when they fit)"),
     def("RESCALE_SKIP", RESCALE_SKIP and "true" or "false", "skip the O rescale when no row max moved"),
     def("PART_LD", g.part_ld, "floats per row of a partial O"),
@@ -909,7 +928,7 @@ function t.emit(p, shape, dev)
   }
   for _, line in ipairs(tile.geometry_defs(g, shape)) do defs[#defs + 1] = line end
 
-  local kernel = (p.splits > 1 and ptx.cluster or "") .. KERNEL
+  local kernel = (p.splits > 1 and ptx.cluster or "") .. (p.evict_first == 1 and ptx.cp_async_policy or "") .. KERNEL
   local e = t.launch(p, shape, dev)
   e.source = tile.source(P.common(t, p, shape), g, defs, kernel)
   return e

@@ -530,23 +530,30 @@ static void test_defaults(void) {
 
 /* The built-in default of a decoding step is decode's, spread over the SMs on sm_90 when the batch
  * is small (clusters of up to 8 CTAs per KV head), one CTA per KV head on sm_80 (no clusters) and
- * for a large batch; a prefill problem's is flash_hopper's on sm_90a (head_dim 64 to 256, varlen too), flash_v2's elsewhere. */
+ * for a large batch; on sm_90 K and V are read under L2 evict_first when they are at most 4x the
+ * L2 (200 MiB at 50 MiB: 16 x 3k keys yes, 16 x 4k no); a prefill problem's is flash_hopper's on sm_90a (head_dim 64 to 256, varlen too), flash_v2's elsewhere. */
 static void test_builtin_default(void) {
     static const struct { fat_problem p; const char *arch, *family, *has; } cases[] = {
         { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=8,stages=3" },
         { { FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 32768 }, "sm_90", "decode", "splits=2,stages=3" },
-        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 4096 }, "sm_90", "decode", "block_n=32,splits=1,stages=2,warps=4" },
+        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 4096 }, "sm_90", "decode", "block_n=32,evict_first=0,splits=1,stages=2,warps=4" },
+        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 3072 }, "sm_90", "decode", "block_n=32,evict_first=1,splits=1,stages=2,warps=4" },
+        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 1024 }, "sm_90", "decode", "evict_first=1" },
+        { { FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 32768 }, "sm_90", "decode", "evict_first=0" },
+        { { FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 1024 }, "sm_80", "decode", "evict_first=0" },   /* measured on sm_90 only */
         /* one CTA per sequence-head with SMs to spare, and 16-key pages: eight warps, three stages */
-        { { FAT_BF16, 128, 0, 0, 8, 32, 8, 1, 16384 }, "sm_90", "decode", "block_n=16,splits=1,stages=3,warps=8" },
+        { { FAT_BF16, 128, 0, 0, 8, 32, 8, 1, 16384 }, "sm_90", "decode", "block_n=16,evict_first=0,splits=1,stages=3,warps=8" },
         { { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT), 2, 32, 8, 1, 65536 }, "sm_90",
-          "decode", "block_n=16,splits=4,stages=3,warps=8" },
+          "decode", "block_n=16,evict_first=0,splits=4,stages=3,warps=8" },
         { { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT), 16, 32, 8, 1, 4096 }, "sm_90",
-          "decode", "block_n=16,splits=1,stages=3,warps=8" },
-        { { FAT_BF16, 128, 0, 0, 8, 32, 8, 1, 16384 }, "sm_80", "decode", "block_n=32,splits=1,stages=2,warps=4" },
+          "decode", "block_n=16,evict_first=0,splits=1,stages=3,warps=8" },
+        { { FAT_BF16, 128, 0, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (16u << FAT_FEAT_PAGE_SHIFT), 16, 32, 8, 1, 2048 }, "sm_90",
+          "decode", "block_n=16,evict_first=1,splits=1,stages=3,warps=8" },
+        { { FAT_BF16, 128, 0, 0, 8, 32, 8, 1, 16384 }, "sm_80", "decode", "block_n=32,evict_first=0,splits=1,stages=2,warps=4" },
         { { FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 32768 }, "sm_80", "decode", "splits=1" },
         { { FAT_FP16, 64, 1, 0, 1, 8, 8, 1, 200 }, "sm_90", "decode", "splits=1" },       /* 7 tiles: 1 split */
         { { FAT_BF16, 128, 1, 0, 1, 32, 8, 4, 4096 }, "sm_90", "decode", "warps=4" },     /* 16 rows */
-        { { FAT_BF16, 256, 0, 0, 1, 8, 1, 1, 32768 }, "sm_90", "decode", "block_n=16,splits=8,stages=3" },
+        { { FAT_BF16, 256, 0, 0, 1, 8, 1, 1, 32768 }, "sm_90", "decode", "block_n=16,evict_first=1,splits=8,stages=3" },
         { { FAT_BF16, 128, 1, 0, 1, 32, 8, 5, 4096 }, "sm_90", "flash_hopper", "block_m=128" },   /* 20 rows */
         { { FAT_BF16, 128, 1, 0, 2, 16, 16, 2048, 2048 }, "sm_90", "flash_hopper", "block_m=128,block_n=128" },
         { { FAT_BF16, 128, 1, 0, 16, 16, 16, 1024, 1024 }, "sm_90", "flash_hopper", "persistent=2,pingpong=0,q_stages=2" },

@@ -65,6 +65,25 @@ static __device__ __forceinline__ void fat_cp_async_wait() {
 }
 ]]
 
+-- The same copy under an L2 cache policy (sm_80): a family that reads bytes once includes this text.
+M.cp_async_policy = [[
+/* ---- lib/ptx: cp.async under an L2 cache policy ---- */
+/* A policy under which the lines a load brings into L2 are the first their set evicts: bytes read
+ * once replace each other instead of the lines other kernels left there (dirty ones cost a write
+ * to memory when evicted). Not volatile: the compiler makes it once per kernel. */
+static __device__ __forceinline__ unsigned long long fat_l2_evict_first() {
+    unsigned long long pol;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    return pol;
+}
+/* fat_cp_async16 with the L2 policy `pol`. */
+static __device__ __forceinline__ void fat_cp_async16_policy(unsigned dst, const void *src, int src_bytes,
+                                                             unsigned long long pol) {
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n"
+                 :: "r"(dst), "l"(src), "r"(src_bytes), "l"(pol) : "memory");
+}
+]]
+
 -- Fast math and plain vector moves.
 M.misc = [[
 /* ---- lib/ptx: exp2 on the SFU, 16-byte moves ---- */

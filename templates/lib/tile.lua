@@ -175,8 +175,9 @@ M.defs = [[
 -- The loader's text for a group of threads: fn, its name; rows, the name of its row-count template
 -- parameter; lanes, the expression giving the copying thread's index (from fat_tid_fresh);
 -- per_copy_swizzle: when a thread's rows are not all 8 apart (a warp copying alone: LD_RS < 8),
--- the swizzle is worked out at every copy instead of once per thread.
-function M.loader(fn, rows, lanes, per_copy_swizzle)
+-- the swizzle is worked out at every copy instead of once per thread; copy, the 16-byte copy's
+-- function or macro (fat_cp_async16 when not given).
+function M.loader(fn, rows, lanes, per_copy_swizzle, copy)
   local s_first = per_copy_swizzle and "s_tile + r * ROW_BYTES" or "s_tile + r * ROW_BYTES + (fat_swz(r, c) << 4)"
   local s_copy = per_copy_swizzle and "s + i * LD_RS * ROW_BYTES + (fat_swz(r + i * LD_RS, cj) << 4),\n                          "
                                    or "s + i * LD_RS * ROW_BYTES + j * LD_CW * 16,"
@@ -197,13 +198,13 @@ static __device__ __forceinline__ void FN(unsigned s_tile, const char *g_tile, l
             const int cj = c + j * LD_CW;
             if (CHUNKS % LD_CW != 0 && cj >= CHUNKS) break;
             const bool ok = row_ok && (VALID_CHUNKS == CHUNKS || cj < VALID_CHUNKS);
-            fat_cp_async16(S_COPY g + 2 * (i * LD_RS) * ss + j * LD_CW * 16,
+            COPY(S_COPY g + 2 * (i * LD_RS) * ss + j * LD_CW * 16,
                            ok ? 16 : 0);
         }
     }
 }
 ]]
-  text = text:gsub("ROWS", rows):gsub("FN", fn):gsub("LANES", lanes)
+  text = text:gsub("ROWS", rows):gsub("FN", fn):gsub("LANES", lanes):gsub("COPY%(", (copy or "fat_cp_async16") .. "(")
   return (text:gsub("S_FIRST", s_first):gsub("S_COPY", s_copy))
 end
 
