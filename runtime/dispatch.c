@@ -31,6 +31,16 @@ static double distance(const fat_problem *a, const fat_problem *b) {
     return d;
 }
 
+/* Whether a decoding row's configuration fits a decoding step of batch x heads_kv within a factor
+ * of 2 of its own. A decoding step's grid is batch x heads_kv CTAs times the split count its
+ * configuration fixes, and its tiles and L2 policy follow the cache's layout and size, so a row
+ * tuned for another batch starves or floods the SMs: on the H200 (2026-12-04, call 63) a database
+ * tuned for 16 sequences gave 2 x 64k keys 16 CTAs, 1.22 TB/s against the default's 3.89. */
+static int decoding_neighbour(const fat_problem *a, const fat_problem *b) {
+    const long long x = (long long)a->batch * a->heads_kv, y = (long long)b->batch * b->heads_kv;
+    return x <= 2 * y && y <= 2 * x;
+}
+
 /* The lookup order, one pass for exact, bucket and nearest, one for the device level. See
  * dispatch.h. */
 fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p, int decoding_rows,
@@ -41,6 +51,7 @@ fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p,
         const dispatch_row *r = &rows[i];
         if (!same_kind(&r->prob, p, decoding_rows) || (usable && !usable(r, ud))) continue;
         if (same_problem(&r->prob, p, decoding_rows)) { *row = i; return FAT_LEVEL_EXACT; }
+        if (dispatch_decoding(p, decoding_rows) && !decoding_neighbour(&r->prob, p)) continue;
         double d = distance(&r->prob, p);
         if (log2i(r->prob.seqlen_q) == log2i(p->seqlen_q) && log2i(r->prob.seqlen_k) == log2i(p->seqlen_k) &&
             (bucket < 0 || d < db)) { bucket = i; db = d; }
@@ -49,8 +60,11 @@ fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p,
     if (bucket >= 0) { *row = bucket; return FAT_LEVEL_BUCKET; }
     if (nearest >= 0) { *row = nearest; return FAT_LEVEL_NEAREST; }
     /* The configuration that won most often at this dtype, head_dim and regime; ties to the earlier
-     * row. */
+     * row. Not for a decoding step: decode's default adapts its splits, tiles and L2 policy to the
+     * batch, the page size and the bytes read, which another problem's winner does not (16-key
+     * pages given the contiguous cache's most frequent winner: 0.31-0.82x the default, call 63). */
     const int dec = dispatch_decoding(p, decoding_rows);
+    if (dec) { *row = -1; return FAT_LEVEL_DEFAULT; }
     int best = -1, best_count = 0;
     for (int i = 0; i < n; i++) {
         const dispatch_row *r = &rows[i];

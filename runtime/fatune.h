@@ -191,7 +191,7 @@ typedef enum fat_level {
     FAT_LEVEL_BUCKET,         /* a tuned problem of the same kind with seqlens in the same powers of 2 */
     FAT_LEVEL_NEAREST,        /* the nearest tuned problem of the same kind (log-space distance) */
     FAT_LEVEL_DEVICE,         /* the configuration that won most often on this device at this dtype
-                                 and head_dim */
+                                 and head_dim (never for a decoding step) */
     FAT_LEVEL_DEFAULT         /* the built-in default of the architecture and head_dim */
 } fat_level;
 
