@@ -31,14 +31,15 @@ static double distance(const fat_problem *a, const fat_problem *b) {
     return d;
 }
 
-/* Whether a decoding row's configuration fits a decoding step of batch x heads_kv within a factor
- * of 2 of its own. A decoding step's grid is batch x heads_kv CTAs times the split count its
- * configuration fixes, and its tiles and L2 policy follow the cache's layout and size, so a row
- * tuned for another batch starves or floods the SMs: on the H200 (2026-12-04, call 63) a database
- * tuned for 16 sequences gave 2 x 64k keys 16 CTAs, 1.22 TB/s against the default's 3.89. */
+/* Whether a decoding row's configuration fits a decoding step: the same batch x heads_kv. A
+ * decoding step's grid is batch x heads_kv CTAs times the split count its configuration fixes (in
+ * clusters of that size), so a row tuned for another batch starves or floods the SMs. On the H200
+ * (2026-12-04) a database tuned on bench/decode.lua and decode-small.lua gave 2 x 64k keys the
+ * 16-sequence row (16 CTAs: 1.22 TB/s against the default's 3.89, call 63), and within a factor of
+ * 2 still 0.80-0.89x the default (2 x 64k from 1 sequence's row: 8-CTA clusters, 3.10 TB/s;
+ * 8 x 16k from 16 sequences': 3.50 against 3.95; call 64). */
 static int decoding_neighbour(const fat_problem *a, const fat_problem *b) {
-    const long long x = (long long)a->batch * a->heads_kv, y = (long long)b->batch * b->heads_kv;
-    return x <= 2 * y && y <= 2 * x;
+    return (long long)a->batch * a->heads_kv == (long long)b->batch * b->heads_kv;
 }
 
 /* The lookup order, one pass for exact, bucket and nearest, one for the device level. See

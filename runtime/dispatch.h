@@ -29,8 +29,8 @@ static inline int dispatch_decoding(const fat_problem *p, int rows) {
  * causal, features, decoding regime of decoding_rows) whose seqlens fall in the same powers of two
  * (bucket), else the nearest of the same kind in log space (nearest), else the configuration that
  * wins most often among rows of the same dtype, head_dim and regime (device, *row is one of them).
- * A decoding step takes only rows whose batch x heads_kv is within a factor of 2 of its own, and
- * never the device level (decode's default adapts to the shape).
+ * A decoding step takes only rows of its own batch x heads_kv, and never the device level
+ * (decode's default adapts to the shape).
  * Rows for which usable(row) is false are skipped (usable may be NULL). Returns the level and sets
  * *row, or FAT_LEVEL_DEFAULT with *row = -1 when no row applies. */
 fat_level dispatch_choose(const dispatch_row *rows, int n, const fat_problem *p, int decoding_rows,

@@ -105,10 +105,10 @@ static void test_dispatch(void) {
     CHECK_INT("no rows at all: the default", dispatch_choose(NULL, 0, &p, 16, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
 
     /* The decoding regime (at most 16 query rows per KV head) is never crossed: by distance alone
-     * the 16-row step below is nearer the 17-row prefill row (2.8) than the decode row (6.0). */
+     * the 16-row step below is nearer the 17-row prefill row (2.8) than the decode row (5.6). */
     const dispatch_row regime[] = {
         row(prob(FAT_BF16, 128, 0, 0, 1, 16, 16, 17, 1000), "flash_v2", "P"),
-        row(prob(FAT_BF16, 128, 0, 0, 8, 32, 8, 1, 65536), "decode", "D"),
+        row(prob(FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 65536), "decode", "D"),
     };
     p = prob(FAT_BF16, 128, 0, 0, 4, 32, 8, 4, 1000);
     CHECK_INT("a decoding step (16 rows per KV head) takes the nearest decoding row", dispatch_choose(regime, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_NEAREST);
@@ -120,20 +120,23 @@ static void test_dispatch(void) {
     CHECK_INT("  with only decoding rows: the default", dispatch_choose(regime + 1, 1, &p, 16, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
 
     /* A decoding row fixes the split count of a grid of batch x heads_kv CTAs: another decoding step
-     * takes it only within a factor of 2 of that product, and never as the device's winner. */
+     * takes it only at the same batch x heads_kv, and never as the device's winner. */
     const dispatch_row dec[] = {
         row(prob(FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 65536), "decode", "S1"),
         row(prob(FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 4096), "decode", "S8"),
     };
     p = prob(FAT_BF16, 128, 0, 0, 2, 32, 8, 1, 65536);
-    CHECK_INT("a decoding step 8x fewer sequences than the row of its length: the nearer batch", dispatch_choose(dec, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_NEAREST);
-    CHECK_INT("  the 1-sequence row (16 vs 8 sequence-heads), not the 16-sequence one of the same length", r, 1);
-    p = prob(FAT_BF16, 128, 0, 0, 4, 32, 8, 1, 65536);
-    CHECK_INT("  no row within 2x of 32 sequence-heads: the default", dispatch_choose(dec, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
+    CHECK_INT("a decoding step of 16 sequence-heads, rows of 128 and 8: the default", dispatch_choose(dec, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
     CHECK_INT("  and no row", r, -1);
-    p = prob(FAT_BF16, 128, 0, 0, 32, 32, 8, 1, 100000);
-    CHECK_INT("  2x the row's sequence-heads is near enough", dispatch_choose(dec, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_BUCKET);
+    p = prob(FAT_BF16, 128, 0, 0, 16, 32, 8, 1, 100000);
+    CHECK_INT("the same sequence-heads, seqlen_k in the row's power of two: bucket", dispatch_choose(dec, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_BUCKET);
     CHECK_INT("  row", r, 0);
+    p = prob(FAT_BF16, 128, 0, 0, 1, 32, 8, 1, 1000);
+    CHECK_INT("  another length: the nearest of the same sequence-heads", dispatch_choose(dec, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_NEAREST);
+    CHECK_INT("  row", r, 1);
+    p = prob(FAT_BF16, 128, 0, 0, 2, 64, 4, 1, 4096);
+    CHECK_INT("  8 sequence-heads of another GQA group (16): the 8-sequence-head row", dispatch_choose(dec, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_BUCKET);
+    CHECK_INT("  row", r, 1);
     p = prob(FAT_BF16, 128, 0, FAT_FEAT_CACHE | FAT_FEAT_PAGED | (16u << FAT_FEAT_PAGE_SHIFT), 16, 32, 8, 1, 65536);
     CHECK_INT("a paged decoding step with only contiguous rows: the default, not the device's winner", dispatch_choose(dec, 2, &p, 16, NULL, NULL, &r), FAT_LEVEL_DEFAULT);
 
