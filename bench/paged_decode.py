@@ -3,13 +3,16 @@
 PyTorch SDPA's flash and cuDNN backends on the same keys laid out contiguously (issue 14's bars:
 paged >= 0.95x our contiguous at the same shape; contiguous >= 1.05x the best peer).
 
-  python3 bench/paged_decode.py [--db tuned.db] [--json rows.json]
+  python3 bench/paged_decode.py [--db tuned.db] [--json rows.json] [--rounds 5]
 
 Per shape (bf16, head_dim 128, 32 query heads on 8 KV heads, one new token per sequence, every
 sequence's cache full): fatune.attention on contiguous [B, S, Hkv, D] (the plain decoding step),
 fatune.attention_with_kvcache on the same cache with cache_seqlens, and on paged caches of 16 and
 256 keys per page whose pages are a shuffled permutation (plus spare pages no entry names).
-triton.testing.do_bench medians (L2 cleared); TB/s = K and V bytes read (2 B Hkv S D 2) per second.
+triton.testing.do_bench medians (L2 cleared), each implementation timed once per round, the rounds
+interleaved, the median over rounds (--rounds; one round had measured 16-key pages at 16 x 1k
+0.94-0.99x the contiguous cache on the same code from call to call, and cuDNN there 1.52-2.43
+TB/s); TB/s = K and V bytes read (2 B Hkv S D 2) per second.
 Every fatune output is checked against SDPA's first (relative L2 below 2e-2).
 """
 import argparse, json, os, sys
@@ -29,6 +32,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db")
     ap.add_argument("--json")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of timing (the median is kept)")
     a = ap.parse_args()
     ctx = fatune.open(db=a.db)
     print(f"# {torch.cuda.get_device_name()} torch {torch.__version__}; fatune {'db ' + a.db if a.db else 'built-in defaults'}")
@@ -64,7 +68,7 @@ def main():
                                           lambda o: o)
         kv_bytes = 2 * b * HK * s * D * 2
         row = {"batch": b, "seqlen_k": s, "heads_q": HQ, "heads_kv": HK, "head_dim": D}
-        check_and_time(fns, row, ref, kv_bytes, f"paged_decode.py at B={b} S={s}")   # TB/s
+        check_and_time(fns, row, ref, kv_bytes, f"paged_decode.py at B={b} S={s}", a.rounds)   # TB/s
         rows.append(row)
         print(json.dumps(row), flush=True)
     print_table(rows, {"B": "batch", "S": "seqlen_k"},
