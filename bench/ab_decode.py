@@ -24,13 +24,13 @@ TB/s = K and V bytes read (2 B Hkv S D 2) per second.
 import argparse, json, os, shutil, sqlite3, statistics, sys, tempfile
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import sdpa_kernel, SDPBackend
 import triton
 import triton.language as tl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
-from decode_bench import ms_of  # noqa: E402  (do_bench's median: the L2 zeroed before every call)
+from chunked_prefill import paged  # noqa: E402  (shuffled pages, NaN where no key is)
+from decode_bench import BACKENDS, ms_of, sdpa  # noqa: E402  (ms_of: do_bench's median, the L2 zeroed first)
 from l2_state import timed  # noqa: E402
 
 SHAPES = [(16, 1024), (16, 4096), (8, 16384), (2, 65536)]
@@ -164,17 +164,7 @@ def main():
                 t = {"q": q, "k": k, "v": v}
                 got = base.query(q, k, v)
             else:
-                kc, vc, table = k, v, None
-                if lay != "cache":
-                    page = int(lay[5:])
-                    per = (s + page - 1) // page
-                    n = b * per + 3
-                    perm = torch.randperm(n, device="cuda", generator=gen).to(torch.int32)
-                    table = perm[:b * per].view(b, per).contiguous()
-                    kc = torch.full((n, page, HK, D), float("nan"), device="cuda", dtype=torch.bfloat16)
-                    vc = torch.full_like(kc, float("nan"))
-                    kc.view(n, page * HK * D)[table.view(-1).long()] = k.reshape(b * per, page * HK * D)
-                    vc.view(n, page * HK * D)[table.view(-1).long()] = v.reshape(b * per, page * HK * D)
+                kc, vc, table = (k, v, None) if lay == "cache" else paged(k, v, int(lay[5:]), gen)
                 t = {"q": q, "k_cache": kc, "v_cache": vc, "cache_seqlens": lens, "block_table": table}
                 got = base.query_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table)
             cases.append((b, s, lay, t, got["params"], got["family"], (q, k, v)))
@@ -189,11 +179,8 @@ def main():
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
         ref = F.scaled_dot_product_attention(qt.float(), kt.float(), vt.float(), enable_gqa=True).transpose(1, 2)
         fns = {}
-        for name, be in (("torch_flash", SDPBackend.FLASH_ATTENTION), ("torch_cudnn", SDPBackend.CUDNN_ATTENTION)):
-            def run(be=be):
-                with sdpa_kernel([be]):
-                    return F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True)
-            fns[name] = (run, lambda o: o.transpose(1, 2))
+        for name, be in BACKENDS.items():
+            fns[name] = (sdpa(be, qt, kt, vt), lambda o: o.transpose(1, 2))
         n, blk = k.numel(), 8192
         part = torch.empty(triton.cdiv(n, blk), dtype=torch.float32, device="cuda")
         want = (k.float() + v.float()).sum().item()

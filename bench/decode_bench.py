@@ -24,6 +24,14 @@ BACKENDS = {"torch_flash": SDPBackend.FLASH_ATTENTION, "torch_cudnn": SDPBackend
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 IMPLS = ("torch_flash", "torch_cudnn", "fatune_default", "fatune_tuned")
 
+def sdpa(backend, q, k, v, mask=None):
+    """A call of PyTorch SDPA's backend (a value of BACKENDS) on BHSD q, k, v (GQA allowed)."""
+    def run():
+        with sdpa_kernel([backend]):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    return run
+
+
 def ms_of(fn):
     fn()
     torch.cuda.synchronize()
@@ -109,10 +117,7 @@ def main():
         ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, enable_gqa=True)
         fns = {}
         for name, be in BACKENDS.items():
-            def run(be=be):
-                with sdpa_kernel([be]):
-                    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-            fns[name] = run
+            fns[name] = sdpa(be, q, k, v, mask)
         fns["fatune_default"] = lambda: fatune.attention(qf, kf, vf, causal=bool(causal), db=None)
         fns["fatune_tuned"] = lambda: fatune.attention(qf, kf, vf, causal=bool(causal), db=a.db)
         line = dict(shape=f"{dt} b{b} h{hq}/{hk} s{sq}/{sk} d{d}{' causal' if causal else ''}")

@@ -18,11 +18,10 @@ Every fatune output is checked against SDPA's first (relative L2 below 2e-2).
 import argparse, json, os, sys
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import sdpa_kernel, SDPBackend
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import fatune  # noqa: E402
-from decode_bench import check_and_time, print_table  # noqa: E402  (do_bench's median, as the decode suite times)
+from decode_bench import BACKENDS, check_and_time, print_table, sdpa  # noqa: E402  (do_bench's median, as the decode suite times)
 
 SHAPES = [(16, 1024), (16, 4096), (8, 16384), (2, 65536)]   # (batch, keys per sequence)
 HQ, HK, D = 32, 8, 128
@@ -47,11 +46,8 @@ def main():
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
         ref = F.scaled_dot_product_attention(qt.float(), kt.float(), vt.float(), enable_gqa=True).transpose(1, 2)
         fns = {}
-        for name, be in (("torch_flash", SDPBackend.FLASH_ATTENTION), ("torch_cudnn", SDPBackend.CUDNN_ATTENTION)):
-            def run(be=be):
-                with sdpa_kernel([be]):
-                    return F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True)
-            fns[name] = (run, lambda o: o.transpose(1, 2))
+        for name, be in BACKENDS.items():
+            fns[name] = (sdpa(be, qt, kt, vt), lambda o: o.transpose(1, 2))
         fns["fatune"] = (lambda: ctx.attention(q, k, v), lambda o: o)
         fns["fatune_cache"] = (lambda: ctx.attention_with_kvcache(q, k, v, cache_seqlens=lens), lambda o: o)
         for page in (16, 256):
