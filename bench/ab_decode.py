@@ -3,7 +3,7 @@
 beside SDPA's backends and a kernel that only reads the same bytes, timed as issue 14's bars are
 (triton.testing.do_bench's median: the L2 cleared by zeroing 256 MB before every call):
 
-  python3 bench/ab_decode.py --set evict_first=1 [--set NAME=V,NAME=V ...] [--layout contiguous]
+  python3 bench/ab_decode.py --set evict_first=0 --set evict_first=1 [--set NAME=V,NAME=V ...] [--layout contiguous]
                              [--layout paged16 ...] [--shape BxS ...] [--clear zero|read] [--rounds 5]
                              [--json rows.json]
 
@@ -11,7 +11,7 @@ Shapes as bench/paged_decode.py (bf16, head_dim 128, 32 query heads on 8 KV head
 16 x 1k, 16 x 4k, 8 x 16k, 2 x 64k keys, or those of --shape). Per shape and layout (contiguous: fatune.attention on
 [B, S, Hkv, D]; cache: attention_with_kvcache on the same tensors; paged<N>: a shuffled paged cache)
 the built-in default's params are asked of the runtime, and each --set gives a variant: those params
-with NAME=V changed. A database is made for each variant (the runtime's own schema, through
+with NAME=V changed (a --set the default already has times the default twice, a check of the noise). A database is made for each variant (the runtime's own schema, through
 $FATUNE_CACHE; a device row for this GPU and a best row per problem naming the variant; no cubins:
 the runtime compiles them at the first call) and opened through the Python binding. Every output
 is checked against SDPA's in f32; then every implementation is timed once per round (do_bench's
@@ -129,7 +129,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json")
     a = ap.parse_args()
-    layouts = a.layout or ["contiguous"]
+    layouts = list(dict.fromkeys(a.layout)) or ["contiguous"]     # each once: a problem row each
     for lay in layouts:
         if lay not in ("contiguous", "cache") and not (lay.startswith("paged") and lay[5:].isdigit()):
             sys.exit(f"ab_decode.py: --layout {lay}: want contiguous, cache or paged<N>")
@@ -138,7 +138,8 @@ def main():
         bs = x.split("x")
         if len(bs) != 2 or not all(y.isdigit() and int(y) > 0 for y in bs):
             sys.exit(f"ab_decode.py: --shape {x}: want BxS, e.g. 16x1024")
-        shapes.append((int(bs[0]), int(bs[1])))
+        if (int(bs[0]), int(bs[1])) not in shapes:
+            shapes.append((int(bs[0]), int(bs[1])))
     if not a.set:
         sys.exit("ab_decode.py: no variant: give --set NAME=V")
     if a.clear == "zero":
@@ -160,6 +161,7 @@ def main():
         v = torch.randn(b, s, HK, D, device="cuda", dtype=torch.bfloat16, generator=gen)
         lens = torch.full((b,), s, dtype=torch.int32, device="cuda")
         for lay in layouts:
+            table = None
             if lay == "contiguous":
                 t = {"q": q, "k": k, "v": v}
                 got = base.query(q, k, v)
@@ -167,7 +169,9 @@ def main():
                 kc, vc, table = (k, v, None) if lay == "cache" else paged(k, v, int(lay[5:]), gen)
                 t = {"q": q, "k_cache": kc, "v_cache": vc, "cache_seqlens": lens, "block_table": table}
                 got = base.query_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table)
-            cases.append((b, s, lay, t, got["params"], got["family"], (q, k, v)))
+            # the problem's seqlen_k: the cache's room (a paged cache's: its table's pages)
+            room = s if table is None or lay == "contiguous" else table.shape[1] * int(lay[5:])
+            cases.append((b, room, lay, t, got["params"], got["family"], (q, k, v)))
     variants = [("default", None)] + [(f"set {x}", x) for x in a.set]
     ctxs = []
     for i, (name, sets) in enumerate(variants):
@@ -175,12 +179,17 @@ def main():
                 for b, s, lay, _, params, fam, _ in cases]
         ctxs.append((name, fatune.open(db=db_with(schema, did, tmp, f"v{i}", rows)), rows))
     out_rows = []
-    for ci, (b, s, lay, t, params, fam, (q, k, v)) in enumerate(cases):
+    for ci, (b, room, lay, t, params, fam, (q, k, v)) in enumerate(cases):
+        s = k.shape[1]
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
         ref = F.scaled_dot_product_attention(qt.float(), kt.float(), vt.float(), enable_gqa=True).transpose(1, 2)
         fns = {}
         for name, be in BACKENDS.items():
-            fns[name] = (sdpa(be, qt, kt, vt), lambda o: o.transpose(1, 2))
+            try:            # a backend that refuses the shape is left out of the row
+                sdpa(be, qt, kt, vt)()
+                fns[name] = (sdpa(be, qt, kt, vt), lambda o: o.transpose(1, 2))
+            except RuntimeError as e:
+                print(f"# B={b} S={s}: {name} refused: {str(e).splitlines()[0][:120]}")
         n, blk = k.numel(), 8192
         part = torch.empty(triton.cdiv(n, blk), dtype=torch.float32, device="cuda")
         want = (k.float() + v.float()).sum().item()
@@ -231,13 +240,13 @@ def main():
     print("|" + "---|" * (8 + 2 * len(ctxs)))
     for r in out_rows:
         vs = [r.get(f"fatune_v{i}") for i in range(len(ctxs))]
-        peer = max(x for x in (r.get("torch_flash"), r.get("torch_cudnn")) if x) or float("nan")
+        peer = max([x for x in (r.get("torch_flash"), r.get("torch_cudnn")) if x], default=float("nan"))
         fmt = lambda x: f"{x:.2f}" if x else "-"
         print(f"| {r['batch']} | {r['seqlen_k']} | {r['layout']} | {r['params']} | {fmt(r['stream_read'])} | "
               f"{fmt(r['stream_read_ef'])} | {fmt(r.get('torch_flash'))} | {fmt(r.get('torch_cudnn'))} | " +
               " | ".join(fmt(x) for x in vs) + " | " +
               " | ".join(f"{x / vs[0]:.3f}" if x and vs[0] else "-" for x in vs[1:]) +
-              f" | {max(x for x in vs if x) / peer:.3f} |")
+              f" | {max([x for x in vs if x], default=float('nan')) / peer:.3f} |")
     print("(TB/s of K and V read, do_bench medians over rounds; the L2 " +
           ("zeroed" if a.clear == "zero" else "filled by reading 256 MB") + " before every call)")
     if a.json:

@@ -152,7 +152,8 @@ local PAGED_DEFAULTS = { { 4, 16 }, { 2, 16 } }
 -- exhaustive tune's best). With every SM busy (16 x 64k) four warps of 32-key tiles stay (4.52 TB/s,
 -- 2026-11-30).
 local WIDE = { { 8, 16 } }
--- evict_first when the step reads at most EVICT_FIRST_L2S times the L2 of K and V (sm_90). The L2
+-- evict_first when K and V are at most EVICT_FIRST_L2S times the L2 (sm_90; for a KV cache the
+-- problem's seqlen_k is the cache's room, so a half-empty cache is counted whole). The L2
 -- a step meets is full of lines earlier kernels wrote (do_bench's clear, or the layer before);
 -- read under evict_first, K and V replace each other instead of those, which would otherwise be
 -- written back to memory as they leave. Measured on the H200 (50 MB of L2) against the same
@@ -184,7 +185,8 @@ function t.default(shape, dev)
                (splits == 1 and (shape.batch or 1) * (shape.heads_kv or 1) * 2 <= (dev.sms or 0)))
   local p = (wide and first(WIDE, 3)) or first(tiles, splits > 1 and 3 or 2)
   local kv_bytes = 2 * (shape.batch or 1) * (shape.heads_kv or 1) * (shape.seqlen_k or 0) * (shape.head_dim or 0) * 2
-  if p and (dev.cc or 0) >= 90 and kv_bytes <= EVICT_FIRST_L2S * (dev.l2 or 0) then p.evict_first = 1 end
+  local cc = dev.cc or 0
+  if p and cc >= 90 and cc < 100 and kv_bytes <= EVICT_FIRST_L2S * (dev.l2 or 0) then p.evict_first = 1 end
   return p
 end
 
