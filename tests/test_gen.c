@@ -249,6 +249,33 @@ static void test_templates(void) {
         CHECK_INT("copy_warps=3 at head_dim 64: refused", gen_emit(g, "flash_hopper", params, &d64, &dev, &v), FAT_ERR_TEMPLATE);
         CHECK_STR_HAS("  naming why", gen_errmsg(g), "head_dim 64 has one");
     }
+    /* decode's evict_first: every K and V copy under the L2 policy (contiguous tiles, and a paged
+     * cache read row by row: 24-key pages, 32-key tiles), none without it */
+    {
+        const struct { unsigned feat; const char *what; } kinds[] = {
+            { 0, "contiguous" },
+            { FAT_FEAT_PAGED | FAT_FEAT_CACHE | (24u << FAT_FEAT_PAGE_SHIFT), "24-key pages, row by row" },
+        };
+        for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+            fat_problem step = { FAT_BF16, 128, 0, kinds[i].feat, 16, 32, 8, 1, 4096 };
+            for (int ef = 0; ef <= 1; ef++) {
+                char params[128], what[160];
+                gen_variant v;
+                memset(&v, 0, sizeof v);
+                snprintf(params, sizeof params, "block_n=32,splits=1,stages=2,warps=4,evict_first=%d", ef);
+                snprintf(what, sizeof what, "decode, %s, evict_first=%d: emitted", kinds[i].what, ef);
+                CHECK_INT(what, gen_emit(g, "decode", params, &step, &dev, &v), FAT_OK);
+                const char *src = v.source ? v.source : "";
+                char def[64];
+                snprintf(def, sizeof def, "#define EVICT_FIRST   %d ", ef);
+                CHECK(ef ? "  its copies under the L2 policy" : "  plain copies, no policy",
+                      strstr(src, def) != NULL && (strstr(src, "createpolicy.fractional.L2::evict_first") != NULL) == ef);
+                CHECK("  K and V copied through KV_COPY16",
+                      strstr(src, kinds[i].feat ? "KV_COPY16(s_k + so" : "KV_COPY16(s + i * LD_RS") != NULL);
+                gen_variant_free(&v);
+            }
+        }
+    }
     /* ops.kv_append, the copy the runtime launches before an attention kernel that does not append:
      * not a family; emitted by name for an append, refused without one */
     {
