@@ -257,14 +257,14 @@ static void test_templates(void) {
             { FAT_FEAT_PAGED | FAT_FEAT_CACHE | (24u << FAT_FEAT_PAGE_SHIFT), "24-key pages, row by row" },
         };
         for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-            fat_problem step = { FAT_BF16, 128, 0, kinds[i].feat, 16, 32, 8, 1, 4096 };
+            fat_problem dstep = { FAT_BF16, 128, 0, kinds[i].feat, 16, 32, 8, 1, 4096 };
             for (int ef = 0; ef <= 1; ef++) {
                 char params[128], what[160];
                 gen_variant v;
                 memset(&v, 0, sizeof v);
                 snprintf(params, sizeof params, "block_n=32,splits=1,stages=2,warps=4,evict_first=%d", ef);
                 snprintf(what, sizeof what, "decode, %s, evict_first=%d: emitted", kinds[i].what, ef);
-                CHECK_INT(what, gen_emit(g, "decode", params, &step, &dev, &v), FAT_OK);
+                CHECK_INT(what, gen_emit(g, "decode", params, &dstep, &dev, &v), FAT_OK);
                 const char *src = v.source ? v.source : "";
                 char def[64];
                 snprintf(def, sizeof def, "#define EVICT_FIRST   %d ", ef);
