@@ -13,5 +13,5 @@ grep -E "^gpu:" /tmp/l/gt.log
 s memcheck 120 /usr/local/cuda/bin/compute-sanitizer --tool memcheck build-R/gpu_test --only flash_hopper --quick --case "ragged"
 grep -E "ERROR SUMMARY" /tmp/l/memcheck.log
 s chunkedR 100 python3 bench/chunked_prefill.py --rounds 3 --json /tmp/l/chunkedR.json
-FATUNE_LIB=$PWD/build-O/libfatune.so s chunkedO 100 python3 bench/chunked_prefill.py --rounds 3 --json /tmp/l/chunkedO.json
+export FATUNE_LIB=$PWD/build-O/libfatune.so; s chunkedO 100 python3 bench/chunked_prefill.py --rounds 3 --json /tmp/l/chunkedO.json
 for n in chunkedR chunkedO; do echo "== $n"; grep -E "^\|" /tmp/l/$n.log | cut -c1-260; done
