@@ -459,9 +459,11 @@ static __device__ __forceinline__ void tma_copy(fat_u32 dst, const fat_tmap *map
  * num_pages), is read from page num_pages, out of the map's bounds: zeros, nothing read; a bad
  * entry also sets the stage's poison word, and the consumers make the tile's rows NaN. Rows past
  * the sequence inside a run it reads (the cache's, not the sequence's) may hold anything, NaN
- * included: K's are masked like any key past the sequence, but 0 x NaN in P V is NaN, so the block
- * that holds the sequence's end (ragged) lands on a barrier of its own, the producer zeroes V's rows
- * past the end, then arrives on the stage's full barrier. */
+ * included: K's are masked like any key past the sequence, but 0 x NaN in P V is NaN. A contiguous
+ * cache reads the block that holds the sequence's end as the BLOCK_N keys that end there
+ * (SHIFT_RAGGED, below) when the sequence has that many; otherwise that block (ragged) lands on a
+ * barrier of its own, the producer zeroes V's rows past the end, then arrives on the stage's full
+ * barrier. */
 static __device__ __forceinline__ bool cache_keys(const fat_kparams &p, int b, int &sk) {
 #if FAT_CACHE
     int have;
@@ -549,6 +551,18 @@ static __device__ __forceinline__ bool load_page(fat_u32 dst, const fat_tmap *ma
 #endif
 #ifndef LOAD_V
 #define LOAD_V LOAD_KV
+#endif
+/* A contiguous KV cache (SHIFT_RAGGED): the key block that holds a sequence's end inside it, when
+ * the sequence has a whole block of keys, is read as the BLOCK_N keys that end there, its first
+ * rows the previous block's again (the consumers mask them). Every row read is then a key of the
+ * sequence, so V needs no zeroing pass: the producer issues the block like any other instead of
+ * waiting for V to land (RAGGED), and a length inside a key block costs no stall. KEY0(n0): the
+ * first key a block's copies read; sk in scope. */
+#define SHIFT_RAGGED (FAT_CACHE && !FAT_PAGED)
+#if SHIFT_RAGGED
+#define KEY0(n0) ((n0) + BLOCK_N > sk && sk >= BLOCK_N ? sk - BLOCK_N : (n0))
+#else
+#define KEY0(n0) (n0)
 #endif
 #if KV_CACHE
 /* rows [r0, r1) of every slab of a V buffer to zeros (whole 128-byte rows: the swizzle only
@@ -1099,7 +1113,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                         /* the copies first (the phase also waits for the lead's arrival, and a
                          * transaction count may go below zero meanwhile), then the poison word that
                          * the arrival releases */
-                        const bool pbad = LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), n0);
+                        const bool pbad = LOAD_KV(s_k + w.st * KV_BYTES, &tm_k, FULL_K(w.st), KEY0(n0));
                         if (lead) {
                             fat_st_shared_b32(POISON(w.st), pbad ? 1u : 0u);
                             fat_mbar_expect_tx(FULL_K(w.st), KV_BYTES);
@@ -1122,7 +1136,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                         fat_mbar_wait(EMPTY_V(w.st), w.ph ^ 1);
 #if KV_CACHE
                         const int valid = sk - n0;                   /* the block's rows inside the sequence */
-                        if (valid < BLOCK_N && valid % KV_CHUNK != 0) {
+                        if (valid < BLOCK_N && valid % KV_CHUNK != 0 && KEY0(n0) == n0) {
                             /* ragged: copied, then V's rows past the sequence (inside the last run
                              * read) zeroed, then the stage is full */
                             LOAD_V(s_v + w.st * KV_BYTES, &tm_v, RAGGED, n0);
@@ -1137,7 +1151,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #endif
                         {
                             if (V_LEAD) fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
-                            LOAD_V(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), n0);
+                            LOAD_V(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), KEY0(n0));
                         }
                     }
                     advance(w);
@@ -1202,8 +1216,15 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
         int lo0, hi0, lo1, hi1;
         visible_keys(p, row0, sq, sk, &lo0, &hi0);
         visible_keys(p, row1, sq, sk, &lo1, &hi1);
-/* a key block needs the elementwise mask unless every row of the tile sees all of it */
+/* a key block needs the elementwise mask unless every row of the tile sees all of it; a block
+ * read from KEY0 (SHIFT_RAGGED) also hides its keys before n0, the previous block's */
 #define NEEDS_MASK(n0) ((n0) < tk.lo_last || (n0) + BLOCK_N - 1 > tk.hi_first)
+#if SHIFT_RAGGED
+#define MASK_BLOCK(n0) do { if (NEEDS_MASK(n0)) \
+            mask_scores(s, KEY0(n0), lane, max(lo0, (n0)), hi0, max(lo1, (n0)), hi1); } while (0)
+#else
+#define MASK_BLOCK(n0) do { if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1); } while (0)
+#endif
 /* S of the key block at ring slot r, alone (nothing else in flight): issued, waited for, its K
  * slot released unless the softmax may need it again (keep), softcap and the mask applied */
 #define S_BLOCK(first_key, keep) do { \
@@ -1217,7 +1238,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             if (!(keep) && wtid == 0) fat_mbar_arrive(EMPTY_K(r.st)); \
             const int nb_ = (first_key); \
             SOFTCAP(s); \
-            if (NEEDS_MASK(nb_)) mask_scores(s, nb_, lane, lo0, hi0, lo1, hi1); \
+            MASK_BLOCK(nb_); \
         } while (0)
 /* The softmax of a key block after the tile's first (its K still in slot r): the exponentials
  * against the kept max; where a thread of the warpgroup finds a sum over the bound, S again from
@@ -1232,7 +1253,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
                 fat_wgmma_wait<0>(); \
                 fat_pin(s); \
                 SOFTCAP(s); \
-                if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1); \
+                MASK_BLOCK(n0); \
                 resc = softmax_step(s, m_0, m_1, l_0, l_1, a0, a1, sl2, 0.f); \
             } else { \
                 l_0 += t0_; \
@@ -1269,7 +1290,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             fat_pin(s);
             const int n0 = NTH_BLOCK(tk, it) * BLOCK_N;
             SOFTCAP(s);
-            if (NEEDS_MASK(n0)) mask_scores(s, n0, lane, lo0, hi0, lo1, hi1);
+            MASK_BLOCK(n0);
             bool resc;
             SOFTMAX_NEXT(n0, resc);
             fat_wgmma_wait<0>();                                                               /* P V done */

@@ -49,7 +49,8 @@ static const int cache_g[] = { 0, 1, 5000, 33, 12000, 700 };
  * rows (the first rows see none), a page boundary +-1, a length that ends inside a key block, the
  * whole room */
 static const int chunk_a[] = { 300, 1000, 129, 0 }, chunk_b[] = { 1, 257, 640 }, chunk_c[] = { 2000, 255, 1537 },
-                 chunk_d[] = { 700, 333 }, chunk_e[] = { 1000, 517 }, chunk_f[] = { 777, 1000, 96 };
+                 chunk_d[] = { 700, 333 }, chunk_e[] = { 1000, 517 }, chunk_f[] = { 777, 1000, 96 },
+                 chunk_g[] = { 700, 333, 90 };
 #define PAGED(n) (FAT_FEAT_PAGED | ((unsigned)(n) << FAT_FEAT_PAGE_SHIFT))
 #define CACHE FAT_FEAT_CACHE
 #define APPEND FAT_FEAT_APPEND
@@ -161,6 +162,12 @@ static const tcase cases[] = {
       { .cache_lens = chunk_d, .window_left = 150, .window_right = 0, .with_lse = 1 } },
     { "contiguous cache chunk 300 causal head_dim 256", P(FAT_FP16, 256, 1, CACHE, 4, 4, 2, 300, 1000),
       { .cache_lens = chunk_a, .with_lse = 1 } },
+    /* lengths inside a key block after whole ones: flash_hopper reads that block as the keys that
+     * end the sequence (SHIFT_RAGGED), its first rows masked as the previous block's */
+    { "contiguous cache chunk 300 causal GQA 4:1 ragged", P(FAT_BF16, 128, 1, CACHE, 3, 8, 2, 300, 2048),
+      { .cache_lens = chunk_c, .with_lse = 1 } },
+    { "contiguous cache chunk 200 window ragged", P(FAT_BF16, 128, 0, CACHE | FAT_FEAT_WINDOW, 3, 4, 2, 200, 1000),
+      { .cache_lens = chunk_g, .window_left = 150, .window_right = 0, .with_lse = 1 } },
     { "paged32 cache chunk 200 causal head_dim 256", P(FAT_BF16, 256, 1, PAGED(32) | CACHE, 2, 4, 2, 200, 1000),
       { .cache_lens = chunk_e, .with_lse = 1 } },
     { "paged48 cache chunk 200 head_dim 192", P(FAT_FP16, 192, 0, PAGED(48) | CACHE, 3, 4, 2, 200, 1000),
