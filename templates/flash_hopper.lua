@@ -100,13 +100,13 @@ local function regs_split(p, shape)
 end
 
 -- Shared memory of a variant: Q buffers, the O staging tile, K and V rings, the mbarriers
--- (Q full/empty per Q buffer; K and V full/empty per stage; with a KV cache the ragged block's
--- barrier and a poison word per stage), the dynamic schedule's tile slots, the alignment slack.
+-- (Q full/empty per Q buffer; K and V full/empty per stage; with a KV cache a poison word per
+-- stage), the dynamic schedule's tile slots, the alignment slack.
 local function smem_bytes(p, shape)
   local dp = padded(shape.head_dim)
   local q = p.block_m * dp * 2
   return q * (p.q_stages + p.o_separate) + 2 * p.stages * p.block_n * dp * 2
-      + 8 * (2 * p.q_stages + 4 * p.stages) + (kv_cache(shape) and 8 * (1 + p.stages) or 0)
+      + 8 * (2 * p.q_stages + 4 * p.stages) + (kv_cache(shape) and 8 * p.stages or 0)
       + (p.persistent == 2 and 32 * TILE_SLOTS or 0) + SMEM_SLACK
 end
 
@@ -283,9 +283,9 @@ local function base_default(shape, dev)
   else
     if not causal or sk >= 2048 then bm = 192 end
   end
-  -- A KV cache's chunk keeps 128-key blocks: 256-key pages hold them whole (one copy a block), and a
-  -- cache length inside a block costs the ragged block's pass, once a tile: with 176-key blocks the
-  -- contiguous cache measured 541 TFLOPS at 1 x 512 x 8704, 323 at 1 x 512 x 2560 (call 59)
+  -- A KV cache's chunk keeps 128-key blocks: 256-key pages hold them whole (one copy a block); with
+  -- 176-key blocks the contiguous cache measured 541 TFLOPS at 1 x 512 x 8704, 323 at 1 x 512 x 2560
+  -- (call 59, when the ragged block's zeroing still stalled the producer)
   if kv_cache(shape) and bn > 128 then bn = 128 end
   -- causal 128x128 (head_dims up to 128; at 64 below 2048 keys): the dynamic schedule without
   -- ping-pong, Q double-buffered, O separate (the suite tuned on the H200, 2026-12-02, third
@@ -405,7 +405,7 @@ local KERNEL = [[
 #define V_ROW_OFF(r) ((r) * 128)
 #endif
 #if KV_CACHE
-#define CACHE_BYTES (8 * (1 + STAGES))     /* the ragged block's mbarrier, a poison word per stage */
+#define CACHE_BYTES (8 * STAGES)           /* a poison word per stage */
 #else
 #define CACHE_BYTES 0
 #endif
@@ -461,9 +461,8 @@ static __device__ __forceinline__ void tma_copy(fat_u32 dst, const fat_tmap *map
  * the sequence inside a run it reads (the cache's, not the sequence's) may hold anything, NaN
  * included: K's are masked like any key past the sequence, but 0 x NaN in P V is NaN. A contiguous
  * cache reads the block that holds the sequence's end as the BLOCK_N keys that end there
- * (SHIFT_RAGGED, below) when the sequence has that many; otherwise that block (ragged) lands on a
- * barrier of its own, the producer zeroes V's rows past the end, then arrives on the stage's full
- * barrier. */
+ * (SHIFT_RAGGED, below) when the sequence has that many; otherwise each consumer warpgroup zeroes
+ * V's rows past the end of that block (ragged) before its P V reads them (RAGGED_ZERO). */
 static __device__ __forceinline__ bool cache_keys(const fat_kparams &p, int b, int &sk) {
 #if FAT_CACHE
     int have;
@@ -485,7 +484,7 @@ static __device__ __forceinline__ bool cache_keys(const fat_kparams &p, int b, i
  * K's and warp 1 V's; 3, warps 0 and 2 K's even and odd 64-column slabs, warp 1 V's. One warp
  * issuing all 24 copies of a key block (d128, pages of 16) bound the chunk at 0.87x the contiguous
  * prefill, three 0.976x (2026-12-04, paired). Each warp reads the block's table entries itself; V's
- * lead (V_LEAD) sets V's transaction counts and the ragged block's, and its warp zeroes the rows. */
+ * lead (V_LEAD) sets V's transaction counts. */
 #define COPY_WARPS COPY_WARPS_P
 #else
 #define COPY_WARPS 1
@@ -565,18 +564,30 @@ static __device__ __forceinline__ bool load_page(fat_u32 dst, const fat_tmap *ma
 #define KEY0(n0) (n0)
 #endif
 #if KV_CACHE
-/* rows [r0, r1) of every slab of a V buffer to zeros (whole 128-byte rows: the swizzle only
- * permutes 16-byte chunks inside a row; V_RUNS: in its run layout), 16 bytes a store, spread over
- * the lanes of the warp that copies V */
-static __device__ __forceinline__ void zero_rows(fat_u32 dst, int r0, int r1) {
-    const int first = PRODUCER_LANES == 1 ? 0 : (int)(threadIdx.x & 31), lanes = PRODUCER_LANES == 1 ? 1 : 32;
+/* The ragged block: V's rows past the sequence inside the last run a key block reads (the cache's
+ * rows, which may hold NaN) to zeros, by each consumer warpgroup before its P V of the block
+ * (RAGGED_ZERO); valid = the block's rows inside the sequence. Whole 128-byte rows of every slab
+ * (the swizzle only permutes 16-byte chunks inside a row; V_RUNS: in its run layout), 16 bytes a
+ * store over the warpgroup's 128 threads, then the async proxy fence and the warpgroup's barrier
+ * before any of its wgmma reads them. Both warpgroups write the same zeros to the same rows, each
+ * before its own read, and the stage is refilled only after both have released it. Done by the
+ * producer before (it waited for V to land, then zeroed, then made the stage full), it stalled every
+ * tile's pipeline: a contiguous cache of 8512 keys at 0.87-0.90x the contiguous prefill (calls 52,
+ * 56), pages of 256 0.90x (call 70). */
+static __device__ __forceinline__ bool ragged_block(int valid) {
+    return valid < BLOCK_N && valid % KV_CHUNK != 0;
+}
+static __device__ __forceinline__ void zero_rows(fat_u32 dst, int valid, int wtid, int cw) {
+    const int r0 = valid, r1 = min(BLOCK_N, (valid / KV_CHUNK + 1) * KV_CHUNK);
     /* [r0, r1) lies inside one run (the last one read): rows of it are 128 B apart in either layout */
     const fat_u32 base = dst + V_ROW_OFF(r0) - r0 * 128;
 #pragma unroll
     for (int sl = 0; sl < SLABS; ++sl)
 #pragma unroll 1
-        for (int i = r0 * 8 + first; i < r1 * 8; i += lanes)   /* chunk i: row i / 8, column chunk i % 8 */
+        for (int i = r0 * 8 + wtid; i < r1 * 8; i += 128)     /* chunk i: row i / 8, column chunk i % 8 */
             asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};" :: "r"(base + sl * V_LBO + i * 16), "r"(0) : "memory");
+    fat_fence_proxy_async();
+    fat_bar_sync(4 + cw, 128);
 }
 #endif
 
@@ -966,8 +977,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #define FULL_V(st) (s_bar + 8u * (2u * Q_STAGES + STAGES + (st)))
 #define EMPTY_K(st) (s_bar + 8u * (2u * Q_STAGES + 2u * STAGES + (st)))
 #define EMPTY_V(st) (s_bar + 8u * (2u * Q_STAGES + 3u * STAGES + (st)))
-#define RAGGED (s_bar + 8u * (2u * Q_STAGES + 4u * STAGES))     /* KV_CACHE: the ragged V block's copies */
-#define POISON(st) (RAGGED + 8u + 8u * (st))                    /* KV_CACHE: the stage's block read a bad entry */
+#define POISON(st) (s_bar + 8u * (2u * Q_STAGES + 4u * STAGES + (st)))   /* KV_CACHE: the stage's block read a bad entry */
 #if TMA_STORE
 #define TM_O (&tm_o)
 #else
@@ -1051,9 +1061,6 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             fat_mbar_init(EMPTY_K(st), CONSUMERS);
             fat_mbar_init(EMPTY_V(st), CONSUMERS);
         }
-#if KV_CACHE
-        fat_mbar_init(RAGGED, 1);
-#endif
 #if PERSISTENT == 2
 #pragma unroll
         for (int i = 0; i < TILE_SLOTS; ++i) {
@@ -1078,8 +1085,6 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             Ring w = {0, 0};
             fat_u32 q_uses = 0, ts_ = 0;
             (void)ts_;
-            fat_u32 rag_ph = 0;                  /* KV_CACHE: the parity of RAGGED's phase */
-            (void)rag_ph;
             PRODUCER_TILE_LOOP {
                 CLAIM_NEXT();
                 int m_block, h, b;
@@ -1134,25 +1139,8 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #endif
                     if (V_WARP) {
                         fat_mbar_wait(EMPTY_V(w.st), w.ph ^ 1);
-#if KV_CACHE
-                        const int valid = sk - n0;                   /* the block's rows inside the sequence */
-                        if (valid < BLOCK_N && valid % KV_CHUNK != 0 && KEY0(n0) == n0) {
-                            /* ragged: copied, then V's rows past the sequence (inside the last run
-                             * read) zeroed, then the stage is full */
-                            LOAD_V(s_v + w.st * KV_BYTES, &tm_v, RAGGED, n0);
-                            if (V_LEAD) fat_mbar_expect_tx(RAGGED, KV_BYTES);
-                            fat_mbar_wait(RAGGED, rag_ph);
-                            rag_ph ^= 1;
-                            zero_rows(s_v + w.st * KV_BYTES, valid, min(BLOCK_N, (valid / KV_CHUNK + 1) * KV_CHUNK));
-                            fat_fence_proxy_async();                 /* before the consumers' wgmma reads */
-                            if (PRODUCER_LANES > 1) __syncwarp();    /* every lane's zeros, then the arrival */
-                            if (V_LEAD) fat_mbar_arrive(FULL_V(w.st));
-                        } else
-#endif
-                        {
-                            if (V_LEAD) fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
-                            LOAD_V(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), KEY0(n0));
-                        }
+                        if (V_LEAD) fat_mbar_expect_tx(FULL_V(w.st), KV_BYTES);
+                        LOAD_V(s_v + w.st * KV_BYTES, &tm_v, FULL_V(w.st), KEY0(n0));
                     }
                     advance(w);
                 }
@@ -1209,8 +1197,13 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
  * lets the producer write the word again, in that thread's order; shared with the warpgroup once, at
  * the tile's end (fat_bar_or) */
 #define TAKE_POISON(st) do { if (wtid == 0) { fat_u32 x_; asm volatile("ld.shared.b32 %0, [%1];" : "=r"(x_) : "r"(POISON(st)) : "memory"); poison |= x_; } } while (0)
+/* before the warpgroup's P V of the key block at n0 (stage st): V's rows past the sequence zeroed
+ * where the block is ragged (a block read from KEY0 != n0 holds only keys of the sequence) */
+#define RAGGED_ZERO(n0, st) do { if (KEY0(n0) == (n0) && ragged_block(sk - (n0))) \
+            zero_rows(s_v + (st) * KV_BYTES, sk - (n0), wtid, cw); } while (0)
 #else
 #define TAKE_POISON(st) do {} while (0)
+#define RAGGED_ZERO(n0, st) do {} while (0)
 #endif
         const int row0 = m0 + 64 * cw + 16 * warp + (lane >> 2), row1 = row0 + 8;
         int lo0, hi0, lo1, hi1;
@@ -1284,6 +1277,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             PP_SYNC();
             issue_qk(s, dq, fat_desc_kmajor_sw128(s_k + r.st * KV_BYTES));                     /* S(j+1) */
             fat_mbar_wait(FULL_V(prev.st), prev.ph);
+            RAGGED_ZERO(NTH_BLOCK(tk, it - 1) * BLOCK_N, prev.st);
             issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, V_LBO));        /* O += P(j) V(j) */
             PP_ARRIVE();
             fat_wgmma_wait<1>();                                                               /* S(j+1) ready */
@@ -1303,6 +1297,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             advance(r);
         }
         fat_mbar_wait(FULL_V(prev.st), prev.ph);
+        RAGGED_ZERO(NTH_BLOCK(tk, n_iters - 1) * BLOCK_N, prev.st);
         PP_SYNC();
         issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + prev.st * KV_BYTES, V_LBO));
         PP_ARRIVE();
@@ -1322,6 +1317,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
             if (resc) rescale_o(o, a0, a1);
             pack_p(pr, s);
             fat_mbar_wait(FULL_V(r.st), r.ph);
+            RAGGED_ZERO(n0, r.st);
             PP_SYNC();
             issue_pv(o, pr, fat_desc_mnmajor_sw128(s_v + r.st * KV_BYTES, V_LBO));
             PP_ARRIVE();
