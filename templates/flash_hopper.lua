@@ -180,10 +180,6 @@ function t.valid(p, shape, dev)
                                   and string.format("pages of %d hold whole %d-key blocks (one copy each)",
                                                     shape.page_size, p.block_n) or "K and V are not paged")
     end
-    if p.persistent == 2 then
-      return false, string.format("copy_warps=%d with persistent=2: the claimed tile reaches one producer warp only",
-                                  p.copy_warps)
-    end
     if p.copy_warps == 3 and padded(d) < 128 then
       return false, "copy_warps=3 splits K's 64-column slabs over two warps: head_dim " .. d .. " has one"
     end
@@ -317,7 +313,7 @@ end
 
 -- A paged cache whose pages do not hold whole key blocks (read in runs inside a page): the copies
 -- spread over three producer warps (two where head_dim is one 64-column slab), on a static schedule
--- (copy_warps does not take the dynamic one). Paired beside our contiguous prefill at 512 new rows
+-- (as measured; the dynamic one takes copy_warps too, the tuner's to choose). Paired beside our contiguous prefill at 512 new rows
 -- against 8704 keys in 16-key pages (H200, 2026-12-04, call 55): 128x128, 3 stages, persistent,
 -- ping-pong, copy_warps 3 0.976x, 2 0.966x, 1 0.873x (the issue of 24 copies a block by one warp
 -- bound it). Where that form does not fit, the base default's tile on the static schedule.
@@ -1028,9 +1024,18 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #endif
 #if PERSISTENT == 2
 /* tiles as claimed (the dynamic schedule above); CLAIM_NEXT at the top of the producer's body */
+#if COPY_WARPS > 1
+/* warp 0 claims and publishes each tile; the other copy warps take it from the ring as the
+ * consumers do (TS_EMPTY counts their threads too); all of them stop at m-block -1 */
+#define NEXT_TILE(t) (tid < 32 ? (void)publish_tile(p, s_ts, (t), num_m, num_tiles, ts_, pm_, ph_, pb_) \
+                               : (void)(pm_ = take_tile(s_ts, ts_, ph_, pb_)))
+#define PRODUCER_TILE_LOOP int pm_ = 0, ph_ = 0, pb_ = 0, t_next_ = 0; \
+                           for (NEXT_TILE((int)blockIdx.x); pm_ >= 0; NEXT_TILE(t_next_))
+#else
 #define PRODUCER_TILE_LOOP int pm_ = 0, ph_ = 0, pb_ = 0; \
                            for (int t = publish_tile(p, s_ts, blockIdx.x, num_m, num_tiles, ts_, pm_, ph_, pb_), t_next_ = 0; \
                                 t < num_tiles; t = publish_tile(p, s_ts, t_next_, num_m, num_tiles, ts_, pm_, ph_, pb_))
+#endif
 #define PRODUCER_TILE(m, hh, bb) ((m) = pm_, (hh) = ph_, (bb) = pb_)
 #if PRODUCER_LANES > 1
 #define CLAIM_NEXT() (t_next_ = __shfl_sync(0xffffffffu, lead ? (int)atomicAdd(tile_counter, 1u) : 0, 0) + (int)gridDim.x)
@@ -1065,7 +1070,7 @@ fat_flash_hopper(const fat_kparams p, const __grid_constant__ fat_tmap tm_q, con
 #pragma unroll
         for (int i = 0; i < TILE_SLOTS; ++i) {
             fat_mbar_init(TS_FULL(i), 1);
-            fat_mbar_init(TS_EMPTY(i), 128 * CONSUMERS);        /* every consumer thread */
+            fat_mbar_init(TS_EMPTY(i), 128 * CONSUMERS + 32 * (COPY_WARPS - 1));   /* every consumer thread, the other copy warps' */
         }
 #endif
         fat_mbar_fence_init();
