@@ -648,6 +648,22 @@ static void test_show(const char *src)
     CHECK_STR_HAS("...and pointing at list", r.err, "fatune list --db");
     run_free(&r);
 
+    r = RUN(inspect_show_to, "show", "--db", src, "bf16 b4 h32/8 s512/8704 d128 causal paged16 cache append");
+    CHECK_INT("a KV cache's name as list prints it (pages, cache, append) is read", r.rc, 1);
+    CHECK_STR_HAS("...every part of it kept", r.err,
+                  "no problem 'bf16 b4 h32/8 s512/8704 d128 causal paged16 cache append' in the database");
+    run_free(&r);
+
+    r = RUN(inspect_show_to, "show", "--db", src, "bf16 b4 h32/8 s512/8704 d128 paged12 cache");
+    CHECK_INT("a page size calls cannot have is a usage error", r.rc, 2);
+    CHECK_STR_HAS("...naming it", r.err, "'paged12': a page holds a multiple of 8 keys from 8 to 256");
+    run_free(&r);
+
+    r = RUN(inspect_show_to, "show", "--db", src, "bf16 b4 h32/8 s512/8704 d128 pagedx cache");
+    CHECK_INT("pagedx is no part of a name", r.rc, 2);
+    CHECK_STR_HAS("...naming it", r.err, "'pagedx' is not a part of a problem's name");
+    run_free(&r);
+
     r = RUN(inspect_show_to, "show", "--db", src,
             "dtype=bf16,head_dim=64,causal=true,batch=4,heads_q=32,seqlen_q=4096");
     CHECK_INT("show by shape text succeeds (heads_kv and seqlen_k default)", r.rc, 0);

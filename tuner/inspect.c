@@ -445,7 +445,8 @@ static const char show_usage[] =
     "             - its name, as `fatune list` and the tuner print it (quote it for the shell):\n"
     "               'bf16 b4 h32/8 s4096/4096 d128 causal'\n"
     "               dtype (bf16 or fp16), bBATCH, hHEADS_Q/HEADS_KV, sSEQLEN_Q/SEQLEN_K, dHEAD_DIM,\n"
-    "               then causal, window, softcap, varlen where they apply; hQ means hQ/Q, sQ sQ/Q\n"
+    "               then causal, window, softcap, varlen, pagedN (N keys a page), cache, append\n"
+    "               where they apply; hQ means hQ/Q, sQ sQ/Q\n"
     "             - its shape, as `fatune show` prints it under the name:\n"
     "               dtype=bf16,head_dim=128,causal=1,batch=4,heads_q=32,heads_kv=8,seqlen_q=4096\n"
     "               (heads_kv defaults to heads_q, seqlen_k to seqlen_q; causal, window, softcap,\n"
@@ -463,7 +464,7 @@ static const char show_usage[] =
 
 /* The parts of a problem's name, for messages. */
 static const char name_parts[] = "bf16 or fp16, bBATCH, hHEADS_Q/HEADS_KV, sSEQLEN_Q/SEQLEN_K, "
-                                 "dHEAD_DIM, causal, window, softcap, varlen";
+                                 "dHEAD_DIM, causal, window, softcap, varlen, pagedN, cache, append";
 
 /* "32/8" or "32" (then b = a) into *a and *b; 0 when it is not that. */
 static int read_pair(const char *t, int *a, int *b)
@@ -488,15 +489,19 @@ static int read_pair(const char *t, int *a, int *b)
     return 1;
 }
 
-/* Reads a problem's name, "bf16 b4 h32/8 s4096/4096 d128 causal" (gen_problem_name's form, its
- * words in any order), into *p. Returns 0, or 2 (usage) with the reason in msg. */
+/* Reads a problem's name, "bf16 b4 h32/8 s4096/4096 d128 causal" or "... causal paged16 cache"
+ * (gen_problem_name's form, its words in any order), into *p. Returns 0, or 2 (usage) with the
+ * reason in msg. */
 static int parse_name(const char *text, fat_problem *p, char *msg, size_t n)
 {
-    static const char *const flags[] = {"causal", "window", "softcap", "varlen"};
+    static const char *const flags[] = {"causal", "window", "softcap", "varlen", "cache", "append"};
+    static const unsigned bits[] = {0, FAT_FEAT_WINDOW, FAT_FEAT_SOFTCAP, FAT_FEAT_VARLEN, FAT_FEAT_CACHE,
+                                    FAT_FEAT_APPEND};
     static const char *const lacks[] = {"the dtype (bf16 or fp16)", "the batch (bN)",
                                         "the heads (hQ/KV)", "the sequence lengths (sQ/K)",
                                         "the head dimension (dD)"};
-    int have[5 + 4] = {0}, slot, a, b;
+    enum { NFLAGS = sizeof flags / sizeof flags[0], PAGED_SLOT = 5 + NFLAGS };
+    int have[PAGED_SLOT + 1] = {0}, slot, a, b, used;
     char buf[512], *save = NULL;
 
     memset(p, 0, sizeof *p);
@@ -511,14 +516,23 @@ static int parse_name(const char *text, fat_problem *p, char *msg, size_t n)
             slot = 0;
             p->dtype = w[0] == 'b' ? FAT_BF16 : FAT_FP16;
         }
-        for (int f = 0; f < 4 && slot < 0; f++) {
+        for (int f = 0; f < NFLAGS && slot < 0; f++) {
             if (strcmp(w, flags[f]))
                 continue;
             slot = 5 + f;
             if (f == 0)
                 p->causal = 1;
             else
-                p->features |= f == 1 ? FAT_FEAT_WINDOW : f == 2 ? FAT_FEAT_SOFTCAP : FAT_FEAT_VARLEN;
+                p->features |= bits[f];
+        }
+        /* pagedN: a paged KV cache of N keys a page (a multiple of 8 from 8 to 256, as calls take) */
+        if (slot < 0 && sscanf(w, "paged%d%n", &a, &used) == 1 && w[used] == '\0' && w[5] >= '0' && w[5] <= '9') {
+            if (a < 8 || a > 256 || a % 8) {
+                snprintf(msg, n, "show: '%s': a page holds a multiple of 8 keys from 8 to 256", w);
+                return 2;
+            }
+            slot = PAGED_SLOT;
+            p->features |= FAT_FEAT_PAGED | ((unsigned)a << FAT_FEAT_PAGE_SHIFT);
         }
         /* heads and sequence lengths come in pairs, batch and head_dim alone */
         if (slot < 0 && k && (*k == 'h' || *k == 's' || !strchr(w, '/')) &&
