@@ -310,7 +310,7 @@ static fat_status check_cache(const fat_attn_args *a, int gpu)
     if ((st = check_cache_pointers(a, gpu)))
         return st;
     if (a->block_table) {
-        if (a->page_size < 8 || a->page_size > 256 || a->page_size % 8 != 0) {
+        if (!FAT_PAGE_SIZE_OK(a->page_size)) {
             fat_set_error("page_size: %d, want a multiple of 8 from 8 to 256 (keys per page)", a->page_size);
             return FAT_ERR_INVALID;
         }

@@ -59,6 +59,8 @@ const char *fat_dtype_name(fat_dtype dt);
 /* A paged problem's page size (keys per page, 8 to 256) is part of its features: bits 16-24. */
 #define FAT_FEAT_PAGE_SHIFT 16
 #define FAT_FEAT_PAGE_SIZE(f) ((int)(((unsigned)(f) >> FAT_FEAT_PAGE_SHIFT) & 0x1ffu))
+/* The page sizes a call may have: a multiple of 8 from 8 to 256 keys. */
+#define FAT_PAGE_SIZE_OK(n) ((n) >= 8 && (n) <= 256 && (n) % 8 == 0)
 
 /* A problem shape: what a kernel is tuned for. */
 typedef struct fat_problem {

@@ -527,7 +527,7 @@ static int parse_name(const char *text, fat_problem *p, char *msg, size_t n)
         }
         /* pagedN: a paged KV cache of N keys a page (a multiple of 8 from 8 to 256, as calls take) */
         if (slot < 0 && sscanf(w, "paged%d%n", &a, &used) == 1 && w[used] == '\0' && w[5] >= '0' && w[5] <= '9') {
-            if (a < 8 || a > 256 || a % 8) {
+            if (!FAT_PAGE_SIZE_OK(a)) {
                 snprintf(msg, n, "show: '%s': a page holds a multiple of 8 keys from 8 to 256", w);
                 return 2;
             }

@@ -442,7 +442,7 @@ static int cmd_gen(int argc, char **argv) {
         case 'P': {
             char *end;
             long n = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end || n < 8 || n > 256 || n % 8)
+            if (*optarg == '\0' || *end || !FAT_PAGE_SIZE_OK(n))
                 return usage(gen_usage, "gen: --page-size wants a multiple of 8 from 8 to 256");
             p.features = (p.features & ~(0x1ffu << FAT_FEAT_PAGE_SHIFT)) | FAT_FEAT_PAGED | ((unsigned)n << FAT_FEAT_PAGE_SHIFT);
             break;
