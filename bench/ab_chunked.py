@@ -2,12 +2,13 @@
 """Paired timing of chosen variants of one chunked-prefill problem (issue 14's bar shape), beside our
 contiguous prefill of the same shape, interleaved so that they share the GPU's clock and power state:
 
-  python3 bench/ab_chunked.py --db tuned.db [--layout paged16] [--batch 4] [--best] [--config PARAMS ...]
-                              [--twin NAME] [--rounds 12] [--iters 20] [--json out.json]
+  python3 bench/ab_chunked.py [--db tuned.db] [--layout paged16] [--batch 4] [--past 8192] [--head-dim 128]
+                              [--best] [--config PARAMS ...] [--twin NAME] [--rounds 12] [--iters 20] [--json out.json]
 
 The database is one where the problem was tuned (bench/prefill-chunked.lua), so that it has the
 problem's best row and the contiguous prefill's (a layout it was not tuned for is added to the
-copies). For the tuned best (--best) and each params string
+copies); without --db, an empty one (the runtime's schema, a device row for this GPU): the
+contiguous prefill is then the built-in default's. For the tuned best (--best) and each params string
 of flash_hopper (--twin NAME
 adds, to each, the variant with the 0/1 parameter NAME flipped) a copy of the database whose best
 row of the problem names that variant (a config row added where it has none: the runtime compiles
@@ -16,7 +17,7 @@ its kernel when the copy is opened) is opened through the Python binding. The co
 times each of them in turn (the order rotated each round) with CUDA events around ITERS launches
 back to back; a variant's figure is the median over rounds of the reference's time over its own in
 the same round, and its median TFLOPS of visible pairs. Inputs as bench/chunked_prefill.py builds
-them (bf16, d128, 32 query heads on 8 KV heads, 512 new rows after --past keys, causal bottom-right;
+them (bf16, d128 or --head-dim, 32 query heads on 8 KV heads, 512 new rows after --past keys, causal bottom-right;
 paged: shuffled pages, NaN where no key is); every output is checked against the reference's.
 """
 import argparse, json, os, shutil, sqlite3, sys, tempfile
@@ -27,8 +28,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import fatune  # noqa: E402
 from ab import db_for, flip, interleaved, median  # noqa: E402
 from chunked_prefill import paged  # noqa: E402
+from ab_decode import empty_db  # noqa: E402  (the runtime's schema and a device row)
 
-HQ, HK, D, SQ = 32, 8, 128, 512
+HQ, HK, SQ = 32, 8, 512
+D = 128         # --head-dim
 FEAT_PAGED, FEAT_CACHE, PAGE_SHIFT = 8, 16, 16
 
 
@@ -52,10 +55,11 @@ def stage(db, b, s, layout, configs, tmp):
     src = os.path.join(tmp, "src.db")
     shutil.copyfile(db, src)
     c = sqlite3.connect(src)
-    tid = c.execute("select c.template_id, x.device_id from best x join config c on c.id = x.config_id join template t "
-                    "on t.id = c.template_id where t.name = 'flash_hopper' limit 1").fetchone()
-    if tid is None:
-        sys.exit(f"ab_chunked.py: no best row of {db} is flash_hopper's")
+    c.execute("insert or ignore into template(name, version, source_hash) values ('flash_hopper', 1, 'bench/ab_chunked.py')")
+    dev = c.execute("select id from device").fetchall()
+    if len(dev) != 1:
+        sys.exit(f"ab_chunked.py: {db} has {len(dev)} devices, expected this GPU's alone")
+    tid = (c.execute("select id from template where name = 'flash_hopper'").fetchone()[0], dev[0][0])
     pid = problem_id(c, b, s, layout)
     if pid is None:
         c.execute("insert into problem(dtype, head_dim, causal, features, batch, heads_q, heads_kv, seqlen_q, seqlen_k) "
@@ -75,10 +79,11 @@ def stage(db, b, s, layout, configs, tmp):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", required=True)
+    ap.add_argument("--db", help="a tuned database (default: an empty one: built-in defaults)")
     ap.add_argument("--layout", default="paged16", help="paged<N> or cache")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--past", type=int, default=8192, help="keys before the chunk")
+    ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--best", action="store_true", help="the problem's tuned best config first")
     ap.add_argument("--config", action="append", default=[], help="flash_hopper params (repeatable)")
     ap.add_argument("--twin", help="a 0/1 parameter: add each config's twin with it flipped")
@@ -86,9 +91,14 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--json")
     a = ap.parse_args()
+    global D
+    D = a.head_dim
     if a.layout != "cache" and not (a.layout.startswith("paged") and a.layout[5:].isdigit()):
         sys.exit(f"ab_chunked.py: --layout {a.layout}: want paged<N> or cache")
     b, s = a.batch, a.past + SQ
+    tmp = tempfile.mkdtemp(prefix="fatune-abc-")
+    if a.db is None:
+        a.db = empty_db(tmp)[0]
     c = sqlite3.connect(a.db)
     pid = problem_id(c, b, s, a.layout)
     best = c.execute("select c.params from best x join config c on c.id = x.config_id where x.problem_id = ?",
@@ -99,7 +109,6 @@ def main():
         configs += [t for t in (flip(p, a.twin) for p in list(configs)) if t and t not in configs]
     if not configs:
         sys.exit("ab_chunked.py: no variant: give --best or --config")
-    tmp = tempfile.mkdtemp(prefix="fatune-abc-")
     src, pid, cids = stage(a.db, b, s, a.layout, configs, tmp)
     gen = torch.Generator(device="cuda")
     gen.manual_seed(14)
@@ -140,7 +149,7 @@ def main():
         print(f"| {x['variant']} | {x['ms']:.3f} | {x['tflops']:.1f} | {x['vs_contiguous']:.3f} |")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"problem": {"batch": b, "new": SQ, "keys": s, "layout": a.layout}, "rounds": a.rounds,
+            json.dump({"problem": {"batch": b, "new": SQ, "keys": s, "head_dim": D, "layout": a.layout}, "rounds": a.rounds,
                        "iters": a.iters, "rows": rows}, f, indent=1)
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -336,9 +336,28 @@ local function paged_runs_default(p, shape, dev)
   return p
 end
 
+-- Above head_dim 128 the base default's key block (112 at d192, 80 at d256) straddles pages of 64
+-- keys and more; 64-key blocks, which such pages hold whole (one copy a block, no copy warps),
+-- walked forward. Paired beside our contiguous prefill at 512 new rows against 8704 and 4608 keys
+-- in 256-key pages (H200, 2026-12-04, call 79): d256 1.001-1.013x against 0.982-0.998x for 80-key
+-- blocks in runs; d192 1.007x against 0.996x. With 16-key pages 64-key blocks lose (0.95x at
+-- d256: four runs a block either way), so runs keep the base block there.
+local function whole_page_default(p, shape, dev)
+  if shape.head_dim <= 128 or shape.page_size % 64 ~= 0 then return nil end
+  for _, st in ipairs({ p.stages, 3, 2 }) do
+    local c = {}
+    for k, v in pairs(p) do c[k] = v end
+    c.block_n, c.copy_warps, c.stages, c.walk_forward = 64, 1, st, shape.causal and 1 or 0
+    if t.valid(c, shape, dev) then return c end
+  end
+  return nil
+end
+
 function t.default(shape, dev)
   local p = base_default(shape, dev)
-  if p and shape.page_size and kv_chunk(p, shape) < p.block_n then return paged_runs_default(p, shape, dev) end
+  if p and shape.page_size and kv_chunk(p, shape) < p.block_n then
+    return whole_page_default(p, shape, dev) or paged_runs_default(p, shape, dev)
+  end
   return p
 end
 

@@ -253,6 +253,24 @@ static void test_templates(void) {
         snprintf(params, sizeof params, "%s3", form);
         CHECK_INT("copy_warps=3 at head_dim 64: refused", gen_emit(g, "flash_hopper", params, &d64, &dev, &v), FAT_ERR_TEMPLATE);
         CHECK_STR_HAS("  naming why", gen_errmsg(g), "head_dim 64 has one");
+        /* the built-in default above head_dim 128: pages of 64 keys and more hold whole 64-key
+         * blocks (one copy each, walked forward), 16-key pages keep the base block in runs */
+        const struct { unsigned hd, page; const char *want; } defs[] = {
+            { 256, 256, "block_m=128,block_n=64,copy_warps=1,o_separate=0,overlap=1,persistent=1,pingpong=1,"
+                        "q_stages=1,stages=2,tma_store=0,walk_forward=1" },
+            { 192, 64, "block_m=128,block_n=64,copy_warps=1,o_separate=0,overlap=1,persistent=1,pingpong=1,"
+                       "q_stages=1,stages=3,tma_store=0,walk_forward=1" },
+            { 256, 16, "block_m=128,block_n=80,copy_warps=3," },
+            { 128, 256, "block_m=128,block_n=128,copy_warps=1," },
+        };
+        for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+            fat_problem c = { FAT_BF16, (int)defs[i].hd, 1, FAT_FEAT_PAGED | FAT_FEAT_CACHE | (defs[i].page << FAT_FEAT_PAGE_SHIFT),
+                              4, 32, 8, 512, 8704 };
+            char dp[512], what[128];
+            snprintf(what, sizeof what, "flash_hopper's default, d%u chunk over %u-key pages", defs[i].hd, defs[i].page);
+            CHECK_INT(what, gen_default(g, "flash_hopper", &c, &dev, dp, sizeof dp), FAT_OK);
+            CHECK_STR_HAS("  the measured form", dp, defs[i].want);
+        }
     }
     /* decode's evict_first: every K and V copy under the L2 policy (contiguous tiles, and a paged
      * cache read row by row: 24-key pages, 32-key tiles), none without it */
