@@ -311,6 +311,14 @@ local function base_default(shape, dev)
   return nil
 end
 
+-- A copy of params p with the fields of changes set.
+local function with(p, changes)
+  local c = {}
+  for k, v in pairs(p) do c[k] = v end
+  for k, v in pairs(changes) do c[k] = v end
+  return c
+end
+
 -- A paged cache whose pages do not hold whole key blocks (read in runs inside a page): the copies
 -- spread over three producer warps (two where head_dim is one 64-column slab), on a static schedule
 -- (as measured; the dynamic one takes copy_warps too, the tuner's to choose). Paired beside our contiguous prefill at 512 new rows
@@ -320,15 +328,11 @@ end
 local function paged_runs_default(p, shape, dev)
   local measured = { block_m = 128, block_n = 128, stages = 3, persistent = 1, pingpong = 1, overlap = 1, q_stages = 1,
                      o_separate = 0, tma_store = 0, walk_forward = shape.causal and 1 or 0 }
-  local static = {}
-  for k, v in pairs(p) do static[k] = v end
-  if static.persistent == 2 then static.persistent = 1 end
+  local static = with(p, { persistent = p.persistent == 2 and 1 or p.persistent })
   for _, cw in ipairs({ 3, 2 }) do
     for _, base in ipairs({ measured, static }) do
       for _, qo in ipairs({ { base.q_stages, base.o_separate }, { 2, 1 }, { 2, 0 }, { 1, 1 }, { 1, 0 } }) do
-        local c = {}
-        for k, v in pairs(base) do c[k] = v end
-        c.copy_warps, c.q_stages, c.o_separate = cw, qo[1], qo[2]
+        local c = with(base, { copy_warps = cw, q_stages = qo[1], o_separate = qo[2] })
         if t.valid(c, shape, dev) then return c end
       end
     end
@@ -345,9 +349,7 @@ end
 local function whole_page_default(p, shape, dev)
   if shape.head_dim <= 128 or shape.page_size % 64 ~= 0 then return nil end
   for _, st in ipairs({ p.stages, 3, 2 }) do
-    local c = {}
-    for k, v in pairs(p) do c[k] = v end
-    c.block_n, c.copy_warps, c.stages, c.walk_forward = 64, 1, st, shape.causal and 1 or 0
+    local c = with(p, { block_n = 64, copy_warps = 1, stages = st, walk_forward = shape.causal and 1 or 0 })
     if t.valid(c, shape, dev) then return c end
   end
   return nil
